@@ -1,1 +1,647 @@
-// placeholder
+#include "server/store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <iterator>
+#include <filesystem>
+#include <system_error>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+namespace {
+
+// Schema migrations; kMigrations[i] takes user_version i to i + 1. Append
+// only: a released migration never changes.
+constexpr const char* kMigrations[] = {
+    // 1: runs and instances.
+    R"sql(
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after deletes
+  flow TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  state INTEGER NOT NULL,                -- v1::RunState
+  created_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  run BLOB NOT NULL,                     -- serialized v1::Run (id not set)
+  request BLOB NOT NULL                  -- serialized v1::SubmitFlowRequest
+);
+CREATE INDEX runs_by_state ON runs(state, id);
+CREATE TABLE instances (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  params TEXT NOT NULL,
+  output TEXT NOT NULL,
+  state INTEGER NOT NULL,                -- v1::InstanceState
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  lines INTEGER NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX instances_by_state ON instances(run_id, state);
+CREATE INDEX instances_by_task ON instances(run_id, task);
+)sql",
+};
+static_assert(std::size(kMigrations) == Store::kSchemaVersion,
+              "one migration per schema version");
+
+constexpr int kBusyTimeoutMs = 10000;
+
+constexpr char kInstanceColumns[] =
+    "run_id, seq, task, params, output, state, error, attempts, started_ms, "
+    "finished_ms, bytes, lines";
+
+absl::StatusCode CodeForSqlite(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::StatusCode::kUnavailable;
+    case SQLITE_CONSTRAINT:
+      return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::StatusCode::kResourceExhausted;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_AUTH:
+      return absl::StatusCode::kPermissionDenied;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+// "<what>: <SQLite's message>", with a status code that matches the failure.
+absl::Status SqliteError(sqlite3* db, int rc, const std::string& what) {
+  const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return absl::Status(CodeForSqlite(rc), absl::StrCat(what, ": ", msg));
+}
+
+// Binds by pointer: the strings must outlive the statement's step.
+void BindText(sqlite3_stmt* stmt, int index, const std::string& value) {
+  sqlite3_bind_text(stmt, index, value.data(), static_cast<int>(value.size()),
+                    SQLITE_STATIC);
+}
+void BindBlob(sqlite3_stmt* stmt, int index, const std::string& value) {
+  // data() is never null, so an empty string binds an empty blob, not NULL.
+  sqlite3_bind_blob(stmt, index, value.data(), static_cast<int>(value.size()),
+                    SQLITE_STATIC);
+}
+
+std::string ColumnString(sqlite3_stmt* stmt, int column) {
+  const void* data = sqlite3_column_blob(stmt, column);
+  int size = sqlite3_column_bytes(stmt, column);
+  if (data == nullptr || size <= 0) return std::string();
+  return std::string(static_cast<const char*>(data), size);
+}
+
+// Steps a statement that returns no rows and resets it for reuse. Returns
+// SQLite's result code; the error message stays on the connection.
+int StepDone(sqlite3_stmt* stmt) {
+  int rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+// Resets a read statement however its caller leaves the scope.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~ResetOnExit() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+InstanceRecord ReadInstance(sqlite3_stmt* stmt) {
+  InstanceRecord r;
+  r.run_id = sqlite3_column_int64(stmt, 0);
+  r.seq = sqlite3_column_int64(stmt, 1);
+  r.task = ColumnString(stmt, 2);
+  r.params = ColumnString(stmt, 3);
+  r.output = ColumnString(stmt, 4);
+  r.state = static_cast<v1::InstanceState>(sqlite3_column_int(stmt, 5));
+  r.error = ColumnString(stmt, 6);
+  r.attempts = sqlite3_column_int(stmt, 7);
+  r.started_ms = sqlite3_column_int64(stmt, 8);
+  r.finished_ms = sqlite3_column_int64(stmt, 9);
+  r.bytes = sqlite3_column_int64(stmt, 10);
+  r.lines = sqlite3_column_int64(stmt, 11);
+  return r;
+}
+
+}  // namespace
+
+void Store::DbCloser::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+void Store::StmtFinalizer::operator()(sqlite3_stmt* stmt) const {
+  sqlite3_finalize(stmt);
+}
+
+Store::Store(std::string path, const StoreOptions& options)
+    : path_(std::move(path)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
+                                                   const StoreOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError("store: empty path");
+  std::unique_ptr<Store> store(new Store(path, options));
+  absl::Status status = store->Init();
+  if (!status.ok()) return status;
+  return store;
+}
+
+absl::Status Store::Init() {
+  const std::string where = absl::StrCat("store ", path_);
+  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return absl::Status(absl::ErrnoToStatusCode(ec.value()),
+                          absl::StrCat(where, ": cannot create directory ",
+                                       parent.string(), ": ", ec.message()));
+    }
+  }
+  // Create the file ourselves so it is private; SQLite gives its -wal and
+  // -shm files the same mode.
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int err = errno;
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrCat(where, ": cannot open: ", strerror(err)));
+  }
+  ::close(fd);
+
+  // Each connection is used by one thread at a time (the writer thread, or
+  // readers under reader_mu_), so SQLite's own mutexes are not needed.
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &db, flags, nullptr);
+  writer_db_.reset(db);
+  if (rc != SQLITE_OK) return SqliteError(db, rc, where);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  sqlite3_extended_result_codes(db, 1);
+
+  {
+    // journal_mode answers with the mode it got; WAL lets reads run beside
+    // the writer.
+    sqlite3_stmt* raw = nullptr;
+    rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &raw, nullptr);
+    Stmt stmt(raw);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, where);
+    rc = sqlite3_step(stmt.get());
+    if (rc != SQLITE_ROW) return SqliteError(db, rc, where);
+    std::string mode = ColumnString(stmt.get(), 0);
+    if (mode != "wal") {
+      spdlog::warn("{}: journal_mode is {}, not wal; reads may wait for writes",
+                   where, mode);
+    }
+  }
+  absl::Status status = ExecWriter("PRAGMA foreign_keys=ON");
+  if (status.ok()) {
+    status = ExecWriter(options_.sync_commits ? "PRAGMA synchronous=FULL"
+                                              : "PRAGMA synchronous=NORMAL");
+  }
+  if (status.ok()) status = Migrate();
+  if (!status.ok()) return status;
+
+  {
+    absl::MutexLock lock(&reader_mu_);
+    db = nullptr;
+    rc = sqlite3_open_v2(path_.c_str(), &db, flags, nullptr);
+    reader_db_.reset(db);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, where);
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    sqlite3_extended_result_codes(db, 1);
+    rc = sqlite3_exec(db, "PRAGMA query_only=ON", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, where);
+  }
+  status = PrepareStatements();
+  if (!status.ok()) return status;
+
+  writer_ = std::thread([this] { WriterLoop(); });
+  writer_id_ = writer_.get_id();
+  return absl::OkStatus();
+}
+
+absl::Status Store::ExecWriter(const char* sql) {
+  int rc = sqlite3_exec(writer_db_.get(), sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    return SqliteError(writer_db_.get(), rc, absl::StrCat("store ", path_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::Migrate() {
+  const std::string where = absl::StrCat("store ", path_);
+  // Read the version inside the write transaction so two daemons opening the
+  // same file cannot both migrate it.
+  absl::Status status = ExecWriter("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  sqlite3* db = writer_db_.get();
+  int version = 0;
+  {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
+    Stmt stmt(raw);
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
+    if (rc != SQLITE_ROW) {
+      status = SqliteError(db, rc, where);
+    } else {
+      version = sqlite3_column_int(stmt.get(), 0);
+    }
+  }
+  if (status.ok() && version > kSchemaVersion) {
+    status = absl::FailedPreconditionError(absl::StrCat(
+        where, ": database schema version ", version,
+        " is newer than this asflowd supports (", kSchemaVersion,
+        "); run a newer asflowd or use another state file"));
+  }
+  for (int v = version; status.ok() && v < kSchemaVersion; ++v) {
+    status = ExecWriter(kMigrations[v]);
+    if (status.ok()) {
+      // PRAGMA takes no parameters; this runs once per migration at open.
+      status = ExecWriter(absl::StrCat("PRAGMA user_version=", v + 1).c_str());
+    }
+    if (status.ok()) spdlog::info("{}: migrated schema to version {}", where, v + 1);
+  }
+  if (status.ok()) status = ExecWriter("COMMIT");
+  if (!status.ok() && !sqlite3_get_autocommit(db)) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+absl::Status Store::PrepareStatements() {
+  const std::string where = absl::StrCat("store ", path_);
+  auto prepare = [&where](sqlite3* db, const std::string& sql,
+                          Stmt& out) -> absl::Status {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT,
+                                &raw, nullptr);
+    out.reset(raw);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, absl::StrCat(where, ": ", sql));
+    return absl::OkStatus();
+  };
+  sqlite3* w = writer_db_.get();
+  const std::string select_instances = absl::StrCat(
+      "SELECT ", kInstanceColumns,
+      " FROM instances WHERE run_id=?1 AND seq>?2"
+      " AND (?3=0 OR ((?3>>state)&1)=1)");
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3* r = reader_db_.get();
+  for (auto [db, sql, stmt] : std::initializer_list<std::tuple<sqlite3*, std::string, Stmt*>>{
+           {w, "BEGIN IMMEDIATE", &begin_},
+           {w, "COMMIT", &commit_},
+           {w, "ROLLBACK", &rollback_},
+           {w,
+            "INSERT INTO runs(flow, workspace, state, created_ms, finished_ms,"
+            " error, run, request) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &insert_run_},
+           {w,
+            "UPDATE runs SET state=?2, finished_ms=?3, error=?4, run=?5"
+            " WHERE id=?1",
+            &update_run_},
+           {w,
+            absl::StrCat(
+                "INSERT INTO instances(", kInstanceColumns,
+                ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                " ON CONFLICT(run_id, seq) DO UPDATE SET task=excluded.task,"
+                " params=excluded.params, output=excluded.output,"
+                " state=excluded.state, error=excluded.error,"
+                " attempts=excluded.attempts, started_ms=excluded.started_ms,"
+                " finished_ms=excluded.finished_ms, bytes=excluded.bytes,"
+                " lines=excluded.lines"),
+            &upsert_instance_},
+           {r, "SELECT id, run, request FROM runs WHERE id=?1", &get_run_},
+           {r, "SELECT id, run, request FROM runs ORDER BY id DESC LIMIT ?1",
+            &list_runs_},
+           {r,
+            "SELECT id, run, request FROM runs WHERE state=?2"
+            " ORDER BY id DESC LIMIT ?1",
+            &list_running_runs_},
+           {r, absl::StrCat(select_instances, " ORDER BY seq LIMIT ?4"),
+            &list_instances_},
+           {r, absl::StrCat(select_instances, " AND task=?5 ORDER BY seq LIMIT ?4"),
+            &list_task_instances_},
+       }) {
+    absl::Status status = prepare(db, sql, *stmt);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+Store::~Store() {
+  if (writer_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    writer_.join();
+  }
+}
+
+bool Store::HasWorkOrStoppingLocked() const {
+  return !queue_.empty() || stopping_;
+}
+
+bool Store::HasRoomLocked() const { return queue_.size() < options_.max_pending; }
+
+uint64_t Store::Enqueue(Write write) {
+  absl::MutexLock lock(&mu_);
+  // A callback that writes must not wait for the writer it runs on.
+  if (std::this_thread::get_id() != writer_id_) {
+    mu_.Await(absl::Condition(this, &Store::HasRoomLocked));
+  }
+  queue_.push_back(std::move(write));
+  return ++enqueued_;
+}
+
+absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
+                                         const std::string& request) {
+  if (std::this_thread::get_id() == writer_id_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", path_, ": CreateRun called from a callback"));
+  }
+  CreateRunResult result;
+  NewRun op{run, request, &result};
+  op.run.clear_id();
+  uint64_t seq = Enqueue(Write{std::move(op), nullptr});
+  absl::MutexLock lock(&mu_);
+  auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return applied_ >= seq;
+  };
+  mu_.Await(absl::Condition(&done));
+  if (!result.status.ok()) return result.status;
+  return result.id;
+}
+
+void Store::PutInstance(InstanceRecord record, std::function<void()> on_committed) {
+  Enqueue(Write{std::move(record), std::move(on_committed)});
+}
+
+void Store::PutRun(v1::Run run, std::function<void()> on_committed) {
+  Enqueue(Write{std::move(run), std::move(on_committed)});
+}
+
+absl::Status Store::Flush() {
+  if (std::this_thread::get_id() == writer_id_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", path_, ": Flush called from a callback"));
+  }
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = enqueued_;
+  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return applied_ >= target;
+  };
+  mu_.Await(absl::Condition(&done));
+  return std::exchange(first_error_, absl::OkStatus());
+}
+
+size_t Store::pending_writes() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<size_t>(enqueued_ - applied_);
+}
+
+uint64_t Store::transactions_committed() const {
+  absl::MutexLock lock(&mu_);
+  return transactions_;
+}
+
+void Store::WriterLoop() {
+  std::vector<Write> group;
+  for (;;) {
+    group.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Store::HasWorkOrStoppingLocked));
+      if (queue_.empty()) return;  // stopping, and everything is committed
+      size_t n = std::min(queue_.size(), std::max<size_t>(options_.max_group, 1));
+      for (size_t i = 0; i < n; ++i) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    absl::Status write_error;
+    absl::Status tx = ApplyGroup(group, write_error);
+    // Callbacks run whether or not the write committed: callers may count on
+    // them (e.g. to release waiters); the failure itself reaches Flush.
+    for (Write& w : group) {
+      if (w.on_committed) w.on_committed();
+    }
+    absl::MutexLock lock(&mu_);
+    applied_ += group.size();
+    if (tx.ok()) ++transactions_;
+    if (first_error_.ok()) first_error_ = tx.ok() ? write_error : tx;
+  }
+}
+
+absl::Status Store::ApplyGroup(std::vector<Write>& group, absl::Status& write_error) {
+  sqlite3* db = writer_db_.get();
+  const std::string where = absl::StrCat("store ", path_);
+  absl::Status tx;
+  int rc = StepDone(begin_.get());
+  if (rc != SQLITE_DONE) {
+    tx = SqliteError(db, rc, absl::StrCat(where, ": begin transaction"));
+  }
+  for (size_t i = 0; tx.ok() && i < group.size(); ++i) {
+    absl::Status status = ApplyWrite(group[i]);
+    if (status.ok()) continue;
+    if (sqlite3_get_autocommit(db)) {
+      // SQLite rolled the whole transaction back (disk full, I/O error).
+      tx = status;
+      break;
+    }
+    // Only this statement failed; the rest of the group still commits.
+    if (auto* op = std::get_if<NewRun>(&group[i].op)) {
+      op->result->status = status;
+    } else {
+      spdlog::error("{}", std::string(status.message()));
+      if (write_error.ok()) write_error = status;
+    }
+  }
+  if (tx.ok()) {
+    rc = StepDone(commit_.get());
+    if (rc != SQLITE_DONE) tx = SqliteError(db, rc, absl::StrCat(where, ": commit"));
+  }
+  if (tx.ok()) return tx;
+
+  if (!sqlite3_get_autocommit(db)) StepDone(rollback_.get());
+  spdlog::error("{} ({} writes lost)", std::string(tx.message()), group.size());
+  for (Write& w : group) {
+    if (auto* op = std::get_if<NewRun>(&w.op)) {
+      op->result->status = tx;
+      op->result->id = 0;
+    }
+  }
+  return tx;
+}
+
+absl::Status Store::ApplyWrite(Write& write) {
+  sqlite3* db = writer_db_.get();
+  if (auto* r = std::get_if<InstanceRecord>(&write.op)) {
+    sqlite3_stmt* s = upsert_instance_.get();
+    sqlite3_bind_int64(s, 1, r->run_id);
+    sqlite3_bind_int64(s, 2, r->seq);
+    BindText(s, 3, r->task);
+    BindText(s, 4, r->params);
+    BindText(s, 5, r->output);
+    sqlite3_bind_int(s, 6, r->state);
+    BindText(s, 7, r->error);
+    sqlite3_bind_int(s, 8, r->attempts);
+    sqlite3_bind_int64(s, 9, r->started_ms);
+    sqlite3_bind_int64(s, 10, r->finished_ms);
+    sqlite3_bind_int64(s, 11, r->bytes);
+    sqlite3_bind_int64(s, 12, r->lines);
+    int rc = StepDone(s);
+    if (rc != SQLITE_DONE) {
+      return SqliteError(db, rc, absl::StrCat("store ", path_, ": put instance ",
+                                              r->run_id, "/", r->seq, " (",
+                                              r->task, ")"));
+    }
+    return absl::OkStatus();
+  }
+  if (auto* run = std::get_if<v1::Run>(&write.op)) {
+    std::string blob = run->SerializeAsString();
+    sqlite3_stmt* s = update_run_.get();
+    sqlite3_bind_int64(s, 1, run->id());
+    sqlite3_bind_int(s, 2, run->state());
+    sqlite3_bind_int64(s, 3, run->finished_ms());
+    BindText(s, 4, run->error());
+    BindBlob(s, 5, blob);
+    int rc = StepDone(s);
+    if (rc != SQLITE_DONE) {
+      return SqliteError(db, rc,
+                         absl::StrCat("store ", path_, ": put run ", run->id()));
+    }
+    if (sqlite3_changes(db) == 0) {
+      return absl::NotFoundError(absl::StrCat("store ", path_, ": put run ",
+                                              run->id(), ": run ", run->id(),
+                                              " not found"));
+    }
+    return absl::OkStatus();
+  }
+  NewRun& op = std::get<NewRun>(write.op);
+  std::string blob = op.run.SerializeAsString();
+  sqlite3_stmt* s = insert_run_.get();
+  BindText(s, 1, op.run.flow());
+  BindText(s, 2, op.run.workspace());
+  sqlite3_bind_int(s, 3, op.run.state());
+  sqlite3_bind_int64(s, 4, op.run.created_ms());
+  sqlite3_bind_int64(s, 5, op.run.finished_ms());
+  BindText(s, 6, op.run.error());
+  BindBlob(s, 7, blob);
+  BindBlob(s, 8, op.request);
+  int rc = StepDone(s);
+  if (rc != SQLITE_DONE) {
+    return SqliteError(db, rc, absl::StrCat("store ", path_, ": create run of flow ",
+                                            op.run.flow()));
+  }
+  op.result->id = sqlite3_last_insert_rowid(db);
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Reads rows of (id, run, request) into RunRecords.
+absl::StatusOr<std::vector<RunRecord>> ReadRuns(sqlite3* db, sqlite3_stmt* stmt,
+                                                const std::string& where) {
+  std::vector<RunRecord> runs;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    RunRecord record;
+    int64_t id = sqlite3_column_int64(stmt, 0);
+    const void* data = sqlite3_column_blob(stmt, 1);
+    int size = sqlite3_column_bytes(stmt, 1);
+    if (size > 0 && !record.run.ParseFromArray(data, size)) {
+      return absl::DataLossError(
+          absl::StrCat(where, ": run ", id, ": stored v1::Run does not parse"));
+    }
+    record.run.set_id(id);
+    record.request = ColumnString(stmt, 2);
+    runs.push_back(std::move(record));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db, rc, absl::StrCat(where, ": read runs"));
+  return runs;
+}
+
+}  // namespace
+
+absl::StatusOr<RunRecord> Store::GetRun(int64_t id) {
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* s = get_run_.get();
+  ResetOnExit reset(s);
+  sqlite3_bind_int64(s, 1, id);
+  absl::StatusOr<std::vector<RunRecord>> runs =
+      ReadRuns(reader_db_.get(), s, absl::StrCat("store ", path_));
+  if (!runs.ok()) return runs.status();
+  if (runs->empty()) return absl::NotFoundError(absl::StrCat("run ", id, " not found"));
+  return std::move(runs->front());
+}
+
+absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(int limit, bool only_running) {
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* s = only_running ? list_running_runs_.get() : list_runs_.get();
+  ResetOnExit reset(s);
+  sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
+  if (only_running) sqlite3_bind_int(s, 2, v1::RUN_RUNNING);
+  return ReadRuns(reader_db_.get(), s, absl::StrCat("store ", path_));
+}
+
+absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(
+    const InstanceQuery& q) {
+  uint64_t mask = 0;
+  for (v1::InstanceState state : q.states) {
+    if (state >= 0 && state < 63) mask |= uint64_t{1} << state;
+  }
+  if (!q.states.empty() && mask == 0) return std::vector<InstanceRecord>();
+  return QueryInstances(q.run_id, q.task, mask, q.after_seq, q.limit);
+}
+
+absl::StatusOr<std::vector<InstanceRecord>> Store::LoadInstances(int64_t run_id) {
+  return QueryInstances(run_id, "", 0, -1, 0);
+}
+
+absl::StatusOr<std::vector<InstanceRecord>> Store::QueryInstances(
+    int64_t run_id, const std::string& task, uint64_t state_mask,
+    int64_t after_seq, int limit) {
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* s = task.empty() ? list_instances_.get() : list_task_instances_.get();
+  ResetOnExit reset(s);
+  sqlite3_bind_int64(s, 1, run_id);
+  sqlite3_bind_int64(s, 2, after_seq);
+  sqlite3_bind_int64(s, 3, static_cast<int64_t>(state_mask));
+  sqlite3_bind_int64(s, 4, limit > 0 ? limit : -1);
+  if (!task.empty()) BindText(s, 5, task);
+  std::vector<InstanceRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadInstance(s));
+  if (rc != SQLITE_DONE) {
+    return SqliteError(reader_db_.get(), rc,
+                       absl::StrCat("store ", path_, ": read instances of run ", run_id));
+  }
+  return out;
+}
+
+}  // namespace asflow

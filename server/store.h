@@ -1,0 +1,217 @@
+// The daemon's durable state: runs and instances in one SQLite database.
+#ifndef ASFLOW_SERVER_STORE_H_
+#define ASFLOW_SERVER_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "asflow/v1/flow.pb.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace asflow {
+
+// How a Store trades durability, latency and memory.
+struct StoreOptions {
+  // true: synchronous=FULL, every group commit is on disk when its callbacks
+  // run. false: synchronous=NORMAL, a power loss may lose the last commits
+  // (never corrupts the database).
+  bool sync_commits = true;
+  // Most writes applied in one transaction (one COMMIT, one fsync).
+  size_t max_group = 8192;
+  // PutInstance/PutRun block while this many writes are queued, so a burst of
+  // state changes cannot grow memory without bound.
+  size_t max_pending = 1 << 20;
+};
+
+// One run as stored: the v1::Run (with its counters) and how it was submitted.
+struct RunRecord {
+  v1::Run run;          // id, flow, workspace, state, params, created_ms,
+                        // finished_ms, error, keep_going, tasks (counters)
+  std::string request;  // serialized v1::SubmitFlowRequest, kept to resume
+                        // the run after a restart
+};
+
+// One instance as seen by one run; (run_id, seq) is the key.
+struct InstanceRecord {
+  int64_t run_id = 0;
+  int64_t seq = 0;       // position within the run
+  std::string task;
+  std::string params;    // canonical JSON object text, e.g. {"video_id":"abc"}
+  std::string output;    // relative to the workspace; may be empty
+  v1::InstanceState state = v1::QUEUED;
+  std::string error;
+  int32_t attempts = 0;
+  int64_t started_ms = 0, finished_ms = 0, bytes = 0, lines = 0;
+};
+
+// Filter for Store::ListInstances. Results are in seq order; page by passing
+// the last seq seen as after_seq.
+struct InstanceQuery {
+  int64_t run_id = 0;
+  std::string task;                      // empty: any task
+  std::vector<v1::InstanceState> states;  // empty: any state
+  int64_t after_seq = -1;                // only seq > after_seq
+  int limit = 1000;                      // <= 0: no limit
+};
+
+// The daemon's SQLite database (WAL). Writes are queued and applied in call
+// order by one writer thread in grouped transactions (one COMMIT per group,
+// so no fsync per state change); reads use their own connection and see only
+// committed data. Thread-safe.
+class Store {
+ public:
+  // Newest schema version this build knows (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the database at `path`: creates parent directories and
+  // the file (mode 0600) and migrates the schema. Fails, naming the path, if
+  // the file cannot be opened or was written by a newer asflowd.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(
+      const std::string& path, const StoreOptions& options = {});
+
+  // Commits everything queued (running its callbacks), then stops the writer.
+  // REQUIRES: no other thread is calling into the Store.
+  ~Store();
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Inserts the run (ignoring run.id) and returns its new id, which is larger
+  // than every id handed out before. Blocks until the insert is committed;
+  // ordered with the asynchronous writes queued before it. Fails (without
+  // blocking) if called from an on_committed callback.
+  absl::StatusOr<int64_t> CreateRun(const v1::Run& run,
+                                    const std::string& request);
+
+  // Asynchronous writes, applied in call order. on_committed (may be null)
+  // runs on the writer thread right after the transaction that holds the
+  // write ends, in call order, before Flush waiters wake; it must not block.
+  // It runs exactly once even if the write failed (the failure is logged and
+  // returned by the next Flush), so a caller never waits forever on it.
+  // Blocks while max_pending writes are queued, except on the writer thread.
+  //
+  // Inserts or replaces the instance (run_id, seq). The run must exist.
+  void PutInstance(InstanceRecord record,
+                   std::function<void()> on_committed = nullptr);
+  // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
+  // of run.id. A run that does not exist is a NotFound write error.
+  void PutRun(v1::Run run, std::function<void()> on_committed = nullptr);
+
+  // Blocks until every write queued before the call is committed (and its
+  // callback has run). Returns the first write error since the previous
+  // Flush, or OK. From an on_committed callback: FailedPrecondition.
+  absl::Status Flush();
+
+  // Writes queued or being applied, not yet committed.
+  size_t pending_writes() const;
+  // Transactions the writer has committed since Open (for tests and stats).
+  uint64_t transactions_committed() const;
+
+  // Reads; each sees one committed snapshot. Concurrent reads are serialized
+  // on one reader connection.
+  //
+  // NotFound "run 42 not found" if there is no such run.
+  absl::StatusOr<RunRecord> GetRun(int64_t id);
+  // Newest first; at most `limit` runs (<= 0: all); only RUN_RUNNING ones if
+  // only_running.
+  absl::StatusOr<std::vector<RunRecord>> ListRuns(int limit, bool only_running);
+  // Instances of q.run_id matching q, in seq order.
+  absl::StatusOr<std::vector<InstanceRecord>> ListInstances(
+      const InstanceQuery& q);
+  // Every instance of the run, in seq order (to resume it after a restart).
+  absl::StatusOr<std::vector<InstanceRecord>> LoadInstances(int64_t run_id);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct DbCloser {
+    void operator()(sqlite3* db) const;
+  };
+  struct StmtFinalizer {
+    void operator()(sqlite3_stmt* stmt) const;
+  };
+  using Db = std::unique_ptr<sqlite3, DbCloser>;
+  using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+  // Where CreateRun's caller waits for the writer's answer.
+  struct CreateRunResult {
+    absl::Status status;
+    int64_t id = 0;
+  };
+  struct NewRun {
+    v1::Run run;
+    std::string request;
+    CreateRunResult* result;  // owned by the waiting CreateRun caller
+  };
+  struct Write {
+    std::variant<InstanceRecord, v1::Run, NewRun> op;
+    std::function<void()> on_committed;
+  };
+
+  Store(std::string path, const StoreOptions& options);
+  absl::Status Init();
+  absl::Status Migrate();
+  absl::Status PrepareStatements();
+
+  // Queues one write and returns its sequence number (1-based, call order).
+  uint64_t Enqueue(Write write);
+  void WriterLoop();
+  // Applies `group` in one transaction on the writer thread. Returns the
+  // transaction's status; per-write failures go to `first_error`.
+  absl::Status ApplyGroup(std::vector<Write>& group, absl::Status& first_error);
+  absl::Status ApplyWrite(Write& write);
+  absl::Status ExecWriter(const char* sql);
+
+  absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(
+      int64_t run_id, const std::string& task, uint64_t state_mask,
+      int64_t after_seq, int limit);
+
+  bool HasWorkOrStoppingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const std::string path_;
+  const StoreOptions options_;
+
+  // Owned by the writer thread once it starts (Open uses them before).
+  Db writer_db_;
+  Stmt begin_, commit_, rollback_;
+  Stmt insert_run_, update_run_, upsert_instance_;
+  std::thread writer_;
+  std::thread::id writer_id_;
+
+  // The read side.
+  absl::Mutex reader_mu_;
+  Db reader_db_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt get_run_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt list_runs_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt list_running_runs_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt list_instances_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt list_task_instances_ ABSL_GUARDED_BY(reader_mu_);
+
+  // The write queue.
+  mutable absl::Mutex mu_;
+  std::deque<Write> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;  // writes ever queued
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;   // writes done, callbacks run
+  uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status first_error_ ABSL_GUARDED_BY(mu_);  // since the last Flush
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_STORE_H_
