@@ -1,1 +1,70 @@
-int main() { return 0; }
+// asflowctl: the asflow command line. Parses flags and dispatches to
+// client/commands.
+#include <signal.h>
+
+#include <cstdlib>
+
+#include "CLI/CLI.hpp"
+#include "client/commands.h"
+#include "common/paths.h"
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  asflow::ClientOptions client;
+  client.socket = asflow::DefaultSocketPath();
+  if (const char* server = std::getenv("ASFLOW_SERVER")) client.server = server;
+
+  CLI::App app{"asflowctl: submit, watch and inspect asflow runs"};
+  app.require_subcommand(1);
+  app.add_option("--server", client.server, "HOST:PORT of a remote asflowd (env ASFLOW_SERVER)");
+  app.add_option("--socket", client.socket, "Unix socket of the local asflowd")->capture_default_str();
+
+  asflow::RunCommandOptions run_opts;
+  CLI::App* run = app.add_subcommand("run", "Submit a flow file and follow its progress");
+  run->add_option("flow", run_opts.flow_file, "Flow file (.yaml, .json, .textproto)")->required();
+  run->add_option("-p,--param", run_opts.params, "Override a flow parameter: name=value (repeatable)");
+  run->add_flag("--keep-going", run_opts.keep_going, "Let independent instances finish after a failure");
+  run->add_flag("--detach", run_opts.detach, "Print the run id and return at once");
+
+  int64_t run_id = 0;
+  CLI::App* watch = app.add_subcommand("watch", "Follow a run's progress until it ends");
+  watch->add_option("run", run_id, "Run id")->required();
+
+  int limit = 20;
+  CLI::App* runs = app.add_subcommand("runs", "List recent runs");
+  runs->add_option("-n,--limit", limit, "How many")->capture_default_str();
+
+  std::string task;
+  std::vector<std::string> states;
+  CLI::App* tasks = app.add_subcommand("tasks", "List the instances of a run");
+  tasks->add_option("run", run_id, "Run id")->required();
+  tasks->add_option("--task", task, "Only this task");
+  tasks->add_option("--state", states, "Only these states (repeatable)");
+
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a run");
+  cancel->add_option("run", run_id, "Run id")->required();
+
+  std::vector<std::string> paths;
+  CLI::App* cat = app.add_subcommand("cat", "Print output files, decompressing .zst and .gz");
+  cat->add_option("paths", paths, "Files")->required();
+
+  CLI::App* daemon = app.add_subcommand("daemon", "Control the local daemon");
+  daemon->require_subcommand(1);
+  CLI::App* stop = daemon->add_subcommand("stop", "Stop asflowd (running runs resume at next start)");
+  CLI::App* status = daemon->add_subcommand("status", "Say whether asflowd is running");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : asflow::kExitUsage;
+  }
+  if (*run) return asflow::RunCommand(client, run_opts);
+  if (*watch) return asflow::WatchCommand(client, run_id);
+  if (*runs) return asflow::RunsCommand(client, limit);
+  if (*tasks) return asflow::TasksCommand(client, run_id, task, states);
+  if (*cancel) return asflow::CancelCommand(client, run_id);
+  if (*cat) return asflow::CatCommand(paths);
+  if (*stop) return asflow::DaemonStopCommand(client);
+  if (*status) return asflow::DaemonStatusCommand(client);
+  return asflow::kExitUsage;
+}

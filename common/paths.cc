@@ -1,1 +1,78 @@
-// placeholder
+#include "common/paths.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace asflow {
+namespace {
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = getenv(name);
+  return (v != nullptr && *v != '\0') ? std::string(v) : fallback;
+}
+
+}  // namespace
+
+std::string HomeDir() {
+  const char* home = getenv("HOME");
+  if (home != nullptr && *home != '\0') return home;
+  struct passwd* pw = getpwuid(getuid());
+  return pw != nullptr ? pw->pw_dir : "/";
+}
+
+std::string DefaultSocketPath() {
+  const char* xdg = getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg != '\0') return absl::StrCat(xdg, "/asflow/asflowd.sock");
+  return absl::StrCat(HomeDir(), "/.asflow/asflowd.sock");
+}
+
+std::string DefaultStatePath() {
+  return absl::StrCat(EnvOr("XDG_STATE_HOME", HomeDir() + "/.local/state"),
+                      "/asflow/state.db");
+}
+
+std::string DefaultLogPath() {
+  std::string state = DefaultStatePath();
+  return state.substr(0, state.rfind('/')) + "/asflowd.log";
+}
+
+absl::Status MakeDirs(const std::string& dir, int mode) {
+  if (dir.empty()) return absl::OkStatus();
+  struct stat st;
+  if (stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(dir, ": not a directory"));
+  }
+  size_t slash = dir.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    absl::Status parent = MakeDirs(dir.substr(0, slash), 0755);
+    if (!parent.ok()) return parent;
+  }
+  if (mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) {
+    return absl::NotFoundError(absl::StrCat(path, ": ", strerror(errno)));
+  }
+  return std::string(buf);
+}
+
+bool PathIsUnder(const std::string& path, const std::string& root) {
+  if (root == "/") return !path.empty() && path[0] == '/';
+  if (path.size() < root.size() || path.compare(0, root.size(), root) != 0) return false;
+  return path.size() == root.size() || path[root.size()] == '/';
+}
+
+}  // namespace asflow

@@ -1,1 +1,163 @@
-// placeholder
+#include "server/flow_service.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/watch_reactor.h"
+
+namespace asflow {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub,
+                                 std::function<void()> request_shutdown)
+    : scheduler_(scheduler), store_(store), hub_(hub), request_shutdown_(std::move(request_shutdown)) {}
+
+absl::StatusOr<v1::Run> FlowServiceImpl::LookupRun(int64_t run_id) {
+  if (std::optional<v1::Run> run = hub_->FindRun(run_id)) return *run;
+  auto rec = store_->GetRun(run_id);
+  if (!rec.ok()) return rec.status();
+  return rec->run;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContext* ctx,
+                                                      const v1::SubmitFlowRequest* request,
+                                                      v1::SubmitFlowResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  scheduler_->Submit(*request, [reactor, response](absl::StatusOr<int64_t> id) {
+    if (id.ok()) response->set_run_id(*id);
+    reactor->Finish(ToGrpcStatus(id.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::GetRun(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetRunRequest* request, v1::Run* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto run = LookupRun(request->run_id());
+  if (run.ok()) *response = std::move(*run);
+  reactor->Finish(ToGrpcStatus(run.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::ListRuns(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListRunsRequest* request,
+                                                    v1::ListRunsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  int limit = request->limit() > 0 ? std::min(request->limit(), 10000) : 50;
+  auto runs = store_->ListRuns(limit, /*only_running=*/false);
+  if (runs.ok()) {
+    for (RunRecord& rec : *runs) {
+      std::optional<v1::Run> fresh = hub_->FindRun(rec.run.id());
+      *response->add_runs() = fresh ? std::move(*fresh) : std::move(rec.run);
+    }
+  }
+  reactor->Finish(ToGrpcStatus(runs.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListTasksRequest* request,
+                                                     v1::ListTasksResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  InstanceQuery query;
+  query.run_id = request->run_id();
+  query.task = request->task();
+  for (int s : request->states()) query.states.push_back(static_cast<v1::InstanceState>(s));
+  query.limit = request->page_size() > 0 ? std::min(request->page_size(), 10000) : 1000;
+  if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &query.after_seq)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("bad page_token '", request->page_token(), "'")));
+    return reactor;
+  }
+  absl::Status status = LookupRun(request->run_id()).status();
+  if (status.ok()) {
+    auto rows = store_->ListInstances(query);
+    status = rows.status();
+    if (rows.ok()) {
+      for (const InstanceRecord& row : *rows) {
+        v1::Instance* inst = response->add_instances();
+        inst->set_run_id(row.run_id);
+        inst->set_seq(row.seq);
+        inst->set_task(row.task);
+        for (const auto& [k, v] : DecodeParams(row.params)) (*inst->mutable_params())[k] = v;
+        inst->set_output(row.output);
+        inst->set_state(row.state);
+        inst->set_error(row.error);
+        inst->set_attempts(row.attempts);
+        inst->set_started_ms(row.started_ms);
+        inst->set_finished_ms(row.finished_ms);
+        inst->set_bytes(row.bytes);
+        inst->set_lines(row.lines);
+      }
+      if (static_cast<int>(rows->size()) == query.limit) {
+        response->set_next_page_token(absl::StrCat(rows->back().seq));
+      }
+    }
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::CancelRun(grpc::CallbackServerContext* ctx,
+                                                     const v1::CancelRunRequest* request,
+                                                     v1::CancelRunResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  scheduler_->Cancel(request->run_id(), [reactor, response](absl::StatusOr<v1::RunState> state) {
+    if (state.ok()) response->set_state(*state);
+    reactor->Finish(ToGrpcStatus(state.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContext* ctx,
+                                                      const v1::ResetTasksRequest* request,
+                                                      v1::ResetTasksResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // Suppressed instances and their .err files arrive with the error rules;
+  // until then there is nothing a reset could clear.
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                               "ResetTasks is not available in this version of asflowd"));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::Event>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
+                                                            const v1::WatchRequest* request) {
+  std::unique_ptr<v1::Event> initial;
+  if (request->run_id() != 0 && !hub_->FindRun(request->run_id())) {
+    // A run the hub does not hold: finished long ago (or unknown). Serve
+    // its stored state as the snapshot, which also ends the stream.
+    auto rec = store_->GetRun(request->run_id());
+    if (!rec.ok()) {
+      class Failed : public grpc::ServerWriteReactor<v1::Event> {
+       public:
+        explicit Failed(grpc::Status s) { Finish(std::move(s)); }
+        void OnDone() override { delete this; }
+      };
+      return new Failed(ToGrpcStatus(rec.status()));
+    }
+    // The hub may have received the run meanwhile (a resumed run); only a
+    // finished run is served from the store.
+    if (rec->run.state() != v1::RUN_RUNNING || !hub_->FindRun(request->run_id())) {
+      initial = std::make_unique<v1::Event>();
+      initial->set_seq(hub_->last_seq());
+      *initial->mutable_snapshot()->add_runs() = rec->run;
+    }
+  }
+  return new WatchReactor(hub_, *request, std::move(initial));
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext* ctx,
+                                                    const v1::ShutdownRequest* request,
+                                                    v1::ShutdownResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  request_shutdown_();
+  return reactor;
+}
+
+}  // namespace asflow

@@ -1,1 +1,62 @@
-int main() { return 0; }
+// asflowd: the asflow daemon. Flags fill ServerOptions; everything else
+// lives in the server library.
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "common/paths.h"
+#include "server/server.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  asflow::ServerOptions options;
+  options.socket_path = asflow::DefaultSocketPath();
+  options.state_path = asflow::DefaultStatePath();
+  std::string log_level = "info";
+
+  CLI::App app{"asflowd: the asflow daemon (resumable data extraction over gRPC)"};
+  app.add_option("--socket", options.socket_path, "Unix socket to serve on")->capture_default_str();
+  app.add_option("--state", options.state_path, "SQLite state file")->capture_default_str();
+  app.add_option("--allow-root", options.allowed_roots,
+                 "Directory under which workspaces are accepted (repeatable; default: $HOME)");
+  app.add_option("--pool-size", options.pool_size,
+                 "Slots of the in-process worker pool (default: max(8, 4 x CPUs))")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--default-limit", options.default_limit,
+                 "limit of tasks that set none (default: CPU count)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-grace", options.kill_grace_seconds,
+                 "Seconds from SIGTERM to SIGKILL when instances are cancelled")
+      ->capture_default_str();
+  app.add_flag("!--no-sync", options.sync_outputs, "Do not fsync outputs (faster, less durable)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  signal(SIGPIPE, SIG_IGN);
+  // SIGTERM/SIGINT are taken by a thread with sigwait, so shutdown runs in
+  // ordinary code rather than in a signal handler.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto daemon = asflow::Daemon::Start(options);
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "asflowd: %s\n", std::string(daemon.status().message()).c_str());
+    return 1;
+  }
+  std::thread([&sigs, d = daemon->get()] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    spdlog::info("asflowd: got signal {}", sig);
+    d->RequestShutdown();
+  }).detach();
+  (*daemon)->Wait();
+  return 0;
+}

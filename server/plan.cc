@@ -1,1 +1,133 @@
-// placeholder
+#include "server/plan.h"
+
+#include <algorithm>
+
+namespace asflow {
+
+Plan::Pool* Plan::GetPool(const std::string& name) {
+  auto& pool = pools_[name];
+  if (pool == nullptr) pool = std::make_unique<Pool>();
+  return pool.get();
+}
+
+void Plan::SetPoolSlots(const std::string& pool, int slots) {
+  GetPool(pool)->slots = std::max(0, slots);
+}
+
+void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string& pool) {
+  auto& task = tasks_[task_key];
+  if (task == nullptr) {
+    task = std::make_unique<TaskDef>();
+    task->key = task_key;
+  }
+  task->limit = std::max(1, limit);
+  Pool* new_pool = GetPool(pool);
+  if (task->pool != nullptr && task->pool != new_pool) {
+    // Executions already running keep their old pool's slots until they
+    // finish; only queued work moves. Rare (a flow resubmitted with another
+    // pool), so a linear scrub of the old ring is fine.
+    auto& ring = task->pool->ring;
+    ring.erase(std::remove(ring.begin(), ring.end(), task.get()), ring.end());
+    task->in_ring = false;
+  }
+  task->pool = new_pool;
+  MaybeAddToRing(task.get());
+}
+
+void Plan::MaybeAddToRing(TaskDef* task) {
+  if (!task->in_ring && task->queued > 0 && task->running < task->limit) {
+    task->pool->ring.push_back(task);
+    task->in_ring = true;
+  }
+}
+
+void Plan::Enqueue(ExecId id, const std::string& task_key, int64_t run_id) {
+  TaskDef* task = tasks_.at(task_key).get();
+  auto& fifo = task->by_run[run_id];
+  if (fifo.empty()) task->rotation.push_back(run_id);
+  fifo.push_back(id);
+  ++task->queued;
+  execs_[id] = ExecEntry{task, run_id, false};
+  MaybeAddToRing(task);
+}
+
+bool Plan::Dequeue(ExecId id) {
+  auto it = execs_.find(id);
+  if (it == execs_.end() || it->second.running) return false;
+  // Lazy removal: the id stays in its FIFO and PopFrom skips it, so
+  // cancelling a large run is O(1) per execution.
+  --it->second.task->queued;
+  execs_.erase(it);
+  return true;
+}
+
+std::optional<ExecId> Plan::PopFrom(TaskDef* task) {
+  while (!task->rotation.empty()) {
+    int64_t run_id = task->rotation.front();
+    task->rotation.pop_front();
+    auto fifo = task->by_run.find(run_id);
+    if (fifo == task->by_run.end()) continue;  // stale rotation entry
+    auto& q = fifo->second;
+    while (!q.empty() && !execs_.contains(q.front())) q.pop_front();  // dequeued
+    if (q.empty()) {
+      task->by_run.erase(fifo);
+      continue;
+    }
+    ExecId id = q.front();
+    q.pop_front();
+    if (q.empty()) {
+      task->by_run.erase(fifo);
+    } else {
+      task->rotation.push_back(run_id);  // round-robin across runs
+    }
+    return id;
+  }
+  return std::nullopt;
+}
+
+std::optional<ExecId> Plan::NextStartable() {
+  for (auto& [name, pool] : pools_) {
+    while (pool->used < pool->slots && !pool->ring.empty()) {
+      TaskDef* task = pool->ring.front();
+      pool->ring.pop_front();
+      task->in_ring = false;
+      if (task->queued == 0 || task->running >= task->limit) continue;
+      std::optional<ExecId> id = PopFrom(task);
+      if (!id) continue;
+      --task->queued;
+      ++task->running;
+      ++pool->used;
+      execs_[*id].running = true;
+      MaybeAddToRing(task);  // to the back: round-robin across tasks
+      return id;
+    }
+  }
+  return std::nullopt;
+}
+
+void Plan::Finished(ExecId id) {
+  auto it = execs_.find(id);
+  if (it == execs_.end() || !it->second.running) return;
+  TaskDef* task = it->second.task;
+  --task->running;
+  --task->pool->used;
+  execs_.erase(it);
+  MaybeAddToRing(task);
+}
+
+int Plan::running(const std::string& task_key) const {
+  auto it = tasks_.find(task_key);
+  return it == tasks_.end() ? 0 : it->second->running;
+}
+
+int Plan::queued(const std::string& task_key) const {
+  auto it = tasks_.find(task_key);
+  return it == tasks_.end() ? 0 : it->second->queued;
+}
+
+int Plan::pool_used(const std::string& pool) const {
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? 0 : it->second->used;
+}
+
+}  // namespace asflow

@@ -1,1 +1,197 @@
-// placeholder
+#include "server/run_state.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+
+namespace asflow {
+
+using json = nlohmann::json;
+
+bool IsFinal(v1::InstanceState state) {
+  switch (state) {
+    case v1::DONE:
+    case v1::CACHED:
+    case v1::SKIPPED:
+    case v1::SUPPRESSED:
+    case v1::FAILED:
+    case v1::CANCELLED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void CountState(v1::TaskCounters* c, v1::InstanceState state, int delta) {
+  switch (state) {
+    case v1::QUEUED: c->set_queued(c->queued() + delta); break;
+    case v1::RUNNING: c->set_running(c->running() + delta); break;
+    case v1::DONE: c->set_done(c->done() + delta); break;
+    case v1::CACHED: c->set_cached(c->cached() + delta); break;
+    case v1::SKIPPED: c->set_skipped(c->skipped() + delta); break;
+    case v1::SUPPRESSED: c->set_suppressed(c->suppressed() + delta); break;
+    case v1::FAILED: c->set_failed(c->failed() + delta); break;
+    case v1::CANCELLED: c->set_cancelled(c->cancelled() + delta); break;
+    default: break;
+  }
+}
+
+std::string CanonicalParams(const std::map<std::string, std::string>& params) {
+  json obj = json::object();  // std::map-backed: keys come out sorted
+  for (const auto& [k, v] : params) obj[k] = v;
+  return obj.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Bindings DecodeParams(absl::string_view params_json) {
+  Bindings out;
+  json obj = json::parse(params_json, nullptr, /*allow_exceptions=*/false);
+  if (!obj.is_object()) return out;
+  for (const auto& [k, v] : obj.items()) {
+    out.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
+std::string InstanceLabel(absl::string_view task, absl::string_view params_json) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : DecodeParams(params_json)) parts.push_back(absl::StrCat(k, "=", v));
+  return absl::StrCat(task, "(", absl::StrJoin(parts, ", "), ")");
+}
+
+std::string ResumeKey(absl::string_view task, absl::string_view params_json) {
+  return absl::StrCat(task, "\n", params_json);
+}
+
+namespace {
+
+std::string ScalarText(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+absl::StatusOr<Bindings> BindValue(absl::string_view value,
+                                   const google::protobuf::Map<std::string, std::string>& as) {
+  json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
+  bool is_json = !doc.is_discarded();
+  Bindings out;
+  std::vector<std::string> names;
+  for (const auto& [name, path] : as) names.push_back(name);
+  std::sort(names.begin(), names.end());  // deterministic order
+  for (const std::string& name : names) {
+    const std::string& path = as.at(name);
+    if (path.empty()) {
+      out.emplace_back(name, is_json ? ScalarText(doc) : std::string(value));
+      continue;
+    }
+    if (!is_json || !doc.is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field '", path, "' for parameter '", name, "': value is not a JSON object"));
+    }
+    const json* cur = &doc;
+    for (absl::string_view part : absl::StrSplit(path, '.')) {
+      if (!cur->is_object()) {
+        cur = nullptr;
+        break;
+      }
+      auto it = cur->find(std::string(part));
+      if (it == cur->end()) {
+        cur = nullptr;
+        break;
+      }
+      cur = &*it;
+    }
+    if (cur == nullptr || cur->is_null()) {
+      return absl::NotFoundError(
+          absl::StrCat("field '", path, "' for parameter '", name, "' not found"));
+    }
+    out.emplace_back(name, ScalarText(*cur));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, int default_limit) {
+  auto run = std::make_unique<RunRt>();
+  run->request = std::move(request);
+  const v1::FlowSpec& spec = run->request.spec();
+  run->flow = spec.name();
+  run->workspace = run->request.workspace();
+  for (const auto& [k, v] : spec.params()) run->params[k] = v;
+  for (const auto& [k, v] : run->request.params()) {
+    if (!spec.params().contains(k)) {
+      return absl::InvalidArgumentError(absl::StrCat("params.", k, ": unknown parameter '", k,
+                                                     "' (the flow does not declare it)"));
+    }
+    run->params[k] = v;
+  }
+  for (const auto& [k, v] : run->request.env()) {
+    run->env.push_back(absl::StrCat(k, "=", v));
+    if (k == "PATH") run->search_path = v;
+  }
+  run->tasks.resize(spec.tasks_size());
+  for (int i = 0; i < spec.tasks_size(); ++i) run->task_index[spec.tasks(i).name()] = i;
+  for (int i = 0; i < spec.tasks_size(); ++i) {
+    const v1::TaskSpec& ts = spec.tasks(i);
+    TaskRt& task = run->tasks[i];
+    task.spec = &ts;
+    task.key = absl::StrCat(spec.name(), ".", ts.name());
+    task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
+    task.counters.set_task(ts.name());
+    std::set<std::string> used;
+    auto compile = [&](const std::string& text, absl::string_view field) -> absl::StatusOr<Template> {
+      auto t = Template::Compile(text);
+      if (!t.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tasks[", i, "].", field, ": ", t.status().message()));
+      }
+      for (const auto& n : t->names()) used.insert(n);
+      return t;
+    };
+    for (int a = 0; a < ts.run_size(); ++a) {
+      auto t = compile(ts.run(a), absl::StrCat("run[", a, "]"));
+      if (!t.ok()) return t.status();
+      task.argv.push_back(std::move(*t));
+    }
+    if (!ts.on().empty()) {
+      auto t = compile(ts.on(), "on");
+      if (!t.ok()) return t.status();
+      task.on = std::make_unique<Template>(std::move(*t));
+    }
+    if (!ts.for_each().file().empty()) {
+      auto t = Template::Compile(ts.for_each().file());
+      if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].for_each.file: ", t.status().message()));
+      task.file = std::make_unique<Template>(std::move(*t));
+    }
+    for (const auto& n : used) {
+      if (run->params.count(n) > 0 && !ts.for_each().bind().contains(n)) task.identity_params.push_back(n);
+    }
+    auto add_dep = [&](const std::string& name, absl::string_view field) -> absl::Status {
+      auto it = run->task_index.find(name);
+      if (it == run->task_index.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].", field, ": unknown task '", name, "'"));
+      }
+      if (std::find(task.deps.begin(), task.deps.end(), it->second) == task.deps.end()) {
+        task.deps.push_back(it->second);
+      }
+      return absl::OkStatus();
+    };
+    for (const auto& need : ts.needs()) {
+      if (absl::Status s = add_dep(need, "needs"); !s.ok()) return s;
+    }
+    if (!ts.for_each().lines_of().empty()) {
+      if (absl::Status s = add_dep(ts.for_each().lines_of(), "for_each.lines_of"); !s.ok()) return s;
+      task.lines_of = run->task_index[ts.for_each().lines_of()];
+    }
+  }
+  for (int i = 0; i < static_cast<int>(run->tasks.size()); ++i) {
+    for (int d : run->tasks[i].deps) run->tasks[d].dependents.push_back(i);
+  }
+  return run;
+}
+
+}  // namespace asflow

@@ -1,1 +1,630 @@
-// placeholder
+#include "server/scheduler.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/line_reader.h"
+#include "common/paths.h"
+#include "common/safe_path.h"
+#include "common/spec_validator.h"
+#include "common/stable_hash.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+namespace {
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// The first line of an error text, for one-line messages.
+std::string FirstLine(absl::string_view text) {
+  return std::string(text.substr(0, text.find('\n')));
+}
+
+// Error text stored for a failed execution: what happened, then the tail of
+// stderr (its last line is usually the one that explains).
+std::string ErrorText(const ExecResult& r) {
+  std::string text = r.Describe();
+  std::string tail = r.process.stderr_tail;
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+  if (!tail.empty()) {
+    size_t nl = tail.rfind('\n');
+    absl::StrAppend(&text, ": ", nl == std::string::npos ? tail : tail.substr(nl + 1));
+    absl::StrAppend(&text, "\n", tail);
+  }
+  return text;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerOptions options, Store* store, EventHub* hub)
+    : options_(std::move(options)), store_(store), hub_(hub) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+absl::Status Scheduler::Start() {
+  plan_.SetPoolSlots("local", options_.local_slots);
+  pool_ = std::make_unique<LocalPool>(options_.local_slots, options_.file_options,
+                                      [this](ExecResult r) {
+                                        Post([this, r = std::move(r)]() mutable { OnExecDone(std::move(r)); });
+                                      });
+  auto running = store_->ListRuns(1 << 30, /*only_running=*/true);
+  if (!running.ok()) return running.status();
+  std::reverse(running->begin(), running->end());  // oldest first keeps fairness order
+  for (RunRecord& rec : *running) {
+    v1::SubmitFlowRequest request;
+    if (!request.ParseFromString(rec.request)) {
+      spdlog::error("run {}: stored request is unreadable; marking it failed", rec.run.id());
+      rec.run.set_state(v1::RUN_FAILED);
+      rec.run.set_error("stored request unreadable after restart");
+      rec.run.set_finished_ms(NowMs());
+      store_->PutRun(rec.run);
+      continue;
+    }
+    auto run = BuildRun(std::move(request), options_.default_limit);
+    if (!run.ok()) {
+      rec.run.set_state(v1::RUN_FAILED);
+      rec.run.set_error(absl::StrCat("cannot resume: ", run.status().message()));
+      rec.run.set_finished_ms(NowMs());
+      store_->PutRun(rec.run);
+      continue;
+    }
+    (*run)->id = rec.run.id();
+    (*run)->created_ms = rec.run.created_ms();
+    auto rows = store_->LoadInstances(rec.run.id());
+    if (!rows.ok()) return rows.status();
+    int64_t removed = 0;
+    for (const InstanceRecord& row : *rows) {
+      (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state};
+      (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
+      if (!IsFinal(row.state) && !row.output.empty()) {
+        // The temporary of an instance that was running at the crash.
+        std::string tmp = AtomicFile::TempPathFor(absl::StrCat((*run)->workspace, "/", row.output));
+        if (unlink(tmp.c_str()) == 0) ++removed;
+      }
+    }
+    spdlog::info("resuming run {} ({}): {} instances known, {} stale temporaries removed",
+                 rec.run.id(), (*run)->flow, rows->size(), removed);
+    StartRun(std::move(*run));
+  }
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void Scheduler::Stop() {
+  if (!thread_.joinable()) return;
+  Post([this] {
+    stopping_ = true;
+    for (auto& [id, exec] : execs_) {
+      if (exec.started) exec.canceller->Cancel();
+    }
+  });
+  {
+    absl::MutexLock lock(&mu_);
+    quit_ = true;
+  }
+  thread_.join();
+  pool_.reset();  // joins runner threads once their (cancelled) jobs end
+}
+
+void Scheduler::Post(std::function<void()> fn) {
+  absl::MutexLock lock(&mu_);
+  commands_.push_back(std::move(fn));
+}
+
+void Scheduler::Loop() {
+  for (;;) {
+    std::vector<std::function<void()>> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return quit_ || !commands_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      batch.swap(commands_);
+      if (batch.empty() && quit_) return;
+    }
+    for (auto& fn : batch) fn();
+    if (!stopping_) Pump();
+  }
+}
+
+absl::Status Scheduler::CheckWorkspace(v1::SubmitFlowRequest* request) const {
+  const std::string& ws = request->workspace();
+  if (ws.empty() || ws[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("workspace '", ws, "' must be an absolute path"));
+  }
+  auto real = RealPath(ws);
+  if (!real.ok()) return absl::InvalidArgumentError(absl::StrCat("workspace ", real.status().message()));
+  for (const std::string& root : options_.allowed_roots) {
+    if (PathIsUnder(*real, root)) {
+      request->set_workspace(*real);
+      return absl::OkStatus();
+    }
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "workspace ", *real, " is outside the roots this daemon allows (",
+      absl::StrJoin(options_.allowed_roots, ", "), "); start asflowd with --allow-root"));
+}
+
+void Scheduler::Submit(v1::SubmitFlowRequest request,
+                       std::function<void(absl::StatusOr<int64_t>)> done) {
+  Post([this, request = std::move(request), done = std::move(done)]() mutable {
+    if (stopping_) return done(absl::UnavailableError("asflowd is shutting down"));
+    if (absl::Status s = ValidateFlowSpec(request.spec()); !s.ok()) return done(s);
+    if (absl::Status s = CheckWorkspace(&request); !s.ok()) return done(s);
+    auto run = BuildRun(request, options_.default_limit);
+    if (!run.ok()) return done(run.status());
+    v1::Run proto;
+    proto.set_flow((*run)->flow);
+    proto.set_workspace((*run)->workspace);
+    proto.set_state(v1::RUN_RUNNING);
+    proto.set_created_ms(NowMs());
+    proto.set_keep_going(request.keep_going());
+    for (const auto& [k, v] : (*run)->params) (*proto.mutable_params())[k] = v;
+    auto id = store_->CreateRun(proto, (*run)->request.SerializeAsString());
+    if (!id.ok()) return done(id.status());
+    (*run)->id = *id;
+    (*run)->created_ms = proto.created_ms();
+    spdlog::info("run {} ({}) submitted in {}", *id, (*run)->flow, (*run)->workspace);
+    StartRun(std::move(*run));
+    done(*id);
+  });
+}
+
+void Scheduler::Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::RunState>)> done) {
+  Post([this, run_id, done = std::move(done)] {
+    auto it = runs_.find(run_id);
+    if (it != runs_.end()) {
+      FinishRun(*it->second, v1::RUN_CANCELLED, "cancelled");
+      return done(v1::RUN_CANCELLED);
+    }
+    auto rec = store_->GetRun(run_id);
+    if (!rec.ok()) return done(rec.status());
+    done(rec->run.state());
+  });
+}
+
+void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
+  RunRt& run = *run_ptr;
+  runs_[run.id] = std::move(run_ptr);
+  for (const TaskRt& task : run.tasks) {
+    plan_.SetTaskDef(task.key, task.limit, task.spec->pool().empty() ? "local" : task.spec->pool());
+  }
+  PublishRun(run);
+  for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
+    if (run.tasks[t].deps.empty()) Expand(run, t);
+  }
+  AfterChange(run);
+}
+
+void Scheduler::Expand(RunRt& run, int t) {
+  if (run.state != v1::RUN_RUNNING) return;
+  TaskRt& task = run.tasks[t];
+  absl::Status s = ExpandInto(run, t);
+  task.expanded = true;
+  task.counters.set_expanded(true);
+  if (!s.ok()) {
+    std::string msg = absl::StrCat(task.spec->name(), ": ", s.message());
+    spdlog::warn("run {}: {}", run.id, msg);
+    if (run.error.empty()) run.error = msg;
+    task.blocked = true;
+  }
+  PublishRun(run);  // counters after expansion (queued and cached in bulk)
+  TaskProgress(run, t);
+}
+
+absl::Status Scheduler::ExpandInto(RunRt& run, int t) {
+  TaskRt& task = run.tasks[t];
+  const v1::ForEach& fe = task.spec->for_each();
+  auto add_all = [&](const std::string& source, LineReader* reader) -> absl::Status {
+    std::string line;
+    for (;;) {
+      auto more = reader->Next(&line);
+      if (!more.ok()) return more.status();
+      if (!*more) return absl::OkStatus();
+      if (line.empty()) continue;
+      auto bound = BindValue(line, fe.bind());
+      if (!bound.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ":", reader->line_number(), ": ", bound.status().message()));
+      }
+      AddInstance(run, t, *bound);
+      if (run.next_seq > options_.max_instances_per_run) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("more than ", options_.max_instances_per_run, " instances"));
+      }
+    }
+  };
+  if (!fe.lines_of().empty()) {
+    const TaskRt& up = run.tasks[task.lines_of];
+    for (int64_t seq : up.seqs) {
+      const InstanceRt& inst = run.instances[seq];
+      if ((inst.state != v1::DONE && inst.state != v1::CACHED) || inst.output.empty()) continue;
+      std::string path = absl::StrCat(run.workspace, "/", inst.output);
+      auto reader = LineReader::Open(path);
+      if (!reader.ok()) {
+        if (absl::IsNotFound(reader.status())) continue;  // cached by its .err
+        return reader.status();
+      }
+      if (absl::Status s = add_all(inst.output, reader->get()); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  if (task.file != nullptr) {
+    auto rendered = task.file->Render([&](absl::string_view name) -> const std::string* {
+      auto it = run.params.find(std::string(name));
+      return it == run.params.end() ? nullptr : &it->second;
+    });
+    if (!rendered.ok()) return rendered.status();
+    auto rel = NormalizeOutputPath(*rendered);
+    if (!rel.ok()) return rel.status();
+    if (absl::Status s = CheckInsideWorkspace(run.workspace, *rel); !s.ok()) return s;
+    auto reader = LineReader::Open(absl::StrCat(run.workspace, "/", *rel));
+    if (!reader.ok()) return reader.status();
+    return add_all(*rel, reader->get());
+  }
+  if (fe.values_size() > 0) {
+    for (int i = 0; i < fe.values_size(); ++i) {
+      auto bound = BindValue(fe.values(i), fe.bind());
+      if (!bound.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("for_each.values[", i, "]: ", bound.status().message()));
+      }
+      AddInstance(run, t, *bound);
+    }
+    return absl::OkStatus();
+  }
+  AddInstance(run, t, {});
+  return absl::OkStatus();
+}
+
+void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
+  TaskRt& task = run.tasks[t];
+  std::map<std::string, std::string> identity;
+  for (const std::string& name : task.identity_params) identity[name] = run.params.at(name);
+  for (const auto& [k, v] : bindings) identity[k] = v;
+  std::string params = CanonicalParams(identity);
+  if (!task.seen.insert(params).second) return;  // identical bindings run once
+
+  auto lookup = [&](absl::string_view name) -> const std::string* {
+    for (const auto& [k, v] : bindings) {
+      if (k == name) return &v;
+    }
+    auto it = run.params.find(std::string(name));
+    return it == run.params.end() ? nullptr : &it->second;
+  };
+
+  int64_t seq;
+  ResumedRow prior;
+  auto resumed = run.resumed.find(ResumeKey(task.spec->name(), params));
+  if (resumed != run.resumed.end()) {
+    prior = resumed->second;
+    seq = prior.seq;
+    run.resumed.erase(resumed);
+  } else {
+    seq = run.next_seq++;
+  }
+  if (seq >= static_cast<int64_t>(run.instances.size())) run.instances.resize(seq + 1);
+  InstanceRt& inst = run.instances[seq];
+  inst.task = t;
+  inst.params = std::move(params);
+  task.seqs.push_back(seq);
+  task.counters.set_total(task.counters.total() + 1);
+  ++task.pending;
+  SetState(run, seq, v1::QUEUED);
+
+  std::string error;
+  if (task.on != nullptr) {
+    auto rendered = task.on->Render(lookup);
+    if (rendered.ok()) {
+      std::string path = *rendered;
+      if (path.find('*') != std::string::npos) {
+        path = ExpandStar(path, StableHash(absl::StrCat(task.spec->name(), "\n", inst.params)));
+      }
+      auto rel = NormalizeOutputPath(path);
+      if (rel.ok()) {
+        inst.output = *rel;
+      } else {
+        error = absl::StrCat("output path: ", rel.status().message());
+      }
+    } else {
+      error = std::string(rendered.status().message());
+    }
+  }
+  if (!error.empty()) {
+    inst.error = error;
+    inst.finished_ms = NowMs();
+    SetState(run, seq, v1::FAILED);
+    if (run.error.empty()) run.error = absl::StrCat(InstanceLabel(task.spec->name(), inst.params), ": ", error);
+    Record(run, seq, v1::InstanceEvent::FINISHED);
+    return;
+  }
+
+  std::string abs_output = inst.output.empty() ? "" : absl::StrCat(run.workspace, "/", inst.output);
+  if (!abs_output.empty()) {
+    bool present = Exists(abs_output);
+    bool err_present = !present && Exists(absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on())));
+    if (present || err_present) {
+      // The file is the truth: whoever made it, the instance is cached. A
+      // row already final from before a restart keeps its state.
+      bool keep = prior.state == v1::DONE || prior.state == v1::CACHED;
+      SetState(run, seq, keep ? prior.state : v1::CACHED);
+      if (!keep) {
+        inst.finished_ms = NowMs();
+        Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+      }
+      return;
+    }
+  }
+
+  std::string key = !abs_output.empty()
+                        ? abs_output
+                        : absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+  auto shared = exec_by_key_.find(key);
+  if (shared != exec_by_key_.end()) {
+    // Another run already has this instance queued or running: share it.
+    Exec& exec = execs_.at(shared->second);
+    exec.waiters.emplace_back(run.id, seq);
+    inst.exec = exec.id;
+    if (exec.started) {
+      SetState(run, seq, v1::RUNNING);
+      inst.started_ms = NowMs();
+      Record(run, seq, v1::InstanceEvent::STARTED);
+    } else {
+      Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+    }
+    return;
+  }
+
+  Exec exec;
+  exec.id = next_exec_++;
+  exec.key = key;
+  exec.waiters.emplace_back(run.id, seq);
+  exec.canceller = std::make_shared<Canceller>();
+  ExecJob& job = exec.job;
+  job.id = exec.id;
+  job.workspace = run.workspace;
+  job.output = inst.output;
+  job.canceller = exec.canceller;
+  job.process.cwd = run.workspace;
+  job.process.search_path = run.search_path;
+  job.process.kill_grace = options_.kill_grace;
+  for (const Template& arg : task.argv) {
+    auto rendered = arg.Render(lookup);  // names were checked at submit
+    job.process.argv.push_back(rendered.ok() ? *rendered : arg.text());
+  }
+  std::vector<std::string> env = run.env;
+  for (const auto& [k, v] : run.params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
+  for (const auto& [k, v] : bindings) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
+  job.process.env = MergeEnvironment(env);
+  if (task.spec->has_timeout()) {
+    job.process.timeout = absl::Seconds(task.spec->timeout().seconds()) +
+                          absl::Nanoseconds(task.spec->timeout().nanos());
+  }
+  inst.exec = exec.id;
+  plan_.Enqueue(exec.id, task.key, run.id);
+  exec_by_key_[key] = exec.id;
+  execs_.emplace(exec.id, std::move(exec));
+  Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+}
+
+void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state) {
+  InstanceRt& inst = run.instances[seq];
+  TaskRt& task = run.tasks[inst.task];
+  CountState(&task.counters, inst.state, -1);
+  CountState(&task.counters, state, +1);
+  if (!IsFinal(inst.state) && IsFinal(state)) --task.pending;
+  inst.state = state;
+}
+
+void Scheduler::Pump() {
+  while (std::optional<ExecId> id = plan_.NextStartable()) {
+    Exec& exec = execs_.at(*id);
+    exec.started = true;
+    for (const auto& [run_id, seq] : exec.waiters) {
+      RunRt& run = *runs_.at(run_id);
+      InstanceRt& inst = run.instances[seq];
+      SetState(run, seq, v1::RUNNING);
+      inst.started_ms = NowMs();
+      ++inst.attempts;
+      Record(run, seq, v1::InstanceEvent::STARTED);
+    }
+    pool_->Start(exec.job);
+  }
+}
+
+void Scheduler::OnExecDone(ExecResult result) {
+  plan_.Finished(result.id);
+  auto it = execs_.find(result.id);
+  if (it == execs_.end()) return;
+  Exec exec = std::move(it->second);
+  execs_.erase(it);
+  exec_by_key_.erase(exec.key);
+  if (stopping_) return;  // runs resume at the next start
+  v1::InstanceState state = result.ok() ? v1::DONE : v1::FAILED;
+  std::string error = result.ok() ? "" : ErrorText(result);
+  std::vector<RunRt*> touched;
+  for (const auto& [run_id, seq] : exec.waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->state != v1::RUN_RUNNING) continue;
+    RunRt& run = *r->second;
+    InstanceRt& inst = run.instances[seq];
+    if (IsFinal(inst.state)) continue;
+    inst.exec = 0;
+    inst.finished_ms = NowMs();
+    inst.bytes = result.bytes;
+    inst.lines = result.lines;
+    inst.error = error;
+    SetState(run, seq, state);
+    if (state == v1::FAILED && run.error.empty()) {
+      run.error = absl::StrCat(InstanceLabel(run.tasks[inst.task].spec->name(), inst.params), ": ",
+                               FirstLine(error));
+    }
+    Record(run, seq, v1::InstanceEvent::FINISHED);
+    TaskProgress(run, inst.task);
+    touched.push_back(&run);
+  }
+  for (RunRt* run : touched) AfterChange(*run);
+}
+
+void Scheduler::TaskProgress(RunRt& run, int t) {
+  if (run.state != v1::RUN_RUNNING) return;
+  TaskRt& task = run.tasks[t];
+  if (task.settled || !task.expanded || task.pending > 0) return;
+  task.settled = true;
+  bool ok = !task.blocked && task.counters.failed() == 0 && task.counters.cancelled() == 0;
+  for (int d : task.dependents) {
+    TaskRt& dep = run.tasks[d];
+    if (dep.expanded || dep.blocked) continue;
+    if (!ok) {
+      Block(run, d);
+      continue;
+    }
+    bool ready = std::all_of(dep.deps.begin(), dep.deps.end(), [&](int u) {
+      const TaskRt& up = run.tasks[u];
+      return up.settled && !up.blocked;
+    });
+    if (ready) Expand(run, d);
+  }
+}
+
+void Scheduler::Block(RunRt& run, int t) {
+  TaskRt& task = run.tasks[t];
+  if (task.blocked || task.expanded) return;
+  task.blocked = true;
+  task.settled = true;
+  for (int d : task.dependents) Block(run, d);
+}
+
+void Scheduler::AfterChange(RunRt& run) {
+  if (run.state != v1::RUN_RUNNING) return;
+  if (!run.error.empty() && !run.request.keep_going()) {
+    FinishRun(run, v1::RUN_FAILED, run.error);
+    return;
+  }
+  bool all_settled = std::all_of(run.tasks.begin(), run.tasks.end(),
+                                 [](const TaskRt& t) { return t.settled; });
+  if (!all_settled) return;
+  bool failed = !run.error.empty() || std::any_of(run.tasks.begin(), run.tasks.end(), [](const TaskRt& t) {
+    return t.blocked || t.counters.failed() > 0 || t.counters.cancelled() > 0;
+  });
+  FinishRun(run, failed ? v1::RUN_FAILED : v1::RUN_SUCCEEDED, run.error);
+}
+
+void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
+  InstanceRt& inst = run.instances[seq];
+  auto it = execs_.find(inst.exec);
+  inst.exec = 0;
+  if (it == execs_.end()) return;
+  Exec& exec = it->second;
+  auto& w = exec.waiters;
+  w.erase(std::remove(w.begin(), w.end(), std::make_pair(run.id, seq)), w.end());
+  if (!w.empty()) return;  // another run still needs it
+  if (!exec.started) {
+    plan_.Dequeue(exec.id);
+    exec_by_key_.erase(exec.key);
+    execs_.erase(it);
+  } else {
+    exec.canceller->Cancel();  // SIGTERM to its process group, SIGKILL after grace
+  }
+}
+
+void Scheduler::FinishRun(RunRt& run, v1::RunState state, std::string error) {
+  if (run.state != v1::RUN_RUNNING) return;
+  int64_t now = NowMs();
+  for (int64_t seq = 0; seq < static_cast<int64_t>(run.instances.size()); ++seq) {
+    InstanceRt& inst = run.instances[seq];
+    if (inst.task < 0 || IsFinal(inst.state)) continue;
+    if (inst.exec != 0) DetachFromExec(run, seq);
+    inst.finished_ms = now;
+    SetState(run, seq, v1::CANCELLED);
+    Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  }
+  run.state = state;
+  run.error = std::move(error);
+  run.finished_ms = now;
+  spdlog::info("run {} ({}) finished: {}{}{}", run.id, run.flow, v1::RunState_Name(state),
+               run.error.empty() ? "" : ": ", run.error);
+  PublishRun(run);
+  runs_.erase(run.id);  // the hub's view and the store keep it from here
+}
+
+void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind) {
+  const InstanceRt& inst = run.instances[seq];
+  InstanceRecord rec;
+  rec.run_id = run.id;
+  rec.seq = seq;
+  rec.task = run.tasks[inst.task].spec->name();
+  rec.params = inst.params;
+  rec.output = inst.output;
+  rec.state = inst.state;
+  rec.error = inst.error;
+  rec.attempts = inst.attempts;
+  rec.started_ms = inst.started_ms;
+  rec.finished_ms = inst.finished_ms;
+  rec.bytes = inst.bytes;
+  rec.lines = inst.lines;
+  std::function<void()> publish;
+  if (kind != v1::InstanceEvent::KIND_UNSPECIFIED) {
+    v1::Event event;
+    v1::InstanceEvent* ie = event.mutable_instance();
+    ie->set_kind(kind);
+    *ie->mutable_instance() = InstanceProto(run, seq);
+    *ie->mutable_counters() = run.tasks[inst.task].counters;
+    publish = [hub = hub_, event = std::move(event)]() mutable { hub->Publish(std::move(event)); };
+  }
+  store_->PutInstance(std::move(rec), std::move(publish));
+}
+
+v1::Run Scheduler::RunProto(const RunRt& run) const {
+  v1::Run proto;
+  proto.set_id(run.id);
+  proto.set_flow(run.flow);
+  proto.set_workspace(run.workspace);
+  proto.set_state(run.state);
+  for (const auto& [k, v] : run.params) (*proto.mutable_params())[k] = v;
+  proto.set_created_ms(run.created_ms);
+  proto.set_finished_ms(run.finished_ms);
+  proto.set_error(run.error);
+  proto.set_keep_going(run.request.keep_going());
+  for (const TaskRt& task : run.tasks) *proto.add_tasks() = task.counters;
+  return proto;
+}
+
+void Scheduler::PublishRun(const RunRt& run) {
+  v1::Event event;
+  *event.mutable_run()->mutable_run() = RunProto(run);
+  v1::Run copy = event.run().run();
+  store_->PutRun(std::move(copy), [hub = hub_, event = std::move(event)]() mutable {
+    hub->Publish(std::move(event));
+  });
+}
+
+v1::Instance Scheduler::InstanceProto(const RunRt& run, int64_t seq) const {
+  const InstanceRt& inst = run.instances[seq];
+  v1::Instance proto;
+  proto.set_run_id(run.id);
+  proto.set_seq(seq);
+  proto.set_task(run.tasks[inst.task].spec->name());
+  proto.set_output(inst.output);
+  proto.set_state(inst.state);
+  proto.set_error(inst.error);
+  proto.set_attempts(inst.attempts);
+  proto.set_started_ms(inst.started_ms);
+  proto.set_finished_ms(inst.finished_ms);
+  proto.set_bytes(inst.bytes);
+  proto.set_lines(inst.lines);
+  for (const auto& [k, v] : DecodeParams(inst.params)) (*proto.mutable_params())[k] = v;
+  return proto;
+}
+
+}  // namespace asflow

@@ -1,1 +1,139 @@
-// placeholder
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/paths.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+namespace {
+
+// True if something accepts connections on the unix socket at `path`.
+bool SocketAnswers(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& options) {
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->options_ = options;
+  if (options.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", options.socket_path));
+  }
+  if (absl::Status s = MakeDirs(DirName(options.state_path), 0700); !s.ok()) return s;
+  if (absl::Status s = MakeDirs(DirName(options.socket_path), 0700); !s.ok()) return s;
+
+  // One daemon per state file.
+  std::string lock_path = options.state_path + ".lock";
+  d->lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (d->lock_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("open ", lock_path, ": ", strerror(errno)));
+  }
+  if (flock(d->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("another asflowd is using ", options.state_path, " (", lock_path, " is locked)"));
+  }
+  if (SocketAnswers(options.socket_path)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("another asflowd is listening on ", options.socket_path));
+  }
+  unlink(options.socket_path.c_str());  // stale socket of a crashed daemon
+
+  std::vector<std::string> roots;
+  for (const std::string& root : options.allowed_roots) {
+    auto real = RealPath(root);
+    if (!real.ok()) return absl::InvalidArgumentError(absl::StrCat("--allow-root ", real.status().message()));
+    roots.push_back(*real);
+  }
+  if (roots.empty()) {
+    auto home = RealPath(HomeDir());
+    if (!home.ok()) return home.status();
+    roots.push_back(*home);
+  }
+
+  auto store = Store::Open(options.state_path);
+  if (!store.ok()) return store.status();
+  d->store_ = std::move(*store);
+  d->hub_ = std::make_unique<EventHub>();
+
+  int cpus = std::max(1u, std::thread::hardware_concurrency());
+  SchedulerOptions sched;
+  sched.allowed_roots = roots;
+  sched.local_slots = options.pool_size > 0 ? options.pool_size : std::max(8, 4 * cpus);
+  sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
+  sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
+  sched.file_options.sync = options.sync_outputs;
+  d->scheduler_ = std::make_unique<Scheduler>(sched, d->store_.get(), d->hub_.get());
+  if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
+
+  Daemon* raw = d.get();
+  d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
+                                                  [raw] { raw->RequestShutdown(); });
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", options.socket_path), grpc::InsecureServerCredentials());
+  builder.RegisterService(d->service_.get());
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  mode_t old_umask = umask(0077);  // the socket is born 0600
+  d->server_ = builder.BuildAndStart();
+  umask(old_umask);
+  if (d->server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on unix:", options.socket_path));
+  }
+  chmod(options.socket_path.c_str(), 0600);
+  spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {})",
+               options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "));
+  return d;
+}
+
+void Daemon::RequestShutdown() {
+  if (!shutdown_.HasBeenNotified()) shutdown_.Notify();
+}
+
+void Daemon::Wait() {
+  shutdown_.WaitForNotification();
+  spdlog::info("asflowd shutting down");
+  // Watch streams are cancelled by the deadline; unary calls finish.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  scheduler_->Stop();
+  if (absl::Status s = store_->Flush(); !s.ok()) spdlog::error("store flush: {}", std::string(s.message()));
+  unlink(options_.socket_path.c_str());
+}
+
+Daemon::~Daemon() {
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  scheduler_.reset();
+  store_.reset();
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+}  // namespace asflow

@@ -1,0 +1,250 @@
+#include "client/commands.h"
+
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "asflow/v1/service.grpc.pb.h"
+#include "client/line_printer.h"
+#include "common/codec.h"
+#include "common/spec_parser.h"
+#include "grpcpp/client_context.h"
+
+namespace asflow {
+namespace {
+
+int Fail(int code, absl::string_view message) {
+  absl::FPrintF(stderr, "asflowctl: %s\n", message);
+  return code;
+}
+
+int FailRpc(const grpc::Status& status) {
+  int code = status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage;
+  return Fail(code, status.error_message());
+}
+
+absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions& client, bool autostart) {
+  auto channel = Connect(client, autostart);
+  if (!channel.ok()) return channel.status();
+  return v1::FlowService::NewStub(*channel);
+}
+
+// Follows run `run_id` until it ends, reconnecting (with from_seq) if the
+// stream breaks, e.g. while the daemon restarts. Returns the exit code.
+int Follow(const ClientOptions& client, int64_t run_id) {
+  LinePrinter printer(stdout, run_id);
+  absl::Time give_up = absl::InfiniteFuture();
+  bool announced_loss = false;
+  while (!printer.finished()) {
+    auto stub = Stub(client, /*autostart=*/false);
+    if (stub.ok()) {
+      grpc::ClientContext ctx;
+      v1::WatchRequest request;
+      request.set_run_id(run_id);
+      request.set_from_seq(printer.last_seq());
+      auto reader = (*stub)->Watch(&ctx, request);
+      v1::Event event;
+      while (reader->Read(&event)) {
+        printer.Handle(event);
+        give_up = absl::InfiniteFuture();
+        announced_loss = false;
+      }
+      grpc::Status status = reader->Finish();
+      if (printer.finished()) break;
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND) return FailRpc(status);
+    }
+    if (!announced_loss) {
+      absl::FPrintF(stderr, "asflowctl: lost the connection to asflowd; reconnecting (run %d)...\n", run_id);
+      announced_loss = true;
+      give_up = absl::Now() + absl::Seconds(60);
+    }
+    if (absl::Now() > give_up) {
+      return Fail(kExitUnavailable,
+                  absl::StrCat("asflowd is unreachable; the run continues when it is back: asflowctl watch ", run_id));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  printer.PrintSummary();
+  return printer.run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
+}
+
+std::string Cwd() {
+  char buf[PATH_MAX];
+  return getcwd(buf, sizeof(buf)) != nullptr ? std::string(buf) : std::string(".");
+}
+
+}  // namespace
+
+int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
+  auto parsed = ParseFlowFile(options.flow_file);
+  if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  for (const std::string& p : options.params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Fail(kExitUsage, absl::StrCat("-p ", p, ": expected name=value"));
+    }
+    std::string name = p.substr(0, eq);
+    if (!parsed->spec.params().contains(name)) {
+      std::vector<std::string> known;
+      for (const auto& [k, v] : parsed->spec.params()) known.push_back(k);
+      std::sort(known.begin(), known.end());
+      return Fail(kExitUsage, absl::StrCat(options.flow_file, ": -p ", name, ": the flow has no parameter '",
+                                           name, "' (it has: ", absl::StrJoin(known, ", "), ")"));
+    }
+    (*request.mutable_params())[name] = p.substr(eq + 1);
+  }
+  request.set_workspace(Cwd());
+  request.set_source(options.flow_file);
+  request.set_keep_going(options.keep_going);
+  if (const char* path = getenv("PATH")) (*request.mutable_env())["PATH"] = path;
+
+  auto stub = Stub(client, /*autostart=*/client.server.empty());
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  v1::SubmitFlowResponse response;
+  grpc::Status status = (*stub)->SubmitFlow(&ctx, request, &response);
+  if (!status.ok()) return FailRpc(status);
+  if (options.detach) {
+    absl::PrintF("%d\n", response.run_id());
+    return kExitOk;
+  }
+  absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
+  std::fflush(stdout);
+  int code = Follow(client, response.run_id());
+  if (code == kExitOk) {
+    for (const v1::TaskSpec& task : parsed->spec.tasks()) {
+      if (!task.on().empty()) absl::PrintF("  outputs of %s: %s/%s\n", task.name(), request.workspace(), task.on());
+    }
+  }
+  return code;
+}
+
+int WatchCommand(const ClientOptions& client, int64_t run_id) { return Follow(client, run_id); }
+
+int RunsCommand(const ClientOptions& client, int limit) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  v1::ListRunsRequest request;
+  request.set_limit(limit);
+  v1::ListRunsResponse response;
+  grpc::Status status = (*stub)->ListRuns(&ctx, request, &response);
+  if (!status.ok()) return FailRpc(status);
+  absl::PrintF("%-6s %-10s %-16s %-20s %9s %8s %8s %8s %8s  %s\n", "RUN", "STATE", "FLOW", "STARTED",
+               "DURATION", "TOTAL", "DONE", "CACHED", "FAILED", "WORKSPACE");
+  for (const v1::Run& run : response.runs()) {
+    int64_t total = 0, done = 0, cached = 0, failed = 0;
+    for (const auto& t : run.tasks()) {
+      total += t.total();
+      done += t.done();
+      cached += t.cached();
+      failed += t.failed();
+    }
+    int64_t end = run.finished_ms() > 0 ? run.finished_ms() : absl::ToUnixMillis(absl::Now());
+    absl::PrintF("%-6d %-10s %-16s %-20s %9s %8d %8d %8d %8d  %s\n", run.id(), RunStateName(run.state()),
+                 run.flow(),
+                 absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(run.created_ms()),
+                                  absl::LocalTimeZone()),
+                 FormatDuration(end - run.created_ms()), total, done, cached, failed, run.workspace());
+  }
+  return kExitOk;
+}
+
+int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
+                 const std::vector<std::string>& states) {
+  v1::ListTasksRequest request;
+  request.set_run_id(run_id);
+  request.set_task(task);
+  for (const std::string& s : states) {
+    v1::InstanceState state;
+    if (!v1::InstanceState_Parse(absl::AsciiStrToUpper(s), &state) || state == v1::INSTANCE_STATE_UNSPECIFIED) {
+      return Fail(kExitUsage, absl::StrCat("--state ", s,
+                                           ": expected queued, running, done, cached, skipped, suppressed, "
+                                           "failed or cancelled"));
+    }
+    request.add_states(state);
+  }
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  absl::PrintF("%-7s %-10s %-10s %8s %8s  %-40s %s\n", "SEQ", "STATE", "DURATION", "LINES", "ATTEMPTS",
+               "INSTANCE", "OUTPUT / ERROR");
+  for (;;) {
+    grpc::ClientContext ctx;
+    v1::ListTasksResponse response;
+    grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
+    if (!status.ok()) return FailRpc(status);
+    for (const v1::Instance& inst : response.instances()) {
+      std::string duration = inst.finished_ms() > 0 && inst.started_ms() > 0
+                                 ? FormatDuration(inst.finished_ms() - inst.started_ms())
+                                 : "-";
+      std::string tail = inst.error().empty() ? inst.output() : inst.error().substr(0, inst.error().find('\n'));
+      absl::PrintF("%-7d %-10s %-10s %8d %8d  %-40s %s\n", inst.seq(), InstanceStateName(inst.state()),
+                   duration, inst.lines(), inst.attempts(), Label(inst), tail);
+    }
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  return kExitOk;
+}
+
+int CancelCommand(const ClientOptions& client, int64_t run_id) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  v1::CancelRunRequest request;
+  request.set_run_id(run_id);
+  v1::CancelRunResponse response;
+  grpc::Status status = (*stub)->CancelRun(&ctx, request, &response);
+  if (!status.ok()) return FailRpc(status);
+  absl::PrintF("run %d: %s\n", run_id, RunStateName(response.state()));
+  return kExitOk;
+}
+
+int CatCommand(const std::vector<std::string>& paths) {
+  for (const std::string& path : paths) {
+    if (absl::Status s = CopyDecompressed(path, STDOUT_FILENO); !s.ok()) return Fail(kExitUsage, s.message());
+  }
+  return kExitOk;
+}
+
+int DaemonStopCommand(const ClientOptions& client) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) {
+    absl::PrintF("asflowd is not running (%s)\n", stub.status().message());
+    return kExitOk;
+  }
+  grpc::ClientContext ctx;
+  v1::ShutdownResponse response;
+  grpc::Status status = (*stub)->Shutdown(&ctx, v1::ShutdownRequest(), &response);
+  if (!status.ok()) return FailRpc(status);
+  if (client.server.empty()) {
+    // Wait until the socket is gone, so a following start finds it free.
+    struct stat st;
+    for (int i = 0; i < 150 && stat(client.socket.c_str(), &st) == 0; ++i) absl::SleepFor(absl::Milliseconds(100));
+  }
+  absl::PrintF("asflowd stopped\n");
+  return kExitOk;
+}
+
+int DaemonStatusCommand(const ClientOptions& client) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) {
+    absl::PrintF("asflowd is not running (%s)\n", stub.status().message());
+    return kExitUnavailable;
+  }
+  absl::PrintF("asflowd is running on %s\n", client.server.empty() ? "unix:" + client.socket : client.server);
+  return kExitOk;
+}
+
+}  // namespace asflow

@@ -1,0 +1,111 @@
+#include "client/line_printer.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace asflow {
+
+std::string Label(const v1::Instance& instance) {
+  std::vector<std::pair<std::string, std::string>> params(instance.params().begin(),
+                                                          instance.params().end());
+  std::sort(params.begin(), params.end());
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : params) parts.push_back(absl::StrCat(k, "=", v));
+  return absl::StrCat(instance.task(), "(", absl::StrJoin(parts, ", "), ")");
+}
+
+std::string FormatDuration(int64_t ms) {
+  if (ms < 0) ms = 0;
+  if (ms < 60'000) return absl::StrFormat("%.1fs", ms / 1000.0);
+  int64_t s = ms / 1000;
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
+}
+
+std::string RunStateName(v1::RunState state) {
+  switch (state) {
+    case v1::RUN_RUNNING: return "running";
+    case v1::RUN_SUCCEEDED: return "succeeded";
+    case v1::RUN_FAILED: return "failed";
+    case v1::RUN_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+std::string InstanceStateName(v1::InstanceState state) {
+  if (state == v1::INSTANCE_STATE_UNSPECIFIED) return "unknown";
+  return absl::AsciiStrToLower(v1::InstanceState_Name(state));
+}
+
+LinePrinter::LinePrinter(FILE* out, int64_t run_id) : out_(out), run_id_(run_id) {}
+
+void LinePrinter::UpdateRun(const v1::Run& run) {
+  if (run.id() != run_id_) return;
+  for (const v1::TaskCounters& t : run.tasks()) {
+    bool& announced = announced_[t.task()];
+    if (t.expanded() && !announced) {
+      announced = true;
+      std::string cached = t.cached() > 0 ? absl::StrCat(", ", t.cached(), " cached") : "";
+      absl::FPrintF(out_, "  %s: %d instance%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s",
+                    cached);
+    }
+  }
+  run_ = run;
+}
+
+void LinePrinter::Handle(const v1::Event& event) {
+  last_seq_ = std::max(last_seq_, event.seq());
+  if (event.has_snapshot()) {
+    for (const v1::Run& run : event.snapshot().runs()) UpdateRun(run);
+    for (const v1::Instance& inst : event.snapshot().running()) {
+      if (inst.run_id() == run_id_) absl::FPrintF(out_, "  running  %s\n", Label(inst));
+    }
+  } else if (event.has_run()) {
+    UpdateRun(event.run().run());
+  } else if (event.has_instance()) {
+    const v1::Instance& inst = event.instance().instance();
+    if (inst.run_id() != run_id_) return;
+    if (run_) {
+      for (v1::TaskCounters& t : *run_->mutable_tasks()) {
+        if (t.task() == event.instance().counters().task()) t = event.instance().counters();
+      }
+    }
+    if (event.instance().kind() == v1::InstanceEvent::STARTED) {
+      absl::FPrintF(out_, "  start    %s\n", Label(inst));
+    } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
+      std::string detail;
+      if (inst.state() == v1::DONE) {
+        detail = absl::StrCat(FormatDuration(inst.finished_ms() - inst.started_ms()), "  ", inst.lines(),
+                              " lines", inst.output().empty() ? "" : absl::StrCat("  -> ", inst.output()));
+      } else {
+        std::string err = inst.error().substr(0, inst.error().find('\n'));
+        detail = err;
+      }
+      absl::FPrintF(out_, "  %-8s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
+    }
+  }
+  std::fflush(out_);
+}
+
+void LinePrinter::PrintSummary() const {
+  if (!run_) return;
+  const v1::Run& run = *run_;
+  int64_t end = run.finished_ms() > 0 ? run.finished_ms() : run.created_ms();
+  absl::FPrintF(out_, "run %d %s in %s (flow %s, workspace %s)\n", run.id(), RunStateName(run.state()),
+                FormatDuration(end - run.created_ms()), run.flow(), run.workspace());
+  absl::FPrintF(out_, "  %-20s %8s %8s %8s %8s %8s\n", "task", "total", "done", "cached", "failed",
+                "cancelled");
+  for (const v1::TaskCounters& t : run.tasks()) {
+    absl::FPrintF(out_, "  %-20s %8d %8d %8d %8d %8d\n", t.task(), t.total(), t.done(), t.cached(),
+                  t.failed(), t.cancelled());
+  }
+  if (!run.error().empty()) absl::FPrintF(out_, "error: %s\n", run.error());
+  std::fflush(out_);
+}
+
+}  // namespace asflow

@@ -1,0 +1,49 @@
+// LinePrinter: turns a Watch stream into plain progress lines — one line
+// per instance started and finished, one per task when its instances are
+// known, and a summary when the run ends. No escape codes, so it reads the
+// same in a terminal, a log file or CI. Not thread-safe.
+#ifndef ASFLOW_CLIENT_LINE_PRINTER_H_
+#define ASFLOW_CLIENT_LINE_PRINTER_H_
+
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "asflow/v1/service.pb.h"
+
+namespace asflow {
+
+class LinePrinter {
+ public:
+  // Prints progress of `run_id` to `out` (not owned).
+  LinePrinter(FILE* out, int64_t run_id);
+
+  void Handle(const v1::Event& event);
+  // The run's state as last seen; nullopt before any event showed it.
+  std::optional<v1::Run> run() const { return run_; }
+  bool finished() const { return run_ && run_->state() != v1::RUN_RUNNING; }
+  int64_t last_seq() const { return last_seq_; }
+  // Prints the final table: per-task counts, duration, error.
+  void PrintSummary() const;
+
+ private:
+  void UpdateRun(const v1::Run& run);
+
+  FILE* const out_;
+  const int64_t run_id_;
+  std::optional<v1::Run> run_;
+  std::map<std::string, bool> announced_;  // task -> expansion printed
+  int64_t last_seq_ = 0;
+};
+
+// "task(k=v, ...)".
+std::string Label(const v1::Instance& instance);
+// "1.2s", "3m04s".
+std::string FormatDuration(int64_t ms);
+std::string RunStateName(v1::RunState state);
+std::string InstanceStateName(v1::InstanceState state);
+
+}  // namespace asflow
+
+#endif  // ASFLOW_CLIENT_LINE_PRINTER_H_

@@ -1,0 +1,60 @@
+// FlowServiceImpl: asflow.v1.FlowService on gRPC's callback API. Thin:
+// decode, call the scheduler / store / event hub, encode, finish. The one
+// place where absl::Status becomes grpc::Status.
+#ifndef ASFLOW_SERVER_FLOW_SERVICE_H_
+#define ASFLOW_SERVER_FLOW_SERVICE_H_
+
+#include <functional>
+
+#include "asflow/v1/service.grpc.pb.h"
+#include "server/event_hub.h"
+#include "server/scheduler.h"
+#include "server/store.h"
+
+namespace asflow {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+class FlowServiceImpl final : public v1::FlowService::CallbackService {
+ public:
+  // All pointers must outlive the service. `request_shutdown` is called
+  // (once, from a gRPC thread) by the Shutdown RPC and must not block.
+  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub,
+                  std::function<void()> request_shutdown);
+
+  grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
+                                       const v1::SubmitFlowRequest* request,
+                                       v1::SubmitFlowResponse* response) override;
+  grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* ctx, const v1::GetRunRequest* request,
+                                   v1::Run* response) override;
+  grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* ctx,
+                                     const v1::ListRunsRequest* request,
+                                     v1::ListRunsResponse* response) override;
+  grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* ctx,
+                                      const v1::ListTasksRequest* request,
+                                      v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelRunRequest* request,
+                                      v1::CancelRunResponse* response) override;
+  grpc::ServerUnaryReactor* ResetTasks(grpc::CallbackServerContext* ctx,
+                                       const v1::ResetTasksRequest* request,
+                                       v1::ResetTasksResponse* response) override;
+  grpc::ServerWriteReactor<v1::Event>* Watch(grpc::CallbackServerContext* ctx,
+                                             const v1::WatchRequest* request) override;
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* ctx,
+                                     const v1::ShutdownRequest* request,
+                                     v1::ShutdownResponse* response) override;
+
+ private:
+  // The freshest copy of a run: the hub's view, else the store.
+  absl::StatusOr<v1::Run> LookupRun(int64_t run_id);
+
+  Scheduler* const scheduler_;
+  Store* const store_;
+  EventHub* const hub_;
+  const std::function<void()> request_shutdown_;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_FLOW_SERVICE_H_

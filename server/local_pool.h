@@ -1,0 +1,86 @@
+// The runner seam between the scheduler and whatever executes instances,
+// and LocalPool, the daemon's in-process pool: a fixed set of threads (one
+// per slot, never one per instance) that run commands with the exec library
+// and stream their stdout into atomic output files.
+#ifndef ASFLOW_SERVER_LOCAL_POOL_H_
+#define ASFLOW_SERVER_LOCAL_POOL_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/atomic_file.h"
+#include "server/plan.h"
+#include "worker/subprocess.h"
+
+namespace asflow {
+
+// One execution to run: a command and where its stdout goes.
+struct ExecJob {
+  ExecId id = 0;
+  SubprocessSpec process;
+  // Workspace root and the output path relative to it; an empty output
+  // means stdout is counted but not kept.
+  std::string workspace;
+  std::string output;
+  // Shared with the scheduler, which may cancel at any time.
+  std::shared_ptr<Canceller> canceller;
+};
+
+// What came of an ExecJob.
+struct ExecResult {
+  ExecId id = 0;
+  SubprocessResult process;
+  // Opening, writing or committing the output failed (the command may have
+  // succeeded); the output file was not created.
+  absl::Status output_status;
+  int64_t bytes = 0;  // uncompressed stdout bytes
+  int64_t lines = 0;  // newline-terminated lines, plus a final partial one
+  bool ok() const { return process.ok() && output_status.ok(); }
+  // One line for users: the output error, else the process outcome.
+  std::string Describe() const;
+};
+
+// Runs ExecJobs somewhere and reports each result exactly once through the
+// callback it was built with. Implementations are thread-safe.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  virtual void Start(ExecJob job) = 0;
+};
+
+// Runs one job to completion in the calling thread: path check, atomic
+// output, subprocess, commit or abort. Shared by LocalPool and
+// asflow-worker-style runners.
+ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options);
+
+// In-process pool of `threads` runner threads. Thread-safe. The destructor
+// cancels queued jobs (never started, no callback) and joins the threads
+// after their current jobs end.
+class LocalPool : public Runner {
+ public:
+  LocalPool(int threads, AtomicFileOptions file_options,
+            std::function<void(ExecResult)> on_done);
+  ~LocalPool() override;
+
+  void Start(ExecJob job) override;
+
+ private:
+  void Loop();
+
+  const AtomicFileOptions file_options_;
+  const std::function<void(ExecResult)> on_done_;
+  absl::Mutex mu_;
+  std::deque<ExecJob> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_LOCAL_POOL_H_

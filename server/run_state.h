@@ -1,0 +1,109 @@
+// In-memory state of one run while it is active: its tasks with compiled
+// templates and counters, and its instances indexed by seq. Owned and
+// mutated only by the scheduler thread. Also the pure helpers that turn
+// for_each values into parameter bindings.
+#ifndef ASFLOW_SERVER_RUN_STATE_H_
+#define ASFLOW_SERVER_RUN_STATE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "asflow/v1/service.pb.h"
+#include "common/template.h"
+#include "server/plan.h"
+
+namespace asflow {
+
+using Bindings = std::vector<std::pair<std::string, std::string>>;
+
+// One task definition inside a run.
+struct TaskRt {
+  const v1::TaskSpec* spec = nullptr;  // points into RunRt::request
+  std::string key;                     // task definition: "flow.task"
+  std::vector<Template> argv;
+  std::unique_ptr<Template> on;        // null: output not kept
+  std::unique_ptr<Template> file;      // for_each.file
+  std::vector<std::string> identity_params;  // flow params the templates use
+  std::vector<int> deps;        // needs + lines_of, as task indices
+  std::vector<int> dependents;
+  int lines_of = -1;
+  int limit = 0;
+  bool expanded = false;   // every instance is known
+  bool blocked = false;    // an upstream task failed: never expanded
+  bool settled = false;    // expanded with nothing pending, or blocked
+  int64_t pending = 0;     // instances not yet in a final state
+  v1::TaskCounters counters;
+  std::vector<int64_t> seqs;  // instances in creation order
+  absl::flat_hash_set<std::string> seen;  // params of instances made so far
+};
+
+// One instance as the run sees it. Kept small: runs of 100k+ are normal.
+struct InstanceRt {
+  int32_t task = -1;  // -1: seq not materialised (yet) in this process
+  v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
+  int32_t attempts = 0;
+  ExecId exec = 0;  // while queued or running
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  int64_t bytes = 0;
+  int64_t lines = 0;
+  std::string params;  // canonical JSON object
+  std::string output;  // normalised, relative to the workspace
+  std::string error;
+};
+
+// A row left by this run before a restart, matched by task and params.
+struct ResumedRow {
+  int64_t seq = 0;
+  v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
+};
+
+struct RunRt {
+  int64_t id = 0;
+  v1::SubmitFlowRequest request;  // spec, merged params, env, workspace
+  std::string flow;
+  std::string workspace;
+  std::map<std::string, std::string> params;  // merged flow parameters
+  std::vector<std::string> env;               // "K=V" overrides for commands
+  std::string search_path;
+  std::vector<TaskRt> tasks;
+  absl::flat_hash_map<std::string, int> task_index;
+  std::vector<InstanceRt> instances;
+  int64_t next_seq = 0;
+  absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
+  v1::RunState state = v1::RUN_RUNNING;
+  std::string error;        // first failure, "task(params): reason"
+  int64_t created_ms = 0;
+  int64_t finished_ms = 0;
+};
+
+// Builds the runtime form of a validated request: merged params, compiled
+// templates, dependency graph. InvalidArgument names the task and field.
+absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, int default_limit);
+
+// Binds one for_each value (JSON text, or a plain string when it is not a
+// JSON object/array/literal) to parameters per `as` (name -> dotted path;
+// "" = the whole value). NotFound names the missing field.
+absl::StatusOr<Bindings> BindValue(absl::string_view value, const google::protobuf::Map<std::string, std::string>& as);
+
+// {"k":"v",...} with sorted keys: the identity of an instance's parameters.
+std::string CanonicalParams(const std::map<std::string, std::string>& params);
+// The (name, value) pairs of a CanonicalParams text.
+Bindings DecodeParams(absl::string_view params_json);
+// "task(k=v, k2=v2)" for messages.
+std::string InstanceLabel(absl::string_view task, absl::string_view params_json);
+std::string ResumeKey(absl::string_view task, absl::string_view params_json);
+bool IsFinal(v1::InstanceState state);
+// Adds `delta` to the counter of `state`.
+void CountState(v1::TaskCounters* counters, v1::InstanceState state, int delta);
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_RUN_STATE_H_

@@ -1,0 +1,119 @@
+// Scheduler: the daemon's driver loop. One thread owns every active run,
+// the shared executions and the Plan; gRPC handlers and runner threads talk
+// to it only by posting commands, so they never block on SQLite, processes
+// or long-held locks. State changes go to the Store (grouped commits) and,
+// once committed, to the EventHub. Thread-safe (public methods post).
+#ifndef ASFLOW_SERVER_SCHEDULER_H_
+#define ASFLOW_SERVER_SCHEDULER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "asflow/v1/service.pb.h"
+#include "common/atomic_file.h"
+#include "server/event_hub.h"
+#include "server/local_pool.h"
+#include "server/plan.h"
+#include "server/run_state.h"
+#include "server/store.h"
+
+namespace asflow {
+
+struct SchedulerOptions {
+  // Workspaces must be at or below one of these (absolute, symlink-free).
+  std::vector<std::string> allowed_roots;
+  // Slots (threads) of the in-process pool "local".
+  int local_slots = 8;
+  // `limit` of a task that sets none: the host's CPU count.
+  int default_limit = 2;
+  // How outputs are written (compression level, fsync).
+  AtomicFileOptions file_options;
+  // SIGTERM -> SIGKILL delay when instances are cancelled.
+  absl::Duration kill_grace = absl::Seconds(5);
+  // Upper bound on instances in one run.
+  int64_t max_instances_per_run = 10'000'000;
+};
+
+class Scheduler {
+ public:
+  // `store` and `hub` must outlive the scheduler.
+  Scheduler(SchedulerOptions options, Store* store, EventHub* hub);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Resumes the runs the store says were running, then starts the loop.
+  absl::Status Start();
+  // Kills running commands (their runs resume at the next Start) and joins.
+  void Stop();
+
+  // Validates and starts a run; `done` gets its id, or InvalidArgument /
+  // PermissionDenied saying why not. `done` runs on the scheduler thread.
+  void Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<int64_t>)> done);
+  // Cancels a run as fail-fast would; `done` gets the run's final state, or
+  // NotFound.
+  void Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::RunState>)> done);
+
+ private:
+  // An execution shared by every run that needs the same instance.
+  struct Exec {
+    ExecId id = 0;
+    std::string key;  // absolute output path, or workspace+task+params
+    std::vector<std::pair<int64_t, int64_t>> waiters;  // (run id, seq)
+    ExecJob job;
+    std::shared_ptr<Canceller> canceller;
+    bool started = false;
+  };
+
+  void Post(std::function<void()> fn);
+  void Loop();
+  void Pump();
+
+  absl::Status CheckWorkspace(v1::SubmitFlowRequest* request) const;
+  void StartRun(std::unique_ptr<RunRt> run);
+  void Expand(RunRt& run, int task);
+  absl::Status ExpandInto(RunRt& run, int task);
+  void AddInstance(RunRt& run, int task, const Bindings& bindings);
+  void SetState(RunRt& run, int64_t seq, v1::InstanceState state);
+  void TaskProgress(RunRt& run, int task);
+  void Block(RunRt& run, int task);
+  void AfterChange(RunRt& run);
+  void FinishRun(RunRt& run, v1::RunState state, std::string error);
+  void OnExecDone(ExecResult result);
+  void DetachFromExec(RunRt& run, int64_t seq);
+
+  void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind);
+  void PublishRun(const RunRt& run);
+  v1::Run RunProto(const RunRt& run) const;
+  v1::Instance InstanceProto(const RunRt& run, int64_t seq) const;
+
+  const SchedulerOptions options_;
+  Store* const store_;
+  EventHub* const hub_;
+
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> commands_ ABSL_GUARDED_BY(mu_);
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Owned by the scheduler thread.
+  Plan plan_;
+  absl::flat_hash_map<int64_t, std::unique_ptr<RunRt>> runs_;
+  absl::flat_hash_map<ExecId, Exec> execs_;
+  absl::flat_hash_map<std::string, ExecId> exec_by_key_;
+  ExecId next_exec_ = 1;
+  bool stopping_ = false;
+
+  std::unique_ptr<LocalPool> pool_;
+  std::thread thread_;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_SCHEDULER_H_

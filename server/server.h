@@ -1,0 +1,69 @@
+// Daemon: asflowd assembled — the store, the event hub, the scheduler and
+// the gRPC server on a unix socket — with an ordered shutdown.
+#ifndef ASFLOW_SERVER_SERVER_H_
+#define ASFLOW_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "server/event_hub.h"
+#include "server/flow_service.h"
+#include "server/scheduler.h"
+#include "server/store.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace asflow {
+
+struct ServerOptions {
+  // Unix socket to listen on (created mode 0600, its directory 0700).
+  std::string socket_path;
+  // SQLite state file.
+  std::string state_path;
+  // Workspaces must be under one of these; empty: the user's home.
+  std::vector<std::string> allowed_roots;
+  // In-process pool slots; 0: max(8, 4 x CPU count).
+  int pool_size = 0;
+  // Default `limit` per task definition; 0: the CPU count.
+  int default_limit = 0;
+  // Seconds between SIGTERM and SIGKILL for cancelled instances.
+  double kill_grace_seconds = 5;
+  // fsync outputs and their directories on commit.
+  bool sync_outputs = true;
+};
+
+class Daemon {
+ public:
+  // Opens the state, resumes interrupted runs and starts serving. Fails
+  // with the reason (socket in use, state locked by another asflowd, ...).
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(const ServerOptions& options);
+  ~Daemon();
+
+  // Blocks until RequestShutdown, then stops in order: stop accepting,
+  // stop the scheduler (running commands are killed; their runs resume at
+  // the next start), flush the store, remove the socket.
+  void Wait();
+  // Thread-safe, idempotent, non-blocking.
+  void RequestShutdown();
+
+ private:
+  Daemon() = default;
+
+  ServerOptions options_;
+  int lock_fd_ = -1;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<EventHub> hub_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<FlowServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  absl::Notification shutdown_;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_SERVER_H_

@@ -1,0 +1,56 @@
+// WatchReactor: one Watch stream. Pops events from its EventHub
+// subscription with at most one write in flight; when the hub has nothing,
+// it waits for the hub's notification. A stream for one run finishes (OK)
+// after the event that shows the run in a final state. Finish is called
+// exactly once; OnDone unsubscribes and frees the reactor.
+#ifndef ASFLOW_SERVER_WATCH_REACTOR_H_
+#define ASFLOW_SERVER_WATCH_REACTOR_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "asflow/v1/service.grpc.pb.h"
+#include "server/event_hub.h"
+
+namespace asflow {
+
+class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  // `hub` must outlive every reactor (the server waits for live reactors
+  // before the hub is destroyed). `initial`, if set, is written first and
+  // ends the stream when it shows the run finished (a run the hub no longer
+  // holds, loaded from the store).
+  WatchReactor(EventHub* hub, const v1::WatchRequest& request, std::unique_ptr<v1::Event> initial);
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  void MaybeWrite();
+  bool IsFinal(const v1::Event& event) const;
+
+  // Lets the hub's notification outlive the reactor safely: OnDone clears
+  // `reactor` under `mu` before the reactor is freed.
+  struct Alive {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::function<void()> Notifier();
+
+  EventHub* const hub_;
+  const int64_t run_id_;
+  const std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
+  std::shared_ptr<EventHub::Subscription> sub_;
+  absl::Mutex mu_;
+  v1::Event event_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_ ABSL_GUARDED_BY(mu_) = false;  // finish after this write
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_WATCH_REACTOR_H_
