@@ -61,6 +61,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     return absl::AlreadyExistsError(
         absl::StrCat("another asflowd is using ", options.state_path, " (", lock_path, " is locked)"));
   }
+  // The lock file holds the daemon's PID, for scripts and tests.
+  std::string pid = absl::StrCat(getpid(), "\n");
+  if (ftruncate(d->lock_fd_, 0) != 0 || pwrite(d->lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    return absl::InternalError(absl::StrCat("write ", lock_path, ": ", strerror(errno)));
+  }
   if (SocketAnswers(options.socket_path)) {
     return absl::AlreadyExistsError(
         absl::StrCat("another asflowd is listening on ", options.socket_path));

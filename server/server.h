@@ -23,7 +23,8 @@ namespace asflow {
 struct ServerOptions {
   // Unix socket to listen on (created mode 0600, its directory 0700).
   std::string socket_path;
-  // SQLite state file.
+  // SQLite state file. STATE.lock next to it is held (flock) while the
+  // daemon runs and contains its PID.
   std::string state_path;
   // Workspaces must be under one of these; empty: the user's home.
   std::vector<std::string> allowed_roots;
