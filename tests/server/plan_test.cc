@@ -1,1 +1,115 @@
-#include <gtest/gtest.h>
+#include "server/plan.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace asflow {
+namespace {
+
+// Drains everything startable now, in order.
+std::vector<ExecId> StartAll(Plan& plan) {
+  std::vector<ExecId> out;
+  while (std::optional<ExecId> id = plan.NextStartable()) out.push_back(*id);
+  return out;
+}
+
+TEST(PlanTest, LimitCapsRunningPerTaskDefinition) {
+  Plan plan;
+  plan.SetPoolSlots("local", 10);
+  plan.SetTaskDef("f.extract", 2, "local");
+  for (ExecId id = 1; id <= 5; ++id) plan.Enqueue(id, "f.extract", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1, 2}));
+  EXPECT_EQ(plan.running("f.extract"), 2);
+  EXPECT_EQ(plan.queued("f.extract"), 3);
+  plan.Finished(1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{3}));
+  plan.Finished(2);
+  plan.Finished(3);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{4, 5}));
+  EXPECT_EQ(plan.queued("f.extract"), 0);
+}
+
+TEST(PlanTest, PoolSlotsCapAcrossTaskDefinitions) {
+  Plan plan;
+  plan.SetPoolSlots("local", 3);
+  plan.SetTaskDef("f.a", 10, "local");
+  plan.SetTaskDef("f.b", 10, "local");
+  for (ExecId id = 1; id <= 4; ++id) plan.Enqueue(id, "f.a", 1);
+  for (ExecId id = 11; id <= 14; ++id) plan.Enqueue(id, "f.b", 1);
+  // Round-robin across task definitions, three slots in all.
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1, 11, 2}));
+  EXPECT_EQ(plan.pool_used("local"), 3);
+  plan.Finished(11);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{12}));
+}
+
+TEST(PlanTest, RunsShareATaskDefinitionRoundRobin) {
+  Plan plan;
+  plan.SetPoolSlots("local", 100);
+  plan.SetTaskDef("f.t", 100, "local");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", /*run_id=*/1);
+  for (ExecId id = 11; id <= 13; ++id) plan.Enqueue(id, "f.t", /*run_id=*/2);
+  // Within a run: submission order; across runs: alternating.
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1, 11, 2, 12, 3, 13}));
+}
+
+TEST(PlanTest, DequeueRemovesQueuedButNotRunning) {
+  Plan plan;
+  plan.SetPoolSlots("local", 1);
+  plan.SetTaskDef("f.t", 1, "local");
+  plan.Enqueue(1, "f.t", 1);
+  plan.Enqueue(2, "f.t", 1);
+  plan.Enqueue(3, "f.t", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  EXPECT_FALSE(plan.Dequeue(1));  // running
+  EXPECT_TRUE(plan.Dequeue(2));
+  EXPECT_FALSE(plan.Dequeue(2));  // already gone
+  EXPECT_EQ(plan.queued("f.t"), 1);
+  plan.Finished(1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{3}));
+}
+
+TEST(PlanTest, DequeueOfEveryQueuedItemLeavesNothingStartable) {
+  Plan plan;
+  plan.SetPoolSlots("local", 4);
+  plan.SetTaskDef("f.t", 4, "local");
+  for (ExecId id = 1; id <= 1000; ++id) plan.Enqueue(id, "f.t", 7);
+  for (ExecId id = 1; id <= 1000; ++id) ASSERT_TRUE(plan.Dequeue(id));
+  EXPECT_EQ(StartAll(plan), std::vector<ExecId>{});
+  plan.Enqueue(2000, "f.t", 7);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{2000}));
+}
+
+TEST(PlanTest, RaisingTheLimitLetsMoreStart) {
+  Plan plan;
+  plan.SetPoolSlots("local", 10);
+  plan.SetTaskDef("f.t", 1, "local");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  plan.SetTaskDef("f.t", 3, "local");  // a resubmitted flow with limit: 3
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{2, 3}));
+}
+
+TEST(PlanTest, PoolWithoutSlotsStartsNothing) {
+  Plan plan;
+  plan.SetPoolSlots("gpu", 0);
+  plan.SetTaskDef("f.t", 4, "gpu");
+  plan.Enqueue(1, "f.t", 1);
+  EXPECT_EQ(StartAll(plan), std::vector<ExecId>{});
+  plan.SetPoolSlots("gpu", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+}
+
+TEST(PlanTest, FinishedOfUnknownIdIsIgnored) {
+  Plan plan;
+  plan.SetPoolSlots("local", 1);
+  plan.SetTaskDef("f.t", 1, "local");
+  plan.Finished(42);
+  plan.Enqueue(1, "f.t", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  EXPECT_EQ(plan.pool_used("local"), 1);
+}
+
+}  // namespace
+}  // namespace asflow

@@ -1,0 +1,81 @@
+#include "server/run_state.h"
+
+#include "gtest/gtest.h"
+
+namespace asflow {
+namespace {
+
+google::protobuf::Map<std::string, std::string> As(std::initializer_list<std::pair<std::string, std::string>> kv) {
+  google::protobuf::Map<std::string, std::string> m;
+  for (const auto& [k, v] : kv) m[k] = v;
+  return m;
+}
+
+TEST(BindValueTest, DottedPathsIntoJsonObjects) {
+  auto b = BindValue(R"({"id":"F6Pq","meta":{"lang":"en","n":3}})",
+                     As({{"video_id", "id"}, {"lang", "meta.lang"}, {"n", "meta.n"}}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(*b, (Bindings{{"lang", "en"}, {"n", "3"}, {"video_id", "F6Pq"}}));
+}
+
+TEST(BindValueTest, WholeValueForScalarsAndPlainStrings) {
+  EXPECT_EQ(*BindValue("42", As({{"x", ""}})), (Bindings{{"x", "42"}}));
+  EXPECT_EQ(*BindValue("\"quoted\"", As({{"x", ""}})), (Bindings{{"x", "quoted"}}));
+  EXPECT_EQ(*BindValue("not json at all", As({{"x", ""}})), (Bindings{{"x", "not json at all"}}));
+  EXPECT_EQ(*BindValue(R"({"a":1})", As({{"x", ""}})), (Bindings{{"x", R"({"a":1})"}}));
+}
+
+TEST(BindValueTest, MissingFieldNamesFieldAndParameter) {
+  auto b = BindValue(R"({"title":"x"})", As({{"video_id", "id"}}));
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().message(), "field 'id' for parameter 'video_id' not found");
+  auto c = BindValue("[1,2]", As({{"video_id", "id"}}));
+  EXPECT_EQ(c.status().message(), "field 'id' for parameter 'video_id': value is not a JSON object");
+}
+
+TEST(CanonicalParamsTest, SortedKeysAndEscaping) {
+  EXPECT_EQ(CanonicalParams({{"b", "2"}, {"a", "x\"y"}}), R"({"a":"x\"y","b":"2"})");
+  EXPECT_EQ(CanonicalParams({}), "{}");
+  EXPECT_EQ(DecodeParams(R"({"a":"x\"y","b":"2"})"), (Bindings{{"a", "x\"y"}, {"b", "2"}}));
+  EXPECT_EQ(InstanceLabel("extract", R"({"video_id":"F6Pq"})"), "extract(video_id=F6Pq)");
+}
+
+TEST(BuildRunTest, UnknownOverrideIsRejected) {
+  v1::SubmitFlowRequest req;
+  req.mutable_spec()->set_name("f");
+  (*req.mutable_spec()->mutable_params())["channel"] = "c";
+  (*req.mutable_params())["chanel"] = "typo";
+  auto run = BuildRun(req, 2);
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().message(), "params.chanel: unknown parameter 'chanel' (the flow does not declare it)");
+}
+
+TEST(BuildRunTest, IdentityUsesOnlyReferencedFlowParams) {
+  v1::SubmitFlowRequest req;
+  v1::FlowSpec* spec = req.mutable_spec();
+  spec->set_name("f");
+  (*spec->mutable_params())["channel"] = "c";
+  (*spec->mutable_params())["unused"] = "u";
+  v1::TaskSpec* t = spec->add_tasks();
+  t->set_name("playlist");
+  t->add_run("echo");
+  t->add_run("{channel}");
+  v1::TaskSpec* e = spec->add_tasks();
+  e->set_name("extract");
+  e->add_run("echo");
+  e->add_run("{video_id}");
+  e->set_on("data/{video_id}.txt");
+  e->mutable_for_each()->set_lines_of("playlist");
+  (*e->mutable_for_each()->mutable_bind())["video_id"] = "id";
+  auto run = BuildRun(req, 3);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ((*run)->tasks[0].identity_params, std::vector<std::string>{"channel"});
+  EXPECT_TRUE((*run)->tasks[1].identity_params.empty());
+  EXPECT_EQ((*run)->tasks[1].deps, std::vector<int>{0});
+  EXPECT_EQ((*run)->tasks[0].dependents, std::vector<int>{1});
+  EXPECT_EQ((*run)->tasks[1].limit, 3);  // the default limit
+  EXPECT_EQ((*run)->tasks[1].key, "f.extract");
+}
+
+}  // namespace
+}  // namespace asflow
