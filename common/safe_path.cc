@@ -1,1 +1,142 @@
-// placeholder
+#include "common/safe_path.h"
+
+#include <algorithm>
+#include <climits>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+
+namespace asflow {
+namespace {
+
+std::string Quote(absl::string_view s) {
+  return absl::StrCat("\"", absl::Utf8SafeCEscape(s), "\"");
+}
+
+// realpath(3) as a StatusOr; errno text in the message.
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) {
+    int err = errno;
+    std::string msg = absl::StrCat(Quote(path), ": ", std::strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(msg);
+    return absl::PermissionDeniedError(msg);
+  }
+  return std::string(buf);
+}
+
+bool IsInside(const std::string& path, const std::string& root) {
+  if (root == "/") return true;
+  return path == root ||
+         (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+          path[root.size()] == '/');
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> NormalizeOutputPath(absl::string_view rel) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output path ", Quote(rel), " ", why));
+  };
+  if (rel.empty()) return bad("is empty");
+  if (rel.find('\0') != absl::string_view::npos) return bad("contains NUL");
+  if (rel.front() == '/') return bad("is absolute; it must be relative to the workspace");
+  if (rel.back() == '/') return bad("ends with '/'; it must name a file");
+  std::vector<absl::string_view> parts;
+  for (absl::string_view part : absl::StrSplit(rel, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") return bad("has a '..' component; it must stay inside the workspace");
+    parts.push_back(part);
+  }
+  // "." and "a/." name a directory, not a file.
+  if (parts.empty() || rel == "." || absl::EndsWith(rel, "/.")) {
+    return bad("does not name a file");
+  }
+  return absl::StrJoin(parts, "/");
+}
+
+absl::Status CheckInsideWorkspace(const std::string& workspace,
+                                  const std::string& rel) {
+  absl::StatusOr<std::string> root = RealPath(workspace);
+  if (!root.ok()) {
+    return absl::Status(root.status().code(),
+                        absl::StrCat("workspace ", root.status().message()));
+  }
+  std::vector<std::string> parts = absl::StrSplit(rel, '/', absl::SkipEmpty());
+  // Walk up from the full path to the deepest ancestor that exists.
+  for (size_t n = parts.size();; --n) {
+    std::string candidate = workspace;
+    for (size_t i = 0; i < n; ++i) absl::StrAppend(&candidate, "/", parts[i]);
+    struct stat st;
+    if (lstat(candidate.c_str(), &st) == 0) {
+      absl::StatusOr<std::string> real = RealPath(candidate);
+      if (!real.ok()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "output path ", Quote(rel), " in workspace ", Quote(workspace),
+            " goes through ", Quote(candidate),
+            ", which cannot be resolved (dangling symlink?)"));
+      }
+      if (!IsInside(*real, *root)) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "output path ", Quote(rel), " leaves workspace ", Quote(workspace),
+            " through a symlink (", Quote(candidate), " resolves to ",
+            Quote(*real), ")"));
+      }
+      return absl::OkStatus();
+    }
+    if (n == 0) break;
+  }
+  return absl::OkStatus();  // unreachable: the workspace itself resolved
+}
+
+std::string ErrorPathFor(absl::string_view output_path,
+                         absl::string_view on_template) {
+  absl::string_view base = on_template;
+  if (size_t slash = base.rfind('/'); slash != absl::string_view::npos) {
+    base = base.substr(slash + 1);
+  }
+  absl::string_view tail = base;
+  size_t search_from = 1;  // a leading dot (".hidden") is not an extension
+  if (size_t brace = base.rfind('}'); brace != absl::string_view::npos) {
+    tail = base.substr(brace + 1);
+    search_from = 0;
+  }
+  std::string suffix;
+  if (size_t dot = tail.find('.', std::min(search_from, tail.size()));
+      dot != absl::string_view::npos) {
+    suffix = absl::StrReplaceAll(tail.substr(dot), {{"{{", "{"}});
+  }
+  absl::string_view stem = output_path;
+  if (!suffix.empty() && absl::EndsWith(stem, suffix) &&
+      stem.size() > suffix.size()) {
+    stem.remove_suffix(suffix.size());
+  }
+  return absl::StrCat(stem, ".err");
+}
+
+std::string ExpandStar(absl::string_view path, absl::string_view hash) {
+  size_t slash = path.rfind('/');
+  size_t start = slash == absl::string_view::npos ? 0 : slash + 1;
+  std::string out(path.substr(0, start));
+  for (char c : path.substr(start)) {
+    if (c == '*') {
+      out.append(hash.data(), hash.size());
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace asflow

@@ -1,1 +1,464 @@
-// placeholder
+#include "common/spec_validator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/spec_parser.h"
+#include "common/template.h"
+#include "re2/re2.h"
+
+namespace asflow {
+namespace {
+
+// Beyond this many problems the rest are summarised in one line.
+constexpr size_t kMaxReported = 100;
+
+bool IsFlowNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+bool IsTaskName(absl::string_view name) {
+  if (name.empty()) return false;
+  char c0 = name[0];
+  if (!((c0 >= 'A' && c0 <= 'Z') || (c0 >= 'a' && c0 <= 'z') || c0 == '_')) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return IsFlowNameChar(c) && c != '.';
+  });
+}
+
+bool IsValidDuration(const google::protobuf::Duration& d) {
+  if (d.nanos() <= -1000000000 || d.nanos() >= 1000000000) return false;
+  return !((d.seconds() > 0 && d.nanos() < 0) ||
+           (d.seconds() < 0 && d.nanos() > 0));
+}
+
+std::string FormatProtoDuration(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(absl::Seconds(d.seconds()) +
+                              absl::Nanoseconds(d.nanos()));
+}
+
+// A graph edge: task `from` needs task `to`, written at `path`.
+struct Edge {
+  int to;
+  std::string path;
+};
+
+// Collects problems in spec order.
+class Validator {
+ public:
+  Validator(const v1::FlowSpec& spec, const SourceMap* where,
+            absl::Span<const std::string> extra_params)
+      : spec_(spec), where_(where) {
+    for (const auto& [name, value] : spec.params()) params_.insert(name);
+    for (const std::string& name : extra_params) params_.insert(name);
+  }
+
+  absl::Status Run() {
+    CheckTop();
+    if (spec_.tasks_size() <= kMaxTasks) {
+      IndexTasks();
+      for (int i = 0; i < spec_.tasks_size(); ++i) CheckTask(i);
+      CheckCycles();
+    }
+    if (errors_.empty()) return absl::OkStatus();
+    if (errors_.size() > kMaxReported) {
+      size_t more = errors_.size() - kMaxReported;
+      errors_.resize(kMaxReported);
+      errors_.push_back(absl::StrCat("... and ", more, " more problems"));
+    }
+    return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+  }
+
+ private:
+  void Add(const std::string& path, absl::string_view message) {
+    std::string location = where_ != nullptr ? where_->Locate(path) : "";
+    errors_.push_back(location.empty()
+                          ? absl::StrCat(path, ": ", message)
+                          : absl::StrCat(location, ": ", path, ": ", message));
+  }
+
+  void CheckTop() {
+    if (spec_.name().empty()) {
+      Add("name", "is empty; a flow needs a name");
+    } else if (!std::all_of(spec_.name().begin(), spec_.name().end(),
+                            IsFlowNameChar)) {
+      Add("name", absl::StrCat("'", absl::Utf8SafeCEscape(spec_.name()),
+                               "' may only use [A-Za-z0-9_.-]"));
+    }
+    std::vector<std::string> names;
+    for (const auto& [name, value] : spec_.params()) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      if (!IsValidParamName(name)) {
+        Add(absl::StrCat("params.", name),
+            absl::StrCat("parameter name '", absl::Utf8SafeCEscape(name),
+                         "' must match [A-Za-z_][A-Za-z0-9_]*"));
+      }
+    }
+    if (spec_.imports_size() > 0) Add("imports", "not supported yet");
+    if (spec_.tasks_size() > kMaxTasks) {
+      Add("tasks", absl::StrCat(spec_.tasks_size(), " tasks; at most ",
+                                kMaxTasks, " are allowed"));
+    }
+  }
+
+  void IndexTasks() {
+    for (int i = 0; i < spec_.tasks_size(); ++i) {
+      const std::string& name = spec_.tasks(i).name();
+      std::string path = absl::StrCat("tasks[", i, "].name");
+      if (name.empty()) {
+        Add(path, "is empty; every task needs a name");
+        continue;
+      }
+      if (!IsTaskName(name)) {
+        Add(path, absl::StrCat("'", absl::Utf8SafeCEscape(name),
+                               "' must match [A-Za-z_][A-Za-z0-9_-]*"));
+      }
+      auto [it, inserted] = index_.emplace(name, i);
+      if (!inserted) {
+        Add(path, absl::StrCat("duplicate task name '", name,
+                               "' (first at tasks[", it->second, "])"));
+      }
+    }
+    edges_.resize(spec_.tasks_size());
+  }
+
+  // Looks up a task referenced at path; reports unknown names.
+  int FindTask(const std::string& path, const std::string& name) {
+    auto it = index_.find(name);
+    if (it == index_.end()) {
+      Add(path, absl::StrCat("unknown task '", name, "'"));
+      return -1;
+    }
+    return it->second;
+  }
+
+  // Compiles a template and checks it uses only `known` names.
+  bool CheckTemplate(const std::string& path, const std::string& text,
+                     const std::vector<std::string>& known) {
+    absl::StatusOr<Template> t = Template::Compile(text);
+    if (!t.ok()) {
+      Add(path, t.status().message());
+      return false;
+    }
+    bool ok = true;
+    for (const std::string& name : t->names()) {
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      Add(path, absl::StrCat("unknown parameter '", name, "' (known: ",
+                             known.empty() ? "none" : absl::StrJoin(known, ", "),
+                             ")"));
+      ok = false;
+    }
+    return ok;
+  }
+
+  // Workspace-relative path template checks shared by `on` and for_each.file.
+  void CheckRelativePath(const std::string& path, const std::string& text) {
+    std::string quoted = absl::StrCat("'", absl::Utf8SafeCEscape(text), "'");
+    if (absl::StartsWith(text, "/")) {
+      Add(path, absl::StrCat("must be relative to the workspace, got ", quoted));
+    }
+    for (absl::string_view part : absl::StrSplit(text, '/')) {
+      if (part == "..") {
+        Add(path, absl::StrCat("must not have a '..' component, got ", quoted));
+        break;
+      }
+    }
+    if (absl::EndsWith(text, "/")) {
+      Add(path, absl::StrCat("must name a file, got ", quoted));
+    }
+  }
+
+  void CheckDuration(const std::string& path,
+                     const google::protobuf::Duration& d) {
+    if (!IsValidDuration(d)) {
+      Add(path, absl::StrCat("invalid duration (seconds ", d.seconds(),
+                             ", nanos ", d.nanos(), ")"));
+    } else if (d.seconds() < 0 || d.nanos() < 0) {
+      Add(path, absl::StrCat("must not be negative, got ",
+                             FormatProtoDuration(d)));
+    }
+  }
+
+  void CheckRegex(const std::string& path, const std::string& pattern) {
+    if (pattern.empty()) return;
+    RE2::Options options;
+    options.set_log_errors(false);
+    RE2 re(pattern, options);
+    if (!re.ok()) {
+      Add(path, absl::StrCat("invalid RE2 regex '", absl::Utf8SafeCEscape(pattern),
+                             "': ", re.error()));
+    }
+  }
+
+  void CheckTask(int i) {
+    const v1::TaskSpec& task = spec_.tasks(i);
+    const std::string p = absl::StrCat("tasks[", i, "]");
+
+    // Names a template of this task may use: flow params plus bindings.
+    std::vector<std::string> flow_known(params_.begin(), params_.end());
+    std::sort(flow_known.begin(), flow_known.end());
+    std::vector<std::string> known = flow_known;
+    std::vector<std::string> bindings;
+    for (const auto& [name, field] : task.for_each().bind()) {
+      bindings.push_back(name);
+    }
+    std::sort(bindings.begin(), bindings.end());
+    for (const std::string& b : bindings) {
+      if (!params_.contains(b)) known.push_back(b);
+    }
+    std::sort(known.begin(), known.end());
+
+    // What runs.
+    if (task.run_size() > 0 && !task.handler().empty()) {
+      Add(p, "needs exactly one of run or handler, got both");
+    } else if (task.run_size() == 0 && task.handler().empty()) {
+      Add(p, "needs exactly one of run or handler, got neither");
+    }
+    for (int j = 0; j < task.run_size(); ++j) {
+      std::string rp = absl::StrCat(p, ".run[", j, "]");
+      if (j == 0 && task.run(0).empty()) {
+        Add(rp, "program is empty");
+        continue;
+      }
+      CheckTemplate(rp, task.run(j), known);
+    }
+
+    // Where its output goes.
+    if (!task.on().empty()) {
+      std::string op = absl::StrCat(p, ".on");
+      CheckRelativePath(op, task.on());
+      if (CheckTemplate(op, task.on(), known)) {
+        CheckOnDistinguishesInstances(op, task, bindings);
+      }
+      auto [it, inserted] = on_owner_.emplace(task.on(), i);
+      if (!inserted) {
+        Add(op, absl::StrCat("same output as tasks[", it->second, "] ('",
+                             absl::Utf8SafeCEscape(task.on()), "')"));
+      }
+    }
+
+    // Dependencies.
+    for (int j = 0; j < task.needs_size(); ++j) {
+      std::string np = absl::StrCat(p, ".needs[", j, "]");
+      if (task.needs(j) == task.name()) {
+        Add(np, absl::StrCat("task '", task.name(), "' needs itself"));
+        continue;
+      }
+      int to = FindTask(np, task.needs(j));
+      if (to >= 0) edges_[i].push_back(Edge{to, np});
+    }
+
+    if (task.has_for_each()) CheckForEach(i, p, flow_known);
+
+    // Limits.
+    if (task.limit() < 0) {
+      Add(p + ".limit", absl::StrCat("must be >= 0, got ", task.limit()));
+    }
+    if (absl::StatusOr<double> rate = ParseRatePerSecond(task.rate());
+        !rate.ok()) {
+      Add(p + ".rate", rate.status().message());
+    }
+    if (!std::all_of(task.pool().begin(), task.pool().end(), IsFlowNameChar)) {
+      Add(p + ".pool", absl::StrCat("'", absl::Utf8SafeCEscape(task.pool()),
+                                    "' may only use [A-Za-z0-9_.-]"));
+    }
+    if (task.has_timeout()) CheckDuration(p + ".timeout", task.timeout());
+
+    // Error rules.
+    if (task.has_retry()) {
+      const v1::RetryRule& r = task.retry();
+      if (r.attempts() < 0) {
+        Add(p + ".retry.attempts",
+            absl::StrCat("must be >= 0, got ", r.attempts()));
+      }
+      if (r.has_backoff()) CheckDuration(p + ".retry.backoff", r.backoff());
+      if (r.has_jitter()) CheckDuration(p + ".retry.jitter", r.jitter());
+      CheckRegex(p + ".retry.stderr", r.stderr());
+    }
+    CheckRegex(p + ".skip.stderr", task.skip().stderr());
+    CheckRegex(p + ".suppress.stderr", task.suppress().stderr());
+  }
+
+  // A fanned-out task whose `on` uses no binding (and no '*') would have
+  // every instance write the same file.
+  void CheckOnDistinguishesInstances(const std::string& op,
+                                     const v1::TaskSpec& task,
+                                     const std::vector<std::string>& bindings) {
+    if (bindings.empty()) return;
+    absl::string_view base = task.on();
+    if (size_t slash = base.rfind('/'); slash != absl::string_view::npos) {
+      base = base.substr(slash + 1);
+    }
+    if (absl::StrContains(base, '*')) return;
+    const Template t = *Template::Compile(task.on());
+    for (const std::string& b : bindings) {
+      if (std::find(t.names().begin(), t.names().end(), b) != t.names().end()) {
+        return;
+      }
+    }
+    Add(op, absl::StrCat("uses none of the for_each bindings (",
+                         absl::StrJoin(bindings, ", "),
+                         "), so every instance would write the same file"));
+  }
+
+  void CheckForEach(int i, const std::string& p,
+                    const std::vector<std::string>& flow_known) {
+    const v1::TaskSpec& task = spec_.tasks(i);
+    const v1::ForEach& fe = task.for_each();
+    const std::string fp = p + ".for_each";
+    std::vector<std::string> sources;
+    if (!fe.lines_of().empty()) sources.push_back("lines_of");
+    if (!fe.file().empty()) sources.push_back("file");
+    if (fe.values_size() > 0) sources.push_back("values");
+    if (sources.size() != 1) {
+      Add(fp, absl::StrCat("needs exactly one of lines_of, file or values, got ",
+                           sources.empty() ? "none"
+                                           : absl::StrJoin(sources, " and ")));
+    }
+    if (!fe.lines_of().empty()) {
+      std::string lp = fp + ".lines_of";
+      if (fe.lines_of() == task.name()) {
+        Add(lp, absl::StrCat("task '", task.name(),
+                             "' cannot read its own output"));
+      } else if (int from = FindTask(lp, fe.lines_of()); from >= 0) {
+        if (spec_.tasks(from).on().empty()) {
+          Add(lp, absl::StrCat("task '", fe.lines_of(),
+                               "' has no 'on' output to read"));
+        }
+        edges_[i].push_back(Edge{from, lp});
+      }
+    }
+    if (!fe.file().empty()) {
+      // The file is read before any binding exists: flow params only.
+      CheckRelativePath(fp + ".file", fe.file());
+      CheckTemplate(fp + ".file", fe.file(), flow_known);
+    }
+    if ((!fe.lines_of().empty() || !fe.file().empty()) && fe.bind().empty()) {
+      Add(fp + ".as", absl::StrCat(fe.lines_of().empty() ? "file" : "lines_of",
+                                   " needs 'as' to bind parameters"));
+    }
+    std::vector<std::string> names;
+    for (const auto& [name, field] : fe.bind()) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      std::string bp = absl::StrCat(fp, ".as.", name);
+      if (!IsValidParamName(name)) {
+        Add(bp, absl::StrCat("binding name '", absl::Utf8SafeCEscape(name),
+                             "' must match [A-Za-z_][A-Za-z0-9_]*"));
+      } else if (params_.contains(name)) {
+        Add(bp, absl::StrCat("binding '", name, "' shadows a flow parameter"));
+      }
+      const std::string& field = fe.bind().at(name);
+      if (!field.empty() &&
+          absl::c_any_of(absl::StrSplit(field, '.'),
+                         [](absl::string_view s) { return s.empty(); })) {
+        Add(bp, absl::StrCat("field path '", absl::Utf8SafeCEscape(field),
+                             "' has an empty component"));
+      }
+    }
+  }
+
+  // Reports each cycle through needs and lines_of once, as "a -> b -> a".
+  void CheckCycles() {
+    const int n = spec_.tasks_size();
+    std::vector<int> color(n, 0);  // 0 new, 1 on stack, 2 done
+    std::vector<int> stack;
+    std::vector<const Edge*> via;  // via[k]: edge from stack[k] to stack[k+1]
+    for (int start = 0; start < n; ++start) {
+      if (color[start] == 0) Visit(start, color, stack, via);
+    }
+  }
+
+  void Visit(int u, std::vector<int>& color, std::vector<int>& stack,
+             std::vector<const Edge*>& via) {
+    color[u] = 1;
+    stack.push_back(u);
+    for (const Edge& e : edges_[u]) {
+      if (color[e.to] == 1) {
+        auto pos = std::find(stack.begin(), stack.end(), e.to);
+        std::vector<std::string> names;
+        for (auto it = pos; it != stack.end(); ++it) {
+          names.push_back(spec_.tasks(*it).name());
+        }
+        names.push_back(spec_.tasks(e.to).name());
+        // Point at the edge leaving the cycle's first task.
+        size_t k = pos - stack.begin();
+        const std::string& path = k < via.size() ? via[k]->path : e.path;
+        Add(path, absl::StrCat("dependency cycle: ",
+                               absl::StrJoin(names, " -> ")));
+      } else if (color[e.to] == 0) {
+        via.push_back(&e);
+        Visit(e.to, color, stack, via);
+        via.pop_back();
+      }
+    }
+    stack.pop_back();
+    color[u] = 2;
+  }
+
+  const v1::FlowSpec& spec_;
+  const SourceMap* where_;
+  absl::flat_hash_set<std::string> params_;
+  absl::flat_hash_map<std::string, int> index_;
+  absl::flat_hash_map<std::string, int> on_owner_;
+  std::vector<std::vector<Edge>> edges_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
+  if (rate.empty()) return 0.0;
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected N/s, N/min or N/h with N > 0, got '", absl::Utf8SafeCEscape(rate),
+        "'"));
+  };
+  std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(rate, absl::MaxSplits('/', 1));
+  double n;
+  if (parts.first.empty() || !absl::ascii_isdigit(parts.first[0]) ||
+      !absl::SimpleAtod(parts.first, &n) || !std::isfinite(n)) {
+    return bad();
+  }
+  double per;
+  if (parts.second == "s") {
+    per = 1;
+  } else if (parts.second == "min") {
+    per = 60;
+  } else if (parts.second == "h") {
+    per = 3600;
+  } else {
+    return bad();
+  }
+  if (n <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate must be > 0, got '", absl::Utf8SafeCEscape(rate),
+        "' (leave rate empty for no limit)"));
+  }
+  return n / per;
+}
+
+absl::Status ValidateFlowSpec(const v1::FlowSpec& spec, const SourceMap* where,
+                              absl::Span<const std::string> extra_params) {
+  return Validator(spec, where, extra_params).Run();
+}
+
+}  // namespace asflow

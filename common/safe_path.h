@@ -1,0 +1,42 @@
+// Path safety for rendered output paths: they are relative to the run's
+// workspace and must stay inside it. Pure string functions except
+// CheckInsideWorkspace, which reads the file system. Thread-safe.
+#ifndef ASFLOW_COMMON_SAFE_PATH_H_
+#define ASFLOW_COMMON_SAFE_PATH_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace asflow {
+
+// Normalises a rendered output path relative to the workspace: drops "."
+// components and repeated '/'. InvalidArgument (quoting the path) if it is
+// empty, absolute, contains NUL, has a ".." component, or ends with '/'.
+absl::StatusOr<std::string> NormalizeOutputPath(absl::string_view rel);
+
+// PermissionDenied (quoting both) if workspace/rel would leave
+// realpath(workspace) through a symlink: the deepest existing ancestor of
+// workspace/rel is resolved with realpath and must be inside. A dangling
+// symlink on the way is refused too. NotFound/other errors if the workspace
+// itself cannot be resolved. REQUIRES: rel is normalised.
+absl::Status CheckInsideWorkspace(const std::string& workspace,
+                                  const std::string& rel);
+
+// The ".err" path of a suppressed instance: output_path minus the suffixes
+// that on_template's file name ends with (the extensions after the last '}'
+// of its basename, or all its extensions if the basename has no
+// placeholder), plus ".err".
+// ErrorPathFor("data/t/a.b.jsonl.zst", "data/t/{id}.jsonl.zst") == "data/t/a.b.err".
+std::string ErrorPathFor(absl::string_view output_path,
+                         absl::string_view on_template);
+
+// Replaces each '*' in the file-name part of path (after the last '/') with
+// hash; '*' in directory parts is left alone.
+std::string ExpandStar(absl::string_view path, absl::string_view hash);
+
+}  // namespace asflow
+
+#endif  // ASFLOW_COMMON_SAFE_PATH_H_

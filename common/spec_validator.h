@@ -1,0 +1,36 @@
+// Semantic checks of a FlowSpec that the parser cannot make: names, the task
+// graph, templates, limits, rates, durations and regexes. Pure; thread-safe.
+#ifndef ASFLOW_COMMON_SPEC_VALIDATOR_H_
+#define ASFLOW_COMMON_SPEC_VALIDATOR_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "asflow/v1/flow.pb.h"
+
+namespace asflow {
+
+class SourceMap;
+
+// Most tasks a flow may define.
+inline constexpr int kMaxTasks = 1000;
+
+// OK, or one InvalidArgument listing all problems of spec, one per line,
+// each "LOCATION: field.path: message" (LOCATION from `where` if non-null,
+// else omitted). extra_params: names defined at run time in addition to
+// spec.params (e.g. `-p` overrides); templates may use them.
+absl::Status ValidateFlowSpec(const v1::FlowSpec& spec,
+                              const SourceMap* where = nullptr,
+                              absl::Span<const std::string> extra_params = {});
+
+// Tokens per second of a task's `rate` ("2/s", "30/min", "0.5/h"); 0 for an
+// empty rate (unlimited). InvalidArgument quoting the text otherwise,
+// including a rate of 0.
+absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate);
+
+}  // namespace asflow
+
+#endif  // ASFLOW_COMMON_SPEC_VALIDATOR_H_
