@@ -7,7 +7,12 @@
 
 namespace asflow {
 
-EventHub::EventHub(const EventHubOptions& options) : options_(options) {}
+EventHub::EventHub(const EventHubOptions& options) : options_(options) {
+  // Sequence numbers start from the clock (x1000), so they keep increasing
+  // across daemon restarts and a watcher's from_seq from before a restart
+  // can never be mistaken for a position in the new stream.
+  seq_ = absl::ToUnixMillis(absl::Now()) * 1000;
+}
 
 bool EventHub::Matches(const v1::Event& event, int64_t run_id) {
   if (run_id == 0) return true;

@@ -69,7 +69,7 @@ class EventHub {
 
   const EventHubOptions options_;
   absl::Mutex mu_;
-  int64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t seq_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Event> ring_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, v1::Run> runs_ ABSL_GUARDED_BY(mu_);
   std::deque<int64_t> finished_ ABSL_GUARDED_BY(mu_);

@@ -124,6 +124,7 @@ void Scheduler::Post(std::function<void()> fn) {
 }
 
 void Scheduler::Loop() {
+  Pump();  // resumed runs queued work before the loop started
   for (;;) {
     std::vector<std::function<void()>> batch;
     {
