@@ -14,13 +14,15 @@ void Plan::SetPoolSlots(const std::string& pool, int slots) {
   GetPool(pool)->slots = std::max(0, slots);
 }
 
-void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string& pool) {
+void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string& pool,
+                      double rate_per_second) {
   auto& task = tasks_[task_key];
   if (task == nullptr) {
     task = std::make_unique<TaskDef>();
     task->key = task_key;
   }
   task->limit = std::max(1, limit);
+  task->interval = rate_per_second > 0 ? absl::Seconds(1.0 / rate_per_second) : absl::ZeroDuration();
   Pool* new_pool = GetPool(pool);
   if (task->pool != nullptr && task->pool != new_pool) {
     // Executions already running keep their old pool's slots until they
@@ -35,7 +37,7 @@ void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string&
 }
 
 void Plan::MaybeAddToRing(TaskDef* task) {
-  if (!task->in_ring && task->queued > 0 && task->running < task->limit) {
+  if (!task->in_ring && !task->rate_waiting && task->queued > 0 && task->running < task->limit) {
     task->pool->ring.push_back(task);
     task->in_ring = true;
   }
@@ -85,24 +87,53 @@ std::optional<ExecId> Plan::PopFrom(TaskDef* task) {
   return std::nullopt;
 }
 
-std::optional<ExecId> Plan::NextStartable() {
+std::optional<ExecId> Plan::NextStartable(absl::Time now) {
+  // Task definitions whose token has come go back into their pool's ring.
+  for (size_t i = 0; i < rate_waiting_.size();) {
+    TaskDef* task = rate_waiting_[i];
+    if (task->next_token <= now) {
+      task->rate_waiting = false;
+      rate_waiting_[i] = rate_waiting_.back();
+      rate_waiting_.pop_back();
+      MaybeAddToRing(task);
+    } else {
+      ++i;
+    }
+  }
   for (auto& [name, pool] : pools_) {
     while (pool->used < pool->slots && !pool->ring.empty()) {
       TaskDef* task = pool->ring.front();
       pool->ring.pop_front();
       task->in_ring = false;
       if (task->queued == 0 || task->running >= task->limit) continue;
+      if (task->interval > absl::ZeroDuration() && task->next_token > now) {
+        task->rate_waiting = true;
+        rate_waiting_.push_back(task);
+        continue;
+      }
       std::optional<ExecId> id = PopFrom(task);
       if (!id) continue;
       --task->queued;
       ++task->running;
       ++pool->used;
       execs_[*id].running = true;
+      if (task->interval > absl::ZeroDuration()) {
+        // Capacity 1: no burst after idling, starts stay 1/rate apart.
+        task->next_token = std::max(task->next_token, now) + task->interval;
+      }
       MaybeAddToRing(task);  // to the back: round-robin across tasks
       return id;
     }
   }
   return std::nullopt;
+}
+
+absl::Time Plan::NextWakeup() const {
+  absl::Time wake = absl::InfiniteFuture();
+  for (const TaskDef* task : rate_waiting_) {
+    if (task->queued > 0) wake = std::min(wake, task->next_token);
+  }
+  return wake;
 }
 
 void Plan::Finished(ExecId id) {

@@ -1,8 +1,10 @@
 // Plan: which queued executions may start now. Pure bookkeeping (no I/O, no
 // threads, no clock): per task definition a limit and one FIFO per run,
 // served round-robin across runs; per pool a number of slots, served
-// round-robin across task definitions. Every operation is O(1) amortised,
-// so a run of 100,000 instances costs nothing extra to schedule.
+// round-robin across task definitions; optionally a rate per task
+// definition (a token bucket of capacity 1: starts at least 1/rate apart).
+// Every operation is O(1) amortised, so a run of 100,000 instances costs
+// nothing extra to schedule. Time is passed in, never read: tests drive it.
 // Not thread-safe: owned by the scheduler thread.
 #ifndef ASFLOW_SERVER_PLAN_H_
 #define ASFLOW_SERVER_PLAN_H_
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
 
 namespace asflow {
 
@@ -29,18 +32,23 @@ class Plan {
   // Declares (or updates) a pool with `slots` concurrent executions.
   void SetPoolSlots(const std::string& pool, int slots);
   // Declares (or updates) a task definition: at most `limit` (>= 1) running
-  // across all runs, in `pool`. The last call wins (a resubmitted flow may
-  // change its limit).
-  void SetTaskDef(const std::string& task_key, int limit, const std::string& pool);
+  // across all runs, in `pool`, and at most `rate_per_second` starts per
+  // second (0: unlimited). The last call wins (a resubmitted flow may change
+  // its limit).
+  void SetTaskDef(const std::string& task_key, int limit, const std::string& pool,
+                  double rate_per_second = 0);
 
   // Queues `id` behind the other executions of `run_id` for `task_key`.
   // REQUIRES: SetTaskDef(task_key) was called; id is not queued or running.
   void Enqueue(ExecId id, const std::string& task_key, int64_t run_id);
   // Removes a queued execution; false if it was not queued.
   bool Dequeue(ExecId id);
-  // Picks the next execution allowed to start (its task's limit and its
-  // pool's slots permit) and counts it as running.
-  std::optional<ExecId> NextStartable();
+  // Picks the next execution allowed to start at `now` (its task's limit,
+  // rate and its pool's slots permit) and counts it as running.
+  std::optional<ExecId> NextStartable(absl::Time now);
+  // When a rate-limited task definition with queued work gets its next
+  // token; InfiniteFuture if none waits on a rate.
+  absl::Time NextWakeup() const;
   // A running execution ended: frees its limit and pool slot.
   void Finished(ExecId id);
 
@@ -57,6 +65,9 @@ class Plan {
     int running = 0;
     int queued = 0;
     bool in_ring = false;
+    absl::Duration interval = absl::ZeroDuration();  // 1 / rate
+    absl::Time next_token = absl::InfinitePast();
+    bool rate_waiting = false;  // in rate_waiting_, not in the ring
     // One FIFO per run, visited round-robin: `rotation` holds run ids that
     // may have queued work (stale entries are dropped lazily).
     absl::flat_hash_map<int64_t, std::deque<ExecId>> by_run;
@@ -81,6 +92,8 @@ class Plan {
   absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;
   absl::flat_hash_map<std::string, std::unique_ptr<TaskDef>> tasks_;
   absl::flat_hash_map<ExecId, ExecEntry> execs_;
+  // Task definitions with queued work waiting for their next token.
+  std::vector<TaskDef*> rate_waiting_;
 };
 
 }  // namespace asflow

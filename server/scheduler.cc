@@ -428,7 +428,7 @@ void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state) {
 }
 
 void Scheduler::Pump() {
-  while (std::optional<ExecId> id = plan_.NextStartable()) {
+  while (std::optional<ExecId> id = plan_.NextStartable(absl::Now())) {
     Exec& exec = execs_.at(*id);
     exec.started = true;
     for (const auto& [run_id, seq] : exec.waiters) {

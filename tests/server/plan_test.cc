@@ -8,9 +8,9 @@ namespace asflow {
 namespace {
 
 // Drains everything startable now, in order.
-std::vector<ExecId> StartAll(Plan& plan) {
+std::vector<ExecId> StartAll(Plan& plan, absl::Time now = absl::UnixEpoch()) {
   std::vector<ExecId> out;
-  while (std::optional<ExecId> id = plan.NextStartable()) out.push_back(*id);
+  while (std::optional<ExecId> id = plan.NextStartable(now)) out.push_back(*id);
   return out;
 }
 
@@ -109,6 +109,35 @@ TEST(PlanTest, FinishedOfUnknownIdIsIgnored) {
   plan.Enqueue(1, "f.t", 1);
   EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
   EXPECT_EQ(plan.pool_used("local"), 1);
+}
+
+TEST(PlanTest, RateSpacesStartsAndReportsWakeup) {
+  Plan plan;
+  plan.SetPoolSlots("local", 10);
+  plan.SetTaskDef("f.t", 10, "local", /*rate_per_second=*/5);
+  for (ExecId id = 1; id <= 4; ++id) plan.Enqueue(id, "f.t", 1);
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  EXPECT_EQ(StartAll(plan, t0), (std::vector<ExecId>{1}));  // capacity 1: no burst
+  EXPECT_EQ(plan.NextWakeup(), t0 + absl::Milliseconds(200));
+  EXPECT_EQ(StartAll(plan, t0 + absl::Milliseconds(199)), std::vector<ExecId>{});
+  EXPECT_EQ(StartAll(plan, t0 + absl::Milliseconds(200)), (std::vector<ExecId>{2}));
+  // Late wake-up: still one start, the next token is 200 ms after it.
+  EXPECT_EQ(StartAll(plan, t0 + absl::Seconds(5)), (std::vector<ExecId>{3}));
+  EXPECT_EQ(plan.NextWakeup(), t0 + absl::Seconds(5) + absl::Milliseconds(200));
+  EXPECT_EQ(StartAll(plan, t0 + absl::Seconds(6)), (std::vector<ExecId>{4}));
+  EXPECT_EQ(plan.NextWakeup(), absl::InfiniteFuture());  // nothing queued
+}
+
+TEST(PlanTest, RateLimitedTaskDoesNotBlockOthersInPool) {
+  Plan plan;
+  plan.SetPoolSlots("local", 10);
+  plan.SetTaskDef("f.slow", 10, "local", 1);
+  plan.SetTaskDef("f.fast", 10, "local");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.slow", 1);
+  for (ExecId id = 11; id <= 13; ++id) plan.Enqueue(id, "f.fast", 1);
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  EXPECT_EQ(StartAll(plan, t0), (std::vector<ExecId>{1, 11, 12, 13}));
+  EXPECT_EQ(StartAll(plan, t0 + absl::Seconds(1)), (std::vector<ExecId>{2}));
 }
 
 }  // namespace
