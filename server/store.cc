@@ -343,8 +343,18 @@ absl::Status Store::PrepareStatements() {
             &list_running_runs_},
            {r, absl::StrCat(select_instances, " ORDER BY seq LIMIT ?4"),
             &list_instances_},
-           {r, absl::StrCat(select_instances, " AND task=?5 ORDER BY seq LIMIT ?4"),
+           {r,
+            absl::StrCat(select_instances,
+                         " AND task=?5 AND (?6='' OR params=?6) ORDER BY seq LIMIT ?4"),
             &list_task_instances_},
+           {r,
+            "SELECT i.run_id, i.seq, i.task, i.params, i.output, i.state, i.error,"
+            " i.attempts, i.started_ms, i.finished_ms, i.bytes, i.lines, r.workspace"
+            " FROM instances i JOIN runs r ON r.id=i.run_id"
+            " WHERE (?1=0 OR i.run_id=?1) AND (?2='' OR r.flow=?2) AND (?3='' OR i.task=?3)"
+            " AND (?4='' OR (r.workspace || '/' || i.output)=?4)"
+            " AND ((?5>>i.state)&1)=1 ORDER BY i.run_id, i.seq",
+            &find_instances_},
        }) {
     absl::Status status = prepare(db, sql, *stmt);
     if (!status.ok()) return status;
@@ -616,16 +626,43 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(
     if (state >= 0 && state < 63) mask |= uint64_t{1} << state;
   }
   if (!q.states.empty() && mask == 0) return std::vector<InstanceRecord>();
-  return QueryInstances(q.run_id, q.task, mask, q.after_seq, q.limit);
+  return QueryInstances(q.run_id, q.task, mask, q.after_seq, q.limit, q.params);
+}
+
+absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFilter& f) {
+  uint64_t mask = 0;
+  for (v1::InstanceState state : f.states) {
+    if (state >= 0 && state < 63) mask |= uint64_t{1} << state;
+  }
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* s = find_instances_.get();
+  ResetOnExit reset(s);
+  sqlite3_bind_int64(s, 1, f.run_id);
+  BindText(s, 2, f.flow);
+  BindText(s, 3, f.task);
+  BindText(s, 4, f.path);
+  sqlite3_bind_int64(s, 5, static_cast<int64_t>(mask));
+  std::vector<FoundInstance> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    FoundInstance found;
+    found.record = ReadInstance(s);
+    found.workspace = ColumnString(s, 12);
+    out.push_back(std::move(found));
+  }
+  if (rc != SQLITE_DONE) {
+    return SqliteError(reader_db_.get(), rc, absl::StrCat("store ", path_, ": find instances"));
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<InstanceRecord>> Store::LoadInstances(int64_t run_id) {
-  return QueryInstances(run_id, "", 0, -1, 0);
+  return QueryInstances(run_id, "", 0, -1, 0, "");
 }
 
 absl::StatusOr<std::vector<InstanceRecord>> Store::QueryInstances(
     int64_t run_id, const std::string& task, uint64_t state_mask,
-    int64_t after_seq, int limit) {
+    int64_t after_seq, int limit, const std::string& params) {
   absl::MutexLock lock(&reader_mu_);
   sqlite3_stmt* s = task.empty() ? list_instances_.get() : list_task_instances_.get();
   ResetOnExit reset(s);
@@ -633,7 +670,10 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::QueryInstances(
   sqlite3_bind_int64(s, 2, after_seq);
   sqlite3_bind_int64(s, 3, static_cast<int64_t>(state_mask));
   sqlite3_bind_int64(s, 4, limit > 0 ? limit : -1);
-  if (!task.empty()) BindText(s, 5, task);
+  if (!task.empty()) {
+    BindText(s, 5, task);
+    BindText(s, 6, params);
+  }
   std::vector<InstanceRecord> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadInstance(s));

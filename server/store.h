@@ -65,6 +65,22 @@ struct InstanceQuery {
   std::vector<v1::InstanceState> states;  // empty: any state
   int64_t after_seq = -1;                // only seq > after_seq
   int limit = 1000;                      // <= 0: no limit
+  std::string params;  // canonical params JSON; only with task; empty: any
+};
+
+// Instances across runs, for ResetTasks. Every non-empty field must match.
+struct InstanceFilter {
+  int64_t run_id = 0;    // 0: any run
+  std::string flow;      // empty: any flow
+  std::string task;      // empty: any task
+  std::string path;      // absolute output path (workspace + "/" + output)
+  std::vector<v1::InstanceState> states;  // required, non-empty
+};
+
+// An instance row with its run's workspace.
+struct FoundInstance {
+  InstanceRecord record;
+  std::string workspace;
 };
 
 // The daemon's SQLite database (WAL). Writes are queued and applied in call
@@ -133,6 +149,8 @@ class Store {
       const InstanceQuery& q);
   // Every instance of the run, in seq order (to resume it after a restart).
   absl::StatusOr<std::vector<InstanceRecord>> LoadInstances(int64_t run_id);
+  // Rows matching `filter`, in (run_id, seq) order.
+  absl::StatusOr<std::vector<FoundInstance>> FindInstances(const InstanceFilter& filter);
 
   const std::string& path() const { return path_; }
 
@@ -177,7 +195,7 @@ class Store {
 
   absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(
       int64_t run_id, const std::string& task, uint64_t state_mask,
-      int64_t after_seq, int limit);
+      int64_t after_seq, int limit, const std::string& params);
 
   bool HasWorkOrStoppingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -201,6 +219,7 @@ class Store {
   Stmt list_running_runs_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_task_instances_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt find_instances_ ABSL_GUARDED_BY(reader_mu_);
 
   // The write queue.
   mutable absl::Mutex mu_;

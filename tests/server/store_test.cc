@@ -470,3 +470,67 @@ TEST_F(StoreTest, UnwritablePathFailsWithPath) {
 
 }  // namespace
 }  // namespace asflow
+
+namespace asflow {
+namespace {
+
+TEST_F(StoreTest, ListInstancesFiltersByExactParams) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t run = CreateRunOrDie(*store, "yt");
+  for (int i = 0; i < 3; ++i) {
+    InstanceRecord r = MakeInstance(run, i, "extract", v1::DONE);
+    r.params = absl::StrCat("{\"video_id\":\"v", i, "\"}");
+    store->PutInstance(r);
+  }
+  ASSERT_TRUE(store->Flush().ok());
+  InstanceQuery q;
+  q.run_id = run;
+  q.task = "extract";
+  q.params = "{\"video_id\":\"v1\"}";
+  auto rows = store->ListInstances(q);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].seq, 1);
+}
+
+TEST_F(StoreTest, FindInstancesAcrossRunsByFlowTaskPathAndState) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t a = CreateRunOrDie(*store, "yt");     // workspace /data/yt
+  int64_t b = CreateRunOrDie(*store, "other");  // workspace /data/other
+  InstanceRecord r1 = MakeInstance(a, 0, "extract", v1::SUPPRESSED);
+  r1.output = "t/v1.jsonl.zst";
+  InstanceRecord r2 = MakeInstance(a, 1, "extract", v1::DONE);
+  r2.output = "t/v2.jsonl.zst";
+  InstanceRecord r3 = MakeInstance(b, 0, "extract", v1::FAILED);
+  r3.output = "t/v1.jsonl.zst";
+  for (const auto& r : {r1, r2, r3}) store->PutInstance(r);
+  ASSERT_TRUE(store->Flush().ok());
+
+  InstanceFilter f;
+  f.task = "extract";
+  f.states = {v1::SUPPRESSED, v1::FAILED};
+  auto all = store->FindInstances(f);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].record.run_id, a);
+  EXPECT_EQ((*all)[0].workspace, "/data/yt");
+  EXPECT_EQ((*all)[1].record.run_id, b);
+
+  f.flow = "other";
+  EXPECT_EQ(store->FindInstances(f)->size(), 1u);
+  f.flow = "";
+  f.path = "/data/yt/t/v1.jsonl.zst";
+  auto by_path = store->FindInstances(f);
+  ASSERT_EQ(by_path->size(), 1u);
+  EXPECT_EQ(by_path->front().record.seq, 0);
+  f.path = "";
+  f.run_id = b;
+  EXPECT_EQ(store->FindInstances(f)->size(), 1u);
+  f.states = {v1::DONE};
+  EXPECT_EQ(store->FindInstances(f)->size(), 0u);
+}
+
+}  // namespace
+}  // namespace asflow
