@@ -1,6 +1,7 @@
 #include "client/commands.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,11 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "asflow/v1/service.grpc.pb.h"
 #include "client/line_printer.h"
 #include "common/codec.h"
+#include "common/paths.h"
 #include "common/spec_parser.h"
 #include "grpcpp/client_context.h"
 
@@ -38,9 +42,64 @@ absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions&
   return v1::FlowService::NewStub(*channel);
 }
 
+// What Ctrl-C acts on: the run being followed and its Watch call.
+struct Interrupt {
+  absl::Mutex mu;
+  ClientOptions client;
+  int64_t run_id ABSL_GUARDED_BY(mu) = 0;
+  grpc::ClientContext* watch ABSL_GUARDED_BY(mu) = nullptr;
+  bool detached ABSL_GUARDED_BY(mu) = false;
+};
+Interrupt& TheInterrupt() {
+  static Interrupt* interrupt = new Interrupt();
+  return *interrupt;
+}
+
+void OnInterrupt() {
+  Interrupt& in = TheInterrupt();
+  int64_t run_id;
+  {
+    absl::MutexLock lock(&in.mu);
+    run_id = in.run_id;
+  }
+  if (run_id == 0) _exit(kExitDetached);
+  bool cancel = false;
+  if (isatty(STDIN_FILENO)) {
+    absl::FPrintF(stderr, "\nrun %d: [c]ancel it, or [d]etach and let it go on? [d] ", run_id);
+    char answer[16] = {0};
+    if (fgets(answer, sizeof(answer), stdin) != nullptr) cancel = answer[0] == 'c' || answer[0] == 'C';
+  }
+  if (cancel) {
+    absl::FPrintF(stderr, "cancelling run %d...\n", run_id);
+    auto stub = Stub(in.client, false);
+    if (stub.ok()) {
+      grpc::ClientContext ctx;
+      v1::CancelRunRequest request;
+      request.set_run_id(run_id);
+      v1::CancelRunResponse response;
+      grpc::Status status = (*stub)->CancelRun(&ctx, request, &response);
+      if (status.ok()) return;  // the stream ends with the cancelled run
+      absl::FPrintF(stderr, "asflowctl: cancel failed: %s\n", status.error_message());
+    }
+  }
+  absl::MutexLock lock(&in.mu);
+  in.detached = true;
+  if (in.watch != nullptr) in.watch->TryCancel();
+}
+
+bool Detached() {
+  Interrupt& in = TheInterrupt();
+  absl::MutexLock lock(&in.mu);
+  return in.detached;
+}
+
 // Follows run `run_id` until it ends, reconnecting (with from_seq) if the
 // stream breaks, e.g. while the daemon restarts. Returns the exit code.
 int Follow(const ClientOptions& client, int64_t run_id) {
+  {
+    absl::MutexLock lock(&TheInterrupt().mu);
+    TheInterrupt().run_id = run_id;
+  }
   LinePrinter printer(stdout, run_id);
   absl::Time give_up = absl::InfiniteFuture();
   bool announced_loss = false;
@@ -48,6 +107,11 @@ int Follow(const ClientOptions& client, int64_t run_id) {
     auto stub = Stub(client, /*autostart=*/false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
+      {
+        absl::MutexLock lock(&TheInterrupt().mu);
+        if (TheInterrupt().detached) break;
+        TheInterrupt().watch = &ctx;
+      }
       v1::WatchRequest request;
       request.set_run_id(run_id);
       request.set_from_seq(printer.last_seq());
@@ -59,7 +123,11 @@ int Follow(const ClientOptions& client, int64_t run_id) {
         announced_loss = false;
       }
       grpc::Status status = reader->Finish();
-      if (printer.finished()) break;
+      {
+        absl::MutexLock lock(&TheInterrupt().mu);
+        TheInterrupt().watch = nullptr;
+      }
+      if (printer.finished() || Detached()) break;
       if (status.error_code() == grpc::StatusCode::NOT_FOUND) return FailRpc(status);
     }
     if (!announced_loss) {
@@ -72,6 +140,10 @@ int Follow(const ClientOptions& client, int64_t run_id) {
                   absl::StrCat("asflowd is unreachable; the run continues when it is back: asflowctl watch ", run_id));
     }
     absl::SleepFor(absl::Milliseconds(200));
+  }
+  if (Detached() && !printer.finished()) {
+    absl::FPrintF(stderr, "detached from run %d; it goes on. Reattach with: asflowctl watch %d\n", run_id, run_id);
+    return kExitDetached;
   }
   printer.PrintSummary();
   return printer.run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
@@ -209,6 +281,97 @@ int CancelCommand(const ClientOptions& client, int64_t run_id) {
   if (!status.ok()) return FailRpc(status);
   absl::PrintF("run %d: %s\n", run_id, RunStateName(response.state()));
   return kExitOk;
+}
+
+int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
+                const std::vector<std::string>& params) {
+  v1::ListTasksRequest request;
+  request.set_run_id(run_id);
+  request.set_task(task);
+  for (const std::string& p : params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) return Fail(kExitUsage, absl::StrCat(p, ": expected name=value"));
+    (*request.mutable_params())[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  v1::ListTasksResponse response;
+  grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
+  if (!status.ok()) return FailRpc(status);
+  if (response.instances().empty()) {
+    return Fail(kExitUsage, absl::StrCat("run ", run_id, " has no instance ", task, "(",
+                                         absl::StrJoin(params, ", "), ")"));
+  }
+  const v1::Instance& inst = response.instances(0);
+  auto when = [](int64_t ms) {
+    return ms == 0 ? std::string("-")
+                   : absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::FromUnixMillis(ms), absl::LocalTimeZone());
+  };
+  absl::PrintF("%s in run %d (seq %d)\n", Label(inst), inst.run_id(), inst.seq());
+  absl::PrintF("  state     %s\n", InstanceStateName(inst.state()));
+  absl::PrintF("  output    %s\n", inst.output().empty() ? "-" : inst.output());
+  absl::PrintF("  attempts  %d\n", inst.attempts());
+  absl::PrintF("  started   %s\n", when(inst.started_ms()));
+  absl::PrintF("  finished  %s\n", when(inst.finished_ms()));
+  if (inst.started_ms() > 0 && inst.finished_ms() >= inst.started_ms()) {
+    absl::PrintF("  duration  %s\n", FormatDuration(inst.finished_ms() - inst.started_ms()));
+  }
+  absl::PrintF("  written   %d bytes, %d lines\n", inst.bytes(), inst.lines());
+  if (!inst.error().empty()) {
+    absl::PrintF("  error:\n");
+    for (absl::string_view line : absl::StrSplit(inst.error(), '\n')) absl::PrintF("    %s\n", line);
+  }
+  return kExitOk;
+}
+
+int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options) {
+  v1::ResetTasksRequest request;
+  request.set_run_id(options.run_id);
+  request.set_task(options.task);
+  if (!options.path.empty()) {
+    std::string path = options.path[0] == '/' ? options.path : absl::StrCat(Cwd(), "/", options.path);
+    // The output itself usually does not exist (that is why it is being
+    // reset), so resolve its directory only.
+    size_t slash = path.rfind('/');
+    auto dir = RealPath(path.substr(0, slash == 0 ? 1 : slash));
+    if (!dir.ok()) return Fail(kExitUsage, absl::StrCat("--path ", dir.status().message()));
+    request.set_path(absl::StrCat(*dir == "/" ? "" : *dir, "/", path.substr(slash + 1)));
+  }
+  for (const std::string& s : options.states) {
+    v1::InstanceState state;
+    if (!v1::InstanceState_Parse(absl::AsciiStrToUpper(s), &state) ||
+        (state != v1::SUPPRESSED && state != v1::FAILED)) {
+      return Fail(kExitUsage, absl::StrCat("--state ", s, ": expected suppressed or failed"));
+    }
+    request.add_states(state);
+  }
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  v1::ResetTasksResponse response;
+  grpc::Status status = (*stub)->ResetTasks(&ctx, request, &response);
+  if (!status.ok()) return FailRpc(status);
+  absl::PrintF("reset %d instance%s; the next run runs %s again\n", response.reset(),
+               response.reset() == 1 ? "" : "s", response.reset() == 1 ? "it" : "them");
+  return kExitOk;
+}
+
+void InstallInterruptHandler(const ClientOptions& client) {
+  {
+    absl::MutexLock lock(&TheInterrupt().mu);
+    TheInterrupt().client = client;
+  }
+  static sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) == 0) OnInterrupt();
+    }
+  }).detach();
 }
 
 int CatCommand(const std::vector<std::string>& paths) {

@@ -16,6 +16,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitRunFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnavailable = 3;
+inline constexpr int kExitDetached = 130;  // Ctrl-C: the run goes on
 
 struct RunCommandOptions {
   std::string flow_file;
@@ -30,6 +31,21 @@ int RunsCommand(const ClientOptions& client, int limit);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states);
 int CancelCommand(const ClientOptions& client, int64_t run_id);
+// Shows one instance: state, attempts, timings and its full stored error.
+int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
+                const std::vector<std::string>& params);
+struct ResetCommandOptions {
+  int64_t run_id = 0;
+  std::string task;
+  std::string path;
+  std::vector<std::string> states;
+};
+int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options);
+// Makes Ctrl-C during `run` and `watch` ask whether to cancel the run or
+// detach from it (detach without asking when stdin is not a terminal).
+// Blocks SIGINT in every thread and starts a thread that waits for it, so it
+// must run before any gRPC channel (and its threads) exists.
+void InstallInterruptHandler(const ClientOptions& client);
 int CatCommand(const std::vector<std::string>& paths);
 int DaemonStopCommand(const ClientOptions& client);
 int DaemonStatusCommand(const ClientOptions& client);

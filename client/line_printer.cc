@@ -63,7 +63,7 @@ void LinePrinter::Handle(const v1::Event& event) {
   if (event.has_snapshot()) {
     for (const v1::Run& run : event.snapshot().runs()) UpdateRun(run);
     for (const v1::Instance& inst : event.snapshot().running()) {
-      if (inst.run_id() == run_id_) absl::FPrintF(out_, "  running  %s\n", Label(inst));
+      if (inst.run_id() == run_id_) absl::FPrintF(out_, "  running    %s\n", Label(inst));
     }
   } else if (event.has_run()) {
     UpdateRun(event.run().run());
@@ -76,7 +76,9 @@ void LinePrinter::Handle(const v1::Event& event) {
       }
     }
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
-      absl::FPrintF(out_, "  start    %s\n", Label(inst));
+      absl::FPrintF(out_, "  start      %s\n", Label(inst));
+    } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {
+      absl::FPrintF(out_, "  retry      %s  %s\n", Label(inst), inst.error().substr(0, inst.error().find('\n')));
     } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
       std::string detail;
       if (inst.state() == v1::DONE) {
@@ -86,7 +88,7 @@ void LinePrinter::Handle(const v1::Event& event) {
         std::string err = inst.error().substr(0, inst.error().find('\n'));
         detail = err;
       }
-      absl::FPrintF(out_, "  %-8s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
+      absl::FPrintF(out_, "  %-10s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
     }
   }
   std::fflush(out_);
@@ -98,11 +100,11 @@ void LinePrinter::PrintSummary() const {
   int64_t end = run.finished_ms() > 0 ? run.finished_ms() : run.created_ms();
   absl::FPrintF(out_, "run %d %s in %s (flow %s, workspace %s)\n", run.id(), RunStateName(run.state()),
                 FormatDuration(end - run.created_ms()), run.flow(), run.workspace());
-  absl::FPrintF(out_, "  %-20s %8s %8s %8s %8s %8s\n", "task", "total", "done", "cached", "failed",
-                "cancelled");
+  absl::FPrintF(out_, "  %-20s %8s %8s %8s %8s %10s %8s %9s\n", "task", "total", "done", "cached",
+                "skipped", "suppressed", "failed", "cancelled");
   for (const v1::TaskCounters& t : run.tasks()) {
-    absl::FPrintF(out_, "  %-20s %8d %8d %8d %8d %8d\n", t.task(), t.total(), t.done(), t.cached(),
-                  t.failed(), t.cancelled());
+    absl::FPrintF(out_, "  %-20s %8d %8d %8d %8d %10d %8d %9d\n", t.task(), t.total(), t.done(), t.cached(),
+                  t.skipped(), t.suppressed(), t.failed(), t.cancelled());
   }
   if (!run.error().empty()) absl::FPrintF(out_, "error: %s\n", run.error());
   std::fflush(out_);

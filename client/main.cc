@@ -44,6 +44,20 @@ int main(int argc, char** argv) {
   CLI::App* cancel = app.add_subcommand("cancel", "Cancel a run");
   cancel->add_option("run", run_id, "Run id")->required();
 
+  std::vector<std::string> params;
+  CLI::App* show = app.add_subcommand("show", "Show one instance with its full error text");
+  show->add_option("run", run_id, "Run id")->required();
+  show->add_option("task", task, "Task name")->required();
+  show->add_option("params", params, "Its parameters, name=value");
+
+  asflow::ResetCommandOptions reset_opts;
+  CLI::App* reset = app.add_subcommand(
+      "reset", "Clear suppressed (and failed) instances so the next run runs them again");
+  reset->add_option("run", reset_opts.run_id, "Only instances of this run");
+  reset->add_option("--task", reset_opts.task, "Only this task (name or flow.task)");
+  reset->add_option("--path", reset_opts.path, "Only the instance with this output path");
+  reset->add_option("--state", reset_opts.states, "suppressed or failed (default: both)");
+
   std::vector<std::string> paths;
   CLI::App* cat = app.add_subcommand("cat", "Print output files, decompressing .zst and .gz");
   cat->add_option("paths", paths, "Files")->required();
@@ -58,8 +72,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : asflow::kExitUsage;
   }
+  if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
   if (*watch) return asflow::WatchCommand(client, run_id);
+  if (*show) return asflow::ShowCommand(client, run_id, task, params);
+  if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit);
   if (*tasks) return asflow::TasksCommand(client, run_id, task, states);
   if (*cancel) return asflow::CancelCommand(client, run_id);

@@ -69,6 +69,13 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
   query.task = request->task();
   for (int s : request->states()) query.states.push_back(static_cast<v1::InstanceState>(s));
   query.limit = request->page_size() > 0 ? std::min(request->page_size(), 10000) : 1000;
+  if (!request->params().empty()) {
+    if (request->task().empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a params filter needs a task"));
+      return reactor;
+    }
+    query.params = CanonicalParams({request->params().begin(), request->params().end()});
+  }
   if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &query.after_seq)) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  absl::StrCat("bad page_token '", request->page_token(), "'")));
@@ -118,10 +125,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
                                                       const v1::ResetTasksRequest* request,
                                                       v1::ResetTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  // Suppressed instances and their .err files arrive with the error rules;
-  // until then there is nothing a reset could clear.
-  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                               "ResetTasks is not available in this version of asflowd"));
+  scheduler_->Reset(*request, [reactor, response](absl::StatusOr<int64_t> count) {
+    if (count.ok()) response->set_reset(*count);
+    reactor->Finish(ToGrpcStatus(count.status()));
+  });
   return reactor;
 }
 

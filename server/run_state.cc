@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/spec_validator.h"
 #include "nlohmann/json.hpp"
 
 namespace asflow {
@@ -141,6 +142,12 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     task.spec = &ts;
     task.key = absl::StrCat(spec.name(), ".", ts.name());
     task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
+    auto rate = ParseRatePerSecond(ts.rate());
+    if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
+    task.rate = *rate;
+    auto rules = ErrorRules::Compile(ts);
+    if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].", rules.status().message()));
+    task.rules = *rules;
     task.counters.set_task(ts.name());
     std::set<std::string> used;
     auto compile = [&](const std::string& text, absl::string_view field) -> absl::StatusOr<Template> {

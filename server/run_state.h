@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "asflow/v1/service.pb.h"
 #include "common/template.h"
+#include "server/error_rules.h"
 #include "server/plan.h"
 
 namespace asflow {
@@ -35,6 +36,8 @@ struct TaskRt {
   std::vector<int> dependents;
   int lines_of = -1;
   int limit = 0;
+  double rate = 0;  // starts per second; 0: unlimited
+  std::shared_ptr<const ErrorRules> rules;
   bool expanded = false;   // every instance is known
   bool blocked = false;    // an upstream task failed: never expanded
   bool settled = false;    // expanded with nothing pending, or blocked
@@ -49,6 +52,7 @@ struct InstanceRt {
   int32_t task = -1;  // -1: seq not materialised (yet) in this process
   v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
   int32_t attempts = 0;
+  bool retrying = false;  // queued again, waiting for a retry's backoff
   ExecId exec = 0;  // while queued or running
   int64_t started_ms = 0;
   int64_t finished_ms = 0;

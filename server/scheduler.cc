@@ -1,5 +1,7 @@
 #include "server/scheduler.h"
 
+#include <errno.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/random/distributions.h"
 #include "absl/time/clock.h"
 #include "common/line_reader.h"
 #include "common/paths.h"
@@ -128,14 +131,31 @@ void Scheduler::Loop() {
   for (;;) {
     std::vector<std::function<void()>> batch;
     {
+      // Wake for commands, the next retry or the next rate token.
+      absl::Time deadline = plan_.NextWakeup();
+      if (!retry_timers_.empty()) deadline = std::min(deadline, retry_timers_.top().first);
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return quit_ || !commands_.empty(); };
-      mu_.Await(absl::Condition(&ready));
+      mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
       batch.swap(commands_);
       if (batch.empty() && quit_) return;
     }
     for (auto& fn : batch) fn();
-    if (!stopping_) Pump();
+    if (!stopping_) {
+      FireTimers(absl::Now());
+      Pump();
+    }
+  }
+}
+
+void Scheduler::FireTimers(absl::Time now) {
+  while (!retry_timers_.empty() && retry_timers_.top().first <= now) {
+    ExecId id = retry_timers_.top().second;
+    retry_timers_.pop();
+    auto it = execs_.find(id);
+    // Gone or already requeued: its runs were cancelled meanwhile.
+    if (it == execs_.end() || it->second.started || it->second.waiters.empty()) continue;
+    plan_.Enqueue(id, it->second.task_key, it->second.waiters.front().first);
   }
 }
 
@@ -195,11 +215,67 @@ void Scheduler::Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::Run
   });
 }
 
+void Scheduler::Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<int64_t>)> done) {
+  Post([this, request = std::move(request), done = std::move(done)] {
+    if (request.run_id() == 0 && request.task().empty() && request.path().empty()) {
+      return done(absl::InvalidArgumentError("reset needs a run id, a task or a path"));
+    }
+    InstanceFilter filter;
+    filter.run_id = request.run_id();
+    filter.task = request.task();
+    if (size_t dot = filter.task.rfind('.'); dot != std::string::npos) {
+      filter.flow = filter.task.substr(0, dot);  // "flow.task"
+      filter.task = filter.task.substr(dot + 1);
+    }
+    filter.path = request.path();
+    for (int s : request.states()) {
+      if (s != v1::SUPPRESSED && s != v1::FAILED) {
+        return done(absl::InvalidArgumentError(absl::StrCat(
+            "reset clears suppressed or failed instances, not ",
+            v1::InstanceState_Name(static_cast<v1::InstanceState>(s)))));
+      }
+      filter.states.push_back(static_cast<v1::InstanceState>(s));
+    }
+    if (filter.states.empty()) filter.states = {v1::SUPPRESSED, v1::FAILED};
+    auto rows = store_->FindInstances(filter);
+    if (!rows.ok()) return done(rows.status());
+    absl::flat_hash_map<int64_t, v1::FlowSpec> specs;  // run -> its spec
+    int64_t count = 0;
+    for (FoundInstance& row : *rows) {
+      if (runs_.contains(row.record.run_id)) continue;  // still active
+      if (row.record.state == v1::SUPPRESSED && !row.record.output.empty()) {
+        auto spec = specs.find(row.record.run_id);
+        if (spec == specs.end()) {
+          auto rec = store_->GetRun(row.record.run_id);
+          if (!rec.ok()) return done(rec.status());
+          v1::SubmitFlowRequest submitted;
+          submitted.ParseFromString(rec->request);
+          spec = specs.emplace(row.record.run_id, submitted.spec()).first;
+        }
+        for (const v1::TaskSpec& task : spec->second.tasks()) {
+          if (task.name() != row.record.task) continue;
+          std::string err = absl::StrCat(row.workspace, "/", ErrorPathFor(row.record.output, task.on()));
+          if (unlink(err.c_str()) != 0 && errno != ENOENT) {
+            return done(absl::InternalError(absl::StrCat("remove ", err, ": ", strerror(errno))));
+          }
+        }
+      }
+      row.record.state = v1::RESET;
+      store_->PutInstance(std::move(row.record));
+      ++count;
+    }
+    if (absl::Status s = store_->Flush(); !s.ok()) return done(s);
+    spdlog::info("reset {} instances", count);
+    done(count);
+  });
+}
+
 void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
   RunRt& run = *run_ptr;
   runs_[run.id] = std::move(run_ptr);
   for (const TaskRt& task : run.tasks) {
-    plan_.SetTaskDef(task.key, task.limit, task.spec->pool().empty() ? "local" : task.spec->pool());
+    plan_.SetTaskDef(task.key, task.limit, task.spec->pool().empty() ? "local" : task.spec->pool(),
+                     task.rate);
   }
   PublishRun(run);
   for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
@@ -352,12 +428,17 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
 
   std::string abs_output = inst.output.empty() ? "" : absl::StrCat(run.workspace, "/", inst.output);
   if (!abs_output.empty()) {
+    std::string err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on()));
     bool present = Exists(abs_output);
-    bool err_present = !present && Exists(absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on())));
+    bool err_present = !present && Exists(err_path);
     if (present || err_present) {
       // The file is the truth: whoever made it, the instance is cached. A
       // row already final from before a restart keeps its state.
       bool keep = prior.state == v1::DONE || prior.state == v1::CACHED;
+      if (err_present) {
+        inst.error = absl::StrCat("suppressed earlier: ", ErrorPathFor(inst.output, task.spec->on()),
+                                  " (asflowctl reset clears it)");
+      }
       SetState(run, seq, keep ? prior.state : v1::CACHED);
       if (!keep) {
         inst.finished_ms = NowMs();
@@ -390,6 +471,11 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   exec.id = next_exec_++;
   exec.key = key;
   exec.waiters.emplace_back(run.id, seq);
+  exec.task_key = task.key;
+  exec.rules = task.rules;
+  if (!inst.output.empty()) {
+    exec.err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on()));
+  }
   exec.canceller = std::make_shared<Canceller>();
   ExecJob& job = exec.job;
   job.id = exec.id;
@@ -418,9 +504,13 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
 }
 
-void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state) {
+void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying) {
   InstanceRt& inst = run.instances[seq];
   TaskRt& task = run.tasks[inst.task];
+  if (inst.retrying != retrying) {
+    task.counters.set_retrying(task.counters.retrying() + (retrying ? 1 : -1));
+    inst.retrying = retrying;
+  }
   CountState(&task.counters, inst.state, -1);
   CountState(&task.counters, state, +1);
   if (!IsFinal(inst.state) && IsFinal(state)) --task.pending;
@@ -431,28 +521,91 @@ void Scheduler::Pump() {
   while (std::optional<ExecId> id = plan_.NextStartable(absl::Now())) {
     Exec& exec = execs_.at(*id);
     exec.started = true;
+    ++exec.attempts;
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
       SetState(run, seq, v1::RUNNING);
       inst.started_ms = NowMs();
-      ++inst.attempts;
+      inst.finished_ms = 0;
+      inst.attempts = exec.attempts;
       Record(run, seq, v1::InstanceEvent::STARTED);
     }
     pool_->Start(exec.job);
   }
 }
 
+Verdict Scheduler::Judge(const Exec& exec, const ExecResult& result) const {
+  // Infrastructure errors (cannot start, cannot write the output) are never
+  // matched by rules: a rule describes how the command fails.
+  if (!result.output_status.ok() || !result.process.spawn_status.ok() ||
+      !result.process.output_status.ok() || result.process.cancelled) {
+    return Verdict::kFail;
+  }
+  AttemptFacts facts;
+  facts.exit_code = result.process.exit_code;
+  facts.signal = result.process.term_signal;
+  facts.timed_out = result.process.timed_out;
+  facts.stderr_tail = result.process.stderr_tail;
+  return exec.rules->Classify(facts, exec.attempts);
+}
+
+absl::Status Scheduler::WriteErrFile(const std::string& path, const std::string& text) const {
+  AtomicFileOptions options = options_.file_options;
+  auto file = AtomicFile::Open(path, options);
+  if (!file.ok()) return file.status();
+  if (absl::Status s = (*file)->Append(absl::StrCat(text, "\n")); !s.ok()) return s;
+  return (*file)->Commit();
+}
+
 void Scheduler::OnExecDone(ExecResult result) {
   plan_.Finished(result.id);
   auto it = execs_.find(result.id);
   if (it == execs_.end()) return;
+  if (stopping_ || it->second.waiters.empty()) {
+    // Shutting down (runs resume at the next start), or cancelled because
+    // no run needs it any more.
+    exec_by_key_.erase(it->second.key);
+    execs_.erase(it);
+    return;
+  }
+  std::string error = result.ok() ? "" : ErrorText(result);
+  Verdict verdict = result.ok() ? Verdict::kFail : Judge(it->second, result);
+  if (!result.ok() && verdict == Verdict::kRetry) {
+    Exec& exec = it->second;
+    absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
+    exec.started = false;
+    retry_timers_.emplace(absl::Now() + delay, exec.id);
+    std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
+                                    " failed, retrying in ", absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))),
+                                    ": ", error);
+    for (const auto& [run_id, seq] : exec.waiters) {
+      RunRt& run = *runs_.at(run_id);
+      run.instances[seq].error = note;
+      SetState(run, seq, v1::QUEUED, /*retrying=*/true);
+      Record(run, seq, v1::InstanceEvent::QUEUED);
+    }
+    return;
+  }
   Exec exec = std::move(it->second);
   execs_.erase(it);
   exec_by_key_.erase(exec.key);
-  if (stopping_) return;  // runs resume at the next start
-  v1::InstanceState state = result.ok() ? v1::DONE : v1::FAILED;
-  std::string error = result.ok() ? "" : ErrorText(result);
+  v1::InstanceState state = v1::DONE;
+  if (!result.ok()) {
+    state = verdict == Verdict::kSkip ? v1::SKIPPED : verdict == Verdict::kSuppress ? v1::SUPPRESSED : v1::FAILED;
+  }
+  if (state == v1::SUPPRESSED && !exec.err_path.empty()) {
+    // The .err file makes later runs treat the instance as cached.
+    if (absl::Status s = WriteErrFile(exec.err_path, error); !s.ok()) {
+      state = v1::FAILED;
+      error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", error);
+    }
+  }
+  FinishExec(exec, state, error, result);
+}
+
+void Scheduler::FinishExec(Exec& exec, v1::InstanceState state, const std::string& error,
+                           const ExecResult& result) {
   std::vector<RunRt*> touched;
   for (const auto& [run_id, seq] : exec.waiters) {
     auto r = runs_.find(run_id);

@@ -8,12 +8,14 @@
 
 #include <functional>
 #include <memory>
+#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "asflow/v1/service.pb.h"
@@ -60,6 +62,10 @@ class Scheduler {
   // Cancels a run as fail-fast would; `done` gets the run's final state, or
   // NotFound.
   void Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::RunState>)> done);
+  // Clears suppressed/failed instances (removes their .err files, marks
+  // them RESET) so the next run runs them again; `done` gets the count once
+  // the store has committed. Instances of runs still active are left alone.
+  void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<int64_t>)> done);
 
  private:
   // An execution shared by every run that needs the same instance.
@@ -67,21 +73,31 @@ class Scheduler {
     ExecId id = 0;
     std::string key;  // absolute output path, or workspace+task+params
     std::vector<std::pair<int64_t, int64_t>> waiters;  // (run id, seq)
+    std::string task_key;
+    std::shared_ptr<const ErrorRules> rules;
+    std::string err_path;  // absolute .err path for suppression; may be empty
     ExecJob job;
     std::shared_ptr<Canceller> canceller;
     bool started = false;
+    int attempts = 0;  // attempts started so far
   };
+  using Timer = std::pair<absl::Time, ExecId>;
 
   void Post(std::function<void()> fn);
   void Loop();
   void Pump();
+  void FireTimers(absl::Time now);
+  // The verdict of the rules on a failed result, with the error text.
+  Verdict Judge(const Exec& exec, const ExecResult& result) const;
+  absl::Status WriteErrFile(const std::string& path, const std::string& text) const;
+  void FinishExec(Exec& exec, v1::InstanceState state, const std::string& error, const ExecResult& result);
 
   absl::Status CheckWorkspace(v1::SubmitFlowRequest* request) const;
   void StartRun(std::unique_ptr<RunRt> run);
   void Expand(RunRt& run, int task);
   absl::Status ExpandInto(RunRt& run, int task);
   void AddInstance(RunRt& run, int task, const Bindings& bindings);
-  void SetState(RunRt& run, int64_t seq, v1::InstanceState state);
+  void SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
   void TaskProgress(RunRt& run, int task);
   void Block(RunRt& run, int task);
   void AfterChange(RunRt& run);
@@ -109,6 +125,9 @@ class Scheduler {
   absl::flat_hash_map<std::string, ExecId> exec_by_key_;
   ExecId next_exec_ = 1;
   bool stopping_ = false;
+  // Executions waiting for their retry backoff, earliest first.
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> retry_timers_;
+  absl::BitGen rng_;  // retry jitter
 
   std::unique_ptr<LocalPool> pool_;
   std::thread thread_;
