@@ -288,6 +288,14 @@ class Validator {
         Add(p + ".retry.attempts",
             absl::StrCat("must be >= 0, got ", r.attempts()));
       }
+      bool any_matcher = r.exit_codes_size() > 0 || r.signals_size() > 0 || !r.stderr().empty() ||
+                         r.timeout() || r.errors_size() > 0;
+      if (r.attempts() > 0 && !any_matcher) {
+        // Unknown errors are never retried silently: say which to retry.
+        Add(p + ".retry",
+            "retries only the failures a matcher names: add exit_codes, signals, stderr, "
+            "timeout or errors");
+      }
       if (r.has_backoff()) CheckDuration(p + ".retry.backoff", r.backoff());
       if (r.has_jitter()) CheckDuration(p + ".retry.jitter", r.jitter());
       CheckRegex(p + ".retry.stderr", r.stderr());

@@ -610,11 +610,17 @@ TEST(SpecValidatorTest, RateForms) {
 TEST(SpecValidatorTest, RetryDurationsMustNotBeNegative) {
   EXPECT_EQ(YamlError(OneTask("    run: [echo]\n"
                               "    retry: {attempts: 1, backoff: -1s, jitter: "
-                              "-2ms}\n")),
+                              "-2ms, exit_codes: [75]}\n")),
             "flow.yaml:6:26: tasks[0].retry.backoff: must not be negative, got "
             "-1s\n"
             "flow.yaml:6:40: tasks[0].retry.jitter: must not be negative, got "
             "-2ms");
+}
+
+TEST(SpecValidatorTest, RetryWithoutMatcherIsRejected) {
+  EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    retry: {attempts: 3}\n")),
+            "flow.yaml:6:5: tasks[0].retry: retries only the failures a matcher names: add "
+            "exit_codes, signals, stderr, timeout or errors");
 }
 
 TEST(SpecValidatorTest, SuppressRegexIsChecked) {
