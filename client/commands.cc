@@ -21,6 +21,7 @@
 #include "common/codec.h"
 #include "common/paths.h"
 #include "common/spec_parser.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 
 namespace asflow {
@@ -95,12 +96,24 @@ bool Detached() {
 
 // Follows run `run_id` until it ends, reconnecting (with from_seq) if the
 // stream breaks, e.g. while the daemon restarts. Returns the exit code.
-int Follow(const ClientOptions& client, int64_t run_id) {
+// Prints one JSON object per event (for scripts).
+void PrintJson(const v1::Event& event) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string line;
+  if (google::protobuf::util::MessageToJsonString(event, &line, options).ok()) {
+    absl::PrintF("%s\n", line);
+    std::fflush(stdout);
+  }
+}
+
+int Follow(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
   {
     absl::MutexLock lock(&TheInterrupt().mu);
     TheInterrupt().run_id = run_id;
   }
-  LinePrinter printer(stdout, run_id);
+  // In JSON mode the printer only tracks the run's state.
+  LinePrinter printer(mode == ProgressMode::kJson ? nullptr : stdout, run_id);
   absl::Time give_up = absl::InfiniteFuture();
   bool announced_loss = false;
   while (!printer.finished()) {
@@ -118,6 +131,7 @@ int Follow(const ClientOptions& client, int64_t run_id) {
       auto reader = (*stub)->Watch(&ctx, request);
       v1::Event event;
       while (reader->Read(&event)) {
+        if (mode == ProgressMode::kJson) PrintJson(event);
         printer.Handle(event);
         give_up = absl::InfiniteFuture();
         announced_loss = false;
@@ -145,7 +159,7 @@ int Follow(const ClientOptions& client, int64_t run_id) {
     absl::FPrintF(stderr, "detached from run %d; it goes on. Reattach with: asflowctl watch %d\n", run_id, run_id);
     return kExitDetached;
   }
-  printer.PrintSummary();
+  if (mode != ProgressMode::kJson) printer.PrintSummary();
   return printer.run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
 }
 
@@ -191,10 +205,12 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
     absl::PrintF("%d\n", response.run_id());
     return kExitOk;
   }
-  absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
-  std::fflush(stdout);
-  int code = Follow(client, response.run_id());
-  if (code == kExitOk) {
+  if (options.mode != ProgressMode::kJson) {
+    absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
+    std::fflush(stdout);
+  }
+  int code = Follow(client, response.run_id(), options.mode);
+  if (code == kExitOk && options.mode != ProgressMode::kJson) {
     for (const v1::TaskSpec& task : parsed->spec.tasks()) {
       if (!task.on().empty()) absl::PrintF("  outputs of %s: %s/%s\n", task.name(), request.workspace(), task.on());
     }
@@ -202,7 +218,9 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   return code;
 }
 
-int WatchCommand(const ClientOptions& client, int64_t run_id) { return Follow(client, run_id); }
+int WatchCommand(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
+  return Follow(client, run_id, mode);
+}
 
 int RunsCommand(const ClientOptions& client, int limit) {
   auto stub = Stub(client, false);

@@ -18,7 +18,15 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnavailable = 3;
 inline constexpr int kExitDetached = 130;  // Ctrl-C: the run goes on
 
+// How progress is shown while following a run.
+enum class ProgressMode {
+  kAuto,   // the live view on a terminal, plain lines otherwise
+  kLines,  // plain lines, no escape codes
+  kJson,   // one JSON object per Watch event
+};
+
 struct RunCommandOptions {
+  ProgressMode mode = ProgressMode::kAuto;
   std::string flow_file;
   std::vector<std::string> params;  // "name=value"
   bool keep_going = false;
@@ -26,7 +34,7 @@ struct RunCommandOptions {
 };
 
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options);
-int WatchCommand(const ClientOptions& client, int64_t run_id);
+int WatchCommand(const ClientOptions& client, int64_t run_id, ProgressMode mode);
 int RunsCommand(const ClientOptions& client, int limit);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states);

@@ -51,7 +51,7 @@ void LinePrinter::UpdateRun(const v1::Run& run) {
     if (t.expanded() && !announced) {
       announced = true;
       std::string cached = t.cached() > 0 ? absl::StrCat(", ", t.cached(), " cached") : "";
-      absl::FPrintF(out_, "  %s: %d instance%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s",
+      Print("  %s: %d instance%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s",
                     cached);
     }
   }
@@ -63,7 +63,7 @@ void LinePrinter::Handle(const v1::Event& event) {
   if (event.has_snapshot()) {
     for (const v1::Run& run : event.snapshot().runs()) UpdateRun(run);
     for (const v1::Instance& inst : event.snapshot().running()) {
-      if (inst.run_id() == run_id_) absl::FPrintF(out_, "  running    %s\n", Label(inst));
+      if (inst.run_id() == run_id_) Print("  running    %s\n", Label(inst));
     }
   } else if (event.has_run()) {
     UpdateRun(event.run().run());
@@ -76,9 +76,9 @@ void LinePrinter::Handle(const v1::Event& event) {
       }
     }
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
-      absl::FPrintF(out_, "  start      %s\n", Label(inst));
+      Print("  start      %s\n", Label(inst));
     } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {
-      absl::FPrintF(out_, "  retry      %s  %s\n", Label(inst), inst.error().substr(0, inst.error().find('\n')));
+      Print("  retry      %s  %s\n", Label(inst), inst.error().substr(0, inst.error().find('\n')));
     } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
       std::string detail;
       if (inst.state() == v1::DONE) {
@@ -88,26 +88,26 @@ void LinePrinter::Handle(const v1::Event& event) {
         std::string err = inst.error().substr(0, inst.error().find('\n'));
         detail = err;
       }
-      absl::FPrintF(out_, "  %-10s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
+      Print("  %-10s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
     }
   }
-  std::fflush(out_);
+  if (out_ != nullptr) std::fflush(out_);
 }
 
 void LinePrinter::PrintSummary() const {
   if (!run_) return;
   const v1::Run& run = *run_;
   int64_t end = run.finished_ms() > 0 ? run.finished_ms() : run.created_ms();
-  absl::FPrintF(out_, "run %d %s in %s (flow %s, workspace %s)\n", run.id(), RunStateName(run.state()),
+  Print("run %d %s in %s (flow %s, workspace %s)\n", run.id(), RunStateName(run.state()),
                 FormatDuration(end - run.created_ms()), run.flow(), run.workspace());
-  absl::FPrintF(out_, "  %-20s %8s %8s %8s %8s %10s %8s %9s\n", "task", "total", "done", "cached",
+  Print("  %-20s %8s %8s %8s %8s %10s %8s %9s\n", "task", "total", "done", "cached",
                 "skipped", "suppressed", "failed", "cancelled");
   for (const v1::TaskCounters& t : run.tasks()) {
-    absl::FPrintF(out_, "  %-20s %8d %8d %8d %8d %10d %8d %9d\n", t.task(), t.total(), t.done(), t.cached(),
+    Print("  %-20s %8d %8d %8d %8d %10d %8d %9d\n", t.task(), t.total(), t.done(), t.cached(),
                   t.skipped(), t.suppressed(), t.failed(), t.cancelled());
   }
-  if (!run.error().empty()) absl::FPrintF(out_, "error: %s\n", run.error());
-  std::fflush(out_);
+  if (!run.error().empty()) Print("error: %s\n", run.error());
+  if (out_ != nullptr) std::fflush(out_);
 }
 
 }  // namespace asflow

@@ -10,13 +10,15 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_format.h"
 #include "asflow/v1/service.pb.h"
 
 namespace asflow {
 
 class LinePrinter {
  public:
-  // Prints progress of `run_id` to `out` (not owned).
+  // Prints progress of `run_id` to `out` (not owned); with a null `out` it
+  // only tracks the run's state.
   LinePrinter(FILE* out, int64_t run_id);
 
   void Handle(const v1::Event& event);
@@ -29,6 +31,10 @@ class LinePrinter {
 
  private:
   void UpdateRun(const v1::Run& run);
+  template <typename... Args>
+  void Print(const absl::FormatSpec<Args...>& format, const Args&... args) const {
+    if (out_ != nullptr) absl::FPrintF(out_, format, args...);
+  }
 
   FILE* const out_;
   const int64_t run_id_;

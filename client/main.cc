@@ -25,10 +25,15 @@ int main(int argc, char** argv) {
   run->add_option("-p,--param", run_opts.params, "Override a flow parameter: name=value (repeatable)");
   run->add_flag("--keep-going", run_opts.keep_going, "Let independent instances finish after a failure");
   run->add_flag("--detach", run_opts.detach, "Print the run id and return at once");
+  bool json = false, plain = false;
+  run->add_flag("--json", json, "One JSON object per progress event (for scripts)");
+  run->add_flag("--plain", plain, "Plain progress lines even on a terminal");
 
   int64_t run_id = 0;
   CLI::App* watch = app.add_subcommand("watch", "Follow a run's progress until it ends");
   watch->add_option("run", run_id, "Run id")->required();
+  watch->add_flag("--json", json, "One JSON object per progress event (for scripts)");
+  watch->add_flag("--plain", plain, "Plain progress lines even on a terminal");
 
   int limit = 20;
   CLI::App* runs = app.add_subcommand("runs", "List recent runs");
@@ -72,9 +77,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : asflow::kExitUsage;
   }
+  asflow::ProgressMode mode = json    ? asflow::ProgressMode::kJson
+                              : plain ? asflow::ProgressMode::kLines
+                                      : asflow::ProgressMode::kAuto;
+  run_opts.mode = mode;
   if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
-  if (*watch) return asflow::WatchCommand(client, run_id);
+  if (*watch) return asflow::WatchCommand(client, run_id, mode);
   if (*show) return asflow::ShowCommand(client, run_id, task, params);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/safe_path.h"
 
 namespace asflow {
@@ -13,7 +14,8 @@ std::string ExecResult::Describe() const {
   return process.Describe();
 }
 
-ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options) {
+ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
+                  const ProgressFn& progress) {
   ExecResult result;
   result.id = job.id;
   std::unique_ptr<AtomicFile> file;
@@ -33,10 +35,18 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options) {
     file = std::move(*opened);
   }
   bool ends_with_newline = true;
+  absl::Time next_report = absl::Now() + kProgressInterval;
   auto on_stdout = [&](absl::string_view chunk) -> absl::Status {
     result.bytes += chunk.size();
     result.lines += std::count(chunk.begin(), chunk.end(), '\n');
     if (!chunk.empty()) ends_with_newline = chunk.back() == '\n';
+    if (progress != nullptr) {
+      absl::Time now = absl::Now();
+      if (now >= next_report) {
+        next_report = now + kProgressInterval;
+        progress(job.id, result.bytes, result.lines);
+      }
+    }
     return file ? file->Append(chunk) : absl::OkStatus();
   };
   result.process = RunSubprocess(job.process, on_stdout, job.canceller.get());
@@ -52,8 +62,10 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options) {
 }
 
 LocalPool::LocalPool(int threads, AtomicFileOptions file_options,
-                     std::function<void(ExecResult)> on_done)
-    : file_options_(std::move(file_options)), on_done_(std::move(on_done)) {
+                     std::function<void(ExecResult)> on_done, ProgressFn on_progress)
+    : file_options_(std::move(file_options)),
+      on_done_(std::move(on_done)),
+      on_progress_(std::move(on_progress)) {
   threads = std::max(1, threads);
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
@@ -86,7 +98,7 @@ void LocalPool::Loop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    on_done_(RunJob(job, file_options_));
+    on_done_(RunJob(job, file_options_, on_progress_));
   }
 }
 

@@ -54,10 +54,18 @@ class Runner {
   virtual void Start(ExecJob job) = 0;
 };
 
+// Progress of a running job: uncompressed bytes and lines of stdout so far.
+using ProgressFn = std::function<void(ExecId, int64_t bytes, int64_t lines)>;
+
+// How often a running job reports progress at most.
+inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
+
 // Runs one job to completion in the calling thread: path check, atomic
-// output, subprocess, commit or abort. Shared by LocalPool and
-// asflow-worker-style runners.
-ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options);
+// output, subprocess, commit or abort. Reports progress (if `progress` is
+// set) at most every kProgressInterval while output arrives. Shared by
+// LocalPool and asflow-worker-style runners.
+ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
+                  const ProgressFn& progress = nullptr);
 
 // In-process pool of `threads` runner threads. Thread-safe. The destructor
 // cancels queued jobs (never started, no callback) and joins the threads
@@ -65,7 +73,7 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options);
 class LocalPool : public Runner {
  public:
   LocalPool(int threads, AtomicFileOptions file_options,
-            std::function<void(ExecResult)> on_done);
+            std::function<void(ExecResult)> on_done, ProgressFn on_progress = nullptr);
   ~LocalPool() override;
 
   void Start(ExecJob job) override;
@@ -75,6 +83,7 @@ class LocalPool : public Runner {
 
   const AtomicFileOptions file_options_;
   const std::function<void(ExecResult)> on_done_;
+  const ProgressFn on_progress_;
   absl::Mutex mu_;
   std::deque<ExecJob> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -59,9 +59,10 @@ Scheduler::~Scheduler() { Stop(); }
 absl::Status Scheduler::Start() {
   plan_.SetPoolSlots("local", options_.local_slots);
   pool_ = std::make_unique<LocalPool>(options_.local_slots, options_.file_options,
-                                      [this](ExecResult r) {
-                                        Post([this, r = std::move(r)]() mutable { OnExecDone(std::move(r)); });
-                                      });
+      [this](ExecResult r) { Post([this, r = std::move(r)]() mutable { OnExecDone(std::move(r)); }); },
+      [this](ExecId id, int64_t bytes, int64_t lines) {
+        Post([this, id, bytes, lines] { OnExecProgress(id, bytes, lines); });
+      });
   auto running = store_->ListRuns(1 << 30, /*only_running=*/true);
   if (!running.ok()) return running.status();
   std::reverse(running->begin(), running->end());  // oldest first keeps fairness order
@@ -528,6 +529,8 @@ void Scheduler::Pump() {
       SetState(run, seq, v1::RUNNING);
       inst.started_ms = NowMs();
       inst.finished_ms = 0;
+      inst.bytes = 0;
+      inst.lines = 0;
       inst.attempts = exec.attempts;
       Record(run, seq, v1::InstanceEvent::STARTED);
     }
@@ -556,6 +559,21 @@ absl::Status Scheduler::WriteErrFile(const std::string& path, const std::string&
   if (!file.ok()) return file.status();
   if (absl::Status s = (*file)->Append(absl::StrCat(text, "\n")); !s.ok()) return s;
   return (*file)->Commit();
+}
+
+void Scheduler::OnExecProgress(ExecId id, int64_t bytes, int64_t lines) {
+  auto it = execs_.find(id);
+  if (stopping_ || it == execs_.end() || !it->second.started) return;
+  for (const auto& [run_id, seq] : it->second.waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end()) continue;
+    InstanceRt& inst = r->second->instances[seq];
+    if (inst.state != v1::RUNNING) continue;
+    inst.bytes = bytes;
+    inst.lines = lines;
+    // Through the store like every event, so it never overtakes STARTED.
+    Record(*r->second, seq, v1::InstanceEvent::PROGRESS);
+  }
 }
 
 void Scheduler::OnExecDone(ExecResult result) {

@@ -103,6 +103,7 @@ class Scheduler {
   void AfterChange(RunRt& run);
   void FinishRun(RunRt& run, v1::RunState state, std::string error);
   void OnExecDone(ExecResult result);
+  void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
   void DetachFromExec(RunRt& run, int64_t seq);
 
   void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind);
