@@ -94,8 +94,6 @@ bool Detached() {
   return in.detached;
 }
 
-// Follows run `run_id` until it ends, reconnecting (with from_seq) if the
-// stream breaks, e.g. while the daemon restarts. Returns the exit code.
 // Prints one JSON object per event (for scripts).
 void PrintJson(const v1::Event& event) {
   google::protobuf::util::JsonPrintOptions options;
@@ -107,7 +105,10 @@ void PrintJson(const v1::Event& event) {
   }
 }
 
-int Follow(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
+// Follows run `run_id` from event `from_seq` (0: a snapshot first) until it
+// ends, reconnecting where it left off if the stream breaks, e.g. while the
+// daemon restarts. Returns the exit code.
+int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
   {
     absl::MutexLock lock(&TheInterrupt().mu);
     TheInterrupt().run_id = run_id;
@@ -127,7 +128,7 @@ int Follow(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
       }
       v1::WatchRequest request;
       request.set_run_id(run_id);
-      request.set_from_seq(printer.last_seq());
+      request.set_from_seq(std::max(from_seq, printer.last_seq()));
       auto reader = (*stub)->Watch(&ctx, request);
       v1::Event event;
       while (reader->Read(&event)) {
@@ -209,7 +210,7 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
     absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
     std::fflush(stdout);
   }
-  int code = Follow(client, response.run_id(), options.mode);
+  int code = Follow(client, response.run_id(), response.watch_from_seq(), options.mode);
   if (code == kExitOk && options.mode != ProgressMode::kJson) {
     for (const v1::TaskSpec& task : parsed->spec.tasks()) {
       if (!task.on().empty()) absl::PrintF("  outputs of %s: %s/%s\n", task.name(), request.workspace(), task.on());
@@ -219,7 +220,7 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
 }
 
 int WatchCommand(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
-  return Follow(client, run_id, mode);
+  return Follow(client, run_id, /*from_seq=*/0, mode);
 }
 
 int RunsCommand(const ClientOptions& client, int limit) {

@@ -28,9 +28,12 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
                                                       const v1::SubmitFlowRequest* request,
                                                       v1::SubmitFlowResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  scheduler_->Submit(*request, [reactor, response](absl::StatusOr<int64_t> id) {
-    if (id.ok()) response->set_run_id(*id);
-    reactor->Finish(ToGrpcStatus(id.status()));
+  scheduler_->Submit(*request, [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
+    if (run.ok()) {
+      response->set_run_id(run->run_id);
+      response->set_watch_from_seq(run->seq);
+    }
+    reactor->Finish(ToGrpcStatus(run.status()));
   });
   return reactor;
 }
@@ -147,9 +150,9 @@ grpc::ServerWriteReactor<v1::Event>* FlowServiceImpl::Watch(grpc::CallbackServer
       };
       return new Failed(ToGrpcStatus(rec.status()));
     }
-    // The hub may have received the run meanwhile (a resumed run); only a
-    // finished run is served from the store.
-    if (rec->run.state() != v1::RUN_RUNNING || !hub_->FindRun(request->run_id())) {
+    // Only a finished run is served from the store. A running one is just
+    // being submitted (its first event is on its way): subscribe as usual.
+    if (rec->run.state() != v1::RUN_RUNNING) {
       initial = std::make_unique<v1::Event>();
       initial->set_seq(hub_->last_seq());
       *initial->mutable_snapshot()->add_runs() = rec->run;

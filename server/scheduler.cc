@@ -179,7 +179,7 @@ absl::Status Scheduler::CheckWorkspace(v1::SubmitFlowRequest* request) const {
 }
 
 void Scheduler::Submit(v1::SubmitFlowRequest request,
-                       std::function<void(absl::StatusOr<int64_t>)> done) {
+                       std::function<void(absl::StatusOr<Submitted>)> done) {
   Post([this, request = std::move(request), done = std::move(done)]() mutable {
     if (stopping_) return done(absl::UnavailableError("asflowd is shutting down"));
     if (absl::Status s = ValidateFlowSpec(request.spec()); !s.ok()) return done(s);
@@ -198,8 +198,11 @@ void Scheduler::Submit(v1::SubmitFlowRequest request,
     (*run)->id = *id;
     (*run)->created_ms = proto.created_ms();
     spdlog::info("run {} ({}) submitted in {}", *id, (*run)->flow, (*run)->workspace);
+    // Events are published after their store commit, so none of this run's
+    // events has a seq at or below this one.
+    Submitted submitted{*id, hub_->last_seq()};
     StartRun(std::move(*run));
-    done(*id);
+    done(submitted);
   });
 }
 

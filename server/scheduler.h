@@ -56,9 +56,14 @@ class Scheduler {
   // Kills running commands (their runs resume at the next Start) and joins.
   void Stop();
 
-  // Validates and starts a run; `done` gets its id, or InvalidArgument /
+  // A started run, and the event seq before its first event.
+  struct Submitted {
+    int64_t run_id = 0;
+    int64_t seq = 0;
+  };
+  // Validates and starts a run; `done` gets it, or InvalidArgument /
   // PermissionDenied saying why not. `done` runs on the scheduler thread.
-  void Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<int64_t>)> done);
+  void Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<Submitted>)> done);
   // Cancels a run as fail-fast would; `done` gets the run's final state, or
   // NotFound.
   void Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::RunState>)> done);
