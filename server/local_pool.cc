@@ -15,7 +15,7 @@ std::string ExecResult::Describe() const {
 }
 
 ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
-                  const ProgressFn& progress) {
+                  const ProgressFn& progress, const SpawnFn& spawned) {
   ExecResult result;
   result.id = job.id;
   std::unique_ptr<AtomicFile> file;
@@ -49,7 +49,9 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
     }
     return file ? file->Append(chunk) : absl::OkStatus();
   };
-  result.process = RunSubprocess(job.process, on_stdout, job.canceller.get());
+  SubprocessSpec spec = job.process;
+  if (spawned != nullptr) spec.on_spawn = [&](pid_t pgid) { spawned(job.id, pgid); };
+  result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
   if (!ends_with_newline) ++result.lines;
   if (file) {
     if (result.process.ok()) {
@@ -62,10 +64,12 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
 }
 
 LocalPool::LocalPool(int threads, AtomicFileOptions file_options,
-                     std::function<void(ExecResult)> on_done, ProgressFn on_progress)
+                     std::function<void(ExecResult)> on_done, ProgressFn on_progress,
+                     SpawnFn on_spawn)
     : file_options_(std::move(file_options)),
       on_done_(std::move(on_done)),
-      on_progress_(std::move(on_progress)) {
+      on_progress_(std::move(on_progress)),
+      on_spawn_(std::move(on_spawn)) {
   threads = std::max(1, threads);
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
@@ -98,7 +102,7 @@ void LocalPool::Loop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    on_done_(RunJob(job, file_options_, on_progress_));
+    on_done_(RunJob(job, file_options_, on_progress_, on_spawn_));
   }
 }
 

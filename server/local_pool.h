@@ -57,6 +57,9 @@ class Runner {
 // Progress of a running job: uncompressed bytes and lines of stdout so far.
 using ProgressFn = std::function<void(ExecId, int64_t bytes, int64_t lines)>;
 
+// A job's command started as process group `pgid`.
+using SpawnFn = std::function<void(ExecId, pid_t pgid)>;
+
 // How often a running job reports progress at most.
 inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
@@ -65,7 +68,7 @@ inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 // set) at most every kProgressInterval while output arrives. Shared by
 // LocalPool and asflow-worker-style runners.
 ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
-                  const ProgressFn& progress = nullptr);
+                  const ProgressFn& progress = nullptr, const SpawnFn& spawned = nullptr);
 
 // In-process pool of `threads` runner threads. Thread-safe. The destructor
 // cancels queued jobs (never started, no callback) and joins the threads
@@ -73,7 +76,8 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
 class LocalPool : public Runner {
  public:
   LocalPool(int threads, AtomicFileOptions file_options,
-            std::function<void(ExecResult)> on_done, ProgressFn on_progress = nullptr);
+            std::function<void(ExecResult)> on_done, ProgressFn on_progress = nullptr,
+            SpawnFn on_spawn = nullptr);
   ~LocalPool() override;
 
   void Start(ExecJob job) override;
@@ -84,6 +88,7 @@ class LocalPool : public Runner {
   const AtomicFileOptions file_options_;
   const std::function<void(ExecResult)> on_done_;
   const ProgressFn on_progress_;
+  const SpawnFn on_spawn_;
   absl::Mutex mu_;
   std::deque<ExecJob> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

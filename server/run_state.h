@@ -53,6 +53,7 @@ struct InstanceRt {
   v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
   int32_t attempts = 0;
   bool retrying = false;  // queued again, waiting for a retry's backoff
+  int32_t pgid = 0;       // process group of its command while running
   ExecId exec = 0;  // while queued or running
   int64_t started_ms = 0;
   int64_t finished_ms = 0;

@@ -1,11 +1,13 @@
 #include "server/scheduler.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -62,7 +64,18 @@ absl::Status Scheduler::Start() {
       [this](ExecResult r) { Post([this, r = std::move(r)]() mutable { OnExecDone(std::move(r)); }); },
       [this](ExecId id, int64_t bytes, int64_t lines) {
         Post([this, id, bytes, lines] { OnExecProgress(id, bytes, lines); });
-      });
+      },
+      [this](ExecId id, pid_t pgid) { Post([this, id, pgid] { OnExecSpawned(id, pgid); }); });
+  // A pgid recorded before a crash may only be killed in the same boot.
+  std::string boot_id;
+  {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::getline(in, boot_id);
+  }
+  auto previous_boot = store_->GetMeta("boot_id");
+  if (!previous_boot.ok()) return previous_boot.status();
+  bool same_boot = !boot_id.empty() && *previous_boot == boot_id;
+  if (absl::Status s = store_->SetMeta("boot_id", boot_id); !s.ok()) return s;
   auto running = store_->ListRuns(1 << 30, /*only_running=*/true);
   if (!running.ok()) return running.status();
   std::reverse(running->begin(), running->end());  // oldest first keeps fairness order
@@ -88,6 +101,7 @@ absl::Status Scheduler::Start() {
     (*run)->created_ms = rec.run.created_ms();
     auto rows = store_->LoadInstances(rec.run.id());
     if (!rows.ok()) return rows.status();
+    KillLeftovers(*rows, same_boot);
     int64_t removed = 0;
     for (const InstanceRecord& row : *rows) {
       (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state};
@@ -518,6 +532,7 @@ void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool 
   CountState(&task.counters, inst.state, -1);
   CountState(&task.counters, state, +1);
   if (!IsFinal(inst.state) && IsFinal(state)) --task.pending;
+  if (state != v1::RUNNING) inst.pgid = 0;
   inst.state = state;
 }
 
@@ -576,6 +591,29 @@ void Scheduler::OnExecProgress(ExecId id, int64_t bytes, int64_t lines) {
     inst.lines = lines;
     // Through the store like every event, so it never overtakes STARTED.
     Record(*r->second, seq, v1::InstanceEvent::PROGRESS);
+  }
+}
+
+void Scheduler::KillLeftovers(const std::vector<InstanceRecord>& rows, bool same_boot) {
+  for (const InstanceRecord& row : rows) {
+    if (row.state != v1::RUNNING || row.pgid <= 1) continue;
+    // The command itself died with the daemon (PDEATHSIG); its children are
+    // still in its group, which keeps the pgid from being reused meanwhile.
+    if (same_boot && kill(-row.pgid, SIGKILL) == 0) {
+      spdlog::warn("run {}: killed process group {} left by {} before the restart", row.run_id,
+                   row.pgid, InstanceLabel(row.task, row.params));
+    }
+  }
+}
+
+void Scheduler::OnExecSpawned(ExecId id, pid_t pgid) {
+  auto it = execs_.find(id);
+  if (stopping_ || it == execs_.end() || !it->second.started) return;
+  for (const auto& [run_id, seq] : it->second.waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
+    r->second->instances[seq].pgid = pgid;
+    Record(*r->second, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
   }
 }
 
@@ -748,6 +786,7 @@ void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind) {
   rec.finished_ms = inst.finished_ms;
   rec.bytes = inst.bytes;
   rec.lines = inst.lines;
+  rec.pgid = inst.state == v1::RUNNING ? inst.pgid : 0;
   std::function<void()> publish;
   if (kind != v1::InstanceEvent::KIND_UNSPECIFIED) {
     v1::Event event;

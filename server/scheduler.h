@@ -109,6 +109,10 @@ class Scheduler {
   void FinishRun(RunRt& run, v1::RunState state, std::string error);
   void OnExecDone(ExecResult result);
   void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
+  void OnExecSpawned(ExecId id, pid_t pgid);
+  // Kills the process groups that a crashed daemon's running instances
+  // left behind (same boot only: a pgid means nothing after a reboot).
+  void KillLeftovers(const std::vector<InstanceRecord>& rows, bool same_boot);
   void DetachFromExec(RunRt& run, int64_t seq);
 
   void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind);

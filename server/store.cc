@@ -55,6 +55,15 @@ CREATE TABLE instances (
 CREATE INDEX instances_by_state ON instances(run_id, state);
 CREATE INDEX instances_by_task ON instances(run_id, task);
 )sql",
+    // 2: the process group of a running instance (to kill what a crashed
+    // daemon left behind) and daemon-wide facts such as the boot id.
+    R"sql(
+ALTER TABLE instances ADD COLUMN pgid INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -63,7 +72,7 @@ constexpr int kBusyTimeoutMs = 10000;
 
 constexpr char kInstanceColumns[] =
     "run_id, seq, task, params, output, state, error, attempts, started_ms, "
-    "finished_ms, bytes, lines";
+    "finished_ms, bytes, lines, pgid";
 
 absl::StatusCode CodeForSqlite(int rc) {
   switch (rc & 0xff) {
@@ -149,6 +158,7 @@ InstanceRecord ReadInstance(sqlite3_stmt* stmt) {
   r.finished_ms = sqlite3_column_int64(stmt, 9);
   r.bytes = sqlite3_column_int64(stmt, 10);
   r.lines = sqlite3_column_int64(stmt, 11);
+  r.pgid = sqlite3_column_int(stmt, 12);
   return r;
 }
 
@@ -326,15 +336,17 @@ absl::Status Store::PrepareStatements() {
            {w,
             absl::StrCat(
                 "INSERT INTO instances(", kInstanceColumns,
-                ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 " ON CONFLICT(run_id, seq) DO UPDATE SET task=excluded.task,"
                 " params=excluded.params, output=excluded.output,"
                 " state=excluded.state, error=excluded.error,"
                 " attempts=excluded.attempts, started_ms=excluded.started_ms,"
                 " finished_ms=excluded.finished_ms, bytes=excluded.bytes,"
-                " lines=excluded.lines"),
+                " lines=excluded.lines, pgid=excluded.pgid"),
             &upsert_instance_},
            {r, "SELECT id, run, request FROM runs WHERE id=?1", &get_run_},
+           {r, "SELECT value FROM meta WHERE key=?1", &get_meta_},
+           {w, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", &set_meta_},
            {r, "SELECT id, run, request FROM runs ORDER BY id DESC LIMIT ?1",
             &list_runs_},
            {r,
@@ -349,7 +361,7 @@ absl::Status Store::PrepareStatements() {
             &list_task_instances_},
            {r,
             "SELECT i.run_id, i.seq, i.task, i.params, i.output, i.state, i.error,"
-            " i.attempts, i.started_ms, i.finished_ms, i.bytes, i.lines, r.workspace"
+            " i.attempts, i.started_ms, i.finished_ms, i.bytes, i.lines, i.pgid, r.workspace"
             " FROM instances i JOIN runs r ON r.id=i.run_id"
             " WHERE (?1=0 OR i.run_id=?1) AND (?2='' OR r.flow=?2) AND (?3='' OR i.task=?3)"
             " AND (?4='' OR (r.workspace || '/' || i.output)=?4)"
@@ -524,6 +536,7 @@ absl::Status Store::ApplyWrite(Write& write) {
     sqlite3_bind_int64(s, 10, r->finished_ms);
     sqlite3_bind_int64(s, 11, r->bytes);
     sqlite3_bind_int64(s, 12, r->lines);
+    sqlite3_bind_int(s, 13, r->pgid);
     int rc = StepDone(s);
     if (rc != SQLITE_DONE) {
       return SqliteError(db, rc, absl::StrCat("store ", path_, ": put instance ",
@@ -549,6 +562,16 @@ absl::Status Store::ApplyWrite(Write& write) {
       return absl::NotFoundError(absl::StrCat("store ", path_, ": put run ",
                                               run->id(), ": run ", run->id(),
                                               " not found"));
+    }
+    return absl::OkStatus();
+  }
+  if (auto* meta = std::get_if<MetaWrite>(&write.op)) {
+    sqlite3_stmt* s = set_meta_.get();
+    BindText(s, 1, meta->key);
+    BindText(s, 2, meta->value);
+    int rc = StepDone(s);
+    if (rc != SQLITE_DONE) {
+      return SqliteError(db, rc, absl::StrCat("store ", path_, ": write meta ", meta->key));
     }
     return absl::OkStatus();
   }
@@ -629,6 +652,22 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(
   return QueryInstances(q.run_id, q.task, mask, q.after_seq, q.limit, q.params);
 }
 
+absl::StatusOr<std::string> Store::GetMeta(const std::string& key) {
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* s = get_meta_.get();
+  ResetOnExit reset(s);
+  BindText(s, 1, key);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) return ColumnString(s, 0);
+  if (rc == SQLITE_DONE) return std::string();
+  return SqliteError(reader_db_.get(), rc, absl::StrCat("store ", path_, ": read meta ", key));
+}
+
+absl::Status Store::SetMeta(const std::string& key, const std::string& value) {
+  Enqueue(Write{MetaWrite{key, value}, nullptr});
+  return Flush();
+}
+
 absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFilter& f) {
   uint64_t mask = 0;
   for (v1::InstanceState state : f.states) {
@@ -647,7 +686,7 @@ absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFi
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     FoundInstance found;
     found.record = ReadInstance(s);
-    found.workspace = ColumnString(s, 12);
+    found.workspace = ColumnString(s, 13);
     out.push_back(std::move(found));
   }
   if (rc != SQLITE_DONE) {

@@ -55,6 +55,9 @@ struct InstanceRecord {
   std::string error;
   int32_t attempts = 0;
   int64_t started_ms = 0, finished_ms = 0, bytes = 0, lines = 0;
+  // Process group of the command while RUNNING (0 otherwise): after a
+  // crash, the restarted daemon kills what is left of it.
+  int32_t pgid = 0;
 };
 
 // Filter for Store::ListInstances. Results are in seq order; page by passing
@@ -90,7 +93,7 @@ struct FoundInstance {
 class Store {
  public:
   // Newest schema version this build knows (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the database at `path`: creates parent directories and
   // the file (mode 0600) and migrates the schema. Fails, naming the path, if
@@ -149,6 +152,10 @@ class Store {
       const InstanceQuery& q);
   // Every instance of the run, in seq order (to resume it after a restart).
   absl::StatusOr<std::vector<InstanceRecord>> LoadInstances(int64_t run_id);
+  // Daemon-wide facts (e.g. "boot_id"); "" when unset. SetMeta goes through
+  // the writer like every write and returns once it is committed.
+  absl::StatusOr<std::string> GetMeta(const std::string& key);
+  absl::Status SetMeta(const std::string& key, const std::string& value);
   // Rows matching `filter`, in (run_id, seq) order.
   absl::StatusOr<std::vector<FoundInstance>> FindInstances(const InstanceFilter& filter);
 
@@ -174,8 +181,12 @@ class Store {
     std::string request;
     CreateRunResult* result;  // owned by the waiting CreateRun caller
   };
+  struct MetaWrite {
+    std::string key;
+    std::string value;
+  };
   struct Write {
-    std::variant<InstanceRecord, v1::Run, NewRun> op;
+    std::variant<InstanceRecord, v1::Run, NewRun, MetaWrite> op;
     std::function<void()> on_committed;
   };
 
@@ -220,6 +231,8 @@ class Store {
   Stmt list_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_task_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt find_instances_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt get_meta_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt set_meta_;  // writer thread only
 
   // The write queue.
   mutable absl::Mutex mu_;

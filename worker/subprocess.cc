@@ -606,6 +606,7 @@ SubprocessResult RunSubprocess(
     result.spawn_status = child.status();
   } else {
     result.pid = child->pid;
+    if (spec.on_spawn) spec.on_spawn(child->pid);
     Supervisor(spec, *child, on_stdout, canceller, start, &result).Run();
   }
   result.elapsed = absl::Nanoseconds(MonotonicNowNs() - start);

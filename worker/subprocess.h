@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ struct SubprocessSpec {
   absl::Duration kill_grace = absl::Seconds(5);
   // Keep only the last N bytes of stderr (0 keeps nothing).
   size_t stderr_tail_bytes = 16 * 1024;
+  // Called on the calling thread once the command has started (after a
+  // successful exec), with its pid, which is also its process group id. The
+  // daemon records it so that, after a crash, it can kill what is left.
+  std::function<void(pid_t)> on_spawn;
 };
 
 // How a run ended. Plain value type.

@@ -444,8 +444,8 @@ TEST_F(StoreTest, RefusesNewerSchema) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store.status().message(),
             "store " + DbPath() +
-                ": database schema version 7 is newer than this asflowd supports "
-                "(1); run a newer asflowd or use another state file");
+                ": database schema version 7 is newer than this asflowd supports (" +
+                std::to_string(Store::kSchemaVersion) + "); run a newer asflowd or use another state file");
 }
 
 TEST_F(StoreTest, UnwritablePathFailsWithPath) {
@@ -530,6 +530,63 @@ TEST_F(StoreTest, FindInstancesAcrossRunsByFlowTaskPathAndState) {
   EXPECT_EQ(store->FindInstances(f)->size(), 1u);
   f.states = {v1::DONE};
   EXPECT_EQ(store->FindInstances(f)->size(), 0u);
+}
+
+}  // namespace
+}  // namespace asflow
+
+namespace asflow {
+namespace {
+
+// A state file written by the first release (schema 1) opens, migrates to
+// the current schema and keeps its rows.
+TEST_F(StoreTest, MigratesVersionOneDatabase) {
+  std::filesystem::create_directories(dir_.Join("state"));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath().c_str(), &db), SQLITE_OK);
+  const char* v1_schema = R"sql(
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT NOT NULL, workspace TEXT NOT NULL,
+  state INTEGER NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, error TEXT NOT NULL,
+  run BLOB NOT NULL, request BLOB NOT NULL);
+CREATE INDEX runs_by_state ON runs(state, id);
+CREATE TABLE instances (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+  task TEXT NOT NULL, params TEXT NOT NULL, output TEXT NOT NULL, state INTEGER NOT NULL, error TEXT NOT NULL,
+  attempts INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, bytes INTEGER NOT NULL,
+  lines INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+INSERT INTO runs VALUES (1, 'yt', '/w', 1, 5, 0, '', x'', x'');
+INSERT INTO instances VALUES (1, 0, 'extract', '{}', 'a.txt', 2, '', 1, 7, 0, 0, 0);
+PRAGMA user_version=1;
+)sql";
+  ASSERT_EQ(sqlite3_exec(db, v1_schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto rows = store->LoadInstances(1);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].state, v1::RUNNING);
+  EXPECT_EQ((*rows)[0].started_ms, 7);
+  EXPECT_EQ((*rows)[0].pgid, 0);
+}
+
+TEST_F(StoreTest, PgidAndMetaRoundTrip) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    int64_t run = CreateRunOrDie(*store, "yt");
+    InstanceRecord r = MakeInstance(run, 0, "extract", v1::RUNNING);
+    r.pgid = 4242;
+    store->PutInstance(r);
+    ASSERT_TRUE(store->Flush().ok());
+    EXPECT_EQ(*store->GetMeta("boot_id"), "");
+    ASSERT_TRUE(store->SetMeta("boot_id", "abc").ok());
+    ASSERT_TRUE(store->SetMeta("boot_id", "def").ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->GetMeta("boot_id"), "def");
+  EXPECT_EQ(store->LoadInstances(1)->at(0).pgid, 4242);
 }
 
 }  // namespace
