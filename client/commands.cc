@@ -21,7 +21,6 @@
 #include "common/codec.h"
 #include "common/paths.h"
 #include "common/spec_parser.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 
 namespace asflow {
@@ -49,6 +48,7 @@ struct Interrupt {
   ClientOptions client;
   int64_t run_id ABSL_GUARDED_BY(mu) = 0;
   grpc::ClientContext* watch ABSL_GUARDED_BY(mu) = nullptr;
+  ProgressSink* sink ABSL_GUARDED_BY(mu) = nullptr;
   bool detached ABSL_GUARDED_BY(mu) = false;
 };
 Interrupt& TheInterrupt() {
@@ -59,16 +59,20 @@ Interrupt& TheInterrupt() {
 void OnInterrupt() {
   Interrupt& in = TheInterrupt();
   int64_t run_id;
+  ProgressSink* sink;
   {
     absl::MutexLock lock(&in.mu);
     run_id = in.run_id;
+    sink = in.sink;
   }
   if (run_id == 0) _exit(kExitDetached);
   bool cancel = false;
   if (isatty(STDIN_FILENO)) {
+    if (sink != nullptr) sink->Suspend(true);
     absl::FPrintF(stderr, "\nrun %d: [c]ancel it, or [d]etach and let it go on? [d] ", run_id);
     char answer[16] = {0};
     if (fgets(answer, sizeof(answer), stdin) != nullptr) cancel = answer[0] == 'c' || answer[0] == 'C';
+    if (sink != nullptr) sink->Suspend(false);
   }
   if (cancel) {
     absl::FPrintF(stderr, "cancelling run %d...\n", run_id);
@@ -94,74 +98,76 @@ bool Detached() {
   return in.detached;
 }
 
-// Prints one JSON object per event (for scripts).
-void PrintJson(const v1::Event& event) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string line;
-  if (google::protobuf::util::MessageToJsonString(event, &line, options).ok()) {
-    absl::PrintF("%s\n", line);
-    std::fflush(stdout);
-  }
-}
-
 // Follows run `run_id` from event `from_seq` (0: a snapshot first) until it
 // ends, reconnecting where it left off if the stream breaks, e.g. while the
 // daemon restarts. Returns the exit code.
 int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
+  std::unique_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id);
+  Interrupt& in = TheInterrupt();
   {
-    absl::MutexLock lock(&TheInterrupt().mu);
-    TheInterrupt().run_id = run_id;
+    absl::MutexLock lock(&in.mu);
+    in.run_id = run_id;
+    in.sink = sink.get();
   }
-  // In JSON mode the printer only tracks the run's state.
-  LinePrinter printer(mode == ProgressMode::kJson ? nullptr : stdout, run_id);
+  // Ctrl-C must never reach a sink that is gone, whichever way we return.
+  struct Unregister {
+    Interrupt& in;
+    ~Unregister() {
+      absl::MutexLock lock(&in.mu);
+      in.sink = nullptr;
+    }
+  } unregister{in};
   absl::Time give_up = absl::InfiniteFuture();
   bool announced_loss = false;
-  while (!printer.finished()) {
+  while (!sink->finished()) {
     auto stub = Stub(client, /*autostart=*/false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
       {
-        absl::MutexLock lock(&TheInterrupt().mu);
-        if (TheInterrupt().detached) break;
-        TheInterrupt().watch = &ctx;
+        absl::MutexLock lock(&in.mu);
+        if (in.detached) break;
+        in.watch = &ctx;
       }
       v1::WatchRequest request;
       request.set_run_id(run_id);
-      request.set_from_seq(std::max(from_seq, printer.last_seq()));
+      request.set_from_seq(std::max(from_seq, sink->last_seq()));
       auto reader = (*stub)->Watch(&ctx, request);
       v1::Event event;
       while (reader->Read(&event)) {
-        if (mode == ProgressMode::kJson) PrintJson(event);
-        printer.Handle(event);
+        sink->Handle(event);
         give_up = absl::InfiniteFuture();
         announced_loss = false;
       }
       grpc::Status status = reader->Finish();
       {
-        absl::MutexLock lock(&TheInterrupt().mu);
-        TheInterrupt().watch = nullptr;
+        absl::MutexLock lock(&in.mu);
+        in.watch = nullptr;
       }
-      if (printer.finished() || Detached()) break;
-      if (status.error_code() == grpc::StatusCode::NOT_FOUND) return FailRpc(status);
+      if (sink->finished() || Detached()) break;
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+        sink->Suspend(true);
+        return FailRpc(status);
+      }
     }
     if (!announced_loss) {
-      absl::FPrintF(stderr, "asflowctl: lost the connection to asflowd; reconnecting (run %d)...\n", run_id);
+      sink->Notice(absl::StrFormat("asflowctl: lost the connection to asflowd; reconnecting (run %d)...", run_id));
       announced_loss = true;
       give_up = absl::Now() + absl::Seconds(60);
     }
     if (absl::Now() > give_up) {
+      sink->Suspend(true);
       return Fail(kExitUnavailable,
                   absl::StrCat("asflowd is unreachable; the run continues when it is back: asflowctl watch ", run_id));
     }
     absl::SleepFor(absl::Milliseconds(200));
   }
-  if (Detached() && !printer.finished()) {
+  if (Detached() && !sink->finished()) {
+    sink->Suspend(true);
     absl::FPrintF(stderr, "detached from run %d; it goes on. Reattach with: asflowctl watch %d\n", run_id, run_id);
     return kExitDetached;
   }
-  if (mode != ProgressMode::kJson) printer.PrintSummary();
-  return printer.run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
+  sink->Finish();
+  return sink->run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
 }
 
 std::string Cwd() {
@@ -219,8 +225,8 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   return code;
 }
 
-int WatchCommand(const ClientOptions& client, int64_t run_id, ProgressMode mode) {
-  return Follow(client, run_id, /*from_seq=*/0, mode);
+int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
+  return Follow(client, run_id, from_seq, mode);
 }
 
 int RunsCommand(const ClientOptions& client, int limit) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "client/connection.h"
+#include "client/progress_sink.h"
 
 namespace asflow {
 
@@ -17,13 +18,6 @@ inline constexpr int kExitRunFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnavailable = 3;
 inline constexpr int kExitDetached = 130;  // Ctrl-C: the run goes on
-
-// How progress is shown while following a run.
-enum class ProgressMode {
-  kAuto,   // the live view on a terminal, plain lines otherwise
-  kLines,  // plain lines, no escape codes
-  kJson,   // one JSON object per Watch event
-};
 
 struct RunCommandOptions {
   ProgressMode mode = ProgressMode::kAuto;
@@ -34,7 +28,7 @@ struct RunCommandOptions {
 };
 
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options);
-int WatchCommand(const ClientOptions& client, int64_t run_id, ProgressMode mode);
+int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode);
 int RunsCommand(const ClientOptions& client, int limit);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states);

@@ -94,6 +94,18 @@ void LinePrinter::Handle(const v1::Event& event) {
   if (out_ != nullptr) std::fflush(out_);
 }
 
+void LinePrinter::PrintTotals() const {
+  if (!run_) return;
+  for (const v1::TaskCounters& t : run_->tasks()) {
+    int64_t settled = t.done() + t.cached() + t.skipped() + t.suppressed() + t.failed() + t.cancelled();
+    Print("  [totals] %s: %d/%d%s settled (%d done, %d cached, %d skipped, %d suppressed, %d failed), "
+          "%d running, %d queued\n",
+          t.task(), settled, t.total(), t.expanded() ? "" : "+", t.done(), t.cached(), t.skipped(),
+          t.suppressed(), t.failed(), t.running(), t.queued());
+  }
+  if (out_ != nullptr) std::fflush(out_);
+}
+
 void LinePrinter::PrintSummary() const {
   if (!run_) return;
   const v1::Run& run = *run_;

@@ -28,6 +28,8 @@ class LinePrinter {
   int64_t last_seq() const { return last_seq_; }
   // Prints the final table: per-task counts, duration, error.
   void PrintSummary() const;
+  // One line per task with its progress so far (for periodic totals).
+  void PrintTotals() const;
 
  private:
   void UpdateRun(const v1::Run& run);

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   CLI::App* watch = app.add_subcommand("watch", "Follow a run's progress until it ends");
   watch->add_option("run", run_id, "Run id")->required();
   watch->add_flag("--json", json, "One JSON object per progress event (for scripts)");
+  int64_t from_seq = 0;
+  watch->add_option("--from-seq", from_seq,
+                    "Resume after this event (its seq, e.g. from --json); missed events are replayed "
+                    "while the daemon still buffers them, else a fresh snapshot comes first");
   watch->add_flag("--plain", plain, "Plain progress lines even on a terminal");
 
   int limit = 20;
@@ -83,7 +87,7 @@ int main(int argc, char** argv) {
   run_opts.mode = mode;
   if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
-  if (*watch) return asflow::WatchCommand(client, run_id, mode);
+  if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode);
   if (*show) return asflow::ShowCommand(client, run_id, task, params);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit);

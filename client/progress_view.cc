@@ -336,7 +336,7 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
                    [](const RetryNote* a, const RetryNote* b) { return a->time_ms > b->time_ms; });
   for (size_t i = 0; i < notes.size() && static_cast<int>(i) < options_.max_retries; ++i) {
     const v1::Instance& inst = notes[i]->instance;
-    add(absl::StrCat("  retry ", Label(inst), " after attempt ", inst.attempts(), ": ", FirstLine(inst.error())));
+    add(absl::StrCat("  retry ", Label(inst), ": ", FirstLine(inst.error())));
   }
 
   for (const v1::Instance& inst : finished_) {

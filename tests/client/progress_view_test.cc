@@ -280,7 +280,7 @@ TEST(ProgressViewTest, RetryNoteUntilRestarted) {
               ElementsAre("demo  run 7  running  0:06  ██████████░░░░░░░░░░  50%  1/2",
                           "  fetch  ██████████░░░░░░░░░░   50%  1/2  --/s  ETA --  1 retrying",
                           "  fetch: 1 waiting to retry",
-                          "  retry fetch(page=2) after attempt 1: HTTP 503"));
+                          "  retry fetch(page=2): HTTP 503"));
   view.Apply(Ev(3, 7'000, absl::StrCat(R"pb(instance { kind: STARTED
                               instance { run_id: 7 seq: 1 task: "fetch" params { key: "page" value: "2" }
                                          attempts: 2 started_ms: )pb", kT0 + 7'000, R"pb( }

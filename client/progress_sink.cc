@@ -1,0 +1,171 @@
+#include "client/progress_sink.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "client/line_printer.h"
+#include "client/progress_view.h"
+#include "client/terminal.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace asflow {
+namespace {
+
+// Plain lines: one per instance started and finished, plus totals every
+// kTotalsEvery while the run is busy.
+class LineSink : public ProgressSink {
+ public:
+  static constexpr absl::Duration kTotalsEvery = absl::Seconds(10);
+
+  explicit LineSink(int64_t run_id) : printer_(stdout, run_id), next_totals_(absl::Now() + kTotalsEvery) {}
+
+  void Handle(const v1::Event& event) override {
+    absl::MutexLock lock(&mu_);
+    printer_.Handle(event);
+    absl::Time now = absl::Now();
+    if (now >= next_totals_ && printer_.run() && !printer_.finished()) {
+      next_totals_ = now + kTotalsEvery;
+      printer_.PrintTotals();
+    }
+  }
+  std::optional<v1::Run> run() const override {
+    absl::MutexLock lock(&mu_);
+    return printer_.run();
+  }
+  int64_t last_seq() const override {
+    absl::MutexLock lock(&mu_);
+    return printer_.last_seq();
+  }
+  void Notice(const std::string& line) override { absl::FPrintF(stderr, "%s\n", line); }
+  void Suspend(bool) override {}
+  void Finish() override {
+    absl::MutexLock lock(&mu_);
+    printer_.PrintSummary();
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  LinePrinter printer_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_totals_ ABSL_GUARDED_BY(mu_);
+};
+
+// One JSON object per event, protobuf's JSON mapping with proto field names.
+class JsonSink : public ProgressSink {
+ public:
+  explicit JsonSink(int64_t run_id) : tracker_(nullptr, run_id) {}
+
+  void Handle(const v1::Event& event) override {
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    std::string line;
+    absl::MutexLock lock(&mu_);
+    if (google::protobuf::util::MessageToJsonString(event, &line, options).ok()) {
+      absl::PrintF("%s\n", line);
+      std::fflush(stdout);
+    }
+    tracker_.Handle(event);
+  }
+  std::optional<v1::Run> run() const override {
+    absl::MutexLock lock(&mu_);
+    return tracker_.run();
+  }
+  int64_t last_seq() const override {
+    absl::MutexLock lock(&mu_);
+    return tracker_.last_seq();
+  }
+  void Notice(const std::string& line) override { absl::FPrintF(stderr, "%s\n", line); }
+  void Suspend(bool) override {}
+  void Finish() override {}
+
+ private:
+  mutable absl::Mutex mu_;
+  LinePrinter tracker_ ABSL_GUARDED_BY(mu_);  // prints nothing
+};
+
+// The live view: redrawn in place at most every 100 ms, also between events
+// (a ticker keeps elapsed times and ETAs moving).
+class TtySink : public ProgressSink {
+ public:
+  explicit TtySink(int64_t run_id)
+      : view_(run_id),
+        terminal_(STDOUT_FILENO),
+        renderer_(&terminal_, [this](absl::Time now, int width) { return view_.Render(now, width); }) {
+    FdTerminal::InstallWinchHandler();
+    ticker_ = std::thread([this] {
+      while (!stop_.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+        absl::MutexLock lock(&mu_);
+        if (!suspended_) renderer_.MaybeDraw(absl::Now());
+      }
+    });
+  }
+  ~TtySink() override {
+    stop_.Notify();
+    ticker_.join();
+    absl::MutexLock lock(&mu_);
+    renderer_.Close();
+  }
+
+  void Handle(const v1::Event& event) override {
+    absl::MutexLock lock(&mu_);
+    view_.Apply(event);
+    if (!suspended_) renderer_.MaybeDraw(absl::Now());
+  }
+  std::optional<v1::Run> run() const override {
+    absl::MutexLock lock(&mu_);
+    return view_.run();
+  }
+  int64_t last_seq() const override {
+    absl::MutexLock lock(&mu_);
+    return view_.last_seq();
+  }
+  void Notice(const std::string& line) override {
+    absl::MutexLock lock(&mu_);
+    renderer_.Clear();
+    absl::FPrintF(stderr, "%s\n", line);
+  }
+  void Suspend(bool suspended) override {
+    absl::MutexLock lock(&mu_);
+    suspended_ = suspended;
+    if (suspended) renderer_.Clear();
+  }
+  void Finish() override {
+    absl::MutexLock lock(&mu_);
+    renderer_.Draw(absl::Now());
+    renderer_.Close();
+    for (const std::string& line : view_.Summary()) absl::PrintF("%s\n", line);
+    std::fflush(stdout);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  ProgressView view_ ABSL_GUARDED_BY(mu_);
+  FdTerminal terminal_;
+  TerminalRenderer renderer_ ABSL_GUARDED_BY(mu_);
+  bool suspended_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification stop_;
+  std::thread ticker_;
+};
+
+}  // namespace
+
+std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id) {
+  switch (mode) {
+    case ProgressMode::kJson:
+      return std::make_unique<JsonSink>(run_id);
+    case ProgressMode::kLines:
+      return std::make_unique<LineSink>(run_id);
+    case ProgressMode::kAuto:
+      break;
+  }
+  if (FdTerminal::IsTty(STDOUT_FILENO)) return std::make_unique<TtySink>(run_id);
+  return std::make_unique<LineSink>(run_id);
+}
+
+}  // namespace asflow
