@@ -49,9 +49,16 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
     }
     return file ? file->Append(chunk) : absl::OkStatus();
   };
-  SubprocessSpec spec = job.process;
-  if (spawned != nullptr) spec.on_spawn = [&](pid_t pgid) { spawned(job.id, pgid); };
-  result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
+  if (!job.builtin.empty()) {
+    result.process.exit_code = 0;
+    if (job.builtin == "builtin.echo") {
+      result.process.output_status = on_stdout(absl::StrCat(job.params, "\n"));
+    }
+  } else {
+    SubprocessSpec spec = job.process;
+    if (spawned != nullptr) spec.on_spawn = [&](pid_t pgid) { spawned(job.id, pgid); };
+    result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
+  }
   if (!ends_with_newline) ++result.lines;
   if (file) {
     if (result.process.ok()) {

@@ -30,6 +30,11 @@ struct ExecJob {
   std::string output;
   // Shared with the scheduler, which may cancel at any time.
   std::shared_ptr<Canceller> canceller;
+  // A built-in handler instead of `process`: "builtin.noop" writes nothing,
+  // "builtin.echo" writes `params` (the instance's JSON) and a newline.
+  // They cost no process, so they measure the daemon's own overhead.
+  std::string builtin;
+  std::string params;
 };
 
 // What came of an ExecJob.

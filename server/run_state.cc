@@ -145,6 +145,11 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     auto rate = ParseRatePerSecond(ts.rate());
     if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
     task.rate = *rate;
+    if (!ts.handler().empty() && ts.handler() != "builtin.noop" && ts.handler() != "builtin.echo") {
+      // SDK handlers come with remote workers; none can register one yet.
+      return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].handler: no worker provides handler '",
+                                                     ts.handler(), "' (built in: builtin.noop, builtin.echo)"));
+    }
     auto rules = ErrorRules::Compile(ts);
     if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].", rules.status().message()));
     task.rules = *rules;

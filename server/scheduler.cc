@@ -125,7 +125,7 @@ void Scheduler::Stop() {
   Post([this] {
     stopping_ = true;
     for (auto& [id, exec] : execs_) {
-      if (exec.started) exec.canceller->Cancel();
+      if (exec.started && exec.canceller != nullptr) exec.canceller->Cancel();
     }
   });
   {
@@ -494,12 +494,12 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   if (!inst.output.empty()) {
     exec.err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on()));
   }
-  exec.canceller = std::make_shared<Canceller>();
   ExecJob& job = exec.job;
   job.id = exec.id;
   job.workspace = run.workspace;
   job.output = inst.output;
-  job.canceller = exec.canceller;
+  job.builtin = task.spec->handler();
+  if (!job.builtin.empty()) job.params = inst.params;
   job.process.cwd = run.workspace;
   job.process.search_path = run.search_path;
   job.process.kill_grace = options_.kill_grace;
@@ -541,6 +541,10 @@ void Scheduler::Pump() {
     Exec& exec = execs_.at(*id);
     exec.started = true;
     ++exec.attempts;
+    // One per attempt, only while running: a canceller holds an fd, and a
+    // run may have 100,000 instances queued.
+    exec.canceller = std::make_shared<Canceller>();
+    exec.job.canceller = exec.canceller;
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
@@ -634,6 +638,8 @@ void Scheduler::OnExecDone(ExecResult result) {
     Exec& exec = it->second;
     absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
     exec.started = false;
+    exec.canceller.reset();
+    exec.job.canceller.reset();
     retry_timers_.emplace(absl::Now() + delay, exec.id);
     std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
                                     " failed, retrying in ", absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))),
@@ -747,7 +753,7 @@ void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
     exec_by_key_.erase(exec.key);
     execs_.erase(it);
   } else {
-    exec.canceller->Cancel();  // SIGTERM to its process group, SIGKILL after grace
+    if (exec.canceller != nullptr) exec.canceller->Cancel();  // SIGTERM, SIGKILL after grace
   }
 }
 

@@ -82,7 +82,7 @@ class Scheduler {
     std::shared_ptr<const ErrorRules> rules;
     std::string err_path;  // absolute .err path for suppression; may be empty
     ExecJob job;
-    std::shared_ptr<Canceller> canceller;
+    std::shared_ptr<Canceller> canceller;  // set while an attempt runs
     bool started = false;
     int attempts = 0;  // attempts started so far
   };

@@ -77,5 +77,17 @@ TEST(BuildRunTest, IdentityUsesOnlyReferencedFlowParams) {
   EXPECT_EQ((*run)->tasks[1].key, "f.extract");
 }
 
+TEST(BuildRunTest, OnlyBuiltinHandlersAreAvailable) {
+  v1::SubmitFlowRequest req;
+  req.mutable_spec()->set_name("f");
+  v1::TaskSpec* t = req.mutable_spec()->add_tasks();
+  t->set_name("t");
+  t->set_handler("builtin.echo");
+  EXPECT_TRUE(BuildRun(req, 2).ok());
+  t->set_handler("count_words");
+  EXPECT_EQ(BuildRun(req, 2).status().message(),
+            "tasks[0].handler: no worker provides handler 'count_words' (built in: builtin.noop, builtin.echo)");
+}
+
 }  // namespace
 }  // namespace asflow
