@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -167,6 +168,22 @@ class E2eTest : public ::testing::Test {
                     std::chrono::milliseconds timeout = 30s) {
     args.insert(args.begin(), {kCtl, "--socket", socket_});
     return RunProcess(MakeLaunch(args, cwd.empty() ? ws_ : cwd), timeout);
+  }
+
+  // Ctl with `env` entries ("NAME=value") replacing those of Env() with the
+  // same name, or added (e.g. a PATH the client hands to the daemon).
+  CommandResult CtlWithEnv(std::vector<std::string> args, const std::vector<std::string> &env,
+                           const std::string &cwd = "", std::chrono::milliseconds timeout = 30s) {
+    args.insert(args.begin(), {kCtl, "--socket", socket_});
+    Launch launch = MakeLaunch(args, cwd.empty() ? ws_ : cwd);
+    for (const std::string &entry : env) {
+      std::string name = entry.substr(0, entry.find('=') + 1);
+      auto same = [&](const std::string &e) { return absl::StartsWith(e, name); };
+      launch.env.erase(std::remove_if(launch.env.begin(), launch.env.end(), same),
+                       launch.env.end());
+      launch.env.push_back(entry);
+    }
+    return RunProcess(launch, timeout);
   }
 
   // asflowctl ARGS with the default socket (from XDG_RUNTIME_DIR).
