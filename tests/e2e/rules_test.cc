@@ -89,7 +89,8 @@ class RulesTest : public E2eTest {
 
 TEST_F(RulesTest, SuppressedWritesErrAndIsNotRunAgain) {
   const std::string err_file = ws_ + "/data/t/a1.err";
-  const std::string stored = "exit code 3: TranscriptsDisabled: a1\nfirst line a1\nTranscriptsDisabled: a1\n";
+  const std::string stored =
+      "exit code 3: TranscriptsDisabled: a1\nfirst line a1\nTranscriptsDisabled: a1\n";
 
   CommandResult first = Ctl({"run", RulesFlow("suppress"), "--plain"});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
@@ -130,8 +131,8 @@ TEST_F(RulesTest, SuppressedWritesErrAndIsNotRunAgain) {
   rows = TableRows(cached.out);
   ASSERT_EQ(rows.size(), 1u) << cached.out;
   EXPECT_THAT(rows[0], HasSubstr(" cached "));
-  EXPECT_TRUE(absl::EndsWith(
-      rows[0], " suppressed earlier: data/t/a1.err (asflowctl reset clears it)"))
+  EXPECT_TRUE(
+      absl::EndsWith(rows[0], " suppressed earlier: data/t/a1.err (asflowctl reset clears it)"))
       << rows[0];
 
   CommandResult reset = Ctl({"reset", "--task", "fetch"});
@@ -151,8 +152,9 @@ TEST_F(RulesTest, SkippedRunsAgainNextTime) {
   for (int run = 1; run <= 2; ++run) {
     CommandResult r = Ctl({"run", RulesFlow("skip"), "--plain"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_THAT(r.out,
-                HasSubstr("\n  skipped    fetch(id=b1)  exit code 1: ParseError: b1 is truncated\n"));
+    EXPECT_THAT(
+        r.out,
+        HasSubstr("\n  skipped    fetch(id=b1)  exit code 1: ParseError: b1 is truncated\n"));
     EXPECT_THAT(r.out, HasSubstr(absl::StrCat("run ", run, " succeeded in ")));
     EXPECT_THAT(r.out, HasSubstr(SummaryRow("fetch", 1, 0, 0, 1, 0, 0, 0)));
     EXPECT_EQ(Counter(), (std::map<std::string, int>{{"b1", run}}));
@@ -174,14 +176,15 @@ TEST_F(RulesTest, SkippedRunsAgainNextTime) {
 TEST_F(RulesTest, RetryRunsExactlyAttemptsPlusOneWithGrowingDelays) {
   CommandResult r = Ctl({"run", RulesFlow("retry"), "--plain"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("\n  start      flaky(id=c1)\n"
-                               "  retry      flaky(id=c1)  attempt 1 of 3 failed, retrying in 200ms: "
-                               "exit code 75: temporary failure of c1\n"
-                               "  start      flaky(id=c1)\n"
-                               "  retry      flaky(id=c1)  attempt 2 of 3 failed, retrying in 400ms: "
-                               "exit code 75: temporary failure of c1\n"
-                               "  start      flaky(id=c1)\n"
-                               "  failed     flaky(id=c1)  exit code 75: temporary failure of c1\n"));
+  EXPECT_THAT(r.out,
+              HasSubstr("\n  start      flaky(id=c1)\n"
+                        "  retry      flaky(id=c1)  attempt 1 of 3 failed, retrying in 200ms: "
+                        "exit code 75: temporary failure of c1\n"
+                        "  start      flaky(id=c1)\n"
+                        "  retry      flaky(id=c1)  attempt 2 of 3 failed, retrying in 400ms: "
+                        "exit code 75: temporary failure of c1\n"
+                        "  start      flaky(id=c1)\n"
+                        "  failed     flaky(id=c1)  exit code 75: temporary failure of c1\n"));
   EXPECT_THAT(r.out, HasSubstr("\nerror: flaky(id=c1): exit code 75: temporary failure of c1\n"));
   EXPECT_THAT(r.out, HasSubstr(SummaryRow("flaky", 1, 0, 0, 0, 0, 1, 0)));
 
@@ -229,8 +232,7 @@ TEST_F(RulesTest, TimeoutKillsProcessGroup) {
   CommandResult s =
       Ctl({"run", RulesFlow("timeout_suppressed"), "--plain", "-p", "marker=" + marker2});
   EXPECT_EQ(s.exit_code, 0) << s.out << s.err;
-  EXPECT_THAT(s.out,
-              HasSubstr("\n  suppressed hang(marker=" + marker2 + ")  timeout after 1s\n"));
+  EXPECT_THAT(s.out, HasSubstr("\n  suppressed hang(marker=" + marker2 + ")  timeout after 1s\n"));
   EXPECT_THAT(s.out, HasSubstr(SummaryRow("hang", 1, 0, 0, 0, 1, 0, 0)));
   EXPECT_THAT(ReadAll(ws_ + "/data/hang.err"), HasSubstr("timeout after 1s"));
   EXPECT_FALSE(FileExists(ws_ + "/data/hang.txt"));
@@ -276,7 +278,8 @@ TEST_F(RulesTest, UnknownErrorFailsRunFast) {
 TEST_F(RulesTest, KeepGoingLetsIndependentWorkFinish) {
   CommandResult r = Ctl({"run", RulesFlow("keepgoing"), "--plain", "--keep-going"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("\n  failed     item(id=bad)  exit code 1: unexpected answer for bad\n"));
+  EXPECT_THAT(r.out,
+              HasSubstr("\n  failed     item(id=bad)  exit code 1: unexpected answer for bad\n"));
   EXPECT_THAT(r.out, HasSubstr("\nerror: item(id=bad): exit code 1: unexpected answer for bad\n"));
   EXPECT_THAT(r.out, HasSubstr("run 1 failed in "));
   EXPECT_THAT(r.out, HasSubstr(SummaryRow("item", 3, 2, 0, 0, 0, 1, 0)));
@@ -288,7 +291,8 @@ TEST_F(RulesTest, KeepGoingLetsIndependentWorkFinish) {
   EXPECT_EQ(ReadAll(ws_ + "/data/other/ok3.jsonl"), "{\"id\":\"ok3\"}\n");
   // `after` reads item's outputs: downstream of the failure, never expanded.
   EXPECT_FALSE(FileExists(ws_ + "/data/after"));
-  EXPECT_EQ(Counter(), (std::map<std::string, int>{{"bad", 1}, {"ok1", 1}, {"ok2", 1}, {"ok3", 1}}));
+  EXPECT_EQ(Counter(),
+            (std::map<std::string, int>{{"bad", 1}, {"ok1", 1}, {"ok2", 1}, {"ok3", 1}}));
   EXPECT_THAT(RunsRow(1), HasSubstr(" failed "));
 }
 
@@ -299,7 +303,10 @@ TEST_F(RulesTest, CancelDuringRetryBackoffNeverStartsTheRetry) {
   const std::string pending =
       "    attempt 1 of 4 failed, retrying in 1s: exit code 75: temporary failure of d1\n";
   ASSERT_TRUE(WaitFor(
-      [&] { return absl::StrContains(Ctl({"show", id, "flaky", "id=d1"}).out, pending); }, 5s))
+      [&] {
+        return absl::StrContains(Ctl({"show", id, "flaky", "id=d1"}).out, pending);
+      },
+      5s))
       << Ctl({"show", id, "flaky", "id=d1"}).out;
   CommandResult cancel = Ctl({"cancel", id});
   EXPECT_EQ(cancel.exit_code, 0) << cancel.out << cancel.err;
@@ -353,8 +360,8 @@ TEST_F(RulesTest, RateIsSharedAcrossRuns) {
 }
 
 TEST_F(RulesTest, BadRulesRejectedAtSubmit) {
-  for (const char *name : {"bad_regex", "bad_attempts", "bad_matcher", "bad_rate",
-                           "bad_retry_no_matcher"}) {
+  for (const char *name :
+       {"bad_regex", "bad_attempts", "bad_matcher", "bad_rate", "bad_retry_no_matcher"}) {
     fs::copy(RulesFlow(name), ws_);
   }
   struct Case {

@@ -1,1 +1,256 @@
+// The seed tutorial (examples/youtube) end to end in offline mode: the real
+// asflowd and asflowctl, the example's flows and scripts as shipped, and
+// offline/fixture_server.py standing in for YouTube on loopback (ten videos:
+// vid03 and vid07 with transcripts disabled, vid05 malformed, vid08 failing
+// once with 503).
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "tests/e2e/e2e_fixture.h"
+#include "tests/test_util.h"
+
+namespace asflow::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const std::string kExample = ASFLOW_TEST_DATA_DIR "/../../examples/youtube";
+
+// The fixture's videos: vid01 ... vid10.
+std::vector<std::string> Videos() {
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 10; ++i) ids.push_back(absl::StrFormat("vid%02d", i));
+  return ids;
+}
+
+// What the fixture serves as the playlist, as yt-dlp prints it.
+std::string PlaylistContent() {
+  std::string out;
+  int i = 0;
+  for (const std::string &v : Videos()) {
+    absl::StrAppendFormat(&out,
+                          "{\"id\": \"%s\", \"title\": \"Video %s\", \"duration\": %d, "
+                          "\"url\": \"https://www.youtube.com/watch?v=%s\"}\n",
+                          v, v, 60 + i * 7, v);
+    ++i;
+  }
+  return out;
+}
+
+// What scripts/transcript.py prints for the fixture's transcript of `id`.
+std::string TranscriptContent(const std::string &id) {
+  std::string out;
+  for (int i = 0; i < 25; ++i) {
+    absl::StrAppendFormat(
+        &out,
+        "{\"video_id\": \"%s\", \"start\": %.1f, \"duration\": 4.0, \"text\": \"%s line %d\"}\n",
+        id, i * 4.0, id, i);
+  }
+  return out;
+}
+
+int Occurrences(const std::string &text, const std::string &needle) {
+  int n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
+}
+
+std::string SummaryRow(const std::string &task, int total, int done, int cached, int skipped,
+                       int suppressed, int failed, int cancelled) {
+  return absl::StrFormat("\n  %-24s%5d%9d%9d%9d%11d%9d%10d\n", task, total, done, cached, skipped,
+                         suppressed, failed, cancelled);
+}
+
+class YoutubeExampleTest : public E2eTest {
+ protected:
+  void SetUp() override {
+    E2eTest::SetUp();
+    // Where the fixture's environment (Env()) finds programs.
+    for (const char *dir : {"/usr/local/bin", "/usr/bin", "/bin"}) {
+      if (access((std::string(dir) + "/python3").c_str(), X_OK) == 0) python_ = true;
+    }
+    if (!python_) {
+      GTEST_SKIP() << "python3 is not installed (not in /usr/local/bin, /usr/bin or /bin); the "
+                      "offline YouTube fixture and scripts/transcript.py need it";
+    }
+    yt_ = ws_ + "/youtube";
+    fs::copy(kExample, yt_, fs::copy_options::recursive);
+    StartDaemon({"--kill-grace", "1"});
+    StartFixtureServer();
+  }
+
+  // Starts offline/fixture_server.py on a free port and reads its URL from
+  // the first line it prints. TearDown kills it by pid (children_).
+  void StartFixtureServer() {
+    Launch launch =
+        MakeLaunch({"/usr/bin/env", "python3", yt_ + "/offline/fixture_server.py"}, yt_);
+    pid_t pid = SpawnProcess(launch);
+    ASSERT_GT(pid, 0);
+    children_.push_back(pid);
+    ASSERT_TRUE(WaitFor([&] { return absl::StrContains(ReadAll(launch.stdout_path), "\n"); }, 10s))
+        << "fixture_server.py printed no URL: " << ReadAll(launch.stderr_path);
+    url_ = Lines(ReadAll(launch.stdout_path))[0];
+    ASSERT_TRUE(absl::StartsWith(url_, "http://127.0.0.1:")) << url_;
+  }
+
+  // The fixture's GET /stats: how often each transcript was requested.
+  std::map<std::string, int> Stats() {
+    CommandResult r = RunProcess(
+        MakeLaunch({"/usr/bin/env", "python3", "-c",
+                    "import sys, urllib.request; "
+                    "sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                    url_ + "/stats"},
+                   yt_),
+        10s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::map<std::string, int> stats;
+    std::string body(absl::StripSuffix(absl::StripPrefix(r.out, "{"), "}"));
+    for (absl::string_view entry : absl::StrSplit(body, ", ", absl::SkipEmpty())) {
+      std::vector<std::string> kv = absl::StrSplit(entry, ": ");
+      int n = 0;
+      EXPECT_TRUE(kv.size() == 2 && absl::SimpleAtoi(kv[1], &n)) << r.out;
+      if (kv.size() == 2)
+        stats[std::string(absl::StripPrefix(absl::StripSuffix(kv[0], "\""), "\""))] = n;
+    }
+    return stats;
+  }
+
+  // `stats` with every video's count set to `n` except those in `except`.
+  static std::map<std::string, int> AllBut(int n, std::map<std::string, int> except) {
+    std::map<std::string, int> stats;
+    for (const std::string &v : Videos()) stats[v] = except.count(v) ? except[v] : n;
+    return stats;
+  }
+
+  CommandResult Transcripts() {
+    return Ctl({"run", "transcripts.flow.yaml", "--plain", "-p", "api=" + url_}, yt_, 60s);
+  }
+
+  std::string Progress(const std::string &state, const std::string &id) {
+    std::string padded = state;
+    padded.resize(10, ' ');
+    return "\n  " + padded + " transcript(video_id=" + id + ")";
+  }
+
+  bool python_ = false;
+  std::string yt_;
+  std::string url_;
+};
+
+TEST_F(YoutubeExampleTest, OfflineTutorial) {
+  // Step 1: the playlist through the offline yt-dlp, found through the PATH
+  // the client hands to the daemon.
+  CommandResult playlist =
+      CtlWithEnv({"run", "playlist.flow.yaml", "--plain", "-p", "channel=" + url_ + "/@fixture"},
+                 {"PATH=" + yt_ + "/offline/bin:/usr/local/bin:/usr/bin:/bin"}, yt_, 60s);
+  ASSERT_EQ(playlist.exit_code, 0) << playlist.out << playlist.err;
+  EXPECT_THAT(playlist.out, HasSubstr(SummaryRow("playlist", 1, 1, 0, 0, 0, 0, 0)));
+  std::string lines = Decompress("zstd", yt_ + "/data/playlist.jsonl.zst");
+  EXPECT_EQ(Lines(lines).size(), 10u);
+  EXPECT_EQ(lines, PlaylistContent());
+
+  // Step 2, first run: 7 done, vid05 skipped, vid03 and vid07 suppressed,
+  // vid08 retried once.
+  CommandResult first = Transcripts();
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_THAT(first.out, HasSubstr("run 2 succeeded in "));
+  EXPECT_THAT(first.out, HasSubstr(SummaryRow("transcript", 10, 7, 0, 1, 2, 0, 0)));
+  EXPECT_THAT(first.out,
+              HasSubstr(Progress("skipped", "vid05") + "  exit code 1: ParseError: vid05: "));
+  for (const char *id : {"vid03", "vid07"}) {
+    EXPECT_THAT(first.out, HasSubstr(Progress("suppressed", id) +
+                                     "  exit code 3: TranscriptsDisabled: " + id + "\n"));
+    std::string err = ReadAll(yt_ + "/data/transcripts/" + id + ".err");
+    EXPECT_EQ(err, absl::StrCat("exit code 3: TranscriptsDisabled: ", id,
+                                "\nTranscriptsDisabled: ", id, "\n"));
+    EXPECT_FALSE(FileExists(yt_ + "/data/transcripts/" + id + ".jsonl.zst"));
+  }
+  // One retry of vid08, after 1 s + up to 500 ms of jitter.
+  std::string retry = LineStartingWith(first.out, "  retry      transcript(video_id=vid08)");
+  const std::string retry_prefix =
+      "  retry      transcript(video_id=vid08)  attempt 1 of 3 failed, retrying in ";
+  const std::string retry_suffix =
+      "s: exit code 75: TransientError: HTTP 503 for " + url_ + "/transcript/vid08";
+  ASSERT_TRUE(absl::StartsWith(retry, retry_prefix)) << first.out;
+  EXPECT_TRUE(absl::EndsWith(retry, retry_suffix)) << retry;
+  double delay = 0;
+  EXPECT_TRUE(absl::SimpleAtod(
+      retry.substr(retry_prefix.size(), retry.size() - retry_prefix.size() - retry_suffix.size()),
+      &delay))
+      << retry;
+  EXPECT_GE(delay, 1.0) << retry;
+  EXPECT_LE(delay, 1.5) << retry;
+  EXPECT_EQ(Occurrences(first.out, "\n  retry "), 1) << first.out;
+  EXPECT_EQ(Occurrences(first.out, "\n  start "), 11) << first.out;
+  EXPECT_EQ(Stats(), AllBut(1, {{"vid08", 2}}));
+
+  for (const std::string &id : Videos()) {
+    std::string path = yt_ + "/data/transcripts/" + id + ".jsonl.zst";
+    if (id == "vid03" || id == "vid05" || id == "vid07") {
+      EXPECT_FALSE(FileExists(path)) << path;
+      continue;
+    }
+    EXPECT_THAT(first.out, HasSubstr(Progress("done", id) + "  "));
+    ASSERT_TRUE(FileExists(path)) << path;
+    EXPECT_EQ(Decompress("zstd", path), TranscriptContent(id)) << path;
+  }
+  EXPECT_FALSE(FileExists(yt_ + "/data/transcripts/vid05.err"));
+
+  CommandResult suppressed = Ctl({"tasks", "2", "--state", "suppressed"}, yt_);
+  ASSERT_EQ(suppressed.exit_code, 0) << suppressed.err;
+  std::vector<std::string> rows = TableRows(suppressed.out);
+  ASSERT_EQ(rows.size(), 2u) << suppressed.out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string id = i == 0 ? "vid03" : "vid07";
+    EXPECT_THAT(rows[i], HasSubstr(" suppressed "));
+    EXPECT_THAT(rows[i], HasSubstr(" transcript(video_id=" + id + ") "));
+    EXPECT_TRUE(absl::EndsWith(rows[i], " exit code 3: TranscriptsDisabled: " + id)) << rows[i];
+  }
+  CommandResult show = Ctl({"show", "2", "transcript", "video_id=vid08"}, yt_);
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("  state     done\n"));
+  EXPECT_THAT(show.out, HasSubstr("  attempts  2\n"));
+
+  // Second run: only the skipped vid05 is asked again.
+  CommandResult second = Transcripts();
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out, HasSubstr(SummaryRow("transcript", 10, 0, 9, 1, 0, 0, 0)));
+  EXPECT_THAT(second.out, HasSubstr("\n  start      transcript(video_id=vid05)\n"));
+  EXPECT_EQ(Occurrences(second.out, "\n  start "), 1) << second.out;
+  EXPECT_EQ(Stats(), AllBut(1, {{"vid05", 2}, {"vid08", 2}}));
+
+  // Reset the suppressed ones: the third run asks vid03 and vid07 again.
+  CommandResult reset =
+      Ctl({"reset", "--task", "transcripts.transcript", "--state", "suppressed"}, yt_);
+  ASSERT_EQ(reset.exit_code, 0) << reset.out << reset.err;
+  EXPECT_EQ(reset.out, "reset 2 instances; the next run runs them again\n");
+  EXPECT_FALSE(FileExists(yt_ + "/data/transcripts/vid03.err"));
+  EXPECT_FALSE(FileExists(yt_ + "/data/transcripts/vid07.err"));
+
+  CommandResult third = Transcripts();
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  EXPECT_THAT(third.out, HasSubstr(SummaryRow("transcript", 10, 0, 7, 1, 2, 0, 0)));
+  EXPECT_EQ(Stats(), AllBut(1, {{"vid03", 2}, {"vid05", 3}, {"vid07", 2}, {"vid08", 2}}));
+  EXPECT_TRUE(FileExists(yt_ + "/data/transcripts/vid03.err"));
+  EXPECT_TRUE(FileExists(yt_ + "/data/transcripts/vid07.err"));
+}
+
+}  // namespace
+}  // namespace asflow::testing
