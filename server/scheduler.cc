@@ -491,11 +491,28 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   exec.waiters.emplace_back(run.id, seq);
   exec.task_key = task.key;
   exec.rules = task.rules;
-  if (!inst.output.empty()) {
-    exec.err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on()));
-  }
-  ExecJob& job = exec.job;
-  job.id = exec.id;
+  inst.exec = exec.id;
+  plan_.Enqueue(exec.id, task.key, run.id);
+  exec_by_key_[key] = exec.id;
+  execs_.emplace(exec.id, std::move(exec));
+  Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+}
+
+ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
+  const InstanceRt& inst = run.instances[seq];
+  const TaskRt& task = run.tasks[inst.task];
+  // The instance's params hold every binding (and the flow params its
+  // templates use): together with the run's params they render the job.
+  Bindings params = DecodeParams(inst.params);
+  auto lookup = [&](absl::string_view name) -> const std::string* {
+    for (const auto& [k, v] : params) {
+      if (k == name) return &v;
+    }
+    auto it = run.params.find(std::string(name));
+    return it == run.params.end() ? nullptr : &it->second;
+  };
+  ExecJob job;
+  job.id = id;
   job.workspace = run.workspace;
   job.output = inst.output;
   job.builtin = task.spec->handler();
@@ -509,17 +526,13 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   }
   std::vector<std::string> env = run.env;
   for (const auto& [k, v] : run.params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
-  for (const auto& [k, v] : bindings) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
+  for (const auto& [k, v] : params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
   job.process.env = MergeEnvironment(env);
   if (task.spec->has_timeout()) {
     job.process.timeout = absl::Seconds(task.spec->timeout().seconds()) +
                           absl::Nanoseconds(task.spec->timeout().nanos());
   }
-  inst.exec = exec.id;
-  plan_.Enqueue(exec.id, task.key, run.id);
-  exec_by_key_[key] = exec.id;
-  execs_.emplace(exec.id, std::move(exec));
-  Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  return job;
 }
 
 void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying) {
@@ -541,10 +554,13 @@ void Scheduler::Pump() {
     Exec& exec = execs_.at(*id);
     exec.started = true;
     ++exec.attempts;
-    // One per attempt, only while running: a canceller holds an fd, and a
-    // run may have 100,000 instances queued.
+    // Built now, not when queued: a job holds argv and a whole environment,
+    // and a run may have 100,000 instances queued.
+    const auto& [first_run, first_seq] = exec.waiters.front();
+    ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
+    // One per attempt, only while running: a canceller holds an fd.
     exec.canceller = std::make_shared<Canceller>();
-    exec.job.canceller = exec.canceller;
+    job.canceller = exec.canceller;
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
@@ -556,7 +572,7 @@ void Scheduler::Pump() {
       inst.attempts = exec.attempts;
       Record(run, seq, v1::InstanceEvent::STARTED);
     }
-    pool_->Start(exec.job);
+    pool_->Start(std::move(job));
   }
 }
 
@@ -639,7 +655,6 @@ void Scheduler::OnExecDone(ExecResult result) {
     absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
     exec.started = false;
     exec.canceller.reset();
-    exec.job.canceller.reset();
     retry_timers_.emplace(absl::Now() + delay, exec.id);
     std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
                                     " failed, retrying in ", absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))),
@@ -659,9 +674,18 @@ void Scheduler::OnExecDone(ExecResult result) {
   if (!result.ok()) {
     state = verdict == Verdict::kSkip ? v1::SKIPPED : verdict == Verdict::kSuppress ? v1::SUPPRESSED : v1::FAILED;
   }
-  if (state == v1::SUPPRESSED && !exec.err_path.empty()) {
+  std::string err_path;
+  if (state == v1::SUPPRESSED) {
+    const auto& [run_id, seq] = exec.waiters.front();
+    const RunRt& run = *runs_.at(run_id);
+    const InstanceRt& inst = run.instances[seq];
+    if (!inst.output.empty()) {
+      err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, run.tasks[inst.task].spec->on()));
+    }
+  }
+  if (!err_path.empty()) {
     // The .err file makes later runs treat the instance as cached.
-    if (absl::Status s = WriteErrFile(exec.err_path, error); !s.ok()) {
+    if (absl::Status s = WriteErrFile(err_path, error); !s.ok()) {
       state = v1::FAILED;
       error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", error);
     }

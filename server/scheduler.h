@@ -80,14 +80,14 @@ class Scheduler {
     std::vector<std::pair<int64_t, int64_t>> waiters;  // (run id, seq)
     std::string task_key;
     std::shared_ptr<const ErrorRules> rules;
-    std::string err_path;  // absolute .err path for suppression; may be empty
-    ExecJob job;
     std::shared_ptr<Canceller> canceller;  // set while an attempt runs
     bool started = false;
     int attempts = 0;  // attempts started so far
   };
   using Timer = std::pair<absl::Time, ExecId>;
 
+  // The job for an execution, from one of the instances waiting on it.
+  ExecJob BuildJob(ExecId id, const RunRt& run, int64_t seq) const;
   void Post(std::function<void()> fn);
   void Loop();
   void Pump();
