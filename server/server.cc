@@ -84,7 +84,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     roots.push_back(*home);
   }
 
-  auto store = Store::Open(options.state_path);
+  StoreOptions store_options;
+  // Backpressure: the scheduler waits for the writer rather than queueing
+  // without bound (each queued write may carry a progress event).
+  store_options.max_pending = 262144;
+  auto store = Store::Open(options.state_path, store_options);
   if (!store.ok()) return store.status();
   d->store_ = std::move(*store);
   d->hub_ = std::make_unique<EventHub>();
