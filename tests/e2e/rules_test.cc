@@ -304,6 +304,54 @@ TEST_F(RulesTest, UnknownErrorFailsRunFast) {
   EXPECT_THAT(rows[1], HasSubstr(slow));
 }
 
+// A run that fails fast kills only what no other run needs: `slow` is
+// shared with a run that goes on, runs once and is done for it.
+TEST_F(RulesTest, FailFastSparesInstanceSharedWithAnotherRun) {
+  std::string env_entry;
+  const std::string marker = NewMarker(&env_entry);
+  int64_t keeps = DetachRules("share", {"marker=" + marker});
+  ASSERT_TRUE(WaitFor([&] { return Counter()["slow"] == 1; }, 10s))
+      << ReadAll(ws_ + "/counter.txt");
+
+  CommandResult fails =
+      Ctl({"run", RulesFlow("share"), "--plain", "-p", "fail=yes", "-p", "marker=" + marker});
+  EXPECT_EQ(fails.exit_code, 1) << fails.out << fails.err;
+  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(fail=yes): exit code 1: broken\n"));
+
+  CommandResult watch = Ctl({"watch", absl::StrCat(keeps)});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  EXPECT_THAT(watch.out, HasSubstr(absl::StrCat("run ", keeps, " succeeded in ")));
+  EXPECT_THAT(watch.out, HasSubstr(SummaryRow("slow", 1, 1, 0, 0, 0, 0, 0)));
+  EXPECT_EQ(ReadAll(ws_ + "/data/share/slow.txt"), "slow\n");
+  EXPECT_EQ(Counter(),
+            (std::map<std::string, int>{{"slow", 1}, {"check-no", 1}, {"check-yes", 1}}));
+}
+
+// Bug: after fail fast (or cancel) the daemon drops a killed instance from
+// its run at once, but the process lives on until it exits on SIGTERM or is
+// SIGKILLed after --kill-grace. A run submitted meanwhile that needs the same
+// instance joins that dying execution, inherits its "cancelled" result and
+// fails with "w(): cancelled", though nothing in it failed.
+TEST_F(RulesTest, RunAfterFailFastDoesNotInheritKilledInstance) {
+  std::string env_entry;
+  const std::string marker = NewMarker(&env_entry);
+  CommandResult fails =
+      Ctl({"run", RulesFlow("stubborn"), "--plain", "-p", "fail=yes", "-p", "marker=" + marker});
+  EXPECT_EQ(fails.exit_code, 1) << fails.out << fails.err;
+  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(fail=yes): exit code 1: broken\n"));
+
+  // Submitted while `w` of the failed run still ignores its SIGTERM.
+  CommandResult next = Ctl({"run", RulesFlow("stubborn"), "--plain", "-p", "marker=" + marker});
+  EXPECT_EQ(next.exit_code, 0) << next.out << next.err;
+  EXPECT_THAT(next.out, HasSubstr("run 2 succeeded in "));
+  EXPECT_THAT(next.out, Not(HasSubstr("cancelled\n")));
+  std::string expected;
+  for (int i = 0; i < 15; ++i) expected += absl::StrCat("line ", i, "\n");
+  EXPECT_EQ(ReadAll(ws_ + "/data/stubborn/w.txt"), expected);
+  EXPECT_EQ(Counter()["w"], 2) << ReadAll(ws_ + "/counter.txt");
+  EXPECT_TRUE(WaitFor([&] { return ProcessesWithEnv(env_entry).empty(); }, 3s));
+}
+
 TEST_F(RulesTest, KeepGoingLetsIndependentWorkFinish) {
   CommandResult r = Ctl({"run", RulesFlow("keepgoing"), "--plain", "--keep-going"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
