@@ -223,8 +223,11 @@ class WatchTest : public E2eTest {
   }
 
   // Starts a tmux server of its own (killed in TearDown) with one 100x30
-  // window running `argv` in the workspace; the pane stays after it exits.
-  std::string StartTmux(const std::vector<std::string> &argv) {
+  // window running `argv` in the workspace, then a line "exited with N".
+  // (tmux may notice a dead pane late, so the exit is told by the line.)
+  // SIGINT interrupts the wrapper shell's wait without ending it.
+  std::string StartTmux(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "trap : INT; \"$0\" \"$@\"; echo \"exited with $?\""});
     std::string server = absl::StrCat("asflow-watch-", getpid(), "-", tmux_servers_.size());
     std::string conf = tmp_.Join(absl::StrCat(server, ".conf"));
     WriteFile(conf, "set -g remain-on-exit on\nset -g history-limit 0\n");
@@ -437,14 +440,14 @@ TEST_F(WatchTest, TtyViewUnderTmux) {
       20s, &screen);
   EXPECT_TRUE(live) << screen;
   EXPECT_TRUE(WaitForScreen(
-      server, [](const std::string &s) { return absl::StrContains(s, "Pane is dead"); }, 30s, &screen))
+      server, [](const std::string &s) { return absl::StrContains(s, "\nexited with "); }, 30s, &screen))
       << screen;
   EXPECT_THAT(screen, HasSubstr("\nrun 1 succeeded in "));
   EXPECT_THAT(screen, HasSubstr(absl::StrCat("(flow tty)\n",
                                             "  task  total  done  cached  skipped  suppressed  failed  cancelled\n",
                                             absl::StrFormat("  %-4s  %5d  %4d  %6d  %7d  %10d  %6d  %9d\n", "nap",
                                                             20, 20, 0, 0, 0, 0, 0))));
-  EXPECT_THAT(screen, HasSubstr("Pane is dead (status 0"));
+  EXPECT_THAT(screen, HasSubstr("\nexited with 0\n"));
   EXPECT_THAT(screen, HasSubstr("tty  run 1  succeeded  "));
 
   // Ctrl-C in a second run: the prompt, then [c]ancel.
@@ -461,11 +464,11 @@ TEST_F(WatchTest, TtyViewUnderTmux) {
       << screen;
   SendKeys(server2, {"c", "Enter"});
   EXPECT_TRUE(WaitForScreen(
-      server2, [](const std::string &s) { return absl::StrContains(s, "Pane is dead"); }, 20s, &screen))
+      server2, [](const std::string &s) { return absl::StrContains(s, "\nexited with "); }, 20s, &screen))
       << screen;
   EXPECT_THAT(screen, HasSubstr("cancelling run 2...\n"));
   EXPECT_THAT(screen, HasSubstr("\nrun 2 cancelled in "));
-  EXPECT_THAT(screen, HasSubstr("Pane is dead (status 1"));
+  EXPECT_THAT(screen, HasSubstr("\nexited with 1\n"));
   CommandResult runs = Ctl({"runs"});
   EXPECT_THAT(runs.out, ::testing::ContainsRegex("\n2 +cancelled +tty "));
 }
