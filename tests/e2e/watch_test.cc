@@ -153,7 +153,8 @@ class WatchTest : public E2eTest {
  protected:
   void TearDown() override {
     for (const std::string &server : tmux_servers_) {
-      RunProcess(MakeLaunch({"/usr/bin/env", "tmux", "-L", server, "kill-server"}, tmp_.path()), 10s);
+      CommandResult r = RunProcess(TmuxLaunch({"/usr/bin/env", "tmux", "-L", server, "kill-server"}), 10s);
+      EXPECT_EQ(r.exit_code, 0) << "tmux -L " << server << " kill-server: " << r.err;
     }
     for (int fd : pipes_) close(fd);
     E2eTest::TearDown();
