@@ -48,7 +48,7 @@ struct Interrupt {
   ClientOptions client;
   int64_t run_id ABSL_GUARDED_BY(mu) = 0;
   grpc::ClientContext* watch ABSL_GUARDED_BY(mu) = nullptr;
-  ProgressSink* sink ABSL_GUARDED_BY(mu) = nullptr;
+  std::shared_ptr<ProgressSink> sink ABSL_GUARDED_BY(mu);  // shared: the prompt may outlive Follow
   bool detached ABSL_GUARDED_BY(mu) = false;
 };
 Interrupt& TheInterrupt() {
@@ -59,7 +59,7 @@ Interrupt& TheInterrupt() {
 void OnInterrupt() {
   Interrupt& in = TheInterrupt();
   int64_t run_id;
-  ProgressSink* sink;
+  std::shared_ptr<ProgressSink> sink;
   {
     absl::MutexLock lock(&in.mu);
     run_id = in.run_id;
@@ -102,14 +102,13 @@ bool Detached() {
 // ends, reconnecting where it left off if the stream breaks, e.g. while the
 // daemon restarts. Returns the exit code.
 int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
-  std::unique_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id);
+  std::shared_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id);
   Interrupt& in = TheInterrupt();
   {
     absl::MutexLock lock(&in.mu);
     in.run_id = run_id;
-    in.sink = sink.get();
+    in.sink = sink;
   }
-  // Ctrl-C must never reach a sink that is gone, whichever way we return.
   struct Unregister {
     Interrupt& in;
     ~Unregister() {
@@ -119,7 +118,7 @@ int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, Progre
   } unregister{in};
   absl::Time give_up = absl::InfiniteFuture();
   bool announced_loss = false;
-  while (!sink->finished()) {
+  while (!sink->finished() && !Detached()) {
     auto stub = Stub(client, /*autostart=*/false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
@@ -377,8 +376,12 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
   v1::ResetTasksResponse response;
   grpc::Status status = (*stub)->ResetTasks(&ctx, request, &response);
   if (!status.ok()) return FailRpc(status);
-  absl::PrintF("reset %d instance%s; the next run runs %s again\n", response.reset(),
-               response.reset() == 1 ? "" : "s", response.reset() == 1 ? "it" : "them");
+  if (response.reset() == 0) {
+    absl::PrintF("nothing to reset: no suppressed or failed instance matched\n");
+  } else {
+    absl::PrintF("reset %d instance%s; the next run runs %s again\n", response.reset(),
+                 response.reset() == 1 ? "" : "s", response.reset() == 1 ? "it" : "them");
+  }
   return kExitOk;
 }
 

@@ -137,7 +137,7 @@ class TtySink : public ProgressSink {
   }
   void Finish() override {
     absl::MutexLock lock(&mu_);
-    renderer_.Draw(absl::Now());
+    if (!suspended_) renderer_.Draw(absl::Now());  // not over an open prompt
     renderer_.Close();
     for (const std::string& line : view_.Summary()) absl::PrintF("%s\n", line);
     std::fflush(stdout);

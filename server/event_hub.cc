@@ -56,10 +56,13 @@ void EventHub::ApplyLocked(const v1::Event& event) {
     }
   }
   auto key = std::make_pair(inst.run_id(), inst.seq());
-  if (event.instance().kind() == v1::InstanceEvent::STARTED) {
-    running_[key] = inst;
-  } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
-    running_.erase(key);
+  switch (event.instance().kind()) {
+    case v1::InstanceEvent::STARTED:
+    case v1::InstanceEvent::PROGRESS:
+      running_[key] = inst;
+      break;
+    default:  // finished, or queued again for a retry
+      running_.erase(key);
   }
 }
 

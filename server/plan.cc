@@ -26,8 +26,9 @@ void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string&
   Pool* new_pool = GetPool(pool);
   if (task->pool != nullptr && task->pool != new_pool) {
     // Executions already running keep their old pool's slots until they
-    // finish; only queued work moves. Rare (a flow resubmitted with another
-    // pool), so a linear scrub of the old ring is fine.
+    // finish (ExecEntry::pool); only queued work moves. Rare (a flow
+    // resubmitted with another pool), so a linear scrub of the old ring is
+    // fine.
     auto& ring = task->pool->ring;
     ring.erase(std::remove(ring.begin(), ring.end(), task.get()), ring.end());
     task->in_ring = false;
@@ -116,7 +117,9 @@ std::optional<ExecId> Plan::NextStartable(absl::Time now) {
       --task->queued;
       ++task->running;
       ++pool->used;
-      execs_[*id].running = true;
+      ExecEntry& entry = execs_[*id];
+      entry.running = true;
+      entry.pool = pool.get();
       if (task->interval > absl::ZeroDuration()) {
         // Capacity 1: no burst after idling, starts stay 1/rate apart.
         task->next_token = std::max(task->next_token, now) + task->interval;
@@ -141,7 +144,7 @@ void Plan::Finished(ExecId id) {
   if (it == execs_.end() || !it->second.running) return;
   TaskDef* task = it->second.task;
   --task->running;
-  --task->pool->used;
+  --it->second.pool->used;  // not task->pool: the task may have moved since
   execs_.erase(it);
   MaybeAddToRing(task);
 }

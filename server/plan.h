@@ -83,6 +83,7 @@ class Plan {
     TaskDef* task = nullptr;
     int64_t run_id = 0;
     bool running = false;
+    Pool* pool = nullptr;  // the pool whose slot it holds while running
   };
 
   Pool* GetPool(const std::string& name);

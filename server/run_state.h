@@ -19,6 +19,7 @@
 #include "common/template.h"
 #include "server/error_rules.h"
 #include "server/plan.h"
+#include "server/store.h"
 
 namespace asflow {
 
@@ -68,6 +69,7 @@ struct InstanceRt {
 struct ResumedRow {
   int64_t seq = 0;
   v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
+  InstanceRecord record;  // to close it if this life of the run never reaches it
 };
 
 struct RunRt {

@@ -104,7 +104,7 @@ absl::Status Scheduler::Start() {
     KillLeftovers(*rows, same_boot);
     int64_t removed = 0;
     for (const InstanceRecord& row : *rows) {
-      (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state};
+      (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state, row};
       (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
       if (!IsFinal(row.state) && !row.output.empty()) {
         // The temporary of an instance that was running at the crash.
@@ -475,11 +475,14 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
     Exec& exec = execs_.at(shared->second);
     exec.waiters.emplace_back(run.id, seq);
     inst.exec = exec.id;
-    if (exec.started) {
+    if (exec.started && !exec.cancelling) {
       SetState(run, seq, v1::RUNNING);
+      inst.pgid = exec.pgid;
       inst.started_ms = NowMs();
       Record(run, seq, v1::InstanceEvent::STARTED);
     } else {
+      // Queued, or being killed for a run that no longer needs it: this run
+      // gets a fresh attempt once the dying process is gone (OnExecDone).
       Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
     }
     return;
@@ -567,6 +570,7 @@ void Scheduler::Pump() {
       SetState(run, seq, v1::RUNNING);
       inst.started_ms = NowMs();
       inst.finished_ms = 0;
+      inst.error.clear();
       inst.bytes = 0;
       inst.lines = 0;
       inst.attempts = exec.attempts;
@@ -629,6 +633,7 @@ void Scheduler::KillLeftovers(const std::vector<InstanceRecord>& rows, bool same
 void Scheduler::OnExecSpawned(ExecId id, pid_t pgid) {
   auto it = execs_.find(id);
   if (stopping_ || it == execs_.end() || !it->second.started) return;
+  it->second.pgid = pgid;
   for (const auto& [run_id, seq] : it->second.waiters) {
     auto r = runs_.find(run_id);
     if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
@@ -648,12 +653,26 @@ void Scheduler::OnExecDone(ExecResult result) {
     execs_.erase(it);
     return;
   }
+  if (it->second.cancelling && !result.ok()) {
+    // Killed because no run needed it, but a run joined meanwhile: its
+    // result says nothing about the instance, so run it again for them.
+    // The kill does not count as an attempt.
+    Exec& exec = it->second;
+    exec.cancelling = false;
+    exec.started = false;
+    exec.pgid = 0;
+    exec.canceller.reset();
+    --exec.attempts;
+    plan_.Enqueue(exec.id, exec.task_key, exec.waiters.front().first);
+    return;
+  }
   std::string error = result.ok() ? "" : ErrorText(result);
   Verdict verdict = result.ok() ? Verdict::kFail : Judge(it->second, result);
   if (!result.ok() && verdict == Verdict::kRetry) {
     Exec& exec = it->second;
     absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
     exec.started = false;
+    exec.pgid = 0;
     exec.canceller.reset();
     retry_timers_.emplace(absl::Now() + delay, exec.id);
     std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
@@ -695,7 +714,7 @@ void Scheduler::OnExecDone(ExecResult result) {
 
 void Scheduler::FinishExec(Exec& exec, v1::InstanceState state, const std::string& error,
                            const ExecResult& result) {
-  std::vector<RunRt*> touched;
+  std::vector<int64_t> touched;  // run ids; a run may wait twice on one exec
   for (const auto& [run_id, seq] : exec.waiters) {
     auto r = runs_.find(run_id);
     if (r == runs_.end() || r->second->state != v1::RUN_RUNNING) continue;
@@ -714,9 +733,13 @@ void Scheduler::FinishExec(Exec& exec, v1::InstanceState state, const std::strin
     }
     Record(run, seq, v1::InstanceEvent::FINISHED);
     TaskProgress(run, inst.task);
-    touched.push_back(&run);
+    if (std::find(touched.begin(), touched.end(), run_id) == touched.end()) touched.push_back(run_id);
   }
-  for (RunRt* run : touched) AfterChange(*run);
+  for (int64_t run_id : touched) {
+    // Looked up again: finishing one run erases it from runs_.
+    auto r = runs_.find(run_id);
+    if (r != runs_.end()) AfterChange(*r->second);
+  }
 }
 
 void Scheduler::TaskProgress(RunRt& run, int t) {
@@ -778,6 +801,7 @@ void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
     execs_.erase(it);
   } else {
     if (exec.canceller != nullptr) exec.canceller->Cancel();  // SIGTERM, SIGKILL after grace
+    exec.cancelling = true;
   }
 }
 
@@ -792,6 +816,15 @@ void Scheduler::FinishRun(RunRt& run, v1::RunState state, std::string error) {
     SetState(run, seq, v1::CANCELLED);
     Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
   }
+  // Rows from before a restart that this life of the run never reached.
+  for (auto& [key, row] : run.resumed) {
+    if (IsFinal(row.state)) continue;
+    row.record.state = v1::CANCELLED;
+    row.record.finished_ms = now;
+    row.record.pgid = 0;
+    store_->PutInstance(row.record);
+  }
+  run.resumed.clear();
   run.state = state;
   run.error = std::move(error);
   run.finished_ms = now;
@@ -861,7 +894,9 @@ v1::Instance Scheduler::InstanceProto(const RunRt& run, int64_t seq) const {
   proto.set_task(run.tasks[inst.task].spec->name());
   proto.set_output(inst.output);
   proto.set_state(inst.state);
-  proto.set_error(inst.error);
+  // Events carry the first line only (what watchers show); the full text,
+  // up to a 16 KiB stderr tail, stays in SQLite for `asflowctl show`.
+  proto.set_error(FirstLine(inst.error));
   proto.set_attempts(inst.attempts);
   proto.set_started_ms(inst.started_ms);
   proto.set_finished_ms(inst.finished_ms);

@@ -82,7 +82,11 @@ class Scheduler {
     std::shared_ptr<const ErrorRules> rules;
     std::shared_ptr<Canceller> canceller;  // set while an attempt runs
     bool started = false;
+    // Its process is being killed because no run needed it any more; runs
+    // that join meanwhile wait for a fresh attempt.
+    bool cancelling = false;
     int attempts = 0;  // attempts started so far
+    pid_t pgid = 0;    // process group of the running attempt
   };
   using Timer = std::pair<absl::Time, ExecId>;
 

@@ -149,6 +149,18 @@ TEST(EventHubTest, FinishedRunsBeyondKeepLimitLeaveTheView) {
   EXPECT_TRUE(hub.FindRun(3).has_value());
 }
 
+// Regression (review): an instance queued again for a retry is not running.
+TEST(EventHubTest, RetryQueuedInstanceLeavesTheRunningView) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::QUEUED, 0));
+  auto sub = hub.Subscribe(0, 0, [] {});
+  auto events = Drain(hub, sub.get());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].snapshot().running_size(), 0);
+}
+
 TEST(EventHubTest, UnsubscribedGetsNothingMore) {
   EventHub hub;
   int notified = 0;

@@ -111,6 +111,21 @@ TEST(PlanTest, FinishedOfUnknownIdIsIgnored) {
   EXPECT_EQ(plan.pool_used("local"), 1);
 }
 
+// Regression (review): moving a task definition to another pool while one of
+// its executions runs must free the old pool's slot, not the new one's.
+TEST(PlanTest, MovingTaskToAnotherPoolFreesTheSlotItHeld) {
+  Plan plan;
+  plan.SetPoolSlots("a", 1);
+  plan.SetPoolSlots("b", 1);
+  plan.SetTaskDef("f.t", 10, "a");
+  plan.Enqueue(1, "f.t", 1);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  plan.SetTaskDef("f.t", 10, "b");
+  plan.Finished(1);
+  EXPECT_EQ(plan.pool_used("a"), 0);
+  EXPECT_EQ(plan.pool_used("b"), 0);
+}
+
 TEST(PlanTest, RateSpacesStartsAndReportsWakeup) {
   Plan plan;
   plan.SetPoolSlots("local", 10);
