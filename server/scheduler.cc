@@ -553,7 +553,12 @@ void Scheduler::SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool 
 }
 
 void Scheduler::Pump() {
-  while (std::optional<ExecId> id = plan_.NextStartable(absl::Now())) {
+  for (;;) {
+    // One clock reading per start: the recorded start time is the instant
+    // the plan's limits and rate were checked against.
+    const absl::Time now = absl::Now();
+    std::optional<ExecId> id = plan_.NextStartable(now);
+    if (!id) break;
     Exec& exec = execs_.at(*id);
     exec.started = true;
     ++exec.attempts;
@@ -568,7 +573,7 @@ void Scheduler::Pump() {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
       SetState(run, seq, v1::RUNNING);
-      inst.started_ms = NowMs();
+      inst.started_ms = absl::ToUnixMillis(now);
       inst.finished_ms = 0;
       inst.error.clear();
       inst.bytes = 0;
