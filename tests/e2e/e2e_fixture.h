@@ -212,9 +212,10 @@ class E2eTest : public ::testing::Test {
     return marker;
   }
 
-  // Submits `flow` with --detach and returns the run id it prints.
-  int64_t Detach(const std::string &flow, std::vector<std::string> params = {}) {
-    std::vector<std::string> args = {"run", Flow(flow), "--detach"};
+  // Submits the flow file at `path` with --detach and returns the run id it
+  // prints.
+  int64_t DetachPath(const std::string &path, std::vector<std::string> params = {}) {
+    std::vector<std::string> args = {"run", path, "--detach"};
     for (const std::string &p : params) args.insert(args.end(), {"-p", p});
     CommandResult r = Ctl(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -222,6 +223,11 @@ class E2eTest : public ::testing::Test {
     EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out), &id)) << r.out;
     EXPECT_EQ(r.out, absl::StrCat(id, "\n"));
     return id;
+  }
+
+  // Submits tests/testdata/e2e/FLOW.flow.yaml with --detach.
+  int64_t Detach(const std::string &flow, std::vector<std::string> params = {}) {
+    return DetachPath(Flow(flow), std::move(params));
   }
 
   // Decompresses `path` with the real zstd or gzip CLI.

@@ -101,13 +101,7 @@ class RulesTest : public E2eTest {
   // Submits tests/testdata/rules/FLOW.flow.yaml with --detach; returns the
   // run id it prints.
   int64_t DetachRules(const std::string &flow, std::vector<std::string> params = {}) {
-    std::vector<std::string> args = {"run", RulesFlow(flow), "--detach"};
-    for (const std::string &p : params) args.insert(args.end(), {"-p", p});
-    CommandResult r = Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    int64_t id = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out), &id)) << r.out;
-    return id;
+    return DetachPath(RulesFlow(flow), std::move(params));
   }
 
   // Lines of the workspace's counter.txt (one per execution).

@@ -162,13 +162,7 @@ class WatchTest : public E2eTest {
 
   // Submits a watch flow with --detach; returns its run id.
   int64_t DetachWatchFlow(const std::string &flow, std::vector<std::string> params = {}) {
-    std::vector<std::string> args = {"run", WatchFlow(flow), "--detach"};
-    for (const std::string &p : params) args.insert(args.end(), {"-p", p});
-    CommandResult r = Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    int64_t id = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out), &id)) << r.out;
-    return id;
+    return DetachPath(WatchFlow(flow), std::move(params));
   }
 
   // Starts asflowctl --socket socket_ ARGS with stdout on a pipe that is not
