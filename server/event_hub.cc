@@ -78,10 +78,12 @@ void EventHub::Publish(v1::Event event) {
       int64_t id = event.run().run().id();
       running_.erase(running_.lower_bound({id, INT64_MIN}), running_.upper_bound({id, INT64_MAX}));
     }
-    ring_.push_back(event);
+    EventPtr shared = std::make_shared<const v1::Event>(std::move(event));
+    const v1::Event& published = *shared;
+    ring_.push_back(shared);
     if (ring_.size() > options_.ring_size) ring_.pop_front();
     for (const auto& sub : subs_) {
-      if (!Matches(event, sub->run_id)) continue;
+      if (!Matches(published, sub->run_id)) continue;
       if (!sub->needs_snapshot) {
         if (sub->queue.size() >= options_.subscriber_queue) {
           // Too slow: drop its backlog; it gets a snapshot instead.
@@ -89,7 +91,7 @@ void EventHub::Publish(v1::Event event) {
           sub->needs_snapshot = true;
           sub->gap = true;
         } else {
-          sub->queue.push_back(event);
+          sub->queue.push_back(shared);
         }
       }
       if (sub->waiting) {
@@ -123,10 +125,10 @@ std::shared_ptr<EventHub::Subscription> EventHub::Subscribe(int64_t run_id, int6
   sub->notify = std::move(notify);
   absl::MutexLock lock(&mu_);
   bool replayable = from_seq > 0 && from_seq <= seq_ &&
-                    (from_seq == seq_ || (!ring_.empty() && ring_.front().seq() <= from_seq + 1));
+                    (from_seq == seq_ || (!ring_.empty() && ring_.front()->seq() <= from_seq + 1));
   if (replayable) {
-    for (const auto& event : ring_) {
-      if (event.seq() > from_seq && Matches(event, run_id)) sub->queue.push_back(event);
+    for (const EventPtr& event : ring_) {
+      if (event->seq() > from_seq && Matches(*event, run_id)) sub->queue.push_back(event);
     }
   } else {
     sub->needs_snapshot = true;
@@ -153,7 +155,7 @@ bool EventHub::Pop(Subscription* sub, v1::Event* out) {
     sub->waiting = true;
     return false;
   }
-  *out = std::move(sub->queue.front());
+  *out = *sub->queue.front();  // the reactor writes its own copy
   sub->queue.pop_front();
   return true;
 }

@@ -70,7 +70,10 @@ class EventHub {
   const EventHubOptions options_;
   absl::Mutex mu_;
   int64_t seq_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::Event> ring_ ABSL_GUARDED_BY(mu_);
+  // Events are immutable once published and shared by the ring and every
+  // subscriber queue: 50 watchers cost pointers, not 50 copies.
+  using EventPtr = std::shared_ptr<const v1::Event>;
+  std::deque<EventPtr> ring_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, v1::Run> runs_ ABSL_GUARDED_BY(mu_);
   std::deque<int64_t> finished_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<int64_t, int64_t>, v1::Instance> running_ ABSL_GUARDED_BY(mu_);
@@ -83,7 +86,7 @@ class EventHub::Subscription {
   friend class EventHub;
   int64_t run_id = 0;
   std::function<void()> notify;
-  std::deque<v1::Event> queue;
+  std::deque<std::shared_ptr<const v1::Event>> queue;
   bool needs_snapshot = false;  // start, or reset after falling behind
   bool gap = false;             // the next snapshot replaces lost events
   bool waiting = false;         // Pop found nothing: notify on next event
