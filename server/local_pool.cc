@@ -1,5 +1,7 @@
 #include "server/local_pool.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -13,6 +15,25 @@ std::string ExecResult::Describe() const {
   if (!output_status.ok()) return std::string(output_status.message());
   return process.Describe();
 }
+
+namespace {
+
+// memchr is vectorised in glibc; std::count over chars is ~8% of a large
+// stream's CPU time in the daemon.
+int64_t CountNewlines(absl::string_view data) {
+  int64_t n = 0;
+  const char* p = data.data();
+  const char* end = p + data.size();
+  while (p < end) {
+    const void* hit = memchr(p, '\n', end - p);
+    if (hit == nullptr) break;
+    ++n;
+    p = static_cast<const char*>(hit) + 1;
+  }
+  return n;
+}
+
+}  // namespace
 
 ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
                   const ProgressFn& progress, const SpawnFn& spawned) {
@@ -38,7 +59,7 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
   absl::Time next_report = absl::Now() + kProgressInterval;
   auto on_stdout = [&](absl::string_view chunk) -> absl::Status {
     result.bytes += chunk.size();
-    result.lines += std::count(chunk.begin(), chunk.end(), '\n');
+    result.lines += CountNewlines(chunk);
     if (!chunk.empty()) ends_with_newline = chunk.back() == '\n';
     if (progress != nullptr) {
       absl::Time now = absl::Now();
