@@ -36,7 +36,11 @@ namespace asflow {
 namespace {
 
 constexpr int64_t kNever = INT64_MAX;
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = 256 * 1024;
+// Stdout pipe capacity: a command streaming a large output blocks (and both
+// sides switch) once per pipe-full; the default 64 KiB makes that ~16,000
+// times per GB. Best effort: the kernel caps it at pipe-max-size.
+constexpr int kStdoutPipeBytes = 1 << 20;
 // After the leader exits and its group is killed, the pipes normally reach
 // EOF within milliseconds. A process that left the group (setsid) may hold
 // them open forever, so stop waiting for EOF after this long.
@@ -254,6 +258,7 @@ absl::StatusOr<Child> Spawn(const SubprocessSpec& spec,
                       std::pair{&report_r, &report_w}}) {
     if (absl::Status s = MakePipe(r, w); !s.ok()) return s;
   }
+  fcntl(child.stdout_r.get(), F_SETPIPE_SZ, kStdoutPipeBytes);
 
   ChildSetup setup;
   setup.path = path.c_str();
