@@ -101,8 +101,9 @@ bool Detached() {
 // Follows run `run_id` from event `from_seq` (0: a snapshot first) until it
 // ends, reconnecting where it left off if the stream breaks, e.g. while the
 // daemon restarts. Returns the exit code.
-int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
-  std::shared_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id);
+int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
+           int max_running) {
+  std::shared_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id, max_running);
   Interrupt& in = TheInterrupt();
   {
     absl::MutexLock lock(&in.mu);
@@ -215,7 +216,7 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
     absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
     std::fflush(stdout);
   }
-  int code = Follow(client, response.run_id(), response.watch_from_seq(), options.mode);
+  int code = Follow(client, response.run_id(), response.watch_from_seq(), options.mode, options.max_running);
   if (code == kExitOk && options.mode != ProgressMode::kJson) {
     for (const v1::TaskSpec& task : parsed->spec.tasks()) {
       if (!task.on().empty()) absl::PrintF("  outputs of %s: %s/%s\n", task.name(), request.workspace(), task.on());
@@ -224,8 +225,9 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   return code;
 }
 
-int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode) {
-  return Follow(client, run_id, from_seq, mode);
+int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
+                 int max_running) {
+  return Follow(client, run_id, from_seq, mode, max_running);
 }
 
 int RunsCommand(const ClientOptions& client, int limit) {

@@ -21,6 +21,7 @@ inline constexpr int kExitDetached = 130;  // Ctrl-C: the run goes on
 
 struct RunCommandOptions {
   ProgressMode mode = ProgressMode::kAuto;
+  int max_running = 8;  // running instances shown by the live view
   std::string flow_file;
   std::vector<std::string> params;  // "name=value"
   bool keep_going = false;
@@ -28,7 +29,8 @@ struct RunCommandOptions {
 };
 
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options);
-int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode);
+int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
+                 int max_running);
 int RunsCommand(const ClientOptions& client, int limit);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states);

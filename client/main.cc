@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
   run->add_flag("--detach", run_opts.detach, "Print the run id and return at once");
   bool json = false, plain = false;
   run->add_flag("--json", json, "One JSON object per progress event (for scripts)");
+  run->add_option("--max-running", run_opts.max_running, "Running instances the live view shows")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   run->add_flag("--plain", plain, "Plain progress lines even on a terminal");
 
   int64_t run_id = 0;
@@ -38,6 +41,9 @@ int main(int argc, char** argv) {
                     "Resume after this event (its seq, e.g. from --json); missed events are replayed "
                     "while the daemon still buffers them, else a fresh snapshot comes first");
   watch->add_flag("--plain", plain, "Plain progress lines even on a terminal");
+  watch->add_option("--max-running", run_opts.max_running, "Running instances the live view shows")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   int limit = 20;
   CLI::App* runs = app.add_subcommand("runs", "List recent runs");
@@ -87,7 +93,7 @@ int main(int argc, char** argv) {
   run_opts.mode = mode;
   if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
-  if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode);
+  if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode, run_opts.max_running);
   if (*show) return asflow::ShowCommand(client, run_id, task, params);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit);

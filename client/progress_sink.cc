@@ -89,12 +89,18 @@ class JsonSink : public ProgressSink {
   LinePrinter tracker_ ABSL_GUARDED_BY(mu_);  // prints nothing
 };
 
+ProgressViewOptions ViewOptions(int max_running) {
+  ProgressViewOptions options;
+  options.max_running = max_running;
+  return options;
+}
+
 // The live view: redrawn in place at most every 100 ms, also between events
 // (a ticker keeps elapsed times and ETAs moving).
 class TtySink : public ProgressSink {
  public:
-  explicit TtySink(int64_t run_id)
-      : view_(run_id),
+  TtySink(int64_t run_id, int max_running)
+      : view_(run_id, ViewOptions(max_running)),
         terminal_(STDOUT_FILENO),
         renderer_(&terminal_, [this](absl::Time now, int width) { return view_.Render(now, width); }) {
     FdTerminal::InstallWinchHandler();
@@ -155,7 +161,7 @@ class TtySink : public ProgressSink {
 
 }  // namespace
 
-std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id) {
+std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id, int max_running) {
   switch (mode) {
     case ProgressMode::kJson:
       return std::make_unique<JsonSink>(run_id);
@@ -164,7 +170,7 @@ std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id
     case ProgressMode::kAuto:
       break;
   }
-  if (FdTerminal::IsTty(STDOUT_FILENO)) return std::make_unique<TtySink>(run_id);
+  if (FdTerminal::IsTty(STDOUT_FILENO)) return std::make_unique<TtySink>(run_id, max_running);
   return std::make_unique<LineSink>(run_id);
 }
 

@@ -42,8 +42,9 @@ class ProgressSink {
   virtual void Finish() = 0;
 };
 
-// kAuto picks the live view when stdout is a terminal.
-std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id);
+// kAuto picks the live view when stdout is a terminal, showing at most
+// `max_running` running instances.
+std::unique_ptr<ProgressSink> MakeProgressSink(ProgressMode mode, int64_t run_id, int max_running = 8);
 
 }  // namespace asflow
 
