@@ -4,6 +4,7 @@
 # every output present and runs nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+echo "== building asflow (the first build takes a few minutes)"
 "$root/scripts/build.sh" >/dev/null
 ctl="$root/build/client/asflowctl"
 
