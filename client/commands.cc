@@ -32,6 +32,10 @@ int Fail(int code, absl::string_view message) {
 }
 
 int FailRpc(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    // The daemon says nothing more, by design.
+    return Fail(kExitUnavailable, "asflowd refused the call: missing or wrong token (--token-file)");
+  }
   int code = status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage;
   return Fail(code, status.error_message());
 }
@@ -79,6 +83,7 @@ void OnInterrupt() {
     auto stub = Stub(in.client, false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
+      PrepareContext(in.client, &ctx);
       v1::CancelRunRequest request;
       request.set_run_id(run_id);
       v1::CancelRunResponse response;
@@ -123,6 +128,7 @@ int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, Progre
     auto stub = Stub(client, /*autostart=*/false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
+      PrepareContext(client, &ctx);
       {
         absl::MutexLock lock(&in.mu);
         if (in.detached) break;
@@ -205,6 +211,7 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   auto stub = Stub(client, /*autostart=*/client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::SubmitFlowResponse response;
   grpc::Status status = (*stub)->SubmitFlow(&ctx, request, &response);
   if (!status.ok()) return FailRpc(status);
@@ -234,6 +241,7 @@ int RunsCommand(const ClientOptions& client, int limit) {
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::ListRunsRequest request;
   request.set_limit(limit);
   v1::ListRunsResponse response;
@@ -279,6 +287,7 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
                "INSTANCE", "OUTPUT / ERROR");
   for (;;) {
     grpc::ClientContext ctx;
+    PrepareContext(client, &ctx);
     v1::ListTasksResponse response;
     grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
     if (!status.ok()) return FailRpc(status);
@@ -300,6 +309,7 @@ int CancelCommand(const ClientOptions& client, int64_t run_id) {
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::CancelRunRequest request;
   request.set_run_id(run_id);
   v1::CancelRunResponse response;
@@ -322,6 +332,7 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::ListTasksResponse response;
   grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
   if (!status.ok()) return FailRpc(status);
@@ -375,6 +386,7 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::ResetTasksResponse response;
   grpc::Status status = (*stub)->ResetTasks(&ctx, request, &response);
   if (!status.ok()) return FailRpc(status);
@@ -418,6 +430,7 @@ int DaemonStopCommand(const ClientOptions& client) {
     return kExitOk;
   }
   grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
   v1::ShutdownResponse response;
   grpc::Status status = (*stub)->Shutdown(&ctx, v1::ShutdownRequest(), &response);
   if (!status.ok()) return FailRpc(status);

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
 
 namespace asflow {
 
@@ -18,7 +19,21 @@ struct ClientOptions {
   std::string server;
   // Unix socket of the local daemon.
   std::string socket;
+  // Bearer token sent with every call (from --token-file); empty: none.
+  std::string token;
+  // PEM files for TLS to a remote daemon: the CA that signed its
+  // certificate; a client certificate and key for mutual TLS. An empty CA
+  // means plaintext.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
 };
+
+// Reads the first line of a token file; InvalidArgument names the file.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+
+// Adds what every call carries (the bearer token).
+void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
 
 // Connects, waiting up to `wait` for the channel. With `autostart`, a local
 // daemon is started if none answers. Unavailable says where it looked and,

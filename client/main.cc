@@ -2,6 +2,7 @@
 // client/commands.
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "CLI/CLI.hpp"
@@ -18,6 +19,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--server", client.server, "HOST:PORT of a remote asflowd (env ASFLOW_SERVER)");
   app.add_option("--socket", client.socket, "Unix socket of the local asflowd")->capture_default_str();
+  std::string token_file;
+  if (const char* env = std::getenv("ASFLOW_TOKEN_FILE")) token_file = env;
+  if (const char* env = std::getenv("ASFLOW_TLS_CA")) client.tls_ca = env;
+  app.add_option("--token-file", token_file, "File with the bearer token for --server (env ASFLOW_TOKEN_FILE)");
+  app.add_option("--tls-ca", client.tls_ca, "PEM CA of the --server's certificate: use TLS (env ASFLOW_TLS_CA)");
+  app.add_option("--tls-cert", client.tls_cert, "PEM client certificate for mutual TLS");
+  app.add_option("--tls-key", client.tls_key, "PEM client key for mutual TLS");
 
   asflow::RunCommandOptions run_opts;
   CLI::App* run = app.add_subcommand("run", "Submit a flow file and follow its progress");
@@ -91,6 +99,14 @@ int main(int argc, char** argv) {
                               : plain ? asflow::ProgressMode::kLines
                                       : asflow::ProgressMode::kAuto;
   run_opts.mode = mode;
+  if (!token_file.empty()) {
+    auto token = asflow::ReadTokenFile(token_file);
+    if (!token.ok()) {
+      std::fprintf(stderr, "asflowctl: %s\n", std::string(token.status().message()).c_str());
+      return asflow::kExitUsage;
+    }
+    client.token = *token;
+  }
   if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
   if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode, run_opts.max_running);

@@ -13,9 +13,24 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub,
+FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, const TokenCheck* auth,
                                  std::function<void()> request_shutdown)
-    : scheduler_(scheduler), store_(store), hub_(hub), request_shutdown_(std::move(request_shutdown)) {}
+    : scheduler_(scheduler),
+      store_(store),
+      hub_(hub),
+      auth_(auth),
+      request_shutdown_(std::move(request_shutdown)) {}
+
+namespace {
+
+// A reactor that only reports an error.
+class FailedWatch : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  explicit FailedWatch(grpc::Status s) { Finish(std::move(s)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
 
 absl::StatusOr<v1::Run> FlowServiceImpl::LookupRun(int64_t run_id) {
   if (std::optional<v1::Run> run = hub_->FindRun(run_id)) return *run;
@@ -28,6 +43,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
                                                       const v1::SubmitFlowRequest* request,
                                                       v1::SubmitFlowResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   scheduler_->Submit(*request, [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
     if (run.ok()) {
       response->set_run_id(run->run_id);
@@ -41,6 +60,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* FlowServiceImpl::GetRun(grpc::CallbackServerContext* ctx,
                                                   const v1::GetRunRequest* request, v1::Run* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   auto run = LookupRun(request->run_id());
   if (run.ok()) *response = std::move(*run);
   reactor->Finish(ToGrpcStatus(run.status()));
@@ -51,6 +74,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListRuns(grpc::CallbackServerContext*
                                                     const v1::ListRunsRequest* request,
                                                     v1::ListRunsResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   int limit = request->limit() > 0 ? std::min(request->limit(), 10000) : 50;
   auto runs = store_->ListRuns(limit, /*only_running=*/false);
   if (runs.ok()) {
@@ -67,6 +94,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
                                                      const v1::ListTasksRequest* request,
                                                      v1::ListTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   InstanceQuery query;
   query.run_id = request->run_id();
   query.task = request->task();
@@ -117,6 +148,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::CancelRun(grpc::CallbackServerContext
                                                      const v1::CancelRunRequest* request,
                                                      v1::CancelRunResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   scheduler_->Cancel(request->run_id(), [reactor, response](absl::StatusOr<v1::RunState> state) {
     if (state.ok()) response->set_state(*state);
     reactor->Finish(ToGrpcStatus(state.status()));
@@ -128,6 +163,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
                                                       const v1::ResetTasksRequest* request,
                                                       v1::ResetTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   scheduler_->Reset(*request, [reactor, response](absl::StatusOr<int64_t> count) {
     if (count.ok()) response->set_reset(*count);
     reactor->Finish(ToGrpcStatus(count.status()));
@@ -137,19 +176,13 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
 
 grpc::ServerWriteReactor<v1::Event>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
                                                             const v1::WatchRequest* request) {
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedWatch(ToGrpcStatus(auth));
   std::unique_ptr<v1::Event> initial;
   if (request->run_id() != 0 && !hub_->FindRun(request->run_id())) {
     // A run the hub does not hold: finished long ago (or unknown). Serve
     // its stored state as the snapshot, which also ends the stream.
     auto rec = store_->GetRun(request->run_id());
-    if (!rec.ok()) {
-      class Failed : public grpc::ServerWriteReactor<v1::Event> {
-       public:
-        explicit Failed(grpc::Status s) { Finish(std::move(s)); }
-        void OnDone() override { delete this; }
-      };
-      return new Failed(ToGrpcStatus(rec.status()));
-    }
+    if (!rec.ok()) return new FailedWatch(ToGrpcStatus(rec.status()));
     // Only a finished run is served from the store. A running one is just
     // being submitted (its first event is on its way): subscribe as usual.
     if (rec->run.state() != v1::RUN_RUNNING) {
@@ -165,6 +198,10 @@ grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext*
                                                     const v1::ShutdownRequest* request,
                                                     v1::ShutdownResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   reactor->Finish(grpc::Status::OK);
   request_shutdown_();
   return reactor;

@@ -8,6 +8,7 @@
 
 #include "asflow/v1/service.grpc.pb.h"
 #include "server/event_hub.h"
+#include "server/listener.h"
 #include "server/scheduler.h"
 #include "server/store.h"
 
@@ -19,7 +20,7 @@ class FlowServiceImpl final : public v1::FlowService::CallbackService {
  public:
   // All pointers must outlive the service. `request_shutdown` is called
   // (once, from a gRPC thread) by the Shutdown RPC and must not block.
-  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub,
+  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, const TokenCheck* auth,
                   std::function<void()> request_shutdown);
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
@@ -52,6 +53,7 @@ class FlowServiceImpl final : public v1::FlowService::CallbackService {
   Scheduler* const scheduler_;
   Store* const store_;
   EventHub* const hub_;
+  const TokenCheck* const auth_;
   const std::function<void()> request_shutdown_;
 };
 

@@ -103,13 +103,26 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   d->scheduler_ = std::make_unique<Scheduler>(sched, d->store_.get(), d->hub_.get());
   if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
 
+  auto auth = TokenCheck::Load(options.listen.token_file);
+  if (!auth.ok()) return auth.status();
+  d->auth_ = std::move(*auth);
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  if (!options.listen.address.empty()) {
+    auto creds = ListenCredentials(options.listen);
+    if (!creds.ok()) return creds.status();
+    tcp_credentials = *creds;
+  }
   Daemon* raw = d.get();
   d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
-                                                  [raw] { raw->RequestShutdown(); });
+                                                  d->auth_.get(), [raw] { raw->RequestShutdown(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", options.socket_path), grpc::InsecureServerCredentials());
+  int tcp_port = 0;
+  if (tcp_credentials != nullptr) {
+    builder.AddListeningPort(options.listen.address, tcp_credentials, &tcp_port);
+  }
   builder.RegisterService(d->service_.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   mode_t old_umask = umask(0077);  // the socket is born 0600
@@ -119,6 +132,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     return absl::UnavailableError(absl::StrCat("cannot listen on unix:", options.socket_path));
   }
   chmod(options.socket_path.c_str(), 0600);
+  if (tcp_credentials != nullptr) {
+    if (tcp_port == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen.address));
+    }
+    std::string host = options.listen.address.substr(0, options.listen.address.rfind(':'));
+    spdlog::info("asflowd listening on tcp {}:{} ({}{})", host, tcp_port,
+                 options.listen.tls_cert.empty() ? "plaintext" : "TLS",
+                 options.listen.token_file.empty() ? "" : ", token required");
+  }
   spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {})",
                options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "));
   return d;

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/event_hub.h"
 #include "server/flow_service.h"
+#include "server/listener.h"
 #include "server/scheduler.h"
 #include "server/store.h"
 
@@ -36,6 +37,8 @@ struct ServerOptions {
   double kill_grace_seconds = 5;
   // fsync outputs and their directories on commit.
   bool sync_outputs = true;
+  // The optional TCP listener, its TLS and its token.
+  ListenOptions listen;
 };
 
 class Daemon {
@@ -60,6 +63,7 @@ class Daemon {
   std::unique_ptr<Store> store_;
   std::unique_ptr<EventHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<TokenCheck> auth_;
   std::unique_ptr<FlowServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Notification shutdown_;

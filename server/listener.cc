@@ -1,0 +1,96 @@
+#include "server/listener.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace asflow {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot be read"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Equal without revealing, through timing, where two strings differ.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
+  return diff == 0 && !b.empty();
+}
+
+}  // namespace
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options) {
+  size_t colon = options.address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--listen ", options.address, ": expected HOST:PORT"));
+  }
+  std::string host = options.address.substr(0, colon);
+  bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
+  if (tls && (options.tls_cert.empty() || options.tls_key.empty())) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!options.tls_client_ca.empty() && !tls) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  if (!tls) {
+    if (!IsLoopbackHost(host) && !options.insecure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", options.address,
+          " is not a loopback address: anyone on the network could submit commands. Give "
+          "--tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --insecure to serve "
+          "plaintext anyway"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  auto cert = ReadFile(options.tls_cert, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile(options.tls_key, "--tls-key");
+  if (!key.ok()) return key.status();
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!options.tls_client_ca.empty()) {
+    auto ca = ReadFile(options.tls_client_ca, "--tls-client-ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+absl::StatusOr<std::unique_ptr<TokenCheck>> TokenCheck::Load(const std::string& token_file) {
+  auto check = std::unique_ptr<TokenCheck>(new TokenCheck());
+  if (token_file.empty()) return check;
+  auto text = ReadFile(token_file, "--token-file");
+  if (!text.ok()) return text.status();
+  std::string token(absl::StripAsciiWhitespace(text->substr(0, text->find('\n'))));
+  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", token_file, ": empty"));
+  check->token_ = std::move(token);
+  return check;
+}
+
+absl::Status TokenCheck::Check(const grpc::CallbackServerContext& ctx) const {
+  if (token_.empty() || absl::StartsWith(ctx.peer(), "unix:")) return absl::OkStatus();
+  auto range = ctx.client_metadata().equal_range("authorization");
+  for (auto it = range.first; it != range.second; ++it) {
+    absl::string_view value(it->second.data(), it->second.size());
+    if (absl::ConsumePrefix(&value, "Bearer ") && ConstantTimeEquals(value, token_)) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::UnauthenticatedError("");
+}
+
+}  // namespace asflow

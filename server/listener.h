@@ -1,0 +1,57 @@
+// The TCP listener of asflowd (--listen): who may be served how. A
+// non-loopback address needs TLS (a certificate and key, optionally a
+// client CA for mutual TLS) or an explicit --insecure; bearer tokens (from
+// --token-file) are required on TCP and compared in constant time. The unix
+// socket stays the local way in, protected by its file mode.
+#ifndef ASFLOW_SERVER_LISTENER_H_
+#define ASFLOW_SERVER_LISTENER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_context.h"
+
+namespace asflow {
+
+struct ListenOptions {
+  // HOST:PORT to listen on (port 0 picks a free one); empty: unix only.
+  std::string address;
+  // PEM files: server certificate chain and key; with client_ca, clients
+  // must present a certificate signed by it (mutual TLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Serve plaintext on a non-loopback address anyway.
+  bool insecure = false;
+  // File whose first line is the bearer token TCP clients must send.
+  std::string token_file;
+};
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
+
+// Credentials for `options.address`, or InvalidArgument saying why this
+// address may not be served (no TLS off loopback without --insecure, a
+// certificate file that cannot be read).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options);
+
+// Checks calls against the token. Thread-safe; immutable after Load.
+class TokenCheck {
+ public:
+  // An empty path means no token is required. NotFound/InvalidArgument name
+  // the file.
+  static absl::StatusOr<std::unique_ptr<TokenCheck>> Load(const std::string& token_file);
+  // OK for calls over the unix socket and for calls with the right
+  // "authorization: Bearer TOKEN"; Unauthenticated (no detail) otherwise.
+  absl::Status Check(const grpc::CallbackServerContext& ctx) const;
+
+ private:
+  std::string token_;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_LISTENER_H_
