@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libzstd-dev zlib1g-dev libspdlog-dev
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
-  zstd gzip util-linux procps tmux sqlite3 python3
+  zstd gzip util-linux procps tmux sqlite3 python3 openssl
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
 )
 

@@ -1,0 +1,141 @@
+// End-to-end tests of asflowd's TCP listener: who may be served how
+// (loopback or TLS or --insecure), bearer tokens, TLS and mutual TLS with
+// certificates made by openssl in the test.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "tests/e2e/e2e_fixture.h"
+
+namespace asflow::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ListenTest : public E2eTest {
+ protected:
+  // The TCP port the last started daemon logged ("listening on tcp H:P").
+  int TcpPort() {
+    int port = 0;
+    std::string log = tmp_.Join(absl::StrCat("daemon/asflowd.", daemon_starts_, ".log"));
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          std::smatch m;
+          std::string text = ReadAll(log);
+          static const std::regex re("listening on tcp [0-9.]+:([0-9]+)");
+          return std::regex_search(text, m, re) && absl::SimpleAtoi(m[1].str(), &port);
+        },
+        5s))
+        << ReadAll(log);
+    return port;
+  }
+
+  // asflowctl ARGS over TCP (no --socket), run in the workspace.
+  CommandResult Remote(std::vector<std::string> args) {
+    args.insert(args.begin(), kCtl);
+    return RunProcess(MakeLaunch(args, ws_), 30s);
+  }
+
+  // Runs openssl; fails the test if it fails.
+  void OpenSsl(std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/env", "openssl"});
+    CommandResult r = RunProcess(MakeLaunch(args, tmp_.path()), 60s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  // A CA and a certificate signed by it for CN (with SANs localhost and
+  // 127.0.0.1): tmp/NAME.pem and tmp/NAME.key.
+  void MakeCertificates() {
+    OpenSsl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_.Join("ca.key"), "-out",
+             tmp_.Join("ca.pem"), "-days", "1", "-subj", "/CN=asflow-test-ca"});
+    WriteFileOrDie(tmp_.Join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    for (const std::string name : {"server", "client"}) {
+      OpenSsl({"req", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_.Join(name + ".key"), "-out",
+               tmp_.Join(name + ".csr"), "-subj", "/CN=" + name});
+      OpenSsl({"x509", "-req", "-in", tmp_.Join(name + ".csr"), "-CA", tmp_.Join("ca.pem"), "-CAkey",
+               tmp_.Join("ca.key"), "-CAcreateserial", "-out", tmp_.Join(name + ".pem"), "-days", "1",
+               "-extfile", tmp_.Join("ext")});
+    }
+  }
+
+  bool HaveOpenSsl() {
+    return RunProcess(MakeLaunch({"/usr/bin/env", "openssl", "version"}, tmp_.path()), 10s).exit_code == 0;
+  }
+};
+
+TEST_F(ListenTest, NonLoopbackWithoutTlsIsRefused) {
+  CommandResult r = RunProcess(MakeLaunch({kDaemon, "--socket", socket_, "--state", state_, "--allow-root",
+                                           home_, "--listen", "0.0.0.0:0"},
+                                          tmp_.path()),
+                               10s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "asflowd: --listen 0.0.0.0:0 is not a loopback address: anyone on the network could submit "
+            "commands. Give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --insecure "
+            "to serve plaintext anyway\n");
+  EXPECT_FALSE(FileExists(socket_));
+}
+
+TEST_F(ListenTest, TokenIsRequiredOnTcpButNotOnTheSocket) {
+  WriteFileOrDie(tmp_.Join("token"), "s3cret-token\n");
+  WriteFileOrDie(tmp_.Join("wrong"), "s3cret-tokeN\n");
+  StartDaemon({"--listen", "127.0.0.1:0", "--token-file", tmp_.Join("token")});
+  std::string server = absl::StrCat("127.0.0.1:", TcpPort());
+
+  CommandResult ok = Remote({"--server", server, "--token-file", tmp_.Join("token"), "run", Flow("fanout"),
+                             "--plain", "-p", "n=3"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("run 1 succeeded in "));
+  EXPECT_EQ(ReadFileOrDie(ws_ + "/data/playlist.jsonl").size() > 0, true);
+
+  for (const std::vector<std::string>& auth :
+       {std::vector<std::string>{"--token-file", tmp_.Join("wrong")}, std::vector<std::string>{}}) {
+    std::vector<std::string> args = {"--server", server};
+    args.insert(args.end(), auth.begin(), auth.end());
+    args.push_back("runs");
+    CommandResult refused = Remote(args);
+    EXPECT_EQ(refused.exit_code, 3) << refused.out;
+    EXPECT_EQ(refused.err, "asflowctl: asflowd refused the call: missing or wrong token (--token-file)\n");
+    EXPECT_EQ(refused.out, "");
+  }
+  CommandResult local = Ctl({"runs"});
+  EXPECT_EQ(local.exit_code, 0) << local.err;
+  EXPECT_THAT(local.out, HasSubstr("\n1      succeeded  fanout"));
+}
+
+TEST_F(ListenTest, TlsServesAndPlaintextIsRefused) {
+  if (!HaveOpenSsl()) GTEST_SKIP() << "openssl is not installed (apt-get install openssl)";
+  MakeCertificates();
+  StartDaemon({"--listen", "127.0.0.1:0", "--tls-cert", tmp_.Join("server.pem"), "--tls-key",
+               tmp_.Join("server.key")});
+  std::string server = absl::StrCat("localhost:", TcpPort());
+  CommandResult ok = Remote({"--server", server, "--tls-ca", tmp_.Join("ca.pem"), "run", Flow("fanout"),
+                             "--plain", "-p", "n=2"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("run 1 succeeded in "));
+  CommandResult plain = Remote({"--server", server, "runs"});
+  EXPECT_EQ(plain.exit_code, 3);
+  EXPECT_EQ(plain.err, absl::StrCat("asflowctl: cannot reach asflowd at ", server, "\n"));
+}
+
+TEST_F(ListenTest, MutualTlsNeedsAClientCertificate) {
+  if (!HaveOpenSsl()) GTEST_SKIP() << "openssl is not installed (apt-get install openssl)";
+  MakeCertificates();
+  StartDaemon({"--listen", "127.0.0.1:0", "--tls-cert", tmp_.Join("server.pem"), "--tls-key",
+               tmp_.Join("server.key"), "--tls-client-ca", tmp_.Join("ca.pem")});
+  std::string server = absl::StrCat("localhost:", TcpPort());
+  CommandResult without = Remote({"--server", server, "--tls-ca", tmp_.Join("ca.pem"), "runs"});
+  EXPECT_EQ(without.exit_code, 3) << without.out;
+  CommandResult with = Remote({"--server", server, "--tls-ca", tmp_.Join("ca.pem"), "--tls-cert",
+                               tmp_.Join("client.pem"), "--tls-key", tmp_.Join("client.key"), "runs"});
+  EXPECT_EQ(with.exit_code, 0) << with.err;
+  EXPECT_THAT(with.out, HasSubstr("RUN    STATE"));
+}
+
+}  // namespace
+}  // namespace asflow::testing
