@@ -8,7 +8,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -92,20 +94,31 @@ inline int TryReap(pid_t pid) {
 
 // Waits for our child `pid` to exit for up to `timeout`; returns its exit
 // code, -1 after killing its process group on timeout, or -3 if it was
-// already reaped.
+// already reaped. Blocks in poll() on a pidfd, which becomes readable when
+// the child exits.
 inline int WaitChild(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    int code = TryReap(pid);
+  int code = TryReap(pid);
+  if (code != -2) return code;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd p{pidfd, POLLIN, 0};
+    int ready;
+    do {
+      ready = poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (ready < 0 && errno == EINTR);
+    close(pidfd);
+    code = TryReap(pid);
     if (code != -2) return code;
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  } else {
+    // No pidfd (kernel < 5.3): wait without a deadline rather than kill.
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return -3;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
 }
 
 // Runs `launch` to completion (stdout/stderr paths are used as scratch files
