@@ -47,6 +47,15 @@ std::string CanonicalParams(const std::map<std::string, std::string>& params) {
   return obj.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+const std::string* LookupParam(const Bindings& bindings, const std::map<std::string, std::string>& params,
+                               absl::string_view name) {
+  for (const auto& [k, v] : bindings) {
+    if (k == name) return &v;
+  }
+  auto it = params.find(std::string(name));
+  return it == params.end() ? nullptr : &it->second;
+}
+
 Bindings DecodeParams(absl::string_view params_json) {
   Bindings out;
   json obj = json::parse(params_json, nullptr, /*allow_exceptions=*/false);

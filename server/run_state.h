@@ -102,6 +102,10 @@ absl::StatusOr<Bindings> BindValue(absl::string_view value, const google::protob
 
 // {"k":"v",...} with sorted keys: the identity of an instance's parameters.
 std::string CanonicalParams(const std::map<std::string, std::string>& params);
+// A template's value for `name`: a binding, else a flow parameter; null if
+// neither defines it.
+const std::string* LookupParam(const Bindings& bindings, const std::map<std::string, std::string>& params,
+                               absl::string_view name);
 // The (name, value) pairs of a CanonicalParams text.
 Bindings DecodeParams(absl::string_view params_json);
 // "task(k=v, k2=v2)" for messages.

@@ -356,10 +356,8 @@ absl::Status Scheduler::ExpandInto(RunRt& run, int t) {
     return absl::OkStatus();
   }
   if (task.file != nullptr) {
-    auto rendered = task.file->Render([&](absl::string_view name) -> const std::string* {
-      auto it = run.params.find(std::string(name));
-      return it == run.params.end() ? nullptr : &it->second;
-    });
+    auto rendered = task.file->Render(
+        [&](absl::string_view name) { return LookupParam({}, run.params, name); });
     if (!rendered.ok()) return rendered.status();
     auto rel = NormalizeOutputPath(*rendered);
     if (!rel.ok()) return rel.status();
@@ -390,13 +388,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   std::string params = CanonicalParams(identity);
   if (!task.seen.insert(params).second) return;  // identical bindings run once
 
-  auto lookup = [&](absl::string_view name) -> const std::string* {
-    for (const auto& [k, v] : bindings) {
-      if (k == name) return &v;
-    }
-    auto it = run.params.find(std::string(name));
-    return it == run.params.end() ? nullptr : &it->second;
-  };
+  auto lookup = [&](absl::string_view name) { return LookupParam(bindings, run.params, name); };
 
   int64_t seq;
   ResumedRow prior;
@@ -507,13 +499,7 @@ ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   // The instance's params hold every binding (and the flow params its
   // templates use): together with the run's params they render the job.
   Bindings params = DecodeParams(inst.params);
-  auto lookup = [&](absl::string_view name) -> const std::string* {
-    for (const auto& [k, v] : params) {
-      if (k == name) return &v;
-    }
-    auto it = run.params.find(std::string(name));
-    return it == run.params.end() ? nullptr : &it->second;
-  };
+  auto lookup = [&](absl::string_view name) { return LookupParam(params, run.params, name); };
   ExecJob job;
   job.id = id;
   job.workspace = run.workspace;
