@@ -121,19 +121,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
     status = rows.status();
     if (rows.ok()) {
       for (const InstanceRecord& row : *rows) {
-        v1::Instance* inst = response->add_instances();
-        inst->set_run_id(row.run_id);
-        inst->set_seq(row.seq);
-        inst->set_task(row.task);
-        for (const auto& [k, v] : DecodeParams(row.params)) (*inst->mutable_params())[k] = v;
-        inst->set_output(row.output);
-        inst->set_state(row.state);
-        inst->set_error(row.error);
-        inst->set_attempts(row.attempts);
-        inst->set_started_ms(row.started_ms);
-        inst->set_finished_ms(row.finished_ms);
-        inst->set_bytes(row.bytes);
-        inst->set_lines(row.lines);
+        *response->add_instances() = InstanceToProto(row);
       }
       if (static_cast<int>(rows->size()) == query.limit) {
         response->set_next_page_token(absl::StrCat(rows->back().seq));

@@ -66,6 +66,23 @@ Bindings DecodeParams(absl::string_view params_json) {
   return out;
 }
 
+v1::Instance InstanceToProto(const InstanceRecord& row) {
+  v1::Instance inst;
+  inst.set_run_id(row.run_id);
+  inst.set_seq(row.seq);
+  inst.set_task(row.task);
+  for (const auto& [k, v] : DecodeParams(row.params)) (*inst.mutable_params())[k] = v;
+  inst.set_output(row.output);
+  inst.set_state(row.state);
+  inst.set_error(row.error);
+  inst.set_attempts(row.attempts);
+  inst.set_started_ms(row.started_ms);
+  inst.set_finished_ms(row.finished_ms);
+  inst.set_bytes(row.bytes);
+  inst.set_lines(row.lines);
+  return inst;
+}
+
 std::string InstanceLabel(absl::string_view task, absl::string_view params_json) {
   std::vector<std::string> parts;
   for (const auto& [k, v] : DecodeParams(params_json)) parts.push_back(absl::StrCat(k, "=", v));

@@ -108,6 +108,8 @@ const std::string* LookupParam(const Bindings& bindings, const std::map<std::str
                                absl::string_view name);
 // The (name, value) pairs of a CanonicalParams text.
 Bindings DecodeParams(absl::string_view params_json);
+// The API form of a stored instance row.
+v1::Instance InstanceToProto(const InstanceRecord& row);
 // "task(k=v, k2=v2)" for messages.
 std::string InstanceLabel(absl::string_view task, absl::string_view params_json);
 std::string ResumeKey(absl::string_view task, absl::string_view params_json);

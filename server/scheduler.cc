@@ -846,7 +846,10 @@ void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind) {
     v1::Event event;
     v1::InstanceEvent* ie = event.mutable_instance();
     ie->set_kind(kind);
-    *ie->mutable_instance() = InstanceProto(run, seq);
+    *ie->mutable_instance() = InstanceToProto(rec);
+    // Events carry the first line only (what watchers show); the full text,
+    // up to a 16 KiB stderr tail, stays in SQLite for `asflowctl show`.
+    ie->mutable_instance()->set_error(FirstLine(rec.error));
     *ie->mutable_counters() = run.tasks[inst.task].counters;
     publish = [hub = hub_, event = std::move(event)]() mutable { hub->Publish(std::move(event)); };
   }
@@ -877,24 +880,5 @@ void Scheduler::PublishRun(const RunRt& run) {
   });
 }
 
-v1::Instance Scheduler::InstanceProto(const RunRt& run, int64_t seq) const {
-  const InstanceRt& inst = run.instances[seq];
-  v1::Instance proto;
-  proto.set_run_id(run.id);
-  proto.set_seq(seq);
-  proto.set_task(run.tasks[inst.task].spec->name());
-  proto.set_output(inst.output);
-  proto.set_state(inst.state);
-  // Events carry the first line only (what watchers show); the full text,
-  // up to a 16 KiB stderr tail, stays in SQLite for `asflowctl show`.
-  proto.set_error(FirstLine(inst.error));
-  proto.set_attempts(inst.attempts);
-  proto.set_started_ms(inst.started_ms);
-  proto.set_finished_ms(inst.finished_ms);
-  proto.set_bytes(inst.bytes);
-  proto.set_lines(inst.lines);
-  for (const auto& [k, v] : DecodeParams(inst.params)) (*proto.mutable_params())[k] = v;
-  return proto;
-}
 
 }  // namespace asflow

@@ -122,7 +122,6 @@ class Scheduler {
   void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind);
   void PublishRun(const RunRt& run);
   v1::Run RunProto(const RunRt& run) const;
-  v1::Instance InstanceProto(const RunRt& run, int64_t seq) const;
 
   const SchedulerOptions options_;
   Store* const store_;
