@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/paths.h"
+#include "common/small_file.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
@@ -88,32 +89,10 @@ bool WaitConnected(const std::shared_ptr<grpc::Channel>& channel, std::chrono::m
 
 std::string DaemonLogPath() { return DefaultLogPath(); }
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  std::ifstream in(path);
-  std::string token;
-  if (!in || !std::getline(in, token)) {
-    return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": cannot be read"));
-  }
-  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": empty"));
-  return token;
-}
-
 void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx) {
   if (!options.token.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", options.token));
 }
 
-namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be read"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ClientOptions& options, bool autostart) {
   grpc::ChannelArguments args;
@@ -122,13 +101,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ClientOptions& opti
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
     if (!options.tls_ca.empty()) {
       grpc::SslCredentialsOptions ssl;
-      auto ca = ReadPem(options.tls_ca);
+      auto ca = ReadSmallFile(options.tls_ca);
       if (!ca.ok()) return ca.status();
       ssl.pem_root_certs = *ca;
       if (!options.tls_cert.empty()) {
-        auto cert = ReadPem(options.tls_cert);
+        auto cert = ReadSmallFile(options.tls_cert);
         if (!cert.ok()) return cert.status();
-        auto key = ReadPem(options.tls_key);
+        auto key = ReadSmallFile(options.tls_key);
         if (!key.ok()) return key.status();
         ssl.pem_cert_chain = *cert;
         ssl.pem_private_key = *key;

@@ -29,9 +29,6 @@ struct ClientOptions {
   std::string tls_key;
 };
 
-// Reads the first line of a token file; InvalidArgument names the file.
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
-
 // Adds what every call carries (the bearer token).
 void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
 

@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "client/commands.h"
 #include "common/paths.h"
+#include "common/small_file.h"
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);

@@ -1,23 +1,13 @@
 #include "server/listener.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/small_file.h"
 #include "grpcpp/security/server_credentials.h"
 
 namespace asflow {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot be read"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Equal without revealing, through timing, where two strings differ.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
@@ -56,13 +46,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const
     return grpc::InsecureServerCredentials();
   }
   grpc::SslServerCredentialsOptions ssl;
-  auto cert = ReadFile(options.tls_cert, "--tls-cert");
+  auto cert = ReadSmallFile(options.tls_cert);
   if (!cert.ok()) return cert.status();
-  auto key = ReadFile(options.tls_key, "--tls-key");
+  auto key = ReadSmallFile(options.tls_key);
   if (!key.ok()) return key.status();
   ssl.pem_key_cert_pairs.push_back({*key, *cert});
   if (!options.tls_client_ca.empty()) {
-    auto ca = ReadFile(options.tls_client_ca, "--tls-client-ca");
+    auto ca = ReadSmallFile(options.tls_client_ca);
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = *ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
@@ -73,11 +63,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const
 absl::StatusOr<std::unique_ptr<TokenCheck>> TokenCheck::Load(const std::string& token_file) {
   auto check = std::unique_ptr<TokenCheck>(new TokenCheck());
   if (token_file.empty()) return check;
-  auto text = ReadFile(token_file, "--token-file");
-  if (!text.ok()) return text.status();
-  std::string token(absl::StripAsciiWhitespace(text->substr(0, text->find('\n'))));
-  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", token_file, ": empty"));
-  check->token_ = std::move(token);
+  auto token = ReadTokenFile(token_file);
+  if (!token.ok()) return token.status();
+  check->token_ = std::move(*token);
   return check;
 }
 
