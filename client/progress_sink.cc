@@ -18,23 +18,12 @@
 namespace asflow {
 namespace {
 
-// Plain lines: one per instance started and finished, plus totals every
-// kTotalsEvery while the run is busy.
-class LineSink : public ProgressSink {
+// Tracks the run with a LinePrinter (printing to `out`, or nothing when it
+// is null); the base of the line and JSON sinks.
+class PrinterSink : public ProgressSink {
  public:
-  static constexpr absl::Duration kTotalsEvery = absl::Seconds(10);
+  PrinterSink(FILE* out, int64_t run_id) : printer_(out, run_id) {}
 
-  explicit LineSink(int64_t run_id) : printer_(stdout, run_id), next_totals_(absl::Now() + kTotalsEvery) {}
-
-  void Handle(const v1::Event& event) override {
-    absl::MutexLock lock(&mu_);
-    printer_.Handle(event);
-    absl::Time now = absl::Now();
-    if (now >= next_totals_ && printer_.run() && !printer_.finished()) {
-      next_totals_ = now + kTotalsEvery;
-      printer_.PrintTotals();
-    }
-  }
   std::optional<v1::Run> run() const override {
     absl::MutexLock lock(&mu_);
     return printer_.run();
@@ -45,21 +34,43 @@ class LineSink : public ProgressSink {
   }
   void Notice(const std::string& line) override { absl::FPrintF(stderr, "%s\n", line); }
   void Suspend(bool) override {}
+
+ protected:
+  mutable absl::Mutex mu_;
+  LinePrinter printer_ ABSL_GUARDED_BY(mu_);
+};
+
+// Plain lines: one per instance started and finished, plus totals every
+// kTotalsEvery while the run is busy.
+class LineSink : public PrinterSink {
+ public:
+  static constexpr absl::Duration kTotalsEvery = absl::Seconds(10);
+
+  explicit LineSink(int64_t run_id) : PrinterSink(stdout, run_id), next_totals_(absl::Now() + kTotalsEvery) {}
+
+  void Handle(const v1::Event& event) override {
+    absl::MutexLock lock(&mu_);
+    printer_.Handle(event);
+    absl::Time now = absl::Now();
+    if (now >= next_totals_ && printer_.run() && !printer_.finished()) {
+      next_totals_ = now + kTotalsEvery;
+      printer_.PrintTotals();
+    }
+  }
   void Finish() override {
     absl::MutexLock lock(&mu_);
     printer_.PrintSummary();
   }
 
  private:
-  mutable absl::Mutex mu_;
-  LinePrinter printer_ ABSL_GUARDED_BY(mu_);
   absl::Time next_totals_ ABSL_GUARDED_BY(mu_);
 };
 
-// One JSON object per event, protobuf's JSON mapping with proto field names.
-class JsonSink : public ProgressSink {
+// One JSON object per event, protobuf's JSON mapping with proto field names;
+// the printer only tracks state.
+class JsonSink : public PrinterSink {
  public:
-  explicit JsonSink(int64_t run_id) : tracker_(nullptr, run_id) {}
+  explicit JsonSink(int64_t run_id) : PrinterSink(nullptr, run_id) {}
 
   void Handle(const v1::Event& event) override {
     google::protobuf::util::JsonPrintOptions options;
@@ -70,23 +81,9 @@ class JsonSink : public ProgressSink {
       absl::PrintF("%s\n", line);
       std::fflush(stdout);
     }
-    tracker_.Handle(event);
+    printer_.Handle(event);
   }
-  std::optional<v1::Run> run() const override {
-    absl::MutexLock lock(&mu_);
-    return tracker_.run();
-  }
-  int64_t last_seq() const override {
-    absl::MutexLock lock(&mu_);
-    return tracker_.last_seq();
-  }
-  void Notice(const std::string& line) override { absl::FPrintF(stderr, "%s\n", line); }
-  void Suspend(bool) override {}
   void Finish() override {}
-
- private:
-  mutable absl::Mutex mu_;
-  LinePrinter tracker_ ABSL_GUARDED_BY(mu_);  // prints nothing
 };
 
 ProgressViewOptions ViewOptions(int max_running) {
