@@ -267,6 +267,31 @@ int RunsCommand(const ClientOptions& client, int limit) {
   return kExitOk;
 }
 
+int WorkersCommand(const ClientOptions& client) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  grpc::ClientContext ctx;
+  PrepareContext(client, &ctx);
+  v1::ListWorkersResponse response;
+  grpc::Status status = (*stub)->ListWorkers(&ctx, v1::ListWorkersRequest(), &response);
+  if (!status.ok()) return FailRpc(status);
+  if (response.workers_size() == 0) {
+    absl::PrintF("no workers connected (start one with: asflow-worker --server HOST:PORT --pool NAME)\n");
+    return kExitOk;
+  }
+  absl::PrintF("%-8s %-20s %-12s %5s %7s %9s %10s %9s %-9s %s\n", "SESSION", "NAME", "POOL", "SLOTS",
+               "RUNNING", "ASSIGNED", "HEARTBEAT", "UPTIME", "STATE", "HOST / PEER");
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  for (const v1::WorkerInfo& w : response.workers()) {
+    absl::PrintF("%-8d %-20s %-12s %5d %7d %9d %10s %9s %-9s %s %s\n", w.session_id(), w.name(),
+                 absl::StrJoin(w.pools(), ","), w.slots(), w.running(), w.assigned_total(),
+                 absl::StrCat(FormatDuration(std::max<int64_t>(0, now - w.last_heartbeat_ms())), " ago"),
+                 FormatDuration(std::max<int64_t>(0, now - w.connected_ms())),
+                 w.draining() ? "draining" : "ready", w.hostname(), w.peer());
+  }
+  return kExitOk;
+}
+
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states) {
   v1::ListTasksRequest request;

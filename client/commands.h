@@ -32,6 +32,8 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options);
 int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
                  int max_running);
 int RunsCommand(const ClientOptions& client, int limit);
+// Connected remote workers: pool, slots, running, last heartbeat.
+int WorkersCommand(const ClientOptions& client);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                  const std::vector<std::string>& states);
 int CancelCommand(const ClientOptions& client, int64_t run_id);

@@ -94,27 +94,30 @@ void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx) {
 }
 
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(const ClientOptions& options) {
+  if (options.tls_ca.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  auto ca = ReadSmallFile(options.tls_ca);
+  if (!ca.ok()) return ca.status();
+  ssl.pem_root_certs = *ca;
+  if (!options.tls_cert.empty()) {
+    auto cert = ReadSmallFile(options.tls_cert);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadSmallFile(options.tls_key);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *cert;
+    ssl.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(ssl);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ClientOptions& options, bool autostart) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   if (!options.server.empty()) {
-    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-    if (!options.tls_ca.empty()) {
-      grpc::SslCredentialsOptions ssl;
-      auto ca = ReadSmallFile(options.tls_ca);
-      if (!ca.ok()) return ca.status();
-      ssl.pem_root_certs = *ca;
-      if (!options.tls_cert.empty()) {
-        auto cert = ReadSmallFile(options.tls_cert);
-        if (!cert.ok()) return cert.status();
-        auto key = ReadSmallFile(options.tls_key);
-        if (!key.ok()) return key.status();
-        ssl.pem_cert_chain = *cert;
-        ssl.pem_private_key = *key;
-      }
-      creds = grpc::SslCredentials(ssl);
-    }
-    auto channel = grpc::CreateCustomChannel(options.server, creds, args);
+    auto creds = ChannelCredentialsFor(options);
+    if (!creds.ok()) return creds.status();
+    auto channel = grpc::CreateCustomChannel(options.server, *creds, args);
     if (!WaitConnected(channel, std::chrono::seconds(5))) {
       return absl::UnavailableError(absl::StrCat("cannot reach asflowd at ", options.server));
     }

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 
 namespace asflow {
 
@@ -31,6 +32,10 @@ struct ClientOptions {
 
 // Adds what every call carries (the bearer token).
 void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
+
+// Plaintext, or TLS (with a client certificate for mutual TLS) when
+// options.tls_ca is set. NotFound/InvalidArgument name an unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(const ClientOptions& options);
 
 // Connects, waiting up to `wait` for the channel. With `autostart`, a local
 // daemon is started if none answers. Unavailable says where it looked and,

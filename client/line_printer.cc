@@ -54,6 +54,12 @@ void LinePrinter::UpdateRun(const v1::Run& run) {
       Print("  %s: %d instance%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s",
                     cached);
     }
+    // Said once each time it starts (e.g. the pool's last worker left).
+    std::string& waiting = waiting_[t.task()];
+    if (t.waiting() != waiting) {
+      waiting = t.waiting();
+      if (!waiting.empty()) Print("  waiting    %s: %s\n", t.task(), waiting);
+    }
   }
   run_ = run;
 }

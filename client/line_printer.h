@@ -42,6 +42,7 @@ class LinePrinter {
   const int64_t run_id_;
   std::optional<v1::Run> run_;
   std::map<std::string, bool> announced_;  // task -> expansion printed
+  std::map<std::string, std::string> waiting_;  // task -> last "waiting" printed
   int64_t last_seq_ = 0;
 };
 

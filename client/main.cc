@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
   CLI::App* runs = app.add_subcommand("runs", "List recent runs");
   runs->add_option("-n,--limit", limit, "How many")->capture_default_str();
 
+  CLI::App* workers = app.add_subcommand("workers", "List connected remote workers");
+
   std::string task;
   std::vector<std::string> states;
   CLI::App* tasks = app.add_subcommand("tasks", "List the instances of a run");
@@ -114,6 +116,7 @@ int main(int argc, char** argv) {
   if (*show) return asflow::ShowCommand(client, run_id, task, params);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit);
+  if (*workers) return asflow::WorkersCommand(client);
   if (*tasks) return asflow::TasksCommand(client, run_id, task, states);
   if (*cancel) return asflow::CancelCommand(client, run_id);
   if (*cat) return asflow::CatCommand(paths);

@@ -319,7 +319,9 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
   if (running) {
     for (const v1::TaskCounters& t : run.tasks()) {
       if (t.running() > 0 || t.queued() <= 0) continue;
-      if (t.queued() > t.retrying()) {
+      if (t.queued() > t.retrying() && !t.waiting().empty()) {
+        add(absl::StrCat("  ", t.task(), ": ", t.queued(), " queued, none running: ", t.waiting()));
+      } else if (t.queued() > t.retrying()) {
         add(absl::StrCat("  ", t.task(), ": ", t.queued(), " queued, none running (waiting for a pool slot, limit or rate)"));
       } else {
         add(absl::StrCat("  ", t.task(), ": ", t.retrying(), " waiting to retry"));

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,6 +58,16 @@ absl::Status MakeDirs(const std::string& dir, int mode) {
   }
   if (mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  auto visit = [](const char* p, const struct stat*, int, struct FTW*) {
+    return ::remove(p) == 0 || errno == ENOENT ? 0 : -1;
+  };
+  if (nftw(path.c_str(), visit, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat("remove ", path, ": ", strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -21,6 +21,9 @@ std::string DefaultStatePath();
 std::string DefaultLogPath();
 // Creates `dir` and its parents; the last component gets `mode`.
 absl::Status MakeDirs(const std::string& dir, int mode = 0700);
+// Removes `path` and everything below it without following symlinks; OK
+// if it does not exist.
+absl::Status RemoveTree(const std::string& path);
 // Absolute, symlink-free form of an existing path ("realpath").
 absl::StatusOr<std::string> RealPath(const std::string& path);
 // Whether `path` equals `root` or lies below it (both absolute, normalised).

@@ -275,7 +275,7 @@ class Validator {
         !rate.ok()) {
       Add(p + ".rate", rate.status().message());
     }
-    if (!std::all_of(task.pool().begin(), task.pool().end(), IsFlowNameChar)) {
+    if (!task.pool().empty() && !IsPoolName(task.pool())) {
       Add(p + ".pool", absl::StrCat("'", absl::Utf8SafeCEscape(task.pool()),
                                     "' may only use [A-Za-z0-9_.-]"));
     }
@@ -431,6 +431,10 @@ class Validator {
 };
 
 }  // namespace
+
+bool IsPoolName(absl::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), IsFlowNameChar);
+}
 
 absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
   if (rate.empty()) return 0.0;

@@ -26,6 +26,9 @@ absl::Status ValidateFlowSpec(const v1::FlowSpec& spec,
                               const SourceMap* where = nullptr,
                               absl::Span<const std::string> extra_params = {});
 
+// A pool name (`pool:`, asflow-worker --pool): [A-Za-z0-9_.-]+.
+bool IsPoolName(absl::string_view name);
+
 // Tokens per second of a task's `rate` ("2/s", "30/min", "0.5/h"); 0 for an
 // empty rate (unlimited). InvalidArgument quoting the text otherwise,
 // including a rate of 0.

@@ -182,6 +182,19 @@ grpc::ServerWriteReactor<v1::Event>* FlowServiceImpl::Watch(grpc::CallbackServer
   return new WatchReactor(hub_, *request, std::move(initial));
 }
 
+grpc::ServerUnaryReactor* FlowServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListWorkersRequest* request,
+                                                       v1::ListWorkersResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
+  for (v1::WorkerInfo& info : scheduler_->workers()->List()) *response->add_workers() = std::move(info);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext* ctx,
                                                     const v1::ShutdownRequest* request,
                                                     v1::ShutdownResponse* response) {

@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<TokenCheck>> TokenCheck::Load(const std::string& 
   return check;
 }
 
-absl::Status TokenCheck::Check(const grpc::CallbackServerContext& ctx) const {
+absl::Status TokenCheck::Check(const grpc::ServerContextBase& ctx) const {
   if (token_.empty() || absl::StartsWith(ctx.peer(), "unix:")) return absl::OkStatus();
   auto range = ctx.client_metadata().equal_range("authorization");
   for (auto it = range.first; it != range.second; ++it) {

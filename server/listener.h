@@ -28,6 +28,9 @@ struct ListenOptions {
   bool insecure = false;
   // File whose first line is the bearer token TCP clients must send.
   std::string token_file;
+  // The same for workers (WorkerService); empty: workers need token_file's
+  // token, if any.
+  std::string worker_token_file;
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".
@@ -46,7 +49,7 @@ class TokenCheck {
   static absl::StatusOr<std::unique_ptr<TokenCheck>> Load(const std::string& token_file);
   // OK for calls over the unix socket and for calls with the right
   // "authorization: Bearer TOKEN"; Unauthenticated (no detail) otherwise.
-  absl::Status Check(const grpc::CallbackServerContext& ctx) const;
+  absl::Status Check(const grpc::ServerContextBase& ctx) const;
 
  private:
   std::string token_;

@@ -35,41 +35,58 @@ int64_t CountNewlines(absl::string_view data) {
 
 }  // namespace
 
+StdoutSink::StdoutSink(const ExecJob& job, const AtomicFileOptions& file_options,
+                       const ProgressFn& progress)
+    : job_(job), file_options_(file_options), progress_(progress),
+      next_report_(absl::Now() + kProgressInterval) {}
+
+absl::Status StdoutSink::Open() {
+  if (job_.output.empty()) return absl::OkStatus();
+  if (absl::Status inside = CheckInsideWorkspace(job_.workspace, job_.output); !inside.ok()) {
+    return inside;
+  }
+  auto opened = AtomicFile::Open(absl::StrCat(job_.workspace, "/", job_.output), file_options_);
+  if (!opened.ok()) return opened.status();
+  file_ = std::move(*opened);
+  return absl::OkStatus();
+}
+
+absl::Status StdoutSink::Append(absl::string_view chunk) {
+  bytes_ += chunk.size();
+  lines_ += CountNewlines(chunk);
+  if (!chunk.empty()) ends_with_newline_ = chunk.back() == '\n';
+  if (progress_ != nullptr) {
+    absl::Time now = absl::Now();
+    if (now >= next_report_) {
+      next_report_ = now + kProgressInterval;
+      progress_(job_.id, bytes_, lines_);
+    }
+  }
+  return file_ ? file_->Append(chunk) : absl::OkStatus();
+}
+
+void StdoutSink::Finish(bool keep, ExecResult* result) {
+  result->bytes = bytes_;
+  result->lines = lines_ + (ends_with_newline_ ? 0 : 1);
+  if (file_ == nullptr) return;
+  if (keep) {
+    result->output_status = file_->Commit();
+  } else {
+    file_->Abort();
+  }
+  file_.reset();
+}
+
 ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
                   const ProgressFn& progress, const SpawnFn& spawned) {
   ExecResult result;
   result.id = job.id;
-  std::unique_ptr<AtomicFile> file;
-  if (!job.output.empty()) {
-    // Checked here, just before writing, so a symlink planted after submit
-    // cannot redirect the output outside the workspace.
-    absl::Status inside = CheckInsideWorkspace(job.workspace, job.output);
-    if (!inside.ok()) {
-      result.output_status = inside;
-      return result;
-    }
-    auto opened = AtomicFile::Open(absl::StrCat(job.workspace, "/", job.output), file_options);
-    if (!opened.ok()) {
-      result.output_status = opened.status();
-      return result;
-    }
-    file = std::move(*opened);
+  StdoutSink sink(job, file_options, progress);
+  if (absl::Status s = sink.Open(); !s.ok()) {
+    result.output_status = s;
+    return result;
   }
-  bool ends_with_newline = true;
-  absl::Time next_report = absl::Now() + kProgressInterval;
-  auto on_stdout = [&](absl::string_view chunk) -> absl::Status {
-    result.bytes += chunk.size();
-    result.lines += CountNewlines(chunk);
-    if (!chunk.empty()) ends_with_newline = chunk.back() == '\n';
-    if (progress != nullptr) {
-      absl::Time now = absl::Now();
-      if (now >= next_report) {
-        next_report = now + kProgressInterval;
-        progress(job.id, result.bytes, result.lines);
-      }
-    }
-    return file ? file->Append(chunk) : absl::OkStatus();
-  };
+  auto on_stdout = [&](absl::string_view chunk) { return sink.Append(chunk); };
   if (!job.builtin.empty()) {
     result.process.exit_code = 0;
     if (job.builtin == "builtin.echo") {
@@ -80,14 +97,7 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
     if (spawned != nullptr) spec.on_spawn = [&](pid_t pgid) { spawned(job.id, pgid); };
     result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
   }
-  if (!ends_with_newline) ++result.lines;
-  if (file) {
-    if (result.process.ok()) {
-      result.output_status = file->Commit();
-    } else {
-      file->Abort();
-    }
-  }
+  sink.Finish(result.process.ok(), &result);
   return result;
 }
 
@@ -113,8 +123,17 @@ LocalPool::~LocalPool() {
 }
 
 void LocalPool::Start(ExecJob job) {
+  // Built-in handlers end on their own at once; a canceller holds an fd.
+  if (job.builtin.empty()) job.canceller = std::make_shared<Canceller>();
   absl::MutexLock lock(&mu_);
+  if (job.canceller != nullptr) cancellers_[job.id] = job.canceller;
   queue_.push_back(std::move(job));
+}
+
+void LocalPool::Cancel(ExecId id) {
+  absl::MutexLock lock(&mu_);
+  auto it = cancellers_.find(id);
+  if (it != cancellers_.end()) it->second->Cancel();
 }
 
 void LocalPool::Loop() {
@@ -130,7 +149,12 @@ void LocalPool::Loop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    on_done_(RunJob(job, file_options_, on_progress_, on_spawn_));
+    ExecResult result = RunJob(job, file_options_, on_progress_, on_spawn_);
+    {
+      absl::MutexLock lock(&mu_);
+      cancellers_.erase(job.id);
+    }
+    on_done_(std::move(result));
   }
 }
 

@@ -41,6 +41,13 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", options.listen.insecure, "Serve plaintext on a non-loopback --listen address");
   app.add_option("--token-file", options.listen.token_file,
                  "File whose first line is the bearer token TCP clients must send");
+  app.add_option("--worker-token-file", options.listen.worker_token_file,
+                 "File whose first line is the bearer token remote workers must send (default: "
+                 "--token-file's)");
+  app.add_option("--worker-lease", options.worker_lease_seconds,
+                 "Seconds a remote worker may stay silent before its instances are queued again")
+      ->check(CLI::Range(0.3, 3600.0))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -171,10 +171,13 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     auto rate = ParseRatePerSecond(ts.rate());
     if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
     task.rate = *rate;
-    if (!ts.handler().empty() && ts.handler() != "builtin.noop" && ts.handler() != "builtin.echo") {
-      // SDK handlers come with remote workers; none can register one yet.
-      return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].handler: no worker provides handler '",
-                                                     ts.handler(), "' (built in: builtin.noop, builtin.echo)"));
+    task.pool = ts.pool().empty() ? "local" : ts.pool();
+    if (task.pool == "local" && !ts.handler().empty() && ts.handler() != "builtin.noop" &&
+        ts.handler() != "builtin.echo") {
+      // Other handlers come from remote workers (WorkerHello.handlers).
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tasks[", i, "].handler: the local pool runs only builtin.noop and builtin.echo, not '",
+          ts.handler(), "' (set pool: to a pool whose workers offer it)"));
     }
     auto rules = ErrorRules::Compile(ts);
     if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].", rules.status().message()));

@@ -29,6 +29,7 @@ using Bindings = std::vector<std::pair<std::string, std::string>>;
 struct TaskRt {
   const v1::TaskSpec* spec = nullptr;  // points into RunRt::request
   std::string key;                     // task definition: "flow.task"
+  std::string pool;                    // "local" or a remote pool
   std::vector<Template> argv;
   std::unique_ptr<Template> on;        // null: output not kept
   std::unique_ptr<Template> file;      // for_each.file

@@ -54,7 +54,17 @@ std::string ErrorText(const ExecResult& r) {
 }  // namespace
 
 Scheduler::Scheduler(SchedulerOptions options, Store* store, EventHub* hub)
-    : options_(std::move(options)), store_(store), hub_(hub) {}
+    : options_(std::move(options)), store_(store), hub_(hub) {
+  WorkerHub::Callbacks callbacks;
+  callbacks.on_done = [this](ExecResult r) { Post([this, r = std::move(r)]() mutable { OnExecDone(std::move(r)); }); };
+  callbacks.on_progress = [this](ExecId id, int64_t bytes, int64_t lines) {
+    Post([this, id, bytes, lines] { OnExecProgress(id, bytes, lines); });
+  };
+  callbacks.on_pool_slots = [this](const std::string& pool, int slots) {
+    Post([this, pool, slots] { OnPoolSlots(pool, slots); });
+  };
+  workers_ = std::make_unique<WorkerHub>(options_.workers, options_.file_options, std::move(callbacks));
+}
 
 Scheduler::~Scheduler() { Stop(); }
 
@@ -125,7 +135,7 @@ void Scheduler::Stop() {
   Post([this] {
     stopping_ = true;
     for (auto& [id, exec] : execs_) {
-      if (exec.started && exec.canceller != nullptr) exec.canceller->Cancel();
+      if (exec.started && exec.runner != nullptr) exec.runner->Cancel(exec.id);
     }
   });
   {
@@ -292,9 +302,14 @@ void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
   RunRt& run = *run_ptr;
   runs_[run.id] = std::move(run_ptr);
   for (const TaskRt& task : run.tasks) {
-    plan_.SetTaskDef(task.key, task.limit, task.spec->pool().empty() ? "local" : task.spec->pool(),
-                     task.rate);
+    // A remote pool nobody has joined yet has no slots.
+    if (task.pool != "local" && !remote_slots_.contains(task.pool)) {
+      remote_slots_[task.pool] = 0;
+      plan_.SetPoolSlots(task.pool, 0);
+    }
+    plan_.SetTaskDef(task.key, task.limit, task.pool, task.rate);
   }
+  UpdateWaiting(run);
   PublishRun(run);
   for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
     if (run.tasks[t].deps.empty()) Expand(run, t);
@@ -486,6 +501,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   exec.waiters.emplace_back(run.id, seq);
   exec.task_key = task.key;
   exec.rules = task.rules;
+  exec.pool = task.pool;
   inst.exec = exec.id;
   plan_.Enqueue(exec.id, task.key, run.id);
   exec_by_key_[key] = exec.id;
@@ -504,19 +520,27 @@ ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   job.id = id;
   job.workspace = run.workspace;
   job.output = inst.output;
+  job.pool = task.pool;
+  job.label = InstanceLabel(task.spec->name(), inst.params);
   job.builtin = task.spec->handler();
   if (!job.builtin.empty()) job.params = inst.params;
-  job.process.cwd = run.workspace;
-  job.process.search_path = run.search_path;
   job.process.kill_grace = options_.kill_grace;
   for (const Template& arg : task.argv) {
     auto rendered = arg.Render(lookup);  // names were checked at submit
     job.process.argv.push_back(rendered.ok() ? *rendered : arg.text());
   }
-  std::vector<std::string> env = run.env;
+  std::vector<std::string> env;
   for (const auto& [k, v] : run.params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
   for (const auto& [k, v] : params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
-  job.process.env = MergeEnvironment(env);
+  if (task.pool == "local") {
+    job.process.cwd = run.workspace;
+    job.process.search_path = run.search_path;
+    env.insert(env.begin(), run.env.begin(), run.env.end());
+    job.process.env = MergeEnvironment(env);
+  } else {
+    // The client's environment (its PATH) means nothing on another host.
+    job.process.env = std::move(env);
+  }
   if (task.spec->has_timeout()) {
     job.process.timeout = absl::Seconds(task.spec->timeout().seconds()) +
                           absl::Nanoseconds(task.spec->timeout().nanos());
@@ -552,9 +576,7 @@ void Scheduler::Pump() {
     // and a run may have 100,000 instances queued.
     const auto& [first_run, first_seq] = exec.waiters.front();
     ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
-    // One per attempt, only while running: a canceller holds an fd.
-    exec.canceller = std::make_shared<Canceller>();
-    job.canceller = exec.canceller;
+    exec.runner = exec.pool == "local" ? static_cast<Runner*>(pool_.get()) : workers_.get();
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
@@ -567,7 +589,7 @@ void Scheduler::Pump() {
       inst.attempts = exec.attempts;
       Record(run, seq, v1::InstanceEvent::STARTED);
     }
-    pool_->Start(std::move(job));
+    exec.runner->Start(std::move(job));
   }
 }
 
@@ -633,6 +655,41 @@ void Scheduler::OnExecSpawned(ExecId id, pid_t pgid) {
   }
 }
 
+void Scheduler::Requeue(Exec& exec) {
+  exec.cancelling = false;
+  exec.started = false;
+  exec.pgid = 0;
+  exec.runner = nullptr;
+  --exec.attempts;
+  plan_.Enqueue(exec.id, exec.task_key, exec.waiters.front().first);
+}
+
+void Scheduler::OnPoolSlots(const std::string& pool, int slots) {
+  remote_slots_[pool] = slots;
+  plan_.SetPoolSlots(pool, slots);
+  for (auto& [id, run] : runs_) {
+    if (UpdateWaiting(*run)) PublishRun(*run);
+  }
+}
+
+bool Scheduler::UpdateWaiting(RunRt& run) {
+  bool changed = false;
+  for (TaskRt& task : run.tasks) {
+    std::string waiting;
+    if (task.pool != "local") {
+      auto it = remote_slots_.find(task.pool);
+      if (it == remote_slots_.end() || it->second == 0) {
+        waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
+      }
+    }
+    if (task.counters.waiting() != waiting) {
+      task.counters.set_waiting(waiting);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
 void Scheduler::OnExecDone(ExecResult result) {
   plan_.Finished(result.id);
   auto it = execs_.find(result.id);
@@ -648,14 +705,31 @@ void Scheduler::OnExecDone(ExecResult result) {
     // Killed because no run needed it, but a run joined meanwhile: its
     // result says nothing about the instance, so run it again for them.
     // The kill does not count as an attempt.
-    Exec& exec = it->second;
-    exec.cancelling = false;
-    exec.started = false;
-    exec.pgid = 0;
-    exec.canceller.reset();
-    --exec.attempts;
-    plan_.Enqueue(exec.id, exec.task_key, exec.waiters.front().first);
+    Requeue(it->second);
     return;
+  }
+  if (result.infra == ExecResult::Infra::kUnplaced ||
+      (result.infra == ExecResult::Infra::kLost && it->second.losses + 1 < options_.max_losses)) {
+    // Not the command's fault: queued again, not counted as an attempt.
+    Exec& exec = it->second;
+    std::string note;
+    if (result.infra == ExecResult::Infra::kLost) {
+      ++exec.losses;
+      note = absl::StrCat(result.output_status.message(), "; queued again (loss ", exec.losses, " of ",
+                          options_.max_losses, ")");
+    }
+    Requeue(exec);
+    for (const auto& [run_id, seq] : exec.waiters) {
+      RunRt& run = *runs_.at(run_id);
+      run.instances[seq].error = note;
+      SetState(run, seq, v1::QUEUED);
+      Record(run, seq, v1::InstanceEvent::QUEUED);
+    }
+    return;
+  }
+  if (result.infra == ExecResult::Infra::kLost) {
+    result.output_status = absl::UnavailableError(absl::StrCat(
+        "lost ", options_.max_losses, " times, last: ", result.output_status.message()));
   }
   std::string error = result.ok() ? "" : ErrorText(result);
   Verdict verdict = result.ok() ? Verdict::kFail : Judge(it->second, result);
@@ -664,7 +738,7 @@ void Scheduler::OnExecDone(ExecResult result) {
     absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
     exec.started = false;
     exec.pgid = 0;
-    exec.canceller.reset();
+    exec.runner = nullptr;
     retry_timers_.emplace(absl::Now() + delay, exec.id);
     std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
                                     " failed, retrying in ", absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))),
@@ -791,7 +865,7 @@ void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
     exec_by_key_.erase(exec.key);
     execs_.erase(it);
   } else {
-    if (exec.canceller != nullptr) exec.canceller->Cancel();  // SIGTERM, SIGKILL after grace
+    exec.runner->Cancel(exec.id);  // SIGTERM, SIGKILL after grace
     exec.cancelling = true;
   }
 }

@@ -25,6 +25,7 @@
 #include "server/plan.h"
 #include "server/run_state.h"
 #include "server/store.h"
+#include "server/worker_hub.h"
 
 namespace asflow {
 
@@ -41,6 +42,10 @@ struct SchedulerOptions {
   absl::Duration kill_grace = absl::Seconds(5);
   // Upper bound on instances in one run.
   int64_t max_instances_per_run = 10'000'000;
+  // Remote worker pools: lease and bounds.
+  WorkerHubOptions workers;
+  // An instance whose worker is lost this many times fails.
+  int max_losses = 3;
 };
 
 class Scheduler {
@@ -72,6 +77,9 @@ class Scheduler {
   // the store has committed. Instances of runs still active are left alone.
   void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<int64_t>)> done);
 
+  // The remote pools' runner, for the WorkerService and ListWorkers.
+  WorkerHub* workers() { return workers_.get(); }
+
  private:
   // An execution shared by every run that needs the same instance.
   struct Exec {
@@ -80,12 +88,14 @@ class Scheduler {
     std::vector<std::pair<int64_t, int64_t>> waiters;  // (run id, seq)
     std::string task_key;
     std::shared_ptr<const ErrorRules> rules;
-    std::shared_ptr<Canceller> canceller;  // set while an attempt runs
+    std::string pool;
+    Runner* runner = nullptr;  // set while an attempt runs
     bool started = false;
     // Its process is being killed because no run needed it any more; runs
     // that join meanwhile wait for a fresh attempt.
     bool cancelling = false;
     int attempts = 0;  // attempts started so far
+    int losses = 0;    // attempts whose worker was lost (not counted above)
     pid_t pgid = 0;    // process group of the running attempt
   };
   using Timer = std::pair<absl::Time, ExecId>;
@@ -112,6 +122,13 @@ class Scheduler {
   void AfterChange(RunRt& run);
   void FinishRun(RunRt& run, v1::RunState state, std::string error);
   void OnExecDone(ExecResult result);
+  // Puts a started execution back in the queue without counting an attempt
+  // (its process was killed for no fault of its own, or its worker lost).
+  void Requeue(Exec& exec);
+  void OnPoolSlots(const std::string& pool, int slots);
+  // Sets `waiting` on the run's tasks from their pools' sizes; true if any
+  // changed.
+  bool UpdateWaiting(RunRt& run);
   void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
   void OnExecSpawned(ExecId id, pid_t pgid);
   // Kills the process groups that a crashed daemon's running instances
@@ -142,7 +159,11 @@ class Scheduler {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> retry_timers_;
   absl::BitGen rng_;  // retry jitter
 
+  // Slots of each remote pool, as the hub last reported them.
+  absl::flat_hash_map<std::string, int> remote_slots_;
+
   std::unique_ptr<LocalPool> pool_;
+  std::unique_ptr<WorkerHub> workers_;
   std::thread thread_;
 };
 

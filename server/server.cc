@@ -100,12 +100,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
   sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
   sched.file_options.sync = options.sync_outputs;
+  sched.workers.lease = absl::Seconds(options.worker_lease_seconds);
   d->scheduler_ = std::make_unique<Scheduler>(sched, d->store_.get(), d->hub_.get());
   if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
 
   auto auth = TokenCheck::Load(options.listen.token_file);
   if (!auth.ok()) return auth.status();
   d->auth_ = std::move(*auth);
+  auto worker_auth = TokenCheck::Load(options.listen.worker_token_file.empty() ? options.listen.token_file
+                                                                               : options.listen.worker_token_file);
+  if (!worker_auth.ok()) return worker_auth.status();
+  d->worker_auth_ = std::move(*worker_auth);
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (!options.listen.address.empty()) {
     auto creds = ListenCredentials(options.listen);
@@ -123,7 +128,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   if (tcp_credentials != nullptr) {
     builder.AddListeningPort(options.listen.address, tcp_credentials, &tcp_port);
   }
+  d->worker_service_ = std::make_unique<WorkerServiceImpl>(d->scheduler_->workers(), d->worker_auth_.get());
   builder.RegisterService(d->service_.get());
+  builder.RegisterService(d->worker_service_.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
   mode_t old_umask = umask(0077);  // the socket is born 0600
   d->server_ = builder.BuildAndStart();
@@ -137,9 +144,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
       return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen.address));
     }
     std::string host = options.listen.address.substr(0, options.listen.address.rfind(':'));
-    spdlog::info("asflowd listening on tcp {}:{} ({}{})", host, tcp_port,
+    spdlog::info("asflowd listening on tcp {}:{} ({}{}{})", host, tcp_port,
                  options.listen.tls_cert.empty() ? "plaintext" : "TLS",
-                 options.listen.token_file.empty() ? "" : ", token required");
+                 options.listen.token_file.empty() ? "" : ", client token required",
+                 options.listen.worker_token_file.empty() && options.listen.token_file.empty()
+                     ? ""
+                     : ", worker token required");
   }
   spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {})",
                options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "));
@@ -153,7 +163,9 @@ void Daemon::RequestShutdown() {
 void Daemon::Wait() {
   shutdown_.WaitForNotification();
   spdlog::info("asflowd shutting down");
+  // Worker sessions end now (their instances resume at the next start);
   // Watch streams are cancelled by the deadline; unary calls finish.
+  scheduler_->workers()->Close();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   scheduler_->Stop();
   if (absl::Status s = store_->Flush(); !s.ok()) spdlog::error("store flush: {}", std::string(s.message()));

@@ -14,6 +14,7 @@
 #include "server/listener.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/worker_service.h"
 
 namespace grpc {
 class Server;
@@ -37,8 +38,10 @@ struct ServerOptions {
   double kill_grace_seconds = 5;
   // fsync outputs and their directories on commit.
   bool sync_outputs = true;
-  // The optional TCP listener, its TLS and its token.
+  // The optional TCP listener, its TLS and its tokens.
   ListenOptions listen;
+  // A remote worker silent this long loses its running instances.
+  double worker_lease_seconds = 10;
 };
 
 class Daemon {
@@ -64,7 +67,9 @@ class Daemon {
   std::unique_ptr<EventHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<TokenCheck> auth_;
+  std::unique_ptr<TokenCheck> worker_auth_;
   std::unique_ptr<FlowServiceImpl> service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Notification shutdown_;
 };

@@ -77,7 +77,7 @@ TEST(BuildRunTest, IdentityUsesOnlyReferencedFlowParams) {
   EXPECT_EQ((*run)->tasks[1].key, "f.extract");
 }
 
-TEST(BuildRunTest, OnlyBuiltinHandlersAreAvailable) {
+TEST(BuildRunTest, LocalPoolRunsOnlyBuiltinHandlers) {
   v1::SubmitFlowRequest req;
   req.mutable_spec()->set_name("f");
   v1::TaskSpec* t = req.mutable_spec()->add_tasks();
@@ -86,7 +86,13 @@ TEST(BuildRunTest, OnlyBuiltinHandlersAreAvailable) {
   EXPECT_TRUE(BuildRun(req, 2).ok());
   t->set_handler("count_words");
   EXPECT_EQ(BuildRun(req, 2).status().message(),
-            "tasks[0].handler: no worker provides handler 'count_words' (built in: builtin.noop, builtin.echo)");
+            "tasks[0].handler: the local pool runs only builtin.noop and builtin.echo, not 'count_words' "
+            "(set pool: to a pool whose workers offer it)");
+  // A remote pool's workers say which handlers they offer when they join.
+  t->set_pool("py");
+  auto run = BuildRun(req, 2);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ((*run)->tasks[0].pool, "py");
 }
 
 }  // namespace

@@ -1,0 +1,385 @@
+#include "server/worker_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/spec_validator.h"
+#include "spdlog/spdlog.h"
+#include "worker/protocol.h"
+
+namespace asflow {
+
+// One open assignment. `job` is immutable once placed; `sink` and the
+// statuses belong to the session's reader thread.
+struct WorkerHub::Open {
+  ExecJob job;
+  std::unique_ptr<StdoutSink> sink;
+  bool opened = false;
+  absl::Status open_status;
+  absl::Status write_status;
+};
+
+class WorkerHub::Session {
+ public:
+  int64_t id = 0;
+  std::string pool;
+  int slots = 0;
+  std::vector<std::string> handlers;
+  v1::WorkerInfo info;
+  std::function<void()> abort;
+  // Guarded by the hub's mu_.
+  absl::Time last_recv;
+  bool draining = false;
+  bool closed = false;
+  bool expired = false;
+  std::deque<v1::DaemonMessage> outbox;
+  absl::flat_hash_map<ExecId, std::shared_ptr<Open>> open;
+
+  std::string Label() const { return absl::StrCat(info.name(), " (session ", id, ")"); }
+  bool Offers(const std::string& handler) const {
+    return handler.empty() || std::find(handlers.begin(), handlers.end(), handler) != handlers.end();
+  }
+};
+
+WorkerHub::WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, Callbacks callbacks)
+    : options_(std::move(options)),
+      file_options_(std::move(file_options)),
+      callbacks_(std::move(callbacks)) {
+  watchdog_ = std::thread([this] { Watchdog(); });
+}
+
+WorkerHub::~WorkerHub() { Close(); }
+
+void WorkerHub::Close() {
+  std::vector<std::function<void()>> aborts;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (auto& [id, session] : sessions_) aborts.push_back(session->abort);
+  }
+  for (auto& abort : aborts) abort();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+void WorkerHub::Push(Session& session, v1::DaemonMessage message) {
+  session.outbox.push_back(std::move(message));
+}
+
+int WorkerHub::PoolSlotsLocked(const std::string& pool) const {
+  int slots = 0;
+  for (const auto& [id, s] : sessions_) {
+    if (s->pool == pool && !s->closed && !s->draining) slots += s->slots;
+  }
+  return slots;
+}
+
+int WorkerHub::PoolSlots(const std::string& pool) const {
+  absl::MutexLock lock(&mu_);
+  return PoolSlotsLocked(pool);
+}
+
+void WorkerHub::PublishPool(const std::string& pool) {
+  if (callbacks_.on_pool_slots != nullptr) callbacks_.on_pool_slots(pool, PoolSlotsLocked(pool));
+}
+
+absl::StatusOr<std::shared_ptr<WorkerHub::Session>> WorkerHub::Join(const v1::WorkerHello& hello,
+                                                                    const std::string& peer,
+                                                                    std::function<void()> abort) {
+  if (hello.pools_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello.pools: a worker serves exactly one pool, got ", hello.pools_size(),
+        " (start one asflow-worker per pool)"));
+  }
+  const std::string& pool = hello.pools(0);
+  if (!IsPoolName(pool) || pool == "local") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello.pools: '", pool, "' is not a remote pool name ([A-Za-z0-9_.-]+, not \"local\")"));
+  }
+  if (hello.slots() < 1 || hello.slots() > options_.max_slots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello.slots: must be 1..", options_.max_slots, ", got ", hello.slots()));
+  }
+  auto session = std::make_shared<Session>();
+  session->pool = pool;
+  session->slots = hello.slots();
+  session->handlers.assign(hello.handlers().begin(), hello.handlers().end());
+  session->abort = std::move(abort);
+  absl::Time now = absl::Now();
+  session->last_recv = now;
+  v1::WorkerInfo& info = session->info;
+  info.set_name(hello.name().empty() ? hello.hostname() : hello.name());
+  info.set_hostname(hello.hostname());
+  info.set_peer(peer);
+  *info.mutable_pools() = hello.pools();
+  info.set_slots(hello.slots());
+  info.set_version(hello.version());
+  *info.mutable_handlers() = hello.handlers();
+  info.set_connected_ms(absl::ToUnixMillis(now));
+  info.set_last_heartbeat_ms(absl::ToUnixMillis(now));
+
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::UnavailableError("asflowd is shutting down");
+  if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many workers connected (", options_.max_sessions, ")"));
+  }
+  session->id = next_session_++;
+  info.set_session_id(session->id);
+  v1::DaemonMessage welcome;
+  welcome.mutable_welcome()->set_session_id(session->id);
+  welcome.mutable_welcome()->set_lease_ms(absl::ToInt64Milliseconds(options_.lease));
+  welcome.mutable_welcome()->set_heartbeat_ms(absl::ToInt64Milliseconds(options_.lease / 3));
+  welcome.mutable_welcome()->set_daemon_version(kAsflowVersion);
+  Push(*session, std::move(welcome));
+  sessions_[session->id] = session;
+  spdlog::info("worker {} joined pool '{}' from {} with {} slots (host {}, version {}{}{})",
+               session->Label(), pool, peer, session->slots, hello.hostname(), hello.version(),
+               session->handlers.empty() ? "" : ", handlers ", absl::StrJoin(session->handlers, ","));
+  PublishPool(pool);
+  return session;
+}
+
+void WorkerHub::Start(ExecJob job) {
+  ExecResult refused;
+  {
+    absl::MutexLock lock(&mu_);
+    Session* best = nullptr;
+    bool pool_has_workers = false;
+    for (auto& [id, s] : sessions_) {
+      if (s->pool != job.pool || s->closed) continue;
+      pool_has_workers = true;
+      if (s->draining || !s->Offers(job.builtin)) continue;
+      int free = s->slots - static_cast<int>(s->open.size());
+      if (free <= 0) continue;
+      // Most free slots first spreads work over workers; ties go to the
+      // one that has had fewer assignments.
+      if (best == nullptr || free > best->slots - static_cast<int>(best->open.size()) ||
+          (free == best->slots - static_cast<int>(best->open.size()) &&
+           s->info.assigned_total() < best->info.assigned_total())) {
+        best = s.get();
+      }
+    }
+    if (best != nullptr) {
+      v1::DaemonMessage message;
+      v1::Assignment& a = *message.mutable_assign();
+      a.set_id(job.id);
+      if (job.builtin.empty()) {
+        a.mutable_argv()->Add(job.process.argv.begin(), job.process.argv.end());
+      } else {
+        a.set_handler(job.builtin);
+      }
+      a.mutable_env()->Add(job.process.env.begin(), job.process.env.end());
+      if (job.process.timeout != absl::InfiniteDuration()) {
+        a.set_timeout_ms(std::max<int64_t>(1, absl::ToInt64Milliseconds(job.process.timeout)));
+      }
+      a.set_kill_grace_ms(absl::ToInt64Milliseconds(job.process.kill_grace));
+      a.set_params_json(job.params);
+      a.set_label(job.label);
+      a.set_wants_output(!job.output.empty());
+      auto open = std::make_shared<Open>();
+      open->job = std::move(job);
+      ExecId id = open->job.id;
+      best->open[id] = std::move(open);
+      best->info.set_assigned_total(best->info.assigned_total() + 1);
+      owner_[id] = best;
+      Push(*best, std::move(message));
+      return;
+    }
+    refused.id = job.id;
+    bool offered = false;
+    for (auto& [id, s] : sessions_) offered |= s->pool == job.pool && !s->closed && s->Offers(job.builtin);
+    if (pool_has_workers && !offered) {
+      // Not a loss: nothing in this pool can ever run it as things stand.
+      refused.output_status = absl::FailedPreconditionError(absl::StrCat(
+          "no worker in pool '", job.pool, "' offers handler '", job.builtin, "'"));
+    } else {
+      // The plan's view of the pool was a moment behind (a worker just
+      // left or began draining): the job goes back to the queue.
+      refused.infra = ExecResult::Infra::kUnplaced;
+      refused.output_status = absl::UnavailableError(
+          absl::StrCat("no free worker in pool '", job.pool, "'"));
+    }
+  }
+  callbacks_.on_done(std::move(refused));
+}
+
+void WorkerHub::Cancel(ExecId id) {
+  absl::MutexLock lock(&mu_);
+  auto it = owner_.find(id);
+  if (it == owner_.end()) return;
+  v1::DaemonMessage message;
+  message.mutable_cancel()->set_id(id);
+  Push(*it->second, std::move(message));
+}
+
+absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& message) {
+  std::shared_ptr<Open> open;
+  {
+    absl::MutexLock lock(&mu_);
+    session.last_recv = absl::Now();
+    session.info.set_last_heartbeat_ms(absl::ToUnixMillis(session.last_recv));
+    switch (message.msg_case()) {
+      case v1::WorkerMessage::kHeartbeat:
+        return absl::OkStatus();
+      case v1::WorkerMessage::kDrain:
+        if (!session.draining) {
+          session.draining = true;
+          session.info.set_draining(true);
+          spdlog::info("worker {} is draining ({}): {} assignments still open", session.Label(),
+                       message.drain().reason(), session.open.size());
+          PublishPool(session.pool);
+        }
+        return absl::OkStatus();
+      case v1::WorkerMessage::kOutput:
+      case v1::WorkerMessage::kResult: {
+        ExecId id = message.has_output() ? message.output().id() : message.result().id();
+        auto it = session.open.find(id);
+        if (it == session.open.end()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              message.has_output() ? "output" : "result", " for assignment ", id,
+              ", which is not open on this session"));
+        }
+        open = it->second;
+        if (message.has_result()) {
+          session.open.erase(it);
+          owner_.erase(id);
+        }
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError("unexpected message (hello sent twice, or empty)");
+    }
+  }
+  // The file work happens outside the lock: only this thread touches it.
+  if (!open->opened) {
+    open->opened = true;
+    open->sink = std::make_unique<StdoutSink>(open->job, file_options_, callbacks_.on_progress);
+    open->open_status = open->sink->Open();
+    if (!open->open_status.ok() && message.has_output()) Cancel(open->job.id);
+  }
+  if (message.has_output()) {
+    if (open->open_status.ok() && open->write_status.ok()) {
+      open->write_status = open->sink->Append(message.output().data());
+      if (!open->write_status.ok()) Cancel(open->job.id);  // no point producing more
+    }
+    return absl::OkStatus();
+  }
+  ExecResult result;
+  result.id = open->job.id;
+  result.process = ResultFromProto(message.result());
+  absl::Status output_status = !open->open_status.ok() ? open->open_status : open->write_status;
+  open->sink->Finish(output_status.ok() && result.process.ok(), &result);
+  if (!output_status.ok()) {
+    result.output_status = output_status;
+  } else if (!open->job.output.empty() && result.output_status.ok() && result.process.ok() &&
+             message.result().stdout_bytes() != result.bytes) {
+    // Cannot happen with a correct worker; never keep a short file.
+    result.output_status = absl::DataLossError(absl::StrCat(
+        "worker ", session.info.name(), " reported ", message.result().stdout_bytes(),
+        " bytes of output but sent ", result.bytes));
+  }
+  callbacks_.on_done(std::move(result));
+  return absl::OkStatus();
+}
+
+void WorkerHub::Leave(Session& session, const std::string& reason) {
+  std::vector<std::shared_ptr<Open>> lost;
+  {
+    absl::MutexLock lock(&mu_);
+    session.closed = true;
+    for (auto& [id, open] : session.open) {
+      lost.push_back(open);
+      owner_.erase(id);
+    }
+    session.open.clear();
+    sessions_.erase(session.id);
+    if (lost.empty()) {
+      spdlog::info("worker {} left: {}", session.Label(), reason);
+    } else {
+      spdlog::warn("worker {} lost with {} assignments open: {}", session.Label(), lost.size(), reason);
+    }
+    PublishPool(session.pool);
+    // Reported under the lock, after the pool's new size, so the scheduler
+    // never re-places them on the session that just went away.
+    for (const auto& open : lost) {
+      ExecResult result;
+      result.id = open->job.id;
+      if (open->sink != nullptr) open->sink->Finish(/*keep=*/false, &result);  // partial output discarded
+      result.bytes = 0;
+      result.lines = 0;
+      result.infra = ExecResult::Infra::kLost;
+      result.output_status = absl::UnavailableError(
+          absl::StrCat("worker ", session.info.name(), " (", session.info.hostname(), ") lost: ", reason));
+      callbacks_.on_done(std::move(result));
+    }
+  }
+}
+
+bool WorkerHub::NextOutgoing(Session& session, v1::DaemonMessage* out) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [&session]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return session.closed || !session.outbox.empty();
+  };
+  mu_.Await(absl::Condition(&ready));
+  if (session.closed) return false;
+  *out = std::move(session.outbox.front());
+  session.outbox.pop_front();
+  return true;
+}
+
+bool WorkerHub::Expired(const Session& session) const {
+  absl::MutexLock lock(&mu_);
+  return session.expired;
+}
+
+std::vector<v1::WorkerInfo> WorkerHub::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::WorkerInfo> out;
+  for (const auto& [id, s] : sessions_) {
+    out.push_back(s->info);
+    out.back().set_running(static_cast<int>(s->open.size()));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const v1::WorkerInfo& a, const v1::WorkerInfo& b) { return a.session_id() < b.session_id(); });
+  return out;
+}
+
+void WorkerHub::Watchdog() {
+  const absl::Duration tick = std::max(options_.lease / 6, absl::Milliseconds(50));
+  const absl::Duration heartbeat = options_.lease / 3;
+  absl::Time next_heartbeat = absl::Now() + heartbeat;
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), tick)) return;
+    absl::Time now = absl::Now();
+    bool beat = now >= next_heartbeat;
+    if (beat) next_heartbeat = now + heartbeat;
+    std::vector<std::function<void()>> aborts;
+    for (auto& [id, s] : sessions_) {
+      if (s->closed || s->expired) continue;
+      if (now - s->last_recv > options_.lease) {
+        s->expired = true;
+        spdlog::warn("worker {}: nothing received for {} (lease {}), ending its session",
+                     s->Label(), absl::FormatDuration(absl::Trunc(now - s->last_recv, absl::Milliseconds(1))),
+                     absl::FormatDuration(options_.lease));
+        aborts.push_back(s->abort);
+      } else if (beat) {
+        v1::DaemonMessage message;
+        message.mutable_heartbeat()->set_sent_ms(absl::ToUnixMillis(now));
+        Push(*s, std::move(message));
+      }
+    }
+    if (!aborts.empty()) {
+      // TryCancel takes gRPC's locks: not under ours.
+      mu_.Unlock();
+      for (auto& abort : aborts) abort();
+      mu_.Lock();
+    }
+  }
+}
+
+}  // namespace asflow
