@@ -9,6 +9,7 @@ packages=(
   libabsl-dev libsqlite3-dev libzstd-dev zlib1g-dev libspdlog-dev
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
   zstd gzip util-linux procps tmux sqlite3 python3 openssl
+  iproute2                         # tests/e2e/worker_test (network namespaces)
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
 )
 

@@ -303,6 +303,17 @@ TEST(ProgressViewTest, NotExpandedTaskShowsPlusAndNoEta) {
                           "  get: 12 queued, none running (waiting for a pool slot, limit or rate)"));
 }
 
+TEST(ProgressViewTest, SaysWhenNoWorkerServesTheTasksPool) {
+  ProgressView view(7);
+  view.Apply(Ev(1, 0, absl::StrCat(R"pb(snapshot { runs { id: 7 flow: "demo" state: RUN_RUNNING created_ms: )pb",
+                                   kT0, R"pb( tasks { task: "gpu" total: 4 queued: 4 expanded: true
+                                                      waiting: "no worker connected to pool 'gpu'" } } })pb")));
+  EXPECT_THAT(view.Render(At(1'000), 100),
+              ElementsAre("demo  run 7  running  0:01  ░░░░░░░░░░░░░░░░░░░░  0%  0/4",
+                          "  gpu  ░░░░░░░░░░░░░░░░░░░░    0%  0/4  --/s  ETA --",
+                          "  gpu: 4 queued, none running: no worker connected to pool 'gpu'"));
+}
+
 TEST(ProgressViewTest, IgnoresOtherRuns) {
   ProgressView view(7);
   view.Apply(Ev(1, 0, R"pb(run { run { id: 8 flow: "other" state: RUN_FAILED } })pb"));

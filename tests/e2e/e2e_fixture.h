@@ -78,6 +78,10 @@ class E2eTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    for (const std::string &server : tmux_servers_) {
+      CommandResult r = RunProcess(TmuxLaunch({"/usr/bin/env", "tmux", "-L", server, "kill-server"}), 10s);
+      EXPECT_EQ(r.exit_code, 0) << "tmux -L " << server << " kill-server: " << r.err;
+    }
     for (pid_t pid : children_) {
       if (TryReap(pid) != -2) continue;  // exited and reaped: the pid is not ours now
       kill(-pid, SIGKILL);
@@ -109,6 +113,53 @@ class E2eTest : public ::testing::Test {
         std::printf("--- asflowd log %d (tail) ---\n%s\n", i, log.c_str());
       }
     }
+  }
+
+  // Starts a tmux server of its own (killed in TearDown) with one 100x30
+  // window running `argv` in the workspace, then a line "exited with N".
+  // (tmux may notice a dead pane late, so the exit is told by the line.)
+  // SIGINT interrupts the wrapper shell's wait without ending it.
+  std::string StartTmux(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "trap : INT; \"$0\" \"$@\"; echo \"exited with $?\""});
+    std::string server = absl::StrCat("asflow-e2e-", getpid(), "-", tmux_servers_.size());
+    std::string conf = tmp_.Join(absl::StrCat(server, ".conf"));
+    WriteFileOrDie(conf, "set -g remain-on-exit on\nset -g history-limit 0\n");
+    std::vector<std::string> args = {"/usr/bin/env", "tmux", "-L", server, "-f", conf,
+                                     "new-session", "-d", "-s", "main", "-x", "100", "-y", "30", "-c", ws_, "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    tmux_servers_.push_back(server);
+    CommandResult r = RunProcess(TmuxLaunch(args), 10s);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    return server;
+  }
+
+  std::string Screen(const std::string &server) {
+    return RunProcess(TmuxLaunch({"/usr/bin/env", "tmux", "-L", server, "capture-pane", "-p"}), 10s).out;
+  }
+
+  void SendKeys(const std::string &server, std::vector<std::string> keys) {
+    std::vector<std::string> args = {"/usr/bin/env", "tmux", "-L", server, "send-keys", "-t", "main"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    CommandResult r = RunProcess(TmuxLaunch(args), 10s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  // Polls the screen until `condition` holds on it; returns the last screen.
+  bool WaitForScreen(const std::string &server, const std::function<bool(const std::string &)> &condition,
+                     std::chrono::milliseconds timeout, std::string *screen) {
+    return WaitFor([&] { return condition(*screen = Screen(server)); }, timeout);
+  }
+
+  // tmux with the fixture's environment, its sockets under the temp dir.
+  Launch TmuxLaunch(std::vector<std::string> args) {
+    Launch launch = MakeLaunch(std::move(args), tmp_.path());
+    launch.env.push_back("TMUX_TMPDIR=" + tmp_.path());
+    launch.env.push_back("TERM=xterm-256color");
+    return launch;
+  }
+
+  bool HaveTmux() {
+    return RunProcess(MakeLaunch({"/usr/bin/env", "tmux", "-V"}, tmp_.path()), 10s).exit_code == 0;
   }
 
   std::string DefaultStateDir() const { return tmp_.Join("state/asflow"); }
@@ -253,6 +304,7 @@ class E2eTest : public ::testing::Test {
   int daemon_starts_ = 0;
   int commands_ = 0;
   std::vector<pid_t> children_;
+  std::vector<std::string> tmux_servers_;  // tmux -L names, killed in TearDown
   std::vector<std::string> markers_;
 };
 

@@ -152,10 +152,6 @@ int64_t PeakRssKb(pid_t pid) {
 class WatchTest : public E2eTest {
  protected:
   void TearDown() override {
-    for (const std::string &server : tmux_servers_) {
-      CommandResult r = RunProcess(TmuxLaunch({"/usr/bin/env", "tmux", "-L", server, "kill-server"}), 10s);
-      EXPECT_EQ(r.exit_code, 0) << "tmux -L " << server << " kill-server: " << r.err;
-    }
     for (int fd : pipes_) close(fd);
     E2eTest::TearDown();
   }
@@ -217,57 +213,6 @@ class WatchTest : public E2eTest {
     }
   }
 
-  // Starts a tmux server of its own (killed in TearDown) with one 100x30
-  // window running `argv` in the workspace, then a line "exited with N".
-  // (tmux may notice a dead pane late, so the exit is told by the line.)
-  // SIGINT interrupts the wrapper shell's wait without ending it.
-  std::string StartTmux(std::vector<std::string> argv) {
-    argv.insert(argv.begin(), {"/bin/sh", "-c", "trap : INT; \"$0\" \"$@\"; echo \"exited with $?\""});
-    std::string server = absl::StrCat("asflow-watch-", getpid(), "-", tmux_servers_.size());
-    std::string conf = tmp_.Join(absl::StrCat(server, ".conf"));
-    WriteFile(conf, "set -g remain-on-exit on\nset -g history-limit 0\n");
-    std::vector<std::string> args = {"/usr/bin/env", "tmux", "-L", server, "-f", conf,
-                                     "new-session", "-d", "-s", "main", "-x", "100", "-y", "30", "-c", ws_, "--"};
-    args.insert(args.end(), argv.begin(), argv.end());
-    tmux_servers_.push_back(server);
-    CommandResult r = RunProcess(TmuxLaunch(args), 10s);
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    return server;
-  }
-
-  std::string Screen(const std::string &server) {
-    return RunProcess(TmuxLaunch({"/usr/bin/env", "tmux", "-L", server, "capture-pane", "-p"}), 10s).out;
-  }
-
-  void SendKeys(const std::string &server, std::vector<std::string> keys) {
-    std::vector<std::string> args = {"/usr/bin/env", "tmux", "-L", server, "send-keys", "-t", "main"};
-    args.insert(args.end(), keys.begin(), keys.end());
-    CommandResult r = RunProcess(TmuxLaunch(args), 10s);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  // Polls the screen until `condition` holds on it; returns the last screen.
-  bool WaitForScreen(const std::string &server, const std::function<bool(const std::string &)> &condition,
-                     std::chrono::milliseconds timeout, std::string *screen) {
-    return WaitFor([&] { return condition(*screen = Screen(server)); }, timeout);
-  }
-
-  // tmux with the fixture's environment, its sockets under the temp dir.
-  Launch TmuxLaunch(std::vector<std::string> args) {
-    Launch launch = MakeLaunch(std::move(args), tmp_.path());
-    launch.env.push_back("TMUX_TMPDIR=" + tmp_.path());
-    launch.env.push_back("TERM=xterm-256color");
-    return launch;
-  }
-
-  static void WriteFile(const std::string &path, const std::string &text) {
-    FILE *f = std::fopen(path.c_str(), "w");
-    ASSERT_NE(f, nullptr) << path;
-    std::fputs(text.c_str(), f);
-    std::fclose(f);
-  }
-
-  std::vector<std::string> tmux_servers_;
   std::vector<int> pipes_;
 };
 

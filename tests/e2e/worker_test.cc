@@ -193,6 +193,29 @@ TEST_F(WorkerTest, KilledWorkersInstancesRunElsewhere) {
   EXPECT_THAT(Workers(), ::testing::ElementsAre(HasSubstr("w2")));
 }
 
+TEST_F(WorkerTest, InstanceLostThreeTimesFails) {
+  StartListeningDaemon();
+  std::string marker_env;
+  std::string marker = NewMarker(&marker_env);
+  int64_t run = SubmitRemote({"n=1", "pause=60", "marker=" + marker});
+  for (int loss = 1; loss <= 3; ++loss) {
+    std::string name = absl::StrCat("w", loss);
+    pid_t pid = StartWorker(name, 1);
+    ASSERT_TRUE(WaitFor([&] { return Lines(ReadAll(ws_ + "/starts.log")).size() == static_cast<size_t>(loss); }, 20s))
+        << "instance not started on " << name;
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    EXPECT_EQ(WaitChild(pid, 5s), 128 + SIGKILL);
+  }
+  CommandResult watch = Ctl({"watch", absl::StrCat(run), "--plain"}, "", 30s);
+  EXPECT_EQ(watch.exit_code, 1) << watch.out << watch.err;
+  EXPECT_THAT(watch.out, ::testing::ContainsRegex(
+                             "error: item\\(.*\\): lost 3 times, last: worker w3 \\([^)]*\\) lost: its stream broke"));
+  CommandResult tasks = Ctl({"tasks", absl::StrCat(run), "--task", "item"});
+  EXPECT_THAT(tasks.out, ::testing::ContainsRegex("\n1 +failed .* lost 3 times, last: worker w3 "));
+  EXPECT_FALSE(FileExists(ws_ + "/data/1.txt"));
+  EXPECT_THAT(Temporaries(), ::testing::IsEmpty());
+}
+
 TEST_F(WorkerTest, StalledWorkerLosesItsLeaseAndItsInstancesMoveOn) {
   StartListeningDaemon({"--worker-lease", "1.5"});
   pid_t w1 = StartWorker("w1", 2);
@@ -293,6 +316,23 @@ TEST_F(WorkerTest, DrainFinishesRunningInstancesAndTheRestWait) {
   std::map<std::string, int> per_worker = CheckOutputs(5, 2);
   EXPECT_EQ(per_worker["w1"], 2);
   EXPECT_EQ(per_worker["w2"], 3);
+}
+
+TEST_F(WorkerTest, LiveViewSaysWhenNoWorkerServesThePool) {
+  if (!HaveTmux()) GTEST_SKIP() << "tmux is not installed";
+  StartListeningDaemon();
+  std::string tmux = StartTmux({kCtl, "--socket", socket_, "run", Flow("remote"), "-p", "n=3", "-p", "dir=" + ws_});
+  std::string screen;
+  ASSERT_TRUE(WaitForScreen(
+      tmux, [](const std::string& s) { return absl::StrContains(s, "item: 3 queued, none running: no worker connected to pool 'remote'"); },
+      10s, &screen))
+      << screen;
+  StartWorker("w1", 2);
+  ASSERT_TRUE(WaitForScreen(tmux, [](const std::string& s) { return absl::StrContains(s, "exited with"); }, 30s, &screen))
+      << screen;
+  EXPECT_THAT(screen, HasSubstr("run 1 succeeded"));
+  EXPECT_THAT(screen, HasSubstr("exited with 0"));
+  EXPECT_THAT(screen, Not(HasSubstr("no worker connected")));
 }
 
 TEST_F(WorkerTest, LargeOutputStreamsFromTheWorkerIntoZstd) {
