@@ -193,6 +193,25 @@ TEST_F(WorkerTest, KilledWorkersInstancesRunElsewhere) {
   EXPECT_THAT(Workers(), ::testing::ElementsAre(HasSubstr("w2")));
 }
 
+TEST_F(WorkerTest, ErrorRulesJudgeRemoteResultsAsLocalOnes) {
+  StartListeningDaemon();
+  StartWorker("w1", 4);
+  ASSERT_TRUE(WaitWorkers(1));
+  CommandResult run = Ctl({"run", kData + "/remote_rules.flow.yaml", "--plain", "-p", "dir=" + ws_}, "", 60s);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(Ctl({"cat", "data/ok1.jsonl.zst"}).out, "{\"id\":\"ok1\",\"worker\":\"w1\"}\n");
+  EXPECT_EQ(Ctl({"cat", "data/flaky.jsonl.zst"}).out, "{\"id\":\"flaky\",\"worker\":\"w1\"}\n");
+  EXPECT_EQ(ReadAll(ws_ + "/flaky.count"), "2\n");
+  EXPECT_THAT(run.out, ::testing::ContainsRegex("retry +fetch\\(.*id=flaky\\) +attempt 1 of 3 failed, retrying in .*: exit code 75: HTTP 503"));
+  // Suppressed by the stderr rule and by the timeout rule: .err files, no
+  // outputs.
+  EXPECT_FALSE(FileExists(ws_ + "/data/gone.jsonl.zst"));
+  EXPECT_THAT(ReadAll(ws_ + "/data/gone.err"), HasSubstr("exit code 3: TranscriptsDisabled: gone"));
+  EXPECT_FALSE(FileExists(ws_ + "/data/slow.jsonl.zst"));
+  EXPECT_THAT(ReadAll(ws_ + "/data/slow.err"), HasSubstr("timeout after 1s"));
+  EXPECT_THAT(run.out, HasSubstr("fetch                       4        2        0        0          2        0"));
+}
+
 TEST_F(WorkerTest, InstanceLostThreeTimesFails) {
   StartListeningDaemon();
   std::string marker_env;
