@@ -11,13 +11,13 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/small_file.h"
+#include "common/spec_validator.h"
 #include "spdlog/spdlog.h"
 #include "worker/protocol.h"
 #include "worker/remote_worker.h"
 
 int main(int argc, char** argv) {
   asflow::RemoteWorkerOptions options;
-  if (const char* env = std::getenv("ASFLOW_SERVER")) options.connect.server = env;
   std::string token_file;
   if (const char* env = std::getenv("ASFLOW_TOKEN_FILE")) token_file = env;
   if (const char* env = std::getenv("ASFLOW_TLS_CA")) options.connect.tls_ca = env;
@@ -54,6 +54,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.drain_grace = absl::Seconds(drain_grace);
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (!asflow::IsPoolName(options.pool) || options.pool == "local") {
+    std::fprintf(stderr, "asflow-worker: --pool %s: expected a name of [A-Za-z0-9_.-]+ other than \"local\" "
+                 "(the daemon's in-process pool)\n", options.pool.c_str());
+    return 2;
+  }
   if (!options.connect.tls_cert.empty() != !options.connect.tls_key.empty()) {
     std::fprintf(stderr, "asflow-worker: --tls-cert and --tls-key go together\n");
     return 2;
