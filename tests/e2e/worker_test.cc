@@ -112,6 +112,7 @@ class WorkerTest : public TcpE2eTest {
 TEST_F(WorkerTest, TwoWorkersShareAFanOutAndTheLimitHoldsAcrossThem) {
   StartListeningDaemon();
   StartWorker("w1", 2);
+  ASSERT_TRUE(WaitWorkers(1));  // so that w1 is session 1
   StartWorker("w2", 2);
   ASSERT_TRUE(WaitWorkers(2));
   std::vector<std::string> rows = Workers();
