@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/signals.h"
 #include "common/paths.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -54,14 +55,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
-  signal(SIGPIPE, SIG_IGN);
-  // SIGTERM/SIGINT are taken by a thread with sigwait, so shutdown runs in
-  // ordinary code rather than in a signal handler.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  sigset_t sigs = asflow::BlockTerminationSignals();
 
   auto daemon = asflow::Daemon::Start(options);
   if (!daemon.ok()) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/signals.h"
 #include "absl/strings/str_cat.h"
 #include "common/small_file.h"
 #include "common/spec_validator.h"
@@ -72,12 +73,7 @@ int main(int argc, char** argv) {
     options.connect.token = *token;
   }
 
-  signal(SIGPIPE, SIG_IGN);
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  sigset_t sigs = asflow::BlockTerminationSignals();
 
   asflow::RemoteWorker worker(options);
   std::thread([&sigs, &worker] {

@@ -49,6 +49,19 @@ inline std::map<std::string, int> CountLines(const std::string &path) {
   return counts;
 }
 
+// The largest count in a slots.log written by scripts/slot.sh or
+// remote_item.sh (how many instances held a slot at once); -1 if a line
+// is not a number.
+inline int MaxHeld(const std::vector<std::string> &held) {
+  int max_held = 0;
+  for (const std::string &h : held) {
+    int n = 0;
+    if (!absl::SimpleAtoi(h, &n)) return -1;
+    max_held = std::max(max_held, n);
+  }
+  return max_held;
+}
+
 // The first line of `text` that begins with `prefix`, or "".
 inline std::string LineStartingWith(const std::string &text, const std::string &prefix) {
   for (const std::string &line : Lines(text)) {

@@ -131,13 +131,7 @@ TEST_F(E2eTest, LimitIsNeverExceeded) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   std::vector<std::string> held = Lines(ReadAll(ws_ + "/slots.log"));
   ASSERT_EQ(held.size(), 12u);
-  int max_held = 0;
-  for (const std::string &h : held) {
-    int n = 0;
-    ASSERT_TRUE(absl::SimpleAtoi(h, &n)) << h;
-    max_held = std::max(max_held, n);
-  }
-  EXPECT_EQ(max_held, 2) << ReadAll(ws_ + "/slots.log");
+  EXPECT_EQ(MaxHeld(held), 2) << ReadAll(ws_ + "/slots.log");
   EXPECT_EQ(ReadAll(ws_ + "/slots.count"), "0\n");
 }
 

@@ -133,13 +133,7 @@ TEST_F(WorkerTest, TwoWorkersShareAFanOutAndTheLimitHoldsAcrossThem) {
   // commands themselves under a lock.
   std::vector<std::string> held = Lines(ReadAll(ws_ + "/slots.log"));
   ASSERT_EQ(held.size(), 200u);
-  int max_held = 0;
-  for (const std::string& h : held) {
-    int n = 0;
-    ASSERT_TRUE(absl::SimpleAtoi(h, &n)) << h;
-    max_held = std::max(max_held, n);
-  }
-  EXPECT_EQ(max_held, 3);
+  EXPECT_EQ(MaxHeld(held), 3) << ReadAll(ws_ + "/slots.log");
   EXPECT_EQ(ReadAll(ws_ + "/slots.count"), "0\n");
   EXPECT_THAT(Temporaries(), ::testing::IsEmpty());
   // Each instance ran exactly once.
