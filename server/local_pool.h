@@ -101,6 +101,8 @@ class StdoutSink {
   absl::Status Open();
   // Counts and writes the next chunk (after a successful Open).
   absl::Status Append(absl::string_view chunk);
+  // Bytes appended so far.
+  int64_t bytes() const { return bytes_; }
   // Commits the output if `keep` (the command succeeded), else removes the
   // temporary; fills result->bytes, lines and output_status.
   void Finish(bool keep, ExecResult* result);

@@ -717,8 +717,16 @@ void Scheduler::OnExecDone(ExecResult result) {
       ++exec.losses;
       note = absl::StrCat(result.output_status.message(), "; queued again (loss ", exec.losses, " of ",
                           options_.max_losses, ")");
+      Requeue(exec);
+    } else {
+      // The pool had room by the plan's count but no worker could take it
+      // (e.g. the ones offering its handler are busy): back off a little
+      // rather than bounce between the plan and the hub.
+      exec.started = false;
+      exec.runner = nullptr;
+      --exec.attempts;
+      retry_timers_.emplace(absl::Now() + absl::Milliseconds(200), exec.id);
     }
-    Requeue(exec);
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       run.instances[seq].error = note;

@@ -29,7 +29,20 @@ class WorkerHub::Session {
   int slots = 0;
   std::vector<std::string> handlers;
   v1::WorkerInfo info;
-  std::function<void()> abort;
+
+  // Ends the stream, if its handler has not returned yet (the abort
+  // function holds the handler's ServerContext).
+  void Abort() {
+    absl::MutexLock lock(&abort_mu);
+    if (abort != nullptr) abort();
+  }
+  void ForgetAbort() {
+    absl::MutexLock lock(&abort_mu);
+    abort = nullptr;
+  }
+  absl::Mutex abort_mu;
+  std::function<void()> abort ABSL_GUARDED_BY(abort_mu);
+
   // Guarded by the hub's mu_.
   absl::Time last_recv;
   bool draining = false;
@@ -49,18 +62,50 @@ WorkerHub::WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, C
       file_options_(std::move(file_options)),
       callbacks_(std::move(callbacks)) {
   watchdog_ = std::thread([this] { Watchdog(); });
+  for (int i = 0; i < std::max(1, options_.commit_threads); ++i) {
+    committers_.emplace_back([this] { CommitLoop(); });
+  }
 }
 
-WorkerHub::~WorkerHub() { Close(); }
+WorkerHub::~WorkerHub() {
+  Close();
+  {
+    absl::MutexLock lock(&commit_mu_);
+    commit_stop_ = true;
+  }
+  for (auto& t : committers_) t.join();  // after the queue is empty
+}
+
+void WorkerHub::Commit(std::function<void()> work) {
+  absl::MutexLock lock(&commit_mu_);
+  commits_.push_back(std::move(work));
+}
+
+void WorkerHub::CommitLoop() {
+  for (;;) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&commit_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) {
+        return commit_stop_ || !commits_.empty();
+      };
+      commit_mu_.Await(absl::Condition(&ready));
+      if (commits_.empty()) return;  // stopping, nothing left
+      work = std::move(commits_.front());
+      commits_.pop_front();
+    }
+    work();
+  }
+}
 
 void WorkerHub::Close() {
-  std::vector<std::function<void()>> aborts;
+  std::vector<std::shared_ptr<Session>> sessions;
   {
     absl::MutexLock lock(&mu_);
     closed_ = true;
-    for (auto& [id, session] : sessions_) aborts.push_back(session->abort);
+    for (auto& [id, session] : sessions_) sessions.push_back(session);
   }
-  for (auto& abort : aborts) abort();
+  for (auto& session : sessions) session->Abort();
   if (watchdog_.joinable()) watchdog_.join();
 }
 
@@ -71,7 +116,7 @@ void WorkerHub::Push(Session& session, v1::DaemonMessage message) {
 int WorkerHub::PoolSlotsLocked(const std::string& pool) const {
   int slots = 0;
   for (const auto& [id, s] : sessions_) {
-    if (s->pool == pool && !s->closed && !s->draining) slots += s->slots;
+    if (s->pool == pool && !s->closed && !s->expired && !s->draining) slots += s->slots;
   }
   return slots;
 }
@@ -106,7 +151,10 @@ absl::StatusOr<std::shared_ptr<WorkerHub::Session>> WorkerHub::Join(const v1::Wo
   session->pool = pool;
   session->slots = hello.slots();
   session->handlers.assign(hello.handlers().begin(), hello.handlers().end());
-  session->abort = std::move(abort);
+  {
+    absl::MutexLock lock(&session->abort_mu);
+    session->abort = std::move(abort);
+  }
   absl::Time now = absl::Now();
   session->last_recv = now;
   v1::WorkerInfo& info = session->info;
@@ -149,7 +197,7 @@ void WorkerHub::Start(ExecJob job) {
     Session* best = nullptr;
     bool pool_has_workers = false;
     for (auto& [id, s] : sessions_) {
-      if (s->pool != job.pool || s->closed) continue;
+      if (s->pool != job.pool || s->closed || s->expired) continue;
       pool_has_workers = true;
       if (s->draining || !s->Offers(job.builtin)) continue;
       int free = s->slots - static_cast<int>(s->open.size());
@@ -190,7 +238,9 @@ void WorkerHub::Start(ExecJob job) {
     }
     refused.id = job.id;
     bool offered = false;
-    for (auto& [id, s] : sessions_) offered |= s->pool == job.pool && !s->closed && s->Offers(job.builtin);
+    for (auto& [id, s] : sessions_) {
+      offered |= s->pool == job.pool && !s->closed && !s->expired && s->Offers(job.builtin);
+    }
     if (pool_has_workers && !offered) {
       // Not a loss: nothing in this pool can ever run it as things stand.
       refused.output_status = absl::FailedPreconditionError(absl::StrCat(
@@ -265,30 +315,37 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
       open->write_status = open->sink->Append(message.output().data());
       if (!open->write_status.ok()) Cancel(open->job.id);  // no point producing more
     }
+    // Time spent writing is ours, not the worker's silence.
+    absl::MutexLock lock(&mu_);
+    session.last_recv = absl::Now();
     return absl::OkStatus();
   }
   ExecResult result;
   result.id = open->job.id;
   result.process = ResultFromProto(message.result());
   absl::Status output_status = !open->open_status.ok() ? open->open_status : open->write_status;
-  open->sink->Finish(output_status.ok() && result.process.ok(), &result);
-  if (!output_status.ok()) {
-    result.output_status = output_status;
-  } else if (!open->job.output.empty() && result.output_status.ok() && result.process.ok() &&
-             message.result().stdout_bytes() != result.bytes) {
+  if (output_status.ok() && !open->job.output.empty() && result.process.ok() &&
+      message.result().stdout_bytes() != open->sink->bytes()) {
     // Cannot happen with a correct worker; never keep a short file.
-    result.output_status = absl::DataLossError(absl::StrCat(
+    output_status = absl::DataLossError(absl::StrCat(
         "worker ", session.info.name(), " reported ", message.result().stdout_bytes(),
-        " bytes of output but sent ", result.bytes));
+        " bytes of output but sent ", open->sink->bytes()));
   }
-  callbacks_.on_done(std::move(result));
+  Commit([this, open, result = std::move(result), output_status]() mutable {
+    open->sink->Finish(output_status.ok() && result.process.ok(), &result);
+    if (!output_status.ok()) result.output_status = output_status;
+    callbacks_.on_done(std::move(result));
+  });
   return absl::OkStatus();
 }
 
-void WorkerHub::Leave(Session& session, const std::string& reason) {
+void WorkerHub::Leave(Session& session, const std::string& why) {
+  // From here the handler may return and free what abort() refers to.
+  session.ForgetAbort();
   std::vector<std::shared_ptr<Open>> lost;
   {
     absl::MutexLock lock(&mu_);
+    const std::string reason = closed_ ? "asflowd is shutting down" : why;
     session.closed = true;
     for (auto& [id, open] : session.open) {
       lost.push_back(open);
@@ -358,7 +415,7 @@ void WorkerHub::Watchdog() {
     absl::Time now = absl::Now();
     bool beat = now >= next_heartbeat;
     if (beat) next_heartbeat = now + heartbeat;
-    std::vector<std::function<void()>> aborts;
+    std::vector<std::shared_ptr<Session>> expired;
     for (auto& [id, s] : sessions_) {
       if (s->closed || s->expired) continue;
       if (now - s->last_recv > options_.lease) {
@@ -366,17 +423,18 @@ void WorkerHub::Watchdog() {
         spdlog::warn("worker {}: nothing received for {} (lease {}), ending its session",
                      s->Label(), absl::FormatDuration(absl::Trunc(now - s->last_recv, absl::Milliseconds(1))),
                      absl::FormatDuration(options_.lease));
-        aborts.push_back(s->abort);
+        expired.push_back(s);
+        PublishPool(s->pool);  // no new work for it
       } else if (beat) {
         v1::DaemonMessage message;
         message.mutable_heartbeat()->set_sent_ms(absl::ToUnixMillis(now));
         Push(*s, std::move(message));
       }
     }
-    if (!aborts.empty()) {
+    if (!expired.empty()) {
       // TryCancel takes gRPC's locks: not under ours.
       mu_.Unlock();
-      for (auto& abort : aborts) abort();
+      for (auto& session : expired) session->Abort();
       mu_.Lock();
     }
   }

@@ -38,6 +38,8 @@ struct WorkerHubOptions {
   int max_sessions = 1024;
   // Most slots one worker may offer.
   int max_slots = 4096;
+  // Threads that finish outputs (fsync, rename) for all sessions.
+  int commit_threads = 4;
 };
 
 class WorkerHub : public Runner {
@@ -84,6 +86,7 @@ class WorkerHub : public Runner {
   // Slots of connected, non-draining workers in `pool`.
   int PoolSlots(const std::string& pool) const;
   // Ends every session's stream (daemon shutdown) and stops the watchdog.
+  // Outputs already being committed are finished by the destructor.
   void Close();
 
  private:
@@ -93,6 +96,12 @@ class WorkerHub : public Runner {
   void PublishPool(const std::string& pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PoolSlotsLocked(const std::string& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Push(Session& session, v1::DaemonMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finishing an output (fsync, rename, directory fsync) is slow I/O: it
+  // runs on the commit threads, so a session's reader keeps reading (and
+  // its worker's lease stays fresh) and one worker's slots commit in
+  // parallel, as the in-process pool's threads do.
+  void Commit(std::function<void()> work);
+  void CommitLoop();
 
   const WorkerHubOptions options_;
   const AtomicFileOptions file_options_;
@@ -105,6 +114,11 @@ class WorkerHub : public Runner {
   int64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watchdog_;
+
+  absl::Mutex commit_mu_;
+  std::deque<std::function<void()>> commits_ ABSL_GUARDED_BY(commit_mu_);
+  bool commit_stop_ ABSL_GUARDED_BY(commit_mu_) = false;
+  std::vector<std::thread> committers_;
 };
 
 }  // namespace asflow

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "server/flow_service.h"
 
 namespace asflow {
@@ -19,11 +20,13 @@ grpc::Status WorkerServiceImpl::Connect(
   auto session = hub_->Join(message.hello(), ctx->peer(), [ctx] { ctx->TryCancel(); });
   if (!session.ok()) return ToGrpcStatus(session.status());
 
-  std::thread writer([this, stream, &session] {
+  absl::Notification writer_done;
+  std::thread writer([this, stream, &session, &writer_done] {
     v1::DaemonMessage out;
     // A failed write means the stream is gone; the reader sees it too.
     while (hub_->NextOutgoing(**session, &out) && stream->Write(out)) {
     }
+    writer_done.Notify();
   });
   grpc::Status status = grpc::Status::OK;
   std::string reason = "the worker closed its stream";
@@ -39,8 +42,10 @@ grpc::Status WorkerServiceImpl::Connect(
     reason = hub_->Expired(**session) ? "no message within its lease" : "its stream broke";
   }
   hub_->Leave(**session, reason);
-  // A writer blocked on a worker that stopped reading must not hold us.
-  if (!status.ok()) ctx->TryCancel();
+  // The writer ends at once unless it is blocked writing to a worker that
+  // stopped reading; that one must not hold this thread (cancelling costs
+  // the worker our status message, so only then).
+  if (!writer_done.WaitForNotificationWithTimeout(absl::Seconds(2))) ctx->TryCancel();
   writer.join();
   return status;
 }

@@ -59,7 +59,8 @@ struct RemoteWorker::Session {
   absl::Mutex write_mu;
   bool write_closed = false;  // guarded by write_mu
 
-  bool ended = false;  // the reader saw the end of the stream
+  bool ended = false;    // the reader saw the end of the stream
+  bool closing = false;  // being torn down: slots take nothing more from it
   absl::Time last_recv;
   std::deque<std::shared_ptr<Assignment>> queue;                    // not started yet
   absl::flat_hash_map<int64_t, std::shared_ptr<Assignment>> open;  // queued or running
@@ -70,6 +71,13 @@ struct RemoteWorker::Session {
     if (write_closed) return false;
     if (!stream->Write(message)) write_closed = true;
     return !write_closed;
+  }
+  // A heartbeat: skipped while another write holds the stream (a write
+  // blocked on flow control must not stop the supervisor's lease checks).
+  void TryWrite(const v1::WorkerMessage& message) {
+    if (!write_mu.TryLock()) return;
+    if (!write_closed && !stream->Write(message)) write_closed = true;
+    write_mu.Unlock();
   }
   void WritesDone() {
     absl::MutexLock lock(&write_mu);
@@ -107,13 +115,16 @@ void RemoteWorker::RequestDrain() {
 }
 
 absl::Status RemoteWorker::Run() {
+  // Unreadable TLS files are a configuration error, not worth retrying.
+  auto creds = ChannelCredentialsFor(options_.connect);
+  if (!creds.ok()) return absl::InvalidArgumentError(creds.status().message());
   if (absl::Status s = MakeDirs(options_.scratch_dir, 0700); !s.ok()) return s;
   for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this] { SlotLoop(); });
   absl::Duration backoff = options_.min_backoff;
   absl::Status result = absl::OkStatus();
   for (;;) {
     bool welcomed = false;
-    absl::Status status = Serve(&welcomed);
+    absl::Status status = Serve(*creds, &welcomed);
     if (welcomed) backoff = options_.min_backoff;
     absl::MutexLock lock(&mu_);
     if (draining_ || stop_now_) break;
@@ -143,12 +154,10 @@ absl::Status RemoteWorker::Run() {
   return result;
 }
 
-absl::Status RemoteWorker::Serve(bool* welcomed) {
-  auto creds = ChannelCredentialsFor(options_.connect);
-  if (!creds.ok()) return creds.status();
+absl::Status RemoteWorker::Serve(const std::shared_ptr<grpc::ChannelCredentials>& creds, bool* welcomed) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
-  auto channel = grpc::CreateCustomChannel(options_.connect.server, *creds, args);
+  auto channel = grpc::CreateCustomChannel(options_.connect.server, creds, args);
   auto stub = v1::WorkerService::NewStub(channel);
 
   auto session = std::make_shared<Session>();
@@ -212,7 +221,7 @@ absl::Status RemoteWorker::Serve(bool* welcomed) {
     if (now >= next_beat) {
       v1::WorkerMessage beat;
       beat.mutable_heartbeat()->set_sent_ms(absl::ToUnixMillis(now));
-      session->Write(beat);
+      session->TryWrite(beat);
       next_beat = now + session->heartbeat;
     }
     mu_.Lock();
@@ -257,16 +266,19 @@ absl::Status RemoteWorker::Serve(bool* welcomed) {
   }
 
   // The stream is over (or being cancelled): whatever is still open here
-  // the daemon has queued again, so kill it and wait for the slots.
+  // the daemon has queued again. Stop the reader first so that no
+  // assignment arrives after the sweep, then kill what runs and wait for
+  // the slots.
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [id, a] : session->open) a->canceller.Cancel();
-    session->queue.clear();
+    session->closing = true;
   }
   session->ctx.TryCancel();
   if (reader.joinable()) reader.join();
   {
     absl::MutexLock lock(&mu_);
+    for (auto& [id, a] : session->open) a->canceller.Cancel();
+    session->queue.clear();
     auto idle = [&session]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session->running == 0; };
     mu_.Await(absl::Condition(&idle));
     current_.reset();
@@ -281,7 +293,7 @@ void RemoteWorker::SlotLoop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return quit_slots_ || (current_ != nullptr && !current_->queue.empty());
+        return quit_slots_ || (current_ != nullptr && !current_->closing && !current_->queue.empty());
       };
       mu_.Await(absl::Condition(&ready));
       if (quit_slots_) return;

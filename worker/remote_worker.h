@@ -58,7 +58,7 @@ class RemoteWorker {
   struct Session;
   // One connected session, until its stream ends; returns the final
   // status and whether the session got as far as the welcome.
-  absl::Status Serve(bool* welcomed);
+  absl::Status Serve(const std::shared_ptr<grpc::ChannelCredentials>& creds, bool* welcomed);
   void SlotLoop();
   void RunAssignment(Session& session, Assignment& assignment);
 

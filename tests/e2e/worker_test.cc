@@ -98,6 +98,7 @@ class WorkerTest : public TcpE2eTest {
   // Temporaries left in data/ (there must be none after a run).
   std::vector<std::string> Temporaries() {
     std::vector<std::string> found;
+    if (!std::filesystem::exists(ws_ + "/data")) return found;  // nothing was ever written
     for (const auto& entry : std::filesystem::directory_iterator(ws_ + "/data")) {
       if (absl::StrContains(entry.path().filename().string(), "asflow-tmp")) found.push_back(entry.path());
     }
