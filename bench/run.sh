@@ -43,8 +43,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BUILD=${ASFLOW_BUILD:-$ROOT/build}
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"  # log, die, timing, daemon_start/stop, record (shared with remote.sh)
 
 # --- prerequisites ----------------------------------------------------------
 SUDO=""
@@ -98,89 +98,12 @@ BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/
 SANITIZE=$(sed -n 's/^ASFLOW_SANITIZE:BOOL=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# --- helpers ----------------------------------------------------------------
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-max_of() { printf '%s\n' "$@" | sort -g | tail -1; }
-kb_of() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DPID/status"; }
-
-# Starts a fresh asflowd; sets DPID and BASE_KB (VmRSS right after start).
-daemon_start() {
-  rm -f "$SOCK"
-  "$ASFLOWD" --socket "$SOCK" --state "$STATE" --allow-root "$B" --pool-size 8 \
-    >>"$B/asflowd.log" 2>&1 &
-  DPID=$!
-  local _
-  for _ in $(seq 200); do
-    [ -S "$SOCK" ] && break
-    kill -0 "$DPID" 2>/dev/null || die "asflowd exited at start; log: $(tail -5 "$B/asflowd.log")"
-    sleep 0.02
-  done
-  [ -S "$SOCK" ] || die "asflowd did not create $SOCK"
-  sleep 0.1  # let it settle before reading the baseline
-  BASE_KB=$(kb_of VmRSS)
-}
-# Stops it; sets HWM_KB (VmHWM just before stopping) and CPU_S (its user +
-# system CPU seconds so far).
-daemon_stop() {
-  HWM_KB=$(kb_of VmHWM)
-  CPU_S=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$DPID/stat")
-  kill -TERM "$DPID"
-  wait "$DPID" || die "asflowd exited with status $? at stop; log: $(tail -5 "$B/asflowd.log")"
-  DPID=""
-}
-# Times `asflowctl run FLOW ARGS... --plain` in the workspace; sets T.
-time_run() {
-  local flow="$1"; shift
-  local t0 t1 rc=0
-  t0=$(now)
-  (cd "$WS" && "$CTL" --socket "$SOCK" run "$flow" "$@" --plain >"$B/run.log" 2>&1) || rc=$?
-  t1=$(now)
-  [ "$rc" = 0 ] || die "asflowctl run $flow failed ($rc): $(tail -5 "$B/run.log")"
-  T=$(elapsed "$t0" "$t1")
-}
-# Times a shell command in the workspace; sets T.
-time_sh() {
-  local t0 t1 rc=0
-  t0=$(now)
-  (cd "$WS" && bash -c "$1" >"$B/alt.log" 2>&1) || rc=$?
-  t1=$(now)
-  [ "$rc" = 0 ] || die "'$1' failed ($rc): $(tail -5 "$B/alt.log")"
-  T=$(elapsed "$t0" "$t1")
-}
 clean_w1() { rm -rf "$WS/data" "$WS/ids.txt" "$STATE" "$STATE"-*; }
 check_w1() {  # $1 tool: every output present, and item 1 has its 100 lines
   local n
   n=$(find "$WS/data" -name '*.jsonl.zst' | wc -l)
   [ "$n" = "$N1" ] || die "$1: $n outputs in data/, expected $N1"
   [ "$(zstd -dcq "$WS/data/1.jsonl.zst" | wc -l)" = 100 ] || die "$1: data/1.jsonl.zst is not 100 lines"
-}
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
-
-# Results: one entry per row, fields separated by US (\x1f):
-# workload tool N rep-times throughput peak-RSS notes daemon-CPU
-US=$'\x1f'
-ROWS=()
-add_row() { ROWS+=("$1$US$2$US$3$US$4$US$5$US$6$US$7$US$8"); }
-per_s() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.0f inst/s", n / t; else print "-" }'; }
-declare -A MED  # "W1/asflow" -> median seconds, for the target checks
-
-CPUS=()  # daemon CPU seconds of the reps of the next record (empty: no daemon)
-record() {  # workload tool N unit(inst|bytes) rss notes times...
-  local w="$1" tool="$2" n="$3" unit="$4" rss="$5" notes="$6" cpu="-"; shift 6
-  [ ${#CPUS[@]} -eq 0 ] || cpu=$(median "${CPUS[@]}")
-  CPUS=()
-  local m tp
-  m=$(median "$@")
-  MED["$w/$tool"]=$m
-  if [ "$unit" = bytes ]; then
-    tp=$(awk -v b="$n" -v t="$m" 'BEGIN { printf "%.0f MB/s", b / 1e6 / t }')
-  else
-    tp=$(per_s "$n" "$m")
-  fi
-  add_row "$w" "$tool" "$n" "$*" "$tp" "$rss" "$notes" "$cpu"
-  log "$w $tool: median ${m}s ($tp) reps: $*"
 }
 
 # --- W1: fan-out exec ---------------------------------------------------------
