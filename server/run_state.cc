@@ -182,6 +182,7 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     auto rules = ErrorRules::Compile(ts);
     if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].", rules.status().message()));
     task.rules = *rules;
+    task.exec_def = std::make_shared<const ExecDef>(ExecDef{task.key, task.pool, task.rules});
     task.counters.set_task(ts.name());
     std::set<std::string> used;
     auto compile = [&](const std::string& text, absl::string_view field) -> absl::StatusOr<Template> {

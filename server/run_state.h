@@ -6,6 +6,7 @@
 #define ASFLOW_SERVER_RUN_STATE_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +26,14 @@ namespace asflow {
 
 using Bindings = std::vector<std::pair<std::string, std::string>>;
 
+// What an execution needs of the task definition that created it; one per
+// task of a run, shared by that task's executions.
+struct ExecDef {
+  std::string task_key;  // "flow.task"
+  std::string pool;
+  std::shared_ptr<const ErrorRules> rules;
+};
+
 // One task definition inside a run.
 struct TaskRt {
   const v1::TaskSpec* spec = nullptr;  // points into RunRt::request
@@ -40,13 +49,16 @@ struct TaskRt {
   int limit = 0;
   double rate = 0;  // starts per second; 0: unlimited
   std::shared_ptr<const ErrorRules> rules;
+  std::shared_ptr<const ExecDef> exec_def;  // key, pool and rules above
   bool expanded = false;   // every instance is known
   bool blocked = false;    // an upstream task failed: never expanded
   bool settled = false;    // expanded with nothing pending, or blocked
   int64_t pending = 0;     // instances not yet in a final state
   v1::TaskCounters counters;
   std::vector<int64_t> seqs;  // instances in creation order
-  absl::flat_hash_set<std::string> seen;  // params of instances made so far
+  // Params of instances made so far: views of InstanceRt::params (the
+  // deque keeps them in place).
+  absl::flat_hash_set<absl::string_view> seen;
 };
 
 // One instance as the run sees it. Kept small: runs of 100k+ are normal.
@@ -83,7 +95,9 @@ struct RunRt {
   std::string search_path;
   std::vector<TaskRt> tasks;
   absl::flat_hash_map<std::string, int> task_index;
-  std::vector<InstanceRt> instances;
+  // A deque: growing it neither copies 100,000 instances nor moves them
+  // (TaskRt::seen points into them).
+  std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
   v1::RunState state = v1::RUN_RUNNING;

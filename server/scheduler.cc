@@ -180,7 +180,7 @@ void Scheduler::FireTimers(absl::Time now) {
     auto it = execs_.find(id);
     // Gone or already requeued: its runs were cancelled meanwhile.
     if (it == execs_.end() || it->second.started || it->second.waiters.empty()) continue;
-    plan_.Enqueue(id, it->second.task_key, it->second.waiters.front().first);
+    plan_.Enqueue(id, it->second.def->task_key, it->second.waiters.front().first);
   }
 }
 
@@ -401,7 +401,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   for (const std::string& name : task.identity_params) identity[name] = run.params.at(name);
   for (const auto& [k, v] : bindings) identity[k] = v;
   std::string params = CanonicalParams(identity);
-  if (!task.seen.insert(params).second) return;  // identical bindings run once
+  if (task.seen.contains(params)) return;  // identical bindings run once
 
   auto lookup = [&](absl::string_view name) { return LookupParam(bindings, run.params, name); };
 
@@ -419,6 +419,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   InstanceRt& inst = run.instances[seq];
   inst.task = t;
   inst.params = std::move(params);
+  task.seen.insert(inst.params);
   task.seqs.push_back(seq);
   task.counters.set_total(task.counters.total() + 1);
   ++task.pending;
@@ -495,17 +496,15 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
     return;
   }
 
-  Exec exec;
-  exec.id = next_exec_++;
-  exec.key = key;
+  const ExecId id = next_exec_++;
+  Exec& exec = execs_[id];
+  exec.id = id;
+  exec.key = std::move(key);
   exec.waiters.emplace_back(run.id, seq);
-  exec.task_key = task.key;
-  exec.rules = task.rules;
-  exec.pool = task.pool;
-  inst.exec = exec.id;
-  plan_.Enqueue(exec.id, task.key, run.id);
-  exec_by_key_[key] = exec.id;
-  execs_.emplace(exec.id, std::move(exec));
+  exec.def = task.exec_def;
+  inst.exec = id;
+  plan_.Enqueue(id, task.key, run.id);
+  exec_by_key_[exec.key] = id;
   Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
 }
 
@@ -525,6 +524,9 @@ ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   job.builtin = task.spec->handler();
   if (!job.builtin.empty()) job.params = inst.params;
   job.process.kill_grace = options_.kill_grace;
+  // The local pool runs a built-in handler in-process: no argv, no
+  // environment (merging one costs more than the handler itself).
+  if (!job.builtin.empty() && task.pool == "local") return job;
   for (const Template& arg : task.argv) {
     auto rendered = arg.Render(lookup);  // names were checked at submit
     job.process.argv.push_back(rendered.ok() ? *rendered : arg.text());
@@ -576,7 +578,7 @@ void Scheduler::Pump() {
     // and a run may have 100,000 instances queued.
     const auto& [first_run, first_seq] = exec.waiters.front();
     ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
-    exec.runner = exec.pool == "local" ? static_cast<Runner*>(pool_.get()) : workers_.get();
+    exec.runner = exec.def->pool == "local" ? static_cast<Runner*>(pool_.get()) : workers_.get();
     for (const auto& [run_id, seq] : exec.waiters) {
       RunRt& run = *runs_.at(run_id);
       InstanceRt& inst = run.instances[seq];
@@ -605,7 +607,7 @@ Verdict Scheduler::Judge(const Exec& exec, const ExecResult& result) const {
   facts.signal = result.process.term_signal;
   facts.timed_out = result.process.timed_out;
   facts.stderr_tail = result.process.stderr_tail;
-  return exec.rules->Classify(facts, exec.attempts);
+  return exec.def->rules->Classify(facts, exec.attempts);
 }
 
 absl::Status Scheduler::WriteErrFile(const std::string& path, const std::string& text) const {
@@ -661,7 +663,7 @@ void Scheduler::Requeue(Exec& exec) {
   exec.pgid = 0;
   exec.runner = nullptr;
   --exec.attempts;
-  plan_.Enqueue(exec.id, exec.task_key, exec.waiters.front().first);
+  plan_.Enqueue(exec.id, exec.def->task_key, exec.waiters.front().first);
 }
 
 void Scheduler::OnPoolSlots(const std::string& pool, int slots) {
@@ -743,12 +745,12 @@ void Scheduler::OnExecDone(ExecResult result) {
   Verdict verdict = result.ok() ? Verdict::kFail : Judge(it->second, result);
   if (!result.ok() && verdict == Verdict::kRetry) {
     Exec& exec = it->second;
-    absl::Duration delay = exec.rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
+    absl::Duration delay = exec.def->rules->RetryDelay(exec.attempts, absl::Uniform(rng_, 0.0, 1.0));
     exec.started = false;
     exec.pgid = 0;
     exec.runner = nullptr;
     retry_timers_.emplace(absl::Now() + delay, exec.id);
-    std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.rules->max_retries() + 1,
+    std::string note = absl::StrCat("attempt ", exec.attempts, " of ", exec.def->rules->max_retries() + 1,
                                     " failed, retrying in ", absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))),
                                     ": ", error);
     for (const auto& [run_id, seq] : exec.waiters) {
@@ -759,9 +761,9 @@ void Scheduler::OnExecDone(ExecResult result) {
     }
     return;
   }
+  exec_by_key_.erase(it->second.key);  // views the key: erase it first
   Exec exec = std::move(it->second);
   execs_.erase(it);
-  exec_by_key_.erase(exec.key);
   v1::InstanceState state = v1::DONE;
   if (!result.ok()) {
     state = verdict == Verdict::kSkip ? v1::SKIPPED : verdict == Verdict::kSuppress ? v1::SUPPRESSED : v1::FAILED;

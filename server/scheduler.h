@@ -15,6 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -82,13 +84,17 @@ class Scheduler {
 
  private:
   // An execution shared by every run that needs the same instance.
+  // Kept compact: a run of 100,000 instances queues 100,000 of them.
   struct Exec {
     ExecId id = 0;
-    std::string key;  // absolute output path, or workspace+task+params
-    std::vector<std::pair<int64_t, int64_t>> waiters;  // (run id, seq)
-    std::string task_key;
-    std::shared_ptr<const ErrorRules> rules;
-    std::string pool;
+    // Absolute output path, or workspace+task+params. The only copy:
+    // exec_by_key_ views it (execs_ is node-based, so it never moves).
+    std::string key;
+    // (run id, seq); almost always one run, kept inline.
+    absl::InlinedVector<std::pair<int64_t, int64_t>, 1> waiters;
+    // Task key, pool and rules of the task that created it, shared by all
+    // of that task's executions.
+    std::shared_ptr<const ExecDef> def;
     Runner* runner = nullptr;  // set while an attempt runs
     bool started = false;
     // Its process is being killed because no run needed it any more; runs
@@ -151,8 +157,9 @@ class Scheduler {
   // Owned by the scheduler thread.
   Plan plan_;
   absl::flat_hash_map<int64_t, std::unique_ptr<RunRt>> runs_;
-  absl::flat_hash_map<ExecId, Exec> execs_;
-  absl::flat_hash_map<std::string, ExecId> exec_by_key_;
+  // Node-based: Exec::key must stay put, exec_by_key_ points into it.
+  absl::node_hash_map<ExecId, Exec> execs_;
+  absl::flat_hash_map<absl::string_view, ExecId> exec_by_key_;
   ExecId next_exec_ = 1;
   bool stopping_ = false;
   // Executions waiting for their retry backoff, earliest first.
