@@ -86,9 +86,15 @@ class Recorder {
     absl::MutexLock lock(&mu_);
     return done_;
   }
-  // The one result reported for `id` (a failure if there is not exactly one).
+  // The one result reported for `id` (a failure if there is not exactly
+  // one). Results of a worker's `result` message arrive from the hub's
+  // commit threads, so this waits (up to kDeadline) for the first.
   ExecResult Only(ExecId id) {
     absl::MutexLock lock(&mu_);
+    auto arrived = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return std::any_of(done_.begin(), done_.end(), [id](const ExecResult& r) { return r.id == id; });
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&arrived), kDeadline);
     std::vector<ExecResult> found;
     for (const ExecResult& r : done_) {
       if (r.id == id) found.push_back(r);
@@ -652,13 +658,9 @@ TEST_F(WorkerHubTest, JobWithoutOutputCountsStdoutButWritesNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(ws_.path()));
 }
 
-// BUG (server/worker_hub.cc, WorkerHub::Handle, line 274): the output is
-// committed by `open->sink->Finish(output_status.ok() && result.process.ok(),
-// &result)` before stdout_bytes is compared with the bytes received (lines
-// 277-282), so a result that fails with DataLoss still leaves the short file
-// under its final name. ExecResult::output_status promises "the output file
-// was not created", and a later run would take the short file as the
-// instance's cached output. This test fails until that is fixed.
+// A worker whose result disagrees with the bytes it sent: DataLoss, and
+// nothing under the final name (a later run would take a short file for
+// the instance's cached output).
 TEST_F(WorkerHubTest, ResultWithWrongByteCountIsDataLossAndKeepsNoFile) {
   MakeHub();
   auto s = JoinOk(Hello("gpu", 1));
