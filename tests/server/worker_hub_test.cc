@@ -1005,6 +1005,11 @@ TEST_F(WorkerHubTest, SilentSessionExpiresWhileOneSendingHeartbeatsDoesNot) {
 
     ASSERT_TRUE(rec_.AwaitAbort(silent_name));
     EXPECT_TRUE(hub().Expired(*silent));
+    // Until its reader leaves, an expired session is no capacity: its pool
+    // shrinks at once and a new job is not placed on it.
+    EXPECT_EQ(hub().PoolSlots("a"), 0);
+    hub().Start(Job(100 + id, "a", "next.txt"));
+    EXPECT_EQ(rec_.Only(100 + id).infra, ExecResult::Infra::kUnplaced);
     // More than a lease has passed since both joined.
     bool alive_expired = hub().Expired(*alive);
     absl::Duration gap = worker.MaxGap();
