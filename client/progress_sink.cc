@@ -10,10 +10,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "client/event_json.h"
 #include "client/line_printer.h"
 #include "client/progress_view.h"
 #include "client/terminal.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace asflow {
 namespace {
@@ -66,24 +66,29 @@ class LineSink : public PrinterSink {
   absl::Time next_totals_ ABSL_GUARDED_BY(mu_);
 };
 
-// One JSON object per event, protobuf's JSON mapping with proto field names;
-// the printer only tracks state.
+// One JSON object per event, protobuf's JSON mapping with proto field names
+// (client/event_json.h prints it from the wire format); the printer only
+// tracks state. Lines are written with one write per Handle.
 class JsonSink : public PrinterSink {
  public:
   explicit JsonSink(int64_t run_id) : PrinterSink(nullptr, run_id) {}
 
   void Handle(const v1::Event& event) override {
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    std::string line;
     absl::MutexLock lock(&mu_);
-    if (google::protobuf::util::MessageToJsonString(event, &line, options).ok()) {
-      absl::PrintF("%s\n", line);
+    event.SerializeToString(&wire_);
+    line_.clear();
+    if (WireToJson(v1::Event::descriptor(), wire_, &line_)) {
+      line_.push_back('\n');
+      std::fwrite(line_.data(), 1, line_.size(), stdout);
       std::fflush(stdout);
     }
     printer_.Handle(event);
   }
   void Finish() override {}
+
+ private:
+  std::string wire_ ABSL_GUARDED_BY(mu_);  // reused buffers
+  std::string line_ ABSL_GUARDED_BY(mu_);
 };
 
 ProgressViewOptions ViewOptions(int max_running) {
