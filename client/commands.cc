@@ -137,10 +137,15 @@ int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, Progre
       v1::WatchRequest request;
       request.set_run_id(run_id);
       request.set_from_seq(std::max(from_seq, sink->last_seq()));
+      request.set_batch(true);
       auto reader = (*stub)->Watch(&ctx, request);
       v1::Event event;
       while (reader->Read(&event)) {
-        sink->Handle(event);
+        if (event.batch_size() > 0) {
+          sink->HandleEncoded(event.batch());
+        } else {
+          sink->Handle(event);
+        }
         give_up = absl::InfiniteFuture();
         announced_loss = false;
       }

@@ -81,6 +81,7 @@ void LinePrinter::Handle(const v1::Event& event) {
         if (t.task() == event.instance().counters().task()) t = event.instance().counters();
       }
     }
+    if (out_ == nullptr) return;  // only tracking: no labels to format
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
       Print("  start      %s\n", Label(inst));
     } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {

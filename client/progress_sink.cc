@@ -16,6 +16,14 @@
 #include "client/terminal.h"
 
 namespace asflow {
+
+void ProgressSink::HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events) {
+  v1::Event event;
+  for (const std::string& bytes : events) {
+    if (event.ParseFromString(bytes)) Handle(event);
+  }
+}
+
 namespace {
 
 // Tracks the run with a LinePrinter (printing to `out`, or nothing when it
@@ -68,7 +76,8 @@ class LineSink : public PrinterSink {
 
 // One JSON object per event, protobuf's JSON mapping with proto field names
 // (client/event_json.h prints it from the wire format); the printer only
-// tracks state. Lines are written with one write per Handle.
+// tracks the run's state and the last seq. The lines of one message from the
+// daemon go out in one write.
 class JsonSink : public PrinterSink {
  public:
   explicit JsonSink(int64_t run_id) : PrinterSink(nullptr, run_id) {}
@@ -76,19 +85,34 @@ class JsonSink : public PrinterSink {
   void Handle(const v1::Event& event) override {
     absl::MutexLock lock(&mu_);
     event.SerializeToString(&wire_);
-    line_.clear();
-    if (WireToJson(v1::Event::descriptor(), wire_, &line_)) {
-      line_.push_back('\n');
-      std::fwrite(line_.data(), 1, line_.size(), stdout);
-      std::fflush(stdout);
-    }
+    lines_.clear();
+    if (WireToJson(v1::Event::descriptor(), wire_, &lines_)) lines_.push_back('\n');
     printer_.Handle(event);
+    Write();
+  }
+  void HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events) override {
+    absl::MutexLock lock(&mu_);
+    lines_.clear();
+    for (const std::string& bytes : events) {
+      if (!WireToJson(v1::Event::descriptor(), bytes, &lines_)) continue;
+      lines_.push_back('\n');
+      if (!event_.ParseFromString(bytes)) continue;
+      printer_.Handle(event_);
+    }
+    Write();
   }
   void Finish() override {}
 
  private:
-  std::string wire_ ABSL_GUARDED_BY(mu_);  // reused buffers
-  std::string line_ ABSL_GUARDED_BY(mu_);
+  void Write() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::fwrite(lines_.data(), 1, lines_.size(), stdout);
+    std::fflush(stdout);
+  }
+
+  // Reused buffers.
+  std::string wire_ ABSL_GUARDED_BY(mu_);
+  std::string lines_ ABSL_GUARDED_BY(mu_);
+  v1::Event event_ ABSL_GUARDED_BY(mu_);
 };
 
 ProgressViewOptions ViewOptions(int max_running) {

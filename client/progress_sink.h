@@ -26,6 +26,9 @@ class ProgressSink {
  public:
   virtual ~ProgressSink() = default;
   virtual void Handle(const v1::Event& event) = 0;
+  // Events as the daemon sends them in a batch: each an encoded Event, in
+  // seq order. By default each is decoded and handled.
+  virtual void HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events);
   virtual std::optional<v1::Run> run() const = 0;
   bool finished() const {
     std::optional<v1::Run> r = run();

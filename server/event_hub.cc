@@ -12,18 +12,20 @@ EventHub::EventHub(const EventHubOptions& options) : options_(options) {
   // across daemon restarts and a watcher's from_seq from before a restart
   // can never be mistaken for a position in the new stream.
   seq_ = absl::ToUnixMillis(absl::Now()) * 1000;
+  pacer_ = std::thread([this] { PaceLoop(); });
 }
 
-bool EventHub::Matches(const v1::Event& event, int64_t run_id) {
-  if (run_id == 0) return true;
-  switch (event.body_case()) {
-    case v1::Event::kRun:
-      return event.run().run().id() == run_id;
-    case v1::Event::kInstance:
-      return event.instance().instance().run_id() == run_id;
-    default:
-      return true;
+EventHub::~EventHub() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    pacer_wake_ = true;
   }
+  pacer_.join();
+}
+
+bool EventHub::Matches(const EncodedEvent& event, int64_t run_id) {
+  return run_id == 0 || event.run_id == 0 || event.run_id == run_id;
 }
 
 void EventHub::ApplyLocked(const v1::Event& event) {
@@ -73,29 +75,35 @@ void EventHub::Publish(v1::Event event) {
     event.set_seq(++seq_);
     event.set_time_ms(absl::ToUnixMillis(absl::Now()));
     ApplyLocked(event);
-    if (event.has_run() && event.run().run().state() != v1::RUN_RUNNING) {
-      // A finished run leaves nothing running behind in the view.
-      int64_t id = event.run().run().id();
-      running_.erase(running_.lower_bound({id, INT64_MIN}), running_.upper_bound({id, INT64_MAX}));
+    auto encoded = std::make_shared<EncodedEvent>();
+    encoded->seq = event.seq();
+    if (event.has_run()) {
+      encoded->run_id = event.run().run().id();
+      encoded->run_final = event.run().run().state() != v1::RUN_RUNNING;
+      if (encoded->run_final) {
+        // A finished run leaves nothing running behind in the view.
+        int64_t id = encoded->run_id;
+        running_.erase(running_.lower_bound({id, INT64_MIN}), running_.upper_bound({id, INT64_MAX}));
+      }
+    } else if (event.has_instance()) {
+      encoded->run_id = event.instance().instance().run_id();
     }
-    EventPtr shared = std::make_shared<const v1::Event>(std::move(event));
-    const v1::Event& published = *shared;
-    ring_.push_back(shared);
+    event.SerializeToString(&encoded->bytes);
+    ring_.push_back(encoded);
     if (ring_.size() > options_.ring_size) ring_.pop_front();
     for (const auto& sub : subs_) {
-      if (!Matches(published, sub->run_id)) continue;
-      if (!sub->needs_snapshot) {
-        if (sub->queue.size() >= options_.subscriber_queue) {
-          // Too slow: drop its backlog; it gets a snapshot instead.
-          sub->queue.clear();
-          sub->needs_snapshot = true;
-          sub->gap = true;
-        } else {
-          sub->queue.push_back(shared);
-        }
+      if (!Matches(*encoded, sub->run_id)) continue;
+      if (!sub->needs_snapshot && ++sub->pending > options_.subscriber_queue) {
+        // Too slow: skip its backlog; it gets a snapshot instead.
+        sub->needs_snapshot = true;
+        sub->gap = true;
+        sub->pending = 0;
       }
-      if (sub->waiting) {
+      bool ends = encoded->run_final && encoded->run_id == sub->run_id;
+      if (ends) sub->urgent = true;
+      if (sub->waiting || (ends && sub->timer)) {
         sub->waiting = false;
+        sub->timer = false;
         to_notify.push_back(sub->notify);
       }
     }
@@ -119,16 +127,21 @@ v1::Event EventHub::SnapshotLocked(int64_t run_id, bool gap) {
 }
 
 std::shared_ptr<EventHub::Subscription> EventHub::Subscribe(int64_t run_id, int64_t from_seq,
-                                                            std::function<void()> notify) {
+                                                            std::function<void()> notify, bool paced) {
   auto sub = std::make_shared<Subscription>();
   sub->run_id = run_id;
   sub->notify = std::move(notify);
+  sub->paced = paced;
   absl::MutexLock lock(&mu_);
   bool replayable = from_seq > 0 && from_seq <= seq_ &&
-                    (from_seq == seq_ || (!ring_.empty() && ring_.front()->seq() <= from_seq + 1));
+                    (from_seq == seq_ || (!ring_.empty() && ring_.front()->seq <= from_seq + 1));
   if (replayable) {
-    for (const EventPtr& event : ring_) {
-      if (event->seq() > from_seq && Matches(*event, run_id)) sub->queue.push_back(event);
+    sub->next_seq = from_seq + 1;
+    for (const EncodedEventPtr& event : ring_) {
+      if (event->seq > from_seq && Matches(*event, run_id)) {
+        ++sub->pending;
+        if (event->run_final && event->run_id == run_id) sub->urgent = true;
+      }
     }
   } else {
     sub->needs_snapshot = true;
@@ -143,21 +156,96 @@ void EventHub::Unsubscribe(const std::shared_ptr<Subscription>& sub) {
   subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
 }
 
-bool EventHub::Pop(Subscription* sub, v1::Event* out) {
+bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
+                        std::vector<EncodedEventPtr>* out) {
   absl::MutexLock lock(&mu_);
+  if (!sub->needs_snapshot && sub->pending > 0 && (ring_.empty() || sub->next_seq < ring_.front()->seq)) {
+    // Events it had not taken left the ring.
+    sub->needs_snapshot = true;
+    sub->gap = true;
+  }
+  absl::Time now = absl::Now();
   if (sub->needs_snapshot) {
-    *out = SnapshotLocked(sub->run_id, sub->gap);
+    auto encoded = std::make_shared<EncodedEvent>();
+    encoded->seq = seq_;
+    encoded->run_id = sub->run_id;
+    auto run = runs_.find(sub->run_id);
+    encoded->run_final = run != runs_.end() && run->second.state() != v1::RUN_RUNNING;
+    SnapshotLocked(sub->run_id, sub->gap).SerializeToString(&encoded->bytes);
+    out->push_back(std::move(encoded));
     sub->needs_snapshot = false;
     sub->gap = false;
+    sub->next_seq = seq_ + 1;
+    sub->pending = 0;
+    sub->urgent = false;
+    sub->not_before = now + options_.batch_interval;
     return true;
   }
-  if (sub->queue.empty()) {
+  if (sub->pending == 0) {
+    sub->next_seq = seq_ + 1;  // nothing of its own in between
     sub->waiting = true;
     return false;
   }
-  *out = *sub->queue.front();  // the reactor writes its own copy
-  sub->queue.pop_front();
-  return true;
+  if (sub->paced && !sub->urgent && sub->pending < max_events && now < sub->not_before) {
+    if (!sub->timer) {
+      sub->timer = true;
+      if (sub->not_before < pacer_deadline_) pacer_wake_ = true;
+    }
+    return false;
+  }
+  size_t index = sub->next_seq - ring_.front()->seq;
+  size_t taken = 0, bytes = 0;
+  while (index < ring_.size() && taken < max_events) {
+    const EncodedEventPtr& event = ring_[index];
+    if (!Matches(*event, sub->run_id)) {
+      ++index;
+      continue;
+    }
+    if (taken > 0 && bytes + event->bytes.size() > max_bytes) break;
+    ++index;
+    ++taken;
+    bytes += event->bytes.size();
+    out->push_back(event);
+    if (event->run_final && event->run_id == sub->run_id) break;  // its stream ends here
+  }
+  sub->next_seq = ring_.front()->seq + index;
+  sub->pending -= std::min(sub->pending, taken);
+  if (sub->pending == 0) sub->urgent = false;
+  sub->not_before = now + options_.batch_interval;
+  return taken > 0;
+}
+
+bool EventHub::Pop(Subscription* sub, v1::Event* out) {
+  std::vector<EncodedEventPtr> one;
+  if (!PopBatch(sub, 1, 0, &one)) return false;
+  return out->ParseFromString(one.front()->bytes);
+}
+
+void EventHub::PaceLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stop_) {
+    absl::Time now = absl::Now();
+    absl::Time next = absl::InfiniteFuture();
+    std::vector<std::function<void()>> due;
+    for (const auto& sub : subs_) {
+      if (!sub->timer) continue;
+      if (sub->not_before <= now) {
+        sub->timer = false;
+        due.push_back(sub->notify);
+      } else {
+        next = std::min(next, sub->not_before);
+      }
+    }
+    if (!due.empty()) {
+      mu_.Unlock();
+      for (auto& fn : due) fn();
+      mu_.Lock();
+      continue;
+    }
+    pacer_deadline_ = next;
+    pacer_wake_ = false;
+    mu_.AwaitWithDeadline(absl::Condition(&pacer_wake_), next);
+  }
 }
 
 std::optional<v1::Run> EventHub::FindRun(int64_t run_id) {

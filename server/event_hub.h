@@ -1,11 +1,15 @@
 // EventHub: the daemon's progress stream. Assigns strictly increasing
 // sequence numbers, keeps the last events in a ring so a watcher can resume
 // with from_seq, keeps a view of the runs (counters, running instances) from
-// which snapshots are cut, and fans events out to subscribers through
-// bounded queues: a subscriber that falls behind gets a fresh snapshot
-// instead of stalling the publisher or growing memory. Events are published
-// by the store's writer thread after the state they describe is committed.
-// Thread-safe.
+// which snapshots are cut, and hands events to subscribers: each event is
+// encoded once when published and the same bytes go to every watcher. A
+// subscriber is a position in the ring plus a count of the events it has
+// not taken yet; one that falls too far behind gets a fresh snapshot
+// instead of stalling the publisher or growing memory. A paced subscriber
+// gets its events in batches at most every `batch_interval`, so 50 watchers
+// of a busy run cost a few messages per second each, not one per event.
+// Events are published by the store's writer thread after the state they
+// describe is committed. Thread-safe.
 #ifndef ASFLOW_SERVER_EVENT_HUB_H_
 #define ASFLOW_SERVER_EVENT_HUB_H_
 
@@ -15,11 +19,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "asflow/v1/service.pb.h"
 
 namespace asflow {
@@ -27,34 +34,56 @@ namespace asflow {
 struct EventHubOptions {
   // Events kept for resumption (Watch from_seq).
   size_t ring_size = 65536;
-  // Events queued per subscriber before it is reset to a snapshot.
+  // Events a subscriber may leave untaken before it is reset to a snapshot.
   size_t subscriber_queue = 16384;
   // Finished runs kept in the view (older ones are served from the store).
   size_t keep_finished_runs = 256;
+  // A paced subscriber takes events at most this often (a run's final
+  // event, a snapshot and a full batch go at once).
+  absl::Duration batch_interval = absl::Milliseconds(50);
 };
+
+// A published event, encoded once and shared (immutable) by the ring and
+// every subscriber that takes it.
+struct EncodedEvent {
+  int64_t seq = 0;
+  // The run it concerns; 0 for events about every run.
+  int64_t run_id = 0;
+  // It shows run `run_id` in a final state (a Watch of that run ends after it).
+  bool run_final = false;
+  std::string bytes;  // the serialised v1::Event
+};
+using EncodedEventPtr = std::shared_ptr<const EncodedEvent>;
 
 class EventHub {
  public:
   class Subscription;
 
   explicit EventHub(const EventHubOptions& options = {});
+  ~EventHub();
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
 
-  // Assigns seq and time, applies the event to the view, buffers it and
-  // queues it for matching subscribers. Never blocks on a subscriber.
+  // Assigns seq and time, applies the event to the view, encodes and
+  // buffers it. Never blocks on a subscriber.
   void Publish(v1::Event event);
 
-  // Subscribes to events of `run_id` (0: all runs). The first event popped
+  // Subscribes to events of `run_id` (0: all runs). The first event taken
   // is a snapshot, unless from_seq > 0 and every event after from_seq is
   // still buffered, in which case those events come first. `notify` is
-  // called (without hub locks held, from the publishing thread) when an
-  // event becomes available after Pop returned false.
-  std::shared_ptr<Subscription> Subscribe(int64_t run_id, int64_t from_seq,
-                                          std::function<void()> notify);
+  // called (without hub locks held, from the publishing thread or the hub's
+  // pacing thread) when events become available after a Pop returned
+  // false. A `paced` subscriber is handed events at most every
+  // batch_interval.
+  std::shared_ptr<Subscription> Subscribe(int64_t run_id, int64_t from_seq, std::function<void()> notify,
+                                          bool paced = false);
   void Unsubscribe(const std::shared_ptr<Subscription>& sub);
-  // Moves the next event for `sub` into *out; false if none is ready (then
-  // `notify` fires when one is).
+  // Appends to *out the next events for `sub`, in seq order: a snapshot
+  // alone, or up to `max_events` events (and beyond `max_bytes` only for the
+  // first); it stops after an event that ends `sub`'s run. False if none is
+  // ready (then `notify` fires when some are).
+  bool PopBatch(Subscription* sub, size_t max_events, size_t max_bytes, std::vector<EncodedEventPtr>* out);
+  // The next event for `sub`, decoded; false if none is ready.
   bool Pop(Subscription* sub, v1::Event* out);
 
   // The view's copy of a run, if it is there (active or recently finished).
@@ -65,31 +94,42 @@ class EventHub {
  private:
   void ApplyLocked(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Event SnapshotLocked(int64_t run_id, bool gap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static bool Matches(const v1::Event& event, int64_t run_id);
+  static bool Matches(const EncodedEvent& event, int64_t run_id);
+  // Notifies paced subscribers whose wait is over.
+  void PaceLoop();
 
   const EventHubOptions options_;
   absl::Mutex mu_;
   int64_t seq_ ABSL_GUARDED_BY(mu_);
-  // Events are immutable once published and shared by the ring and every
-  // subscriber queue: 50 watchers cost pointers, not 50 copies.
-  using EventPtr = std::shared_ptr<const v1::Event>;
-  std::deque<EventPtr> ring_ ABSL_GUARDED_BY(mu_);
+  // Consecutive seqs: ring_[i]->seq == ring_.front()->seq + i.
+  std::deque<EncodedEventPtr> ring_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, v1::Run> runs_ ABSL_GUARDED_BY(mu_);
   std::deque<int64_t> finished_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<int64_t, int64_t>, v1::Instance> running_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Subscription>> subs_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // The pacer sleeps until pacer_deadline_ unless pacer_wake_ is set (a
+  // wake-up due earlier, or stop).
+  absl::Time pacer_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool pacer_wake_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread pacer_;
 };
 
-// One watcher's queue. Opaque outside the hub.
+// One watcher's place in the stream. Opaque outside the hub.
 class EventHub::Subscription {
  private:
   friend class EventHub;
   int64_t run_id = 0;
   std::function<void()> notify;
-  std::deque<std::shared_ptr<const v1::Event>> queue;
-  bool needs_snapshot = false;  // start, or reset after falling behind
-  bool gap = false;             // the next snapshot replaces lost events
-  bool waiting = false;         // Pop found nothing: notify on next event
+  bool paced = false;
+  int64_t next_seq = 0;          // the first event not taken yet
+  size_t pending = 0;            // matching events published since, not taken
+  bool needs_snapshot = false;   // start, or reset after falling behind
+  bool gap = false;              // the next snapshot replaces lost events
+  bool waiting = false;          // Pop found nothing: notify on next event
+  bool urgent = false;           // its run's final event is pending: no pacing
+  absl::Time not_before = absl::InfinitePast();  // paced: the next batch
+  bool timer = false;            // paced: the pacer notifies at not_before
 };
 
 }  // namespace asflow

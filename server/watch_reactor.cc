@@ -4,7 +4,7 @@ namespace asflow {
 
 WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
                            std::unique_ptr<v1::Event> initial)
-    : hub_(hub), run_id_(request.run_id()) {
+    : hub_(hub), run_id_(request.run_id()), batch_(request.batch()) {
   {
     absl::MutexLock lock(&alive_->mu);
     alive_->reactor = this;
@@ -15,12 +15,12 @@ WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
     writing_ = true;
     last_ = IsFinal(event_);
     if (!last_) {
-      sub_ = hub_->Subscribe(run_id_, event_.seq(), Notifier());
+      sub_ = hub_->Subscribe(run_id_, event_.seq(), Notifier(), batch_);
     }
     StartWrite(&event_);
     return;
   }
-  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier());
+  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_);
   MaybeWrite();
 }
 
@@ -47,9 +47,22 @@ bool WatchReactor::IsFinal(const v1::Event& event) const {
 void WatchReactor::MaybeWrite() {
   absl::MutexLock lock(&mu_);
   if (writing_ || finished_ || sub_ == nullptr) return;
-  if (!hub_->Pop(sub_.get(), &event_)) return;  // the hub notifies us later
+  taken_.clear();
+  if (!hub_->PopBatch(sub_.get(), batch_ ? kBatchEvents : 1, kBatchBytes, &taken_)) {
+    return;  // the hub notifies us later
+  }
+  event_.Clear();
+  if (batch_) {
+    for (const EncodedEventPtr& event : taken_) event_.add_batch(event->bytes);
+  } else if (!event_.ParseFromString(taken_.front()->bytes)) {
+    finished_ = true;
+    Finish(grpc::Status(grpc::StatusCode::INTERNAL, "undecodable event"));
+    return;
+  }
+  const EncodedEvent& back = *taken_.back();
+  last_ = run_id_ != 0 && back.run_final && back.run_id == run_id_;
+  taken_.clear();
   writing_ = true;
-  last_ = IsFinal(event_);
   StartWrite(&event_);
 }
 

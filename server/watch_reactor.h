@@ -1,13 +1,17 @@
-// WatchReactor: one Watch stream. Pops events from its EventHub
+// WatchReactor: one Watch stream. Takes events from its EventHub
 // subscription with at most one write in flight; when the hub has nothing,
-// it waits for the hub's notification. A stream for one run finishes (OK)
-// after the event that shows the run in a final state. Finish is called
-// exactly once; OnDone unsubscribes and frees the reactor.
+// it waits for the hub's notification. A watcher that asked for batches
+// gets every event available (paced by the hub) in one message, as the
+// bytes the hub encoded once; others get one event per message. A stream
+// for one run finishes (OK) after the event that shows the run in a final
+// state. Finish is called exactly once; OnDone unsubscribes and frees the
+// reactor.
 #ifndef ASFLOW_SERVER_WATCH_REACTOR_H_
 #define ASFLOW_SERVER_WATCH_REACTOR_H_
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -18,6 +22,10 @@ namespace asflow {
 
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
  public:
+  // Limits of one batch message (well under gRPC's 4 MB default).
+  static constexpr size_t kBatchEvents = 2048;
+  static constexpr size_t kBatchBytes = 512 * 1024;
+
   // `hub` must outlive every reactor (the server waits for live reactors
   // before the hub is destroyed). `initial`, if set, is written first and
   // ends the stream when it shows the run finished (a run the hub no longer
@@ -42,10 +50,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
 
   EventHub* const hub_;
   const int64_t run_id_;
+  const bool batch_;
   const std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
   std::shared_ptr<EventHub::Subscription> sub_;
   absl::Mutex mu_;
   v1::Event event_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  std::vector<EncodedEventPtr> taken_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool last_ ABSL_GUARDED_BY(mu_) = false;  // finish after this write

@@ -25,8 +25,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "asflow/v1/service.grpc.pb.h"
 #include "asflow/v1/service.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/test_util.h"
@@ -352,6 +355,74 @@ TEST_F(WatchTest, SlowConsumerGetsSnapshotNotBacklog) {
   EXPECT_LE(slow_ms, 3 * base_ms + 5000);
   EXPECT_GT(rss_kb, 0);
   EXPECT_LT(rss_kb, 1024 * 1024);
+}
+
+// A watcher that asks for batches (asflowctl) and one that does not (an
+// older client) see the same events: the old one one per message, the new
+// one several per message, as the bytes the daemon encoded once.
+TEST_F(WatchTest, BatchedAndUnbatchedWatchersSeeTheSameEvents) {
+  StartDaemon();
+  const int64_t run = DetachWatchFlow("items", {"n=200", "sleep=0.01"});
+  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+  auto stub = v1::FlowService::NewStub(channel);
+
+  grpc::ClientContext batched_ctx;
+  v1::WatchRequest request;
+  request.set_run_id(run);
+  request.set_batch(true);
+  auto batched = stub->Watch(&batched_ctx, request);
+  v1::Event message;
+  ASSERT_TRUE(batched->Read(&message));
+  std::vector<v1::Event> batched_events;
+  auto add_batched = [&](const v1::Event &m) {
+    if (m.batch_size() == 0) {
+      batched_events.push_back(m);
+      return;
+    }
+    for (const std::string &bytes : m.batch()) {
+      v1::Event e;
+      EXPECT_TRUE(e.ParseFromString(bytes));
+      batched_events.push_back(std::move(e));
+    }
+  };
+  add_batched(message);
+  ASSERT_TRUE(batched_events.front().has_snapshot());
+  const int64_t snapshot_seq = batched_events.front().seq();
+
+  // The old-style watcher resumes right after the batched one's snapshot.
+  grpc::ClientContext single_ctx;
+  request.set_batch(false);
+  request.set_from_seq(snapshot_seq);
+  auto single = stub->Watch(&single_ctx, request);
+
+  int batched_messages = 1;
+  while (batched->Read(&message)) {
+    ++batched_messages;
+    add_batched(message);
+  }
+  ASSERT_TRUE(batched->Finish().ok());
+  std::vector<v1::Event> single_events;
+  while (single->Read(&message)) {
+    EXPECT_EQ(message.batch_size(), 0);
+    single_events.push_back(message);
+  }
+  ASSERT_TRUE(single->Finish().ok());
+
+  ExpectSeqsIncrease(batched_events, "batched");
+  ExpectSeqsIncrease(single_events, "single");
+  EXPECT_EQ(FinalRun(batched_events, run).state(), v1::RUN_SUCCEEDED);
+  ASSERT_EQ(batched_events.size(), single_events.size() + 1);  // + the snapshot
+  for (size_t i = 0; i < single_events.size(); ++i) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(batched_events[i + 1], single_events[i]))
+        << i << ": " << batched_events[i + 1].ShortDebugString() << " vs " << single_events[i].ShortDebugString();
+  }
+  EXPECT_EQ(single_events.front().seq(), snapshot_seq + 1);
+  std::map<std::string, v1::TaskCounters> counters = CountersByTask(FinalRun(batched_events, run));
+  EXPECT_EQ(counters["item"].done(), 200) << Describe(counters);
+  // Items starting and finishing for about a second: batched.
+  EXPECT_GE(CountKind(batched_events, v1::InstanceEvent::FINISHED), 50);
+  EXPECT_LT(batched_messages, static_cast<int>(batched_events.size()) / 2)
+      << batched_messages << " messages for " << batched_events.size() << " events";
 }
 
 TEST_F(WatchTest, TtyViewUnderTmux) {

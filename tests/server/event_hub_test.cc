@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace asflow {
@@ -30,6 +32,10 @@ v1::Event InstanceEvent(int64_t run, int64_t seq, v1::InstanceEvent::Kind kind, 
   ie->mutable_counters()->set_total(3);
   ie->mutable_counters()->set_done(done);
   return e;
+}
+
+void ExpectIncreasing(const std::vector<v1::Event>& events) {
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_GT(events[i].seq(), events[i - 1].seq());
 }
 
 std::vector<v1::Event> Drain(EventHub& hub, EventHub::Subscription* sub) {
@@ -170,6 +176,186 @@ TEST(EventHubTest, UnsubscribedGetsNothingMore) {
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
   EXPECT_EQ(notified, 0);
   EXPECT_EQ(hub.subscriber_count(), 0u);
+}
+
+std::vector<v1::Event> Decode(const std::vector<EncodedEventPtr>& batch) {
+  std::vector<v1::Event> out;
+  for (const EncodedEventPtr& encoded : batch) {
+    v1::Event e;
+    EXPECT_TRUE(e.ParseFromString(encoded->bytes));
+    EXPECT_EQ(e.seq(), encoded->seq);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+TEST(EventHubTest, EveryWatcherGetsTheSameEncodedEvent) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  auto a = hub.Subscribe(0, hub.last_seq(), [] {});
+  auto b = hub.Subscribe(1, hub.last_seq(), [] {});
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  std::vector<EncodedEventPtr> got_a, got_b;
+  ASSERT_TRUE(hub.PopBatch(a.get(), 10, 1 << 20, &got_a));
+  ASSERT_TRUE(hub.PopBatch(b.get(), 10, 1 << 20, &got_b));
+  ASSERT_EQ(got_a.size(), 1u);
+  ASSERT_EQ(got_b.size(), 1u);
+  EXPECT_EQ(got_a[0].get(), got_b[0].get());  // one encoding, shared
+  EXPECT_EQ(got_a[0]->run_id, 1);
+  EXPECT_FALSE(got_a[0]->run_final);
+  EXPECT_EQ(Decode(got_a)[0].instance().kind(), v1::InstanceEvent::STARTED);
+}
+
+TEST(EventHubTest, BatchesRespectCountAndSizeAndSkipOtherRuns) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  hub.Publish(RunEvent(2, v1::RUN_RUNNING));
+  auto sub = hub.Subscribe(1, hub.last_seq(), [] {});
+  for (int i = 0; i < 10; ++i) {
+    hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+    hub.Publish(InstanceEvent(2, i, v1::InstanceEvent::STARTED, 0));
+  }
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 4, 1 << 20, &batch));
+  std::vector<v1::Event> events = Decode(batch);
+  ASSERT_EQ(events.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(events[i].instance().instance().run_id(), 1);
+    EXPECT_EQ(events[i].instance().instance().seq(), i);
+  }
+  // A byte limit below one event still lets one through.
+  batch.clear();
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1, &batch));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(Decode(batch)[0].instance().instance().seq(), 4);
+  // Two events' worth of bytes (these events all encode to the same size).
+  const size_t one = batch[0]->bytes.size();
+  batch.clear();
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 2 * one + one / 2, &batch));
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(Decode(batch)[1].instance().instance().seq(), 6);
+  batch.clear();
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  events = Decode(batch);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().instance().instance().seq(), 9);
+  ExpectIncreasing(events);
+  batch.clear();
+  EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+}
+
+TEST(EventHubTest, BatchEndsWithTheRunsFinalEvent) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  auto sub = hub.Subscribe(1, hub.last_seq(), [] {});
+  auto all = hub.Subscribe(0, hub.last_seq(), [] {});
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::FINISHED, 1));
+  hub.Publish(RunEvent(1, v1::RUN_SUCCEEDED));
+  hub.Publish(RunEvent(2, v1::RUN_RUNNING));
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_TRUE(batch.back()->run_final);
+  EXPECT_EQ(batch.back()->run_id, 1);
+  // A watcher of every run reads on.
+  batch.clear();
+  ASSERT_TRUE(hub.PopBatch(all.get(), 100, 1 << 20, &batch));
+  EXPECT_EQ(batch.size(), 3u);
+}
+
+TEST(EventHubTest, SnapshotOfAFinishedRunIsFinal) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  hub.Publish(RunEvent(1, v1::RUN_FAILED));
+  auto sub = hub.Subscribe(1, 0, [] {});
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_TRUE(batch[0]->run_final);
+  EXPECT_TRUE(Decode(batch)[0].has_snapshot());
+}
+
+TEST(EventHubTest, PacedSubscriberGetsBatchesAtMostEveryInterval) {
+  EventHubOptions options;
+  options.batch_interval = absl::Milliseconds(200);
+  EventHub hub(options);
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  absl::Mutex mu;
+  int notified = 0;
+  auto sub = hub.Subscribe(1, hub.last_seq(), [&] {
+    absl::MutexLock lock(&mu);
+    ++notified;
+  }, /*paced=*/true);
+  std::vector<EncodedEventPtr> batch;
+  EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // nothing yet
+  // The first event after a quiet spell goes at once.
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(notified, 1);
+  }
+  absl::Time first = absl::Now();
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  EXPECT_EQ(batch.size(), 1u);
+  // The next ones wait for the interval, then come together.
+  for (int i = 1; i <= 5; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+  batch.clear();
+  EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(notified, 1);  // no notification per event
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(
+                                        +[](int* n) { return *n >= 2; }, &notified),
+                                    absl::Seconds(10)));
+  }
+  EXPECT_GE(absl::Now() - first, absl::Milliseconds(190));
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  EXPECT_EQ(batch.size(), 5u);
+  // A backlog of a full batch is not held back.
+  for (int i = 6; i < 16; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+  batch.clear();
+  EXPECT_TRUE(hub.PopBatch(sub.get(), 10, 1 << 20, &batch));
+  EXPECT_EQ(batch.size(), 10u);
+}
+
+TEST(EventHubTest, PacedSubscriberGetsTheRunsEndAtOnce) {
+  EventHubOptions options;
+  options.batch_interval = absl::Seconds(60);
+  EventHub hub(options);
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  absl::Notification ended;
+  auto sub = hub.Subscribe(1, hub.last_seq(), [&] {
+    if (!ended.HasBeenNotified()) ended.Notify();
+  }, /*paced=*/true);
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // the first at once
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::FINISHED, 1));
+  batch.clear();
+  EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // paced: a minute
+  hub.Publish(RunEvent(1, v1::RUN_SUCCEEDED));
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_TRUE(batch.back()->run_final);
+}
+
+TEST(EventHubTest, EventsThatLeftTheRingUntakenGiveAGapSnapshot) {
+  EventHubOptions options;
+  options.ring_size = 4;
+  EventHub hub(options);
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  auto sub = hub.Subscribe(0, hub.last_seq(), [] {});
+  for (int i = 0; i < 6; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+  auto events = Drain(hub, sub.get());
+  ASSERT_EQ(events.size(), 1u);
+  ASSERT_TRUE(events[0].has_snapshot());
+  EXPECT_TRUE(events[0].snapshot().gap());
+  EXPECT_EQ(events[0].snapshot().running_size(), 6);
+  // Events of other runs leaving the ring are no loss to a run's watcher.
+  auto other = hub.Subscribe(2, hub.last_seq(), [] {});
+  for (int i = 6; i < 12; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+  EXPECT_TRUE(Drain(hub, other.get()).empty());
 }
 
 }  // namespace
