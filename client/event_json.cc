@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "asflow/v1/service.pb.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace asflow {
@@ -191,6 +192,7 @@ bool AppendMessage(const Descriptor* type, absl::string_view wire, int depth, st
   WireReader r(wire);
   out->push_back('{');
   int last_number = 0;
+  int next_field = 0;
   bool first = true;
   while (!r.done()) {
     uint64_t tag;
@@ -200,8 +202,12 @@ bool AppendMessage(const Descriptor* type, absl::string_view wire, int depth, st
     // Out of order, repeated twice or split: left to protobuf.
     if (number <= last_number) return false;
     last_number = number;
-    const FieldDescriptor* f = type->FindFieldByNumber(number);
-    if (f == nullptr) return false;
+    // Fields come in number order, mostly also their declaration order.
+    const FieldDescriptor* f = nullptr;
+    for (; next_field < type->field_count() && f == nullptr; ++next_field) {
+      if (type->field(next_field)->number() == number) f = type->field(next_field);
+    }
+    if (f == nullptr && (f = type->FindFieldByNumber(number)) == nullptr) return false;
     if (!first) out->push_back(',');
     first = false;
     out->push_back('"');
@@ -236,6 +242,41 @@ bool AppendMessage(const Descriptor* type, absl::string_view wire, int depth, st
 }
 
 }  // namespace
+
+bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
+  WireReader r(wire);
+  *seq = 0;
+  *body = 0;
+  while (!r.done()) {
+    uint64_t tag, v;
+    if (!r.Varint(&tag)) return false;
+    int number = static_cast<int>(tag >> 3);
+    switch (tag & 7) {
+      case kVarint:
+        if (!r.Varint(&v)) return false;
+        if (number == v1::Event::kSeqFieldNumber) *seq = static_cast<int64_t>(v);
+        break;
+      case kLen: {
+        absl::string_view skipped;
+        if (!r.Len(&skipped)) return false;
+        if (number == v1::Event::kSnapshotFieldNumber || number == v1::Event::kRunFieldNumber ||
+            number == v1::Event::kInstanceFieldNumber) {
+          *body = number;
+        }
+        break;
+      }
+      case kFixed64:
+        if (!r.Fixed(8, &v)) return false;
+        break;
+      case kFixed32:
+        if (!r.Fixed(4, &v)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
 
 bool AppendWireAsJson(const Descriptor* type, absl::string_view wire, std::string* out) {
   size_t size = out->size();

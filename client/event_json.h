@@ -13,6 +13,7 @@
 #ifndef ASFLOW_CLIENT_EVENT_JSON_H_
 #define ASFLOW_CLIENT_EVENT_JSON_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -28,6 +29,10 @@ bool AppendWireAsJson(const google::protobuf::Descriptor* type, absl::string_vie
 // The JSON object for `wire` (a message of type `type`), by the fast path or,
 // when it declines, protobuf's converter. False if `wire` does not parse.
 bool WireToJson(const google::protobuf::Descriptor* type, absl::string_view wire, std::string* out);
+
+// The seq of an encoded v1::Event and the field number of its body (0 if
+// none); false if `wire` is not well-formed.
+bool PeekEvent(absl::string_view wire, int64_t* seq, int* body);
 
 }  // namespace asflow
 

@@ -5,6 +5,7 @@
 #ifndef ASFLOW_CLIENT_LINE_PRINTER_H_
 #define ASFLOW_CLIENT_LINE_PRINTER_H_
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -22,6 +23,9 @@ class LinePrinter {
   LinePrinter(FILE* out, int64_t run_id);
 
   void Handle(const v1::Event& event);
+  // An event seen but not handed over (e.g. an instance event while only
+  // tracking the run's state): only last_seq moves.
+  void Skip(int64_t seq) { last_seq_ = std::max(last_seq_, seq); }
   // The run's state as last seen; nullopt before any event showed it.
   std::optional<v1::Run> run() const { return run_; }
   bool finished() const { return run_ && run_->state() != v1::RUN_RUNNING; }

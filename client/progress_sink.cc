@@ -76,8 +76,9 @@ class LineSink : public PrinterSink {
 
 // One JSON object per event, protobuf's JSON mapping with proto field names
 // (client/event_json.h prints it from the wire format); the printer only
-// tracks the run's state and the last seq. The lines of one message from the
-// daemon go out in one write.
+// tracks the run's state (from run events and snapshots: instance events of
+// a batch are not decoded) and the last seq. The lines of one message from
+// the daemon go out in one write.
 class JsonSink : public PrinterSink {
  public:
   explicit JsonSink(int64_t run_id) : PrinterSink(nullptr, run_id) {}
@@ -96,8 +97,13 @@ class JsonSink : public PrinterSink {
     for (const std::string& bytes : events) {
       if (!WireToJson(v1::Event::descriptor(), bytes, &lines_)) continue;
       lines_.push_back('\n');
-      if (!event_.ParseFromString(bytes)) continue;
-      printer_.Handle(event_);
+      int64_t seq;
+      int body;
+      if (PeekEvent(bytes, &seq, &body) && body == v1::Event::kInstanceFieldNumber) {
+        printer_.Skip(seq);
+      } else if (event_.ParseFromString(bytes)) {
+        printer_.Handle(event_);
+      }
     }
     Write();
   }

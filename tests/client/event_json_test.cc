@@ -192,6 +192,29 @@ TEST(EventJsonTest, TruncatedOrGarbageWireIsRejected) {
   EXPECT_FALSE(WireToJson(v1::Event::descriptor(), std::string("\xff\xff\xff", 3), &json));
 }
 
+TEST(EventJsonTest, PeekEventFindsSeqAndBody) {
+  v1::Event e;
+  int64_t seq = -1;
+  int body = -1;
+  EXPECT_TRUE(PeekEvent(e.SerializeAsString(), &seq, &body));
+  EXPECT_EQ(seq, 0);
+  EXPECT_EQ(body, 0);
+  e.set_seq(1795573827379006);
+  e.set_time_ms(1795573845878);
+  *e.mutable_instance()->mutable_instance() = SomeInstance(3);
+  ASSERT_TRUE(PeekEvent(e.SerializeAsString(), &seq, &body));
+  EXPECT_EQ(seq, 1795573827379006);
+  EXPECT_EQ(body, v1::Event::kInstanceFieldNumber);
+  *e.mutable_run()->mutable_run() = SomeRun(v1::RUN_RUNNING);
+  ASSERT_TRUE(PeekEvent(e.SerializeAsString(), &seq, &body));
+  EXPECT_EQ(body, v1::Event::kRunFieldNumber);
+  e.mutable_snapshot()->set_gap(true);
+  ASSERT_TRUE(PeekEvent(e.SerializeAsString(), &seq, &body));
+  EXPECT_EQ(body, v1::Event::kSnapshotFieldNumber);
+  std::string wire = e.SerializeAsString();
+  EXPECT_FALSE(PeekEvent(wire.substr(0, wire.size() - 1), &seq, &body));
+}
+
 // Random events: the fast path must agree with protobuf byte for byte.
 TEST(EventJsonTest, RandomEventsMatchProtobuf) {
   std::mt19937_64 rng(20261125);
