@@ -39,8 +39,9 @@ struct EventHubOptions {
   // Finished runs kept in the view (older ones are served from the store).
   size_t keep_finished_runs = 256;
   // A paced subscriber takes events at most this often (a run's final
-  // event, a snapshot and a full batch go at once).
-  absl::Duration batch_interval = absl::Milliseconds(50);
+  // event, a snapshot and a full batch go at once). The live view redraws
+  // every 100 ms, so it loses nothing.
+  absl::Duration batch_interval = absl::Milliseconds(100);
 };
 
 // A published event, encoded once and shared (immutable) by the ring and
