@@ -1,10 +1,17 @@
 #include "client/event_json.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "asflow/v1/service.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -68,176 +75,323 @@ class WireReader {
   const char* end_;
 };
 
+// Builds one JSON object in a per-thread scratch buffer through a cursor:
+// callers make room first (Room), then write without further checks; Finish
+// appends the object to the output string.
+class JsonOut {
+ public:
+  JsonOut() : buf_(Scratch()) {}
+
+  void Room(size_t n) {
+    if (buf_.size - pos_ >= n) return;
+    size_t size = std::max(2 * buf_.size, pos_ + n + 1024);
+    auto bigger = std::make_unique<char[]>(size);
+    std::memcpy(bigger.get(), buf_.data.get(), pos_);
+    buf_.data = std::move(bigger);
+    buf_.size = size;
+  }
+  void Put(char c) { buf_.data[pos_++] = c; }
+  void Put(const char* p, size_t n) {
+    std::memcpy(buf_.data.get() + pos_, p, n);
+    pos_ += n;
+  }
+  void Put(absl::string_view v) { Put(v.data(), v.size()); }
+  template <typename T>
+  void PutNumber(T v) {
+    char* at = buf_.data.get() + pos_;
+    pos_ = std::to_chars(at, at + 24, v).ptr - buf_.data.get();
+  }
+  void Finish(std::string* out) const { out->append(buf_.data.get(), pos_); }
+
+ private:
+  struct Buffer {
+    std::unique_ptr<char[]> data;
+    size_t size = 0;
+  };
+  static Buffer& Scratch() {
+    thread_local Buffer buffer;
+    return buffer;
+  }
+
+  Buffer& buf_;
+  size_t pos_ = 0;
+};
+
 // A JSON string, escaped as protobuf's converter escapes ASCII; false on any
 // byte outside ASCII (its rules for those are left to it).
-bool AppendString(absl::string_view s, std::string* out) {
+bool AppendString(absl::string_view s, JsonOut& out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
+  out.Room(6 * s.size() + 2);
+  out.Put('"');
   size_t run = 0;  // start of the pending run of bytes that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) return false;
     bool plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != 0x7f;
     if (plain) continue;
-    out->append(s.data() + run, i - run);
+    out.Put(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"': out.Put("\\\"", 2); break;
+      case '\\': out.Put("\\\\", 2); break;
+      case '\b': out.Put("\\b", 2); break;
+      case '\f': out.Put("\\f", 2); break;
+      case '\n': out.Put("\\n", 2); break;
+      case '\r': out.Put("\\r", 2); break;
+      case '\t': out.Put("\\t", 2); break;
       default: {
         char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
-        out->append(esc, sizeof(esc));
+        out.Put(esc, sizeof(esc));
       }
     }
   }
-  out->append(s.data() + run, s.size() - run);
-  out->push_back('"');
+  out.Put(s.data() + run, s.size() - run);
+  out.Put('"');
   return true;
 }
 
-bool AppendMessage(const Descriptor* type, absl::string_view wire, int depth, std::string* out);
+// How to print one message type, worked out once per type from its
+// descriptor: the fields by number, each with its JSON key and kind.
+enum class Kind : uint8_t {
+  kUnknown,  // no such field, or a type left to protobuf
+  kInt64,
+  kUInt64,
+  kSInt64,
+  kFixed64,
+  kSFixed64,
+  kInt32,
+  kUInt32,
+  kSInt32,
+  kFixed32,
+  kSFixed32,
+  kBool,
+  kEnum,
+  kString,
+  kMessage,
+};
 
-// One value of field `f` (wire type `wt`) from `r`. `quote_all` quotes
-// every scalar (map keys are JSON strings).
-bool AppendValue(const FieldDescriptor* f, int wt, WireReader& r, int depth, bool quote_all, std::string* out) {
-  uint64_t v = 0;
+struct MessagePlan;
+
+struct FieldPlan {
+  Kind kind = Kind::kUnknown;
+  int wire_type = 0;
+  bool repeated = false;
+  bool map = false;
+  std::string key;                      // "name":
+  const MessagePlan* message = nullptr;  // kMessage: its type (a map: the entry)
+  std::vector<std::string> enum_names;   // kEnum: "NAME" by number, empty if unknown
+};
+
+struct MessagePlan {
+  bool supported = true;
+  std::vector<FieldPlan> fields;  // by field number
+};
+
+constexpr int kMaxPlannedNumber = 1024;
+
+Kind KindOf(const FieldDescriptor* f, int* wire_type) {
+  *wire_type = kVarint;
   switch (f->type()) {
-    case FieldDescriptor::TYPE_INT64:
-    case FieldDescriptor::TYPE_UINT64:
-    case FieldDescriptor::TYPE_SINT64:
-    case FieldDescriptor::TYPE_FIXED64:
-    case FieldDescriptor::TYPE_SFIXED64: {
-      bool fixed = f->type() == FieldDescriptor::TYPE_FIXED64 || f->type() == FieldDescriptor::TYPE_SFIXED64;
-      if (wt != (fixed ? kFixed64 : kVarint)) return false;
-      if (!(fixed ? r.Fixed(8, &v) : r.Varint(&v))) return false;
-      out->push_back('"');
-      if (f->type() == FieldDescriptor::TYPE_UINT64 || f->type() == FieldDescriptor::TYPE_FIXED64) {
-        absl::StrAppend(out, v);
-      } else if (f->type() == FieldDescriptor::TYPE_SINT64) {
-        absl::StrAppend(out, static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)));
-      } else {
-        absl::StrAppend(out, static_cast<int64_t>(v));
-      }
-      out->push_back('"');
-      return true;
+    case FieldDescriptor::TYPE_INT64: return Kind::kInt64;
+    case FieldDescriptor::TYPE_UINT64: return Kind::kUInt64;
+    case FieldDescriptor::TYPE_SINT64: return Kind::kSInt64;
+    case FieldDescriptor::TYPE_INT32: return Kind::kInt32;
+    case FieldDescriptor::TYPE_UINT32: return Kind::kUInt32;
+    case FieldDescriptor::TYPE_SINT32: return Kind::kSInt32;
+    case FieldDescriptor::TYPE_BOOL: return Kind::kBool;
+    case FieldDescriptor::TYPE_ENUM: return Kind::kEnum;
+    case FieldDescriptor::TYPE_FIXED64: *wire_type = kFixed64; return Kind::kFixed64;
+    case FieldDescriptor::TYPE_SFIXED64: *wire_type = kFixed64; return Kind::kSFixed64;
+    case FieldDescriptor::TYPE_FIXED32: *wire_type = kFixed32; return Kind::kFixed32;
+    case FieldDescriptor::TYPE_SFIXED32: *wire_type = kFixed32; return Kind::kSFixed32;
+    case FieldDescriptor::TYPE_STRING: *wire_type = kLen; return Kind::kString;
+    case FieldDescriptor::TYPE_MESSAGE: *wire_type = kLen; return Kind::kMessage;
+    default: return Kind::kUnknown;  // float, double, bytes, groups
+  }
+}
+
+class PlanCache {
+ public:
+  const MessagePlan* Get(const Descriptor* type) {
+    absl::MutexLock lock(&mu_);
+    return GetLocked(type);
+  }
+
+ private:
+  const MessagePlan* GetLocked(const Descriptor* type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::unique_ptr<MessagePlan>& slot = plans_[type];
+    if (slot != nullptr) return slot.get();
+    slot = std::make_unique<MessagePlan>();
+    MessagePlan* plan = slot.get();  // in the map before its fields: types may nest themselves
+    if (absl::StartsWith(type->file()->name(), "google/protobuf/")) {
+      plan->supported = false;  // well-known types have JSON forms of their own
+      return plan;
     }
-    case FieldDescriptor::TYPE_INT32:
-    case FieldDescriptor::TYPE_UINT32:
-    case FieldDescriptor::TYPE_SINT32:
-    case FieldDescriptor::TYPE_FIXED32:
-    case FieldDescriptor::TYPE_SFIXED32: {
-      bool fixed = f->type() == FieldDescriptor::TYPE_FIXED32 || f->type() == FieldDescriptor::TYPE_SFIXED32;
-      if (wt != (fixed ? kFixed32 : kVarint)) return false;
-      if (!(fixed ? r.Fixed(4, &v) : r.Varint(&v))) return false;
-      if (quote_all) out->push_back('"');
+    for (int i = 0; i < type->field_count(); ++i) {
+      const FieldDescriptor* f = type->field(i);
+      if (f->number() > kMaxPlannedNumber) {
+        plan->supported = false;
+        return plan;
+      }
+      if (static_cast<int>(plan->fields.size()) <= f->number()) plan->fields.resize(f->number() + 1);
+      FieldPlan& fp = plan->fields[f->number()];
+      fp.kind = KindOf(f, &fp.wire_type);
+      fp.repeated = f->is_repeated();
+      fp.map = f->is_map();
+      fp.key = absl::StrCat("\"", f->name(), "\":");
+      if (fp.kind == Kind::kMessage) fp.message = GetLocked(f->message_type());
+      if (fp.kind == Kind::kEnum) {
+        const google::protobuf::EnumDescriptor* e = f->enum_type();
+        for (int v = 0; v < e->value_count(); ++v) {
+          int number = e->value(v)->number();
+          if (number < 0 || number > kMaxPlannedNumber) continue;  // such values fall back
+          if (static_cast<int>(fp.enum_names.size()) <= number) fp.enum_names.resize(number + 1);
+          if (fp.enum_names[number].empty()) fp.enum_names[number] = absl::StrCat("\"", e->value(v)->name(), "\"");
+        }
+      }
+    }
+    return plan;
+  }
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<const Descriptor*, std::unique_ptr<MessagePlan>> plans_ ABSL_GUARDED_BY(mu_);
+};
+
+PlanCache& Plans() {
+  static PlanCache* cache = new PlanCache();
+  return *cache;
+}
+
+bool AppendMessage(const MessagePlan& plan, absl::string_view wire, int depth, JsonOut& out);
+
+// One value of field `fp` (wire type `wt`) from `r`. `quote_all` quotes
+// every scalar (map keys are JSON strings).
+bool AppendValue(const FieldPlan& fp, int wt, WireReader& r, int depth, bool quote_all, JsonOut& out) {
+  if (wt != fp.wire_type) return false;
+  uint64_t v = 0;
+  out.Room(24);  // any number or true/false, quoted
+  switch (fp.kind) {
+    case Kind::kInt64:
+    case Kind::kUInt64:
+    case Kind::kSInt64:
+    case Kind::kFixed64:
+    case Kind::kSFixed64:
+      if (!(wt == kFixed64 ? r.Fixed(8, &v) : r.Varint(&v))) return false;
+      out.Put('"');
+      if (fp.kind == Kind::kUInt64 || fp.kind == Kind::kFixed64) {
+        out.PutNumber(v);
+      } else if (fp.kind == Kind::kSInt64) {
+        out.PutNumber(static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)));
+      } else {
+        out.PutNumber(static_cast<int64_t>(v));
+      }
+      out.Put('"');
+      return true;
+    case Kind::kInt32:
+    case Kind::kUInt32:
+    case Kind::kSInt32:
+    case Kind::kFixed32:
+    case Kind::kSFixed32: {
+      if (!(wt == kFixed32 ? r.Fixed(4, &v) : r.Varint(&v))) return false;
+      if (quote_all) out.Put('"');
       uint32_t u = static_cast<uint32_t>(v);
-      if (f->type() == FieldDescriptor::TYPE_UINT32 || f->type() == FieldDescriptor::TYPE_FIXED32) {
-        absl::StrAppend(out, u);
-      } else if (f->type() == FieldDescriptor::TYPE_SINT32) {
-        absl::StrAppend(out, static_cast<int32_t>((u >> 1) ^ (~(u & 1) + 1)));
+      if (fp.kind == Kind::kUInt32 || fp.kind == Kind::kFixed32) {
+        out.PutNumber(u);
+      } else if (fp.kind == Kind::kSInt32) {
+        out.PutNumber(static_cast<int32_t>((u >> 1) ^ (~(u & 1) + 1)));
       } else {
-        absl::StrAppend(out, static_cast<int32_t>(u));
+        out.PutNumber(static_cast<int32_t>(u));
       }
-      if (quote_all) out->push_back('"');
+      if (quote_all) out.Put('"');
       return true;
     }
-    case FieldDescriptor::TYPE_BOOL:
-      if (wt != kVarint || !r.Varint(&v)) return false;
-      if (quote_all) out->push_back('"');
-      out->append(v != 0 ? "true" : "false");
-      if (quote_all) out->push_back('"');
+    case Kind::kBool:
+      if (!r.Varint(&v)) return false;
+      if (quote_all) out.Put('"');
+      if (v != 0) {
+        out.Put("true", 4);
+      } else {
+        out.Put("false", 5);
+      }
+      if (quote_all) out.Put('"');
       return true;
-    case FieldDescriptor::TYPE_ENUM: {
-      if (wt != kVarint || !r.Varint(&v)) return false;
-      const auto* value = f->enum_type()->FindValueByNumber(static_cast<int32_t>(v));
-      if (value == nullptr || quote_all) return false;
-      out->push_back('"');
-      out->append(value->name());
-      out->push_back('"');
+    case Kind::kEnum:
+      // Values this client does not know are left to protobuf.
+      if (quote_all || !r.Varint(&v) || v >= fp.enum_names.size() || fp.enum_names[v].empty()) return false;
+      out.Room(fp.enum_names[v].size());
+      out.Put(fp.enum_names[v]);
       return true;
-    }
-    case FieldDescriptor::TYPE_STRING: {
+    case Kind::kString: {
       absl::string_view s;
-      return wt == kLen && r.Len(&s) && AppendString(s, out);
+      return r.Len(&s) && AppendString(s, out);
     }
-    case FieldDescriptor::TYPE_MESSAGE: {
+    case Kind::kMessage: {
       absl::string_view sub;
-      if (quote_all || wt != kLen || !r.Len(&sub)) return false;
-      return AppendMessage(f->message_type(), sub, depth + 1, out);
+      if (quote_all || !r.Len(&sub)) return false;
+      return AppendMessage(*fp.message, sub, depth + 1, out);
     }
-    default:  // float, double, bytes, groups
+    default:
       return false;
   }
 }
 
 // A map entry as `"key":value`. Protobuf writes both, key first.
-bool AppendMapEntry(const Descriptor* entry, absl::string_view wire, int depth, std::string* out) {
+bool AppendMapEntry(const MessagePlan& entry, absl::string_view wire, int depth, JsonOut& out) {
+  if (entry.fields.size() < 3) return false;
   WireReader r(wire);
   uint64_t tag;
   if (!r.Varint(&tag) || (tag >> 3) != 1) return false;
-  if (!AppendValue(entry->map_key(), static_cast<int>(tag & 7), r, depth, /*quote_all=*/true, out)) return false;
-  out->push_back(':');
+  if (!AppendValue(entry.fields[1], static_cast<int>(tag & 7), r, depth, /*quote_all=*/true, out)) return false;
+  out.Room(1);
+  out.Put(':');
   if (!r.Varint(&tag) || (tag >> 3) != 2) return false;
-  if (!AppendValue(entry->map_value(), static_cast<int>(tag & 7), r, depth, /*quote_all=*/false, out)) return false;
+  if (!AppendValue(entry.fields[2], static_cast<int>(tag & 7), r, depth, /*quote_all=*/false, out)) return false;
   return r.done();
 }
 
-bool AppendMessage(const Descriptor* type, absl::string_view wire, int depth, std::string* out) {
-  if (depth > kMaxDepth || absl::StartsWith(type->file()->name(), "google/protobuf/")) return false;
+bool AppendMessage(const MessagePlan& plan, absl::string_view wire, int depth, JsonOut& out) {
+  if (depth > kMaxDepth || !plan.supported) return false;
   WireReader r(wire);
-  out->push_back('{');
-  int last_number = 0;
-  int next_field = 0;
+  out.Room(1);
+  out.Put('{');
+  uint64_t last_number = 0;
   bool first = true;
   while (!r.done()) {
     uint64_t tag;
     if (!r.Varint(&tag)) return false;
-    int number = static_cast<int>(tag >> 3);
+    uint64_t number = tag >> 3;
     int wt = static_cast<int>(tag & 7);
     // Out of order, repeated twice or split: left to protobuf.
     if (number <= last_number) return false;
     last_number = number;
-    // Fields come in number order, mostly also their declaration order.
-    const FieldDescriptor* f = nullptr;
-    for (; next_field < type->field_count() && f == nullptr; ++next_field) {
-      if (type->field(next_field)->number() == number) f = type->field(next_field);
-    }
-    if (f == nullptr && (f = type->FindFieldByNumber(number)) == nullptr) return false;
-    if (!first) out->push_back(',');
+    if (number >= plan.fields.size()) return false;
+    const FieldPlan& fp = plan.fields[number];
+    if (fp.kind == Kind::kUnknown) return false;
+    out.Room(fp.key.size() + 2);
+    if (!first) out.Put(',');
     first = false;
-    out->push_back('"');
-    out->append(f->name());
-    out->append("\":");
-    if (f->is_map()) {
-      out->push_back('{');
-      bool first_entry = true;
-      do {
-        absl::string_view entry;
-        if (wt != kLen || !r.Len(&entry)) return false;
-        if (!first_entry) out->push_back(',');
-        first_entry = false;
-        if (!AppendMapEntry(f->message_type(), entry, depth + 1, out)) return false;
-      } while (r.NextTagIs(tag));
-      out->push_back('}');
-    } else if (f->is_repeated()) {
-      out->push_back('[');
+    out.Put(fp.key);
+    if (fp.map || fp.repeated) {
+      out.Put(fp.map ? '{' : '[');
       bool first_element = true;
       do {
-        if (!first_element) out->push_back(',');
+        out.Room(2);
+        if (!first_element) out.Put(',');
         first_element = false;
-        if (!AppendValue(f, wt, r, depth, /*quote_all=*/false, out)) return false;
+        if (fp.map) {
+          absl::string_view entry;
+          if (wt != kLen || !r.Len(&entry) || !AppendMapEntry(*fp.message, entry, depth + 1, out)) return false;
+        } else if (!AppendValue(fp, wt, r, depth, /*quote_all=*/false, out)) {
+          return false;
+        }
       } while (r.NextTagIs(tag));
-      out->push_back(']');
-    } else if (!AppendValue(f, wt, r, depth, /*quote_all=*/false, out)) {
+      out.Put(fp.map ? '}' : ']');
+    } else if (!AppendValue(fp, wt, r, depth, /*quote_all=*/false, out)) {
       return false;
     }
   }
-  out->push_back('}');
+  out.Room(1);
+  out.Put('}');
   return true;
 }
 
@@ -279,10 +433,10 @@ bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
 }
 
 bool AppendWireAsJson(const Descriptor* type, absl::string_view wire, std::string* out) {
-  size_t size = out->size();
-  if (AppendMessage(type, wire, 0, out)) return true;
-  out->resize(size);
-  return false;
+  JsonOut json;
+  if (!AppendMessage(*Plans().Get(type), wire, 0, json)) return false;
+  json.Finish(out);
+  return true;
 }
 
 bool WireToJson(const Descriptor* type, absl::string_view wire, std::string* out) {
