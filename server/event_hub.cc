@@ -24,6 +24,12 @@ EventHub::~EventHub() {
   pacer_.join();
 }
 
+absl::Time EventHub::NextTick(absl::Time now) const {
+  int64_t step = absl::ToInt64Nanoseconds(options_.batch_interval);
+  if (step <= 0) return now;
+  return absl::FromUnixNanos((absl::ToUnixNanos(now) / step + 1) * step);
+}
+
 bool EventHub::Matches(const EncodedEvent& event, int64_t run_id) {
   return run_id == 0 || event.run_id == 0 || event.run_id == run_id;
 }
@@ -178,7 +184,7 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
     sub->next_seq = seq_ + 1;
     sub->pending = 0;
     sub->urgent = false;
-    sub->not_before = now + options_.batch_interval;
+    sub->not_before = NextTick(now);
     return true;
   }
   if (sub->pending == 0) {
@@ -211,7 +217,7 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
   sub->next_seq = ring_.front()->seq + index;
   sub->pending -= std::min(sub->pending, taken);
   if (sub->pending == 0) sub->urgent = false;
-  sub->not_before = now + options_.batch_interval;
+  sub->not_before = NextTick(now);
   return taken > 0;
 }
 

@@ -6,7 +6,7 @@
 // subscriber is a position in the ring plus a count of the events it has
 // not taken yet; one that falls too far behind gets a fresh snapshot
 // instead of stalling the publisher or growing memory. A paced subscriber
-// gets its events in batches at most every `batch_interval`, so 50 watchers
+// gets its events in batches on ticks `batch_interval` apart, so 50 watchers
 // of a busy run cost a few messages per second each, not one per event.
 // Events are published by the store's writer thread after the state they
 // describe is committed. Thread-safe.
@@ -96,6 +96,10 @@ class EventHub {
   void ApplyLocked(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Event SnapshotLocked(int64_t run_id, bool gap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static bool Matches(const EncodedEvent& event, int64_t run_id);
+  // The first multiple of batch_interval (since the epoch) after `now`: every
+  // paced subscriber's next batch is due on the same ticks, so the pacer
+  // wakes once per tick for all of them and their writes go out together.
+  absl::Time NextTick(absl::Time now) const;
   // Notifies paced subscribers whose wait is over.
   void PaceLoop();
 
