@@ -213,8 +213,16 @@ Kind KindOf(const FieldDescriptor* f, int* wire_type) {
 class PlanCache {
  public:
   const MessagePlan* Get(const Descriptor* type) {
-    absl::MutexLock lock(&mu_);
-    return GetLocked(type);
+    // Plans never change once made: each thread remembers its last one
+    // (a sink prints one type), so there is no lock per event.
+    thread_local const Descriptor* last_type = nullptr;
+    thread_local const MessagePlan* last_plan = nullptr;
+    if (type != last_type) {
+      absl::MutexLock lock(&mu_);
+      last_plan = GetLocked(type);
+      last_type = type;
+    }
+    return last_plan;
   }
 
  private:
