@@ -84,28 +84,70 @@ class RawEncoder final : public EncoderBase {
   }
 };
 
+// Holds back the first `hold_bytes` of input. If Finish comes before they
+// are exceeded the whole output is compressed in one go with a pledged size;
+// otherwise the encoder switches to streaming, with `workers` threads.
 class ZstdEncoder final : public EncoderBase {
  public:
-  ZstdEncoder(int fd, std::string subject, ZSTD_CCtx* cctx)
-      : EncoderBase(fd, std::move(subject)), cctx_(cctx) {
+  ZstdEncoder(int fd, std::string subject, ZSTD_CCtx* cctx, int workers,
+              size_t hold_bytes)
+      : EncoderBase(fd, std::move(subject)),
+        cctx_(cctx),
+        workers_(workers),
+        hold_bytes_(hold_bytes) {
     out_.resize(std::max(kChunkBytes, ZSTD_CStreamOutSize()));
   }
   ~ZstdEncoder() override { ZSTD_freeCCtx(cctx_); }
 
   absl::Status Write(absl::string_view data) override {
     if (done_) return FinishedError(subject_);
+    if (!streaming_) {
+      if (data.size() <= hold_bytes_ - held_.size()) {
+        held_.append(data.data(), data.size());
+        return absl::OkStatus();
+      }
+      if (absl::Status s = Check(StartStream()); !s.ok()) return s;
+    }
     return Check(Compress(data, ZSTD_e_continue));
   }
 
   absl::Status Finish() override {
     if (done_) return FinishedError(subject_);
-    absl::Status s = Compress(absl::string_view(), ZSTD_e_end);
+    absl::Status s;
+    if (!streaming_) {
+      // Known size: zstd picks a window and tables no bigger than the input
+      // (cheaper for small outputs) and records the size in the header.
+      size_t rc = ZSTD_CCtx_setPledgedSrcSize(cctx_, held_.size());
+      if (ZSTD_isError(rc)) s = ZstdError("setting the input size", rc);
+      if (s.ok()) s = Compress(held_, ZSTD_e_end);
+    } else {
+      s = Compress(absl::string_view(), ZSTD_e_end);
+    }
     if (s.ok()) s = Flush();
     done_ = true;
     return s;
   }
 
  private:
+  // Starts the streaming frame: sets the workers (only possible before the
+  // first byte is compressed) and compresses what was held back.
+  absl::Status StartStream() {
+    streaming_ = true;
+    if (workers_ > 0) {
+      // Fails on a libzstd built without ZSTD_MULTITHREAD; then we simply
+      // compress single-threaded, which produces the same format.
+      ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, workers_);
+    }
+    std::string held = std::move(held_);
+    held_ = std::string();
+    return Compress(held, ZSTD_e_continue);
+  }
+
+  absl::Status ZstdError(absl::string_view what, size_t rc) const {
+    return absl::InternalError(
+        absl::StrCat(subject_, ": zstd ", what, ": ", ZSTD_getErrorName(rc)));
+  }
+
   // Feeds `data` to zstd, flushing out_ whenever it fills. With ZSTD_e_end,
   // loops until the frame is complete.
   absl::Status Compress(absl::string_view data, ZSTD_EndDirective mode) {
@@ -115,9 +157,7 @@ class ZstdEncoder final : public EncoderBase {
       size_t remaining = ZSTD_compressStream2(cctx_, &out, &in, mode);
       out_len_ = out.pos;
       if (ZSTD_isError(remaining)) {
-        return absl::InternalError(absl::StrCat(
-            subject_,
-            ": zstd compression failed: ", ZSTD_getErrorName(remaining)));
+        return ZstdError("compression failed", remaining);
       }
       if (out_len_ == out_.size()) {
         if (absl::Status s = Flush(); !s.ok()) return s;
@@ -128,6 +168,10 @@ class ZstdEncoder final : public EncoderBase {
   }
 
   ZSTD_CCtx* const cctx_;
+  const int workers_;
+  const size_t hold_bytes_;
+  bool streaming_ = false;
+  std::string held_;  // input not yet given to zstd (until streaming_)
 };
 
 class GzipEncoder final : public EncoderBase {
@@ -432,13 +476,9 @@ absl::StatusOr<std::unique_ptr<Encoder>> Encoder::Create(
       // A content checksum (as the zstd CLI writes by default) lets readers
       // detect corruption rather than return wrong data.
       ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-      if (options.zstd_workers > 0) {
-        // Fails on a libzstd built without ZSTD_MULTITHREAD; then we simply
-        // compress single-threaded, which produces the same format.
-        ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, options.zstd_workers);
-      }
       return std::unique_ptr<Encoder>(
-          new ZstdEncoder(fd, std::move(subject), cctx));
+          new ZstdEncoder(fd, std::move(subject), cctx, options.zstd_workers,
+                          options.zstd_hold_bytes));
     }
     case Codec::kGzip: {
       if (options.gzip_level < 0 || options.gzip_level > 9) {

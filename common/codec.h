@@ -29,17 +29,29 @@ struct CodecOptions {
   // zstd compression level (ZSTD_c_compressionLevel), 1..22; 3 is zstd's
   // default and a good speed/ratio balance.
   int zstd_level = 3;
-  // zstd worker threads (ZSTD_c_nbWorkers); 0 = compress in the calling
-  // thread. Silently falls back to 0 if libzstd was built without threads.
-  int zstd_workers = 0;
+  // zstd worker threads (ZSTD_c_nbWorkers) for outputs larger than
+  // zstd_hold_bytes; 0 = compress in the calling thread. With 1 (the zstd
+  // CLI's default, -T1) the caller, e.g. reading a child's stdout, and the
+  // compression overlap on two cores. Output is one ordinary zstd frame
+  // either way. Silently falls back to 0 if libzstd was built without
+  // threads.
+  int zstd_workers = 1;
+  // The zstd encoder holds back (copies) the first bytes written, up to this
+  // many. An output that ends within them is compressed in one call at
+  // Finish with its size known: no worker thread, tables sized for the
+  // input, the size in the frame header. Only a longer output starts the
+  // stream (and its workers).
+  size_t zstd_hold_bytes = 1 << 20;
   // gzip (deflate) level, 0..9; 6 is gzip's default.
   int gzip_level = 6;
 };
 
 // Streaming compressor writing to a file descriptor it does not own (never
 // closes or fsyncs it). Buffers internally and writes ~128 KiB chunks,
-// retrying EINTR and short writes. After any error, or after Finish(), every
-// further call returns FailedPrecondition. Not thread-safe.
+// retrying EINTR and short writes; zstd also holds back up to
+// CodecOptions::zstd_hold_bytes of input before writing anything. After any
+// error, or after Finish(), every further call returns FailedPrecondition.
+// Not thread-safe (a zstd encoder may run its own worker threads inside).
 class Encoder {
  public:
   // Returns an encoder for `codec` on `fd`; `subject` (normally the file's

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -185,6 +186,66 @@ TEST(CodecTest, MultiThreadedZstdReadableByZstdCliAndDecoder) {
   EXPECT_TRUE(*got == data);
 }
 
+// Checks that `path` holds exactly one zstd frame, readable by the zstd CLI
+// and by Decoder as `data`; returns the content size in its header
+// (ZSTD_CONTENTSIZE_UNKNOWN if the encoder streamed).
+unsigned long long CheckOneZstdFrame(const std::string& path,
+                                     const std::string& data) {
+  std::string z = ReadFileOrDie(path);
+  EXPECT_EQ(ZSTD_findFrameCompressedSize(z.data(), z.size()), z.size())
+      << path << ": not exactly one frame";
+  std::string out = path + ".out";
+  EXPECT_EQ(
+      RunShell(absl::StrCat("zstd -q -d -c '", path, "' > '", out, "'")), 0);
+  EXPECT_TRUE(ReadFileOrDie(out) == data) << path << " via zstd -d";
+  auto got = DecodeFile(path);
+  EXPECT_TRUE(got.ok()) << got.status();
+  if (got.ok()) {
+    EXPECT_TRUE(*got == data) << path << " via Decoder";
+  }
+  return ZSTD_getFrameContentSize(z.data(), z.size());
+}
+
+TEST(CodecTest, SmallZstdOutputIsCompressedWholeWithItsSize) {
+  TempDir dir;
+  std::string data = TestData(5000);
+  std::string path = dir.Join("small.zst");
+  EncodeFile(path, Codec::kZstd, OddChunks(data));  // default options
+  EXPECT_EQ(CheckOneZstdFrame(path, data), 5000u);
+}
+
+TEST(CodecTest, ZstdHoldsBackExactlyHoldBytes) {
+  TempDir dir;
+  CodecOptions options;
+  options.zstd_hold_bytes = 1000;
+  std::string at = TestData(1000);
+  EncodeFile(dir.Join("at.zst"), Codec::kZstd,
+             {at.substr(0, 600), at.substr(600)}, options);
+  EXPECT_EQ(CheckOneZstdFrame(dir.Join("at.zst"), at), 1000u);
+  std::string over = TestData(1001);
+  EncodeFile(dir.Join("over.zst"), Codec::kZstd,
+             {over.substr(0, 600), over.substr(600)}, options);
+  EXPECT_EQ(CheckOneZstdFrame(dir.Join("over.zst"), over),
+            ZSTD_CONTENTSIZE_UNKNOWN);
+}
+
+TEST(CodecTest, ZstdStreamsPastHeldBytesWithAndWithoutWorkers) {
+  TempDir dir;
+  std::string data = TestData(3000000);
+  for (size_t hold : {size_t{0}, size_t{1000}, size_t{1} << 20}) {
+    for (int workers : {0, 1}) {
+      SCOPED_TRACE(absl::StrCat("hold ", hold, ", workers ", workers));
+      CodecOptions options;
+      options.zstd_hold_bytes = hold;
+      options.zstd_workers = workers;
+      std::string path =
+          dir.Join(absl::StrCat("s", hold, "w", workers, ".zst"));
+      EncodeFile(path, Codec::kZstd, OddChunks(data), options);
+      EXPECT_EQ(CheckOneZstdFrame(path, data), ZSTD_CONTENTSIZE_UNKNOWN);
+    }
+  }
+}
+
 TEST(CodecTest, GzipFileReadableByGzipCli) {
   TempDir dir;
   std::string data = TestData(2000000);
@@ -342,6 +403,19 @@ TEST(CodecTest, ZstdFinishReportsWriteError) {
   auto enc = Encoder::Create(Codec::kZstd, fd, {}, "/out/x.zst");
   ASSERT_TRUE(enc.ok());
   ASSERT_TRUE((*enc)->Write("small").ok());  // still buffered
+  absl::Status s = (*enc)->Finish();
+  close(fd);
+  EXPECT_EQ(s.message(), "/out/x.zst: write: No space left on device");
+}
+
+TEST(CodecTest, StreamingZstdFinishReportsWriteError) {
+  int fd = open("/dev/full", O_WRONLY);
+  ASSERT_GE(fd, 0);
+  CodecOptions options;
+  options.zstd_hold_bytes = 0;
+  auto enc = Encoder::Create(Codec::kZstd, fd, options, "/out/x.zst");
+  ASSERT_TRUE(enc.ok());
+  ASSERT_TRUE((*enc)->Write("small").ok());  // in zstd's buffers
   absl::Status s = (*enc)->Finish();
   close(fd);
   EXPECT_EQ(s.message(), "/out/x.zst: write: No space left on device");
