@@ -4,6 +4,32 @@
 # results (T, DPID, HWM_KB, ROWS, MED, ...) are globals for the caller.
 # shellcheck shell=bash disable=SC2034
 
+usage() {
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+# parse_args DEFAULT_ONLY ARGS...: the drivers' common flags. Sets QUICK
+# (0/1), REPS and ONLY (comma-separated workloads; `wants W` tests one).
+parse_args() {
+  ONLY="$1"
+  shift
+  QUICK=0
+  REPS=3
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) QUICK=1; REPS=1 ;;
+      --reps) [ $# -ge 2 ] || usage; REPS="$2"; shift ;;
+      --only) [ $# -ge 2 ] || usage; ONLY="$2"; shift ;;
+      -h|--help) usage ;;
+      *) echo "${0##*/}: unknown argument '$1'" >&2; usage ;;
+    esac
+    shift
+  done
+  case "$REPS" in ''|*[!0-9]*|0) echo "${0##*/}: --reps wants a positive integer" >&2; exit 2 ;; esac
+}
+wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 

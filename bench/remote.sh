@@ -11,26 +11,13 @@
 set -euo pipefail
 export LC_ALL=C
 
-usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD=${ASFLOW_BUILD:-$ROOT/build}
 
-QUICK=0
-REPS=3
-ONLY="R1,R2,R3"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1; REPS=1 ;;
-    --reps) [ $# -ge 2 ] || usage; REPS="$2"; shift ;;
-    --only) [ $# -ge 2 ] || usage; ONLY="$2"; shift ;;
-    -h|--help) usage ;;
-    *) echo "remote.sh: unknown argument '$1'" >&2; usage ;;
-  esac
-  shift
-done
-case "$REPS" in ''|*[!0-9]*|0) echo "remote.sh: --reps wants a positive integer" >&2; exit 2 ;; esac
-wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"  # log, die, timing, daemon_start/stop, record
+parse_args "R1,R2,R3" "$@"
 
 if [ "$QUICK" = 1 ]; then
   N_EXEC=200; N_NOOP=2000; BYTES=$((20 * 1024 * 1024))
@@ -38,13 +25,6 @@ else
   N_EXEC=3000; N_NOOP=20000; BYTES=$((1024 * 1024 * 1024))
 fi
 SLOTS=8  # total slots of every setup: --pool-size 8, 1 x 8, 2 x 4, and the tasks' limit
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-BUILD=${ASFLOW_BUILD:-$ROOT/build}
-
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-. "$HERE/lib.sh"  # log, die, timing, daemon_start/stop, record
 
 # --- prerequisites ----------------------------------------------------------
 for tool in zstd seq cc; do

@@ -11,26 +11,13 @@
 set -euo pipefail
 export LC_ALL=C
 
-usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD=${ASFLOW_BUILD:-$ROOT/build}
 
-QUICK=0
-REPS=3
-ONLY="W1,W2,W3,W4,W5"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1; REPS=1 ;;
-    --reps) [ $# -ge 2 ] || usage; REPS="$2"; shift ;;
-    --only) [ $# -ge 2 ] || usage; ONLY="$2"; shift ;;
-    -h|--help) usage ;;
-    *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
-  esac
-  shift
-done
-case "$REPS" in ''|*[!0-9]*|0) echo "run.sh: --reps wants a positive integer" >&2; exit 2 ;; esac
-wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"  # log, die, timing, daemon_start/stop, record (shared with remote.sh)
+parse_args "W1,W2,W3,W4,W5" "$@"
 
 if [ "$QUICK" = 1 ]; then
   N1=300; N3=5000; W4_BYTES=$((50 * 1024 * 1024)); WATCHERS=50
@@ -38,13 +25,6 @@ else
   N1=10000; N3=100000; W4_BYTES=$((1024 * 1024 * 1024)); WATCHERS=50
 fi
 LIMIT=4  # W1's limit, and -P/-j of the alternatives
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-BUILD=${ASFLOW_BUILD:-$ROOT/build}
-
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-. "$HERE/lib.sh"  # log, die, timing, daemon_start/stop, record (shared with remote.sh)
 
 # --- prerequisites ----------------------------------------------------------
 SUDO=""
