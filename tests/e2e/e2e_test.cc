@@ -212,6 +212,18 @@ TEST_F(E2eTest, DaemonKilledLeavesNoCommandsBehind) {
   ASSERT_TRUE(WaitFor([&] { return ProcessesWithEnv(env_entry).size() >= 8; }, 10s))
       << ProcessesWithEnv(env_entry).size() << " marked processes";
   std::vector<pid_t> old = ProcessesWithEnv(env_entry);
+  // What the restart can kill is what the store has recorded: wait until
+  // the four running instances' process groups are committed (a command
+  // spawned in the last moment before a crash is the documented gap).
+  auto recorded = [&] {
+    CommandResult q = RunProcess(
+        MakeLaunch({"/usr/bin/env", "sqlite3", "-readonly", state_,
+                    "SELECT count(*) FROM instances WHERE state = 2 AND pgid > 1"},
+                   tmp_.path()),
+        10s);
+    return q.exit_code == 0 && q.out == "4\n";
+  };
+  ASSERT_TRUE(WaitFor(recorded, 10s)) << "the running instances' pgids never reached state.db";
   KillDaemon();
   StartDaemon();
   auto survivors = [&] {
