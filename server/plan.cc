@@ -159,6 +159,11 @@ int Plan::queued(const std::string& task_key) const {
   return it == tasks_.end() ? 0 : it->second->queued;
 }
 
+int Plan::pool_slots(const std::string& pool) const {
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? 0 : it->second->slots;
+}
+
 int Plan::pool_used(const std::string& pool) const {
   auto it = pools_.find(pool);
   return it == pools_.end() ? 0 : it->second->used;

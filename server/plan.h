@@ -29,7 +29,9 @@ class Plan {
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
 
-  // Declares (or updates) a pool with `slots` concurrent executions.
+  // Declares (or updates) a pool with `slots` concurrent executions. A
+  // pool only named by SetTaskDef has none (e.g. a remote pool no worker
+  // has joined).
   void SetPoolSlots(const std::string& pool, int slots);
   // Declares (or updates) a task definition: at most `limit` (>= 1) running
   // across all runs, in `pool`, and at most `rate_per_second` starts per
@@ -55,6 +57,8 @@ class Plan {
   int running(const std::string& task_key) const;
   int queued(const std::string& task_key) const;
   int pool_used(const std::string& pool) const;
+  // Slots of `pool` as last declared; 0 for a pool never declared.
+  int pool_slots(const std::string& pool) const;
 
  private:
   struct Pool;
@@ -74,7 +78,7 @@ class Plan {
     std::deque<int64_t> rotation;
   };
   struct Pool {
-    int slots = 1;
+    int slots = 0;  // a pool has no capacity until declared
     int used = 0;
     // Task definitions that have queued work and room under their limit.
     std::deque<TaskDef*> ring;

@@ -302,11 +302,6 @@ void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
   RunRt& run = *run_ptr;
   runs_[run.id] = std::move(run_ptr);
   for (const TaskRt& task : run.tasks) {
-    // A remote pool nobody has joined yet has no slots.
-    if (task.pool != "local" && !remote_slots_.contains(task.pool)) {
-      remote_slots_[task.pool] = 0;
-      plan_.SetPoolSlots(task.pool, 0);
-    }
     plan_.SetTaskDef(task.key, task.limit, task.pool, task.rate);
   }
   UpdateWaiting(run);
@@ -667,7 +662,6 @@ void Scheduler::Requeue(Exec& exec) {
 }
 
 void Scheduler::OnPoolSlots(const std::string& pool, int slots) {
-  remote_slots_[pool] = slots;
   plan_.SetPoolSlots(pool, slots);
   for (auto& [id, run] : runs_) {
     if (UpdateWaiting(*run)) PublishRun(*run);
@@ -678,11 +672,8 @@ bool Scheduler::UpdateWaiting(RunRt& run) {
   bool changed = false;
   for (TaskRt& task : run.tasks) {
     std::string waiting;
-    if (task.pool != "local") {
-      auto it = remote_slots_.find(task.pool);
-      if (it == remote_slots_.end() || it->second == 0) {
-        waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
-      }
+    if (task.pool != "local" && plan_.pool_slots(task.pool) == 0) {
+      waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
     }
     if (task.counters.waiting() != waiting) {
       task.counters.set_waiting(waiting);

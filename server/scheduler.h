@@ -166,9 +166,6 @@ class Scheduler {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> retry_timers_;
   absl::BitGen rng_;  // retry jitter
 
-  // Slots of each remote pool, as the hub last reported them.
-  absl::flat_hash_map<std::string, int> remote_slots_;
-
   std::unique_ptr<LocalPool> pool_;
   std::unique_ptr<WorkerHub> workers_;
   std::thread thread_;
