@@ -195,19 +195,22 @@ void WorkerHub::Start(ExecJob job) {
   {
     absl::MutexLock lock(&mu_);
     Session* best = nullptr;
+    int best_free = 0;
     bool pool_has_workers = false;
+    bool offered = false;  // by a live session of the pool, busy or not
     for (auto& [id, s] : sessions_) {
       if (s->pool != job.pool || s->closed || s->expired) continue;
       pool_has_workers = true;
-      if (s->draining || !s->Offers(job.builtin)) continue;
+      if (!s->Offers(job.builtin)) continue;
+      offered = true;
       int free = s->slots - static_cast<int>(s->open.size());
-      if (free <= 0) continue;
+      if (s->draining || free <= 0) continue;
       // Most free slots first spreads work over workers; ties go to the
       // one that has had fewer assignments.
-      if (best == nullptr || free > best->slots - static_cast<int>(best->open.size()) ||
-          (free == best->slots - static_cast<int>(best->open.size()) &&
-           s->info.assigned_total() < best->info.assigned_total())) {
+      if (free > best_free ||
+          (free == best_free && s->info.assigned_total() < best->info.assigned_total())) {
         best = s.get();
+        best_free = free;
       }
     }
     if (best != nullptr) {
@@ -237,10 +240,6 @@ void WorkerHub::Start(ExecJob job) {
       return;
     }
     refused.id = job.id;
-    bool offered = false;
-    for (auto& [id, s] : sessions_) {
-      offered |= s->pool == job.pool && !s->closed && !s->expired && s->Offers(job.builtin);
-    }
     if (pool_has_workers && !offered) {
       // Not a loss: nothing in this pool can ever run it as things stand.
       refused.output_status = absl::FailedPreconditionError(absl::StrCat(

@@ -86,10 +86,7 @@ int main(int argc, char** argv) {
   absl::Status status = worker.Run();
   if (!status.ok()) {
     std::fprintf(stderr, "asflow-worker: %s\n", std::string(status.message()).c_str());
-    return absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
-                   absl::IsInvalidArgument(status)
-               ? 2
-               : 1;
+    return asflow::IsRefusal(status) ? 2 : 1;
   }
   return 0;
 }

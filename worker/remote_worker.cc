@@ -23,23 +23,16 @@ namespace {
 // daemon's limit, large enough that per-message cost does not matter.
 constexpr size_t kChunkBytes = 256 * 1024;
 
-bool Refusal(const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return true;
-    default:
-      return false;
-  }
-}
-
 absl::Status ToAbsl(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 }  // namespace
+
+bool IsRefusal(const absl::Status& status) {
+  return absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
+         absl::IsInvalidArgument(status) || absl::IsUnimplemented(status);
+}
 
 struct RemoteWorker::Assignment {
   v1::Assignment spec;
@@ -128,7 +121,7 @@ absl::Status RemoteWorker::Run() {
     if (welcomed) backoff = options_.min_backoff;
     absl::MutexLock lock(&mu_);
     if (draining_ || stop_now_) break;
-    if (!status.ok() && Refusal(grpc::Status(static_cast<grpc::StatusCode>(status.code()), ""))) {
+    if (IsRefusal(status)) {
       // The daemon says nothing about tokens (no detail leaked); we can.
       absl::string_view why = absl::IsUnauthenticated(status) ? "missing or wrong token (--token-file)"
                                                                : status.message();

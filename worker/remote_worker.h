@@ -38,6 +38,11 @@ struct RemoteWorkerOptions {
   absl::Duration max_backoff = absl::Seconds(5);
 };
 
+// The daemon (or the configuration) refuses this worker: a wrong token, a
+// bad hello, a daemon without WorkerService, unreadable TLS files.
+// Retrying would not help.
+bool IsRefusal(const absl::Status& status);
+
 class RemoteWorker {
  public:
   explicit RemoteWorker(RemoteWorkerOptions options);
@@ -45,9 +50,8 @@ class RemoteWorker {
   RemoteWorker(const RemoteWorker&) = delete;
   RemoteWorker& operator=(const RemoteWorker&) = delete;
 
-  // Serves sessions until a drain completes or Stop: OK. Unauthenticated,
-  // PermissionDenied or InvalidArgument when the daemon refuses this
-  // worker (a wrong token, a bad pool name): retrying would not help.
+  // Serves sessions until a drain completes or a stop: OK; an IsRefusal
+  // status when this worker is refused.
   absl::Status Run();
   // Thread-safe. First call: drain. Later calls: stop now (running
   // commands are killed; the daemon queues them again).
