@@ -30,6 +30,28 @@ parse_args() {
 }
 wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
+# make_bench_dir NAME BINARY...: a fresh directory B under /dev/shm with
+# copies of the binaries in $B/bin (another build may replace build/ while
+# we run) and an empty $B/ws. On exit the caller's cleanup_extra (if it
+# defines one) runs, then the daemon DPID is stopped and B removed.
+make_bench_dir() {
+  B=$(mktemp -d "/dev/shm/$1.XXXXXX")
+  shift
+  DPID=""
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  mkdir -p "$B/bin" "$B/ws"
+  cp "$@" "$B/bin/"
+}
+bench_cleanup() {
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+  if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
+    kill -TERM "$DPID" 2>/dev/null || true
+    wait "$DPID" 2>/dev/null || true
+  fi
+  rm -rf "$B"
+}
+
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 

@@ -36,8 +36,6 @@ if [ ! -x "$BUILD/server/asflowd" ] || [ ! -x "$BUILD/client/asflowctl" ] || [ !
 fi
 
 # --- the bench directory ----------------------------------------------------
-B=$(mktemp -d /dev/shm/asflow-rbench.XXXXXX)
-DPID=""
 WPIDS=()
 stop_workers_now() {
   local p
@@ -50,20 +48,8 @@ stop_workers_now() {
   done
   WPIDS=()
 }
-cleanup() {
-  stop_workers_now
-  if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
-    kill -TERM "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-  fi
-  rm -rf "$B"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Copies: another build may replace build/ while we run.
-mkdir -p "$B/bin" "$B/ws"
-cp "$BUILD/server/asflowd" "$BUILD/client/asflowctl" "$BUILD/worker/asflow-worker" "$B/bin/"
+cleanup_extra() { stop_workers_now; }
+make_bench_dir asflow-rbench "$BUILD/server/asflowd" "$BUILD/client/asflowctl" "$BUILD/worker/asflow-worker"
 ASFLOWD="$B/bin/asflowd"
 CTL="$B/bin/asflowctl"
 WORKER="$B/bin/asflow-worker"

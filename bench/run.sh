@@ -42,21 +42,7 @@ if [ ! -x "$BUILD/server/asflowd" ] || [ ! -x "$BUILD/client/asflowctl" ]; then
 fi
 
 # --- the bench directory ----------------------------------------------------
-B=$(mktemp -d /dev/shm/asflow-bench.XXXXXX)
-DPID=""
-cleanup() {
-  if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
-    kill -TERM "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-  fi
-  rm -rf "$B"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Copies: another build may replace build/ while we run.
-mkdir -p "$B/bin" "$B/ws"
-cp "$BUILD/server/asflowd" "$BUILD/client/asflowctl" "$B/bin/"
+make_bench_dir asflow-bench "$BUILD/server/asflowd" "$BUILD/client/asflowctl"
 ASFLOWD="$B/bin/asflowd"
 CTL="$B/bin/asflowctl"
 SOCK="$B/asflowd.sock"
