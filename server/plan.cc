@@ -26,7 +26,7 @@ void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string&
   Pool* new_pool = GetPool(pool);
   if (task->pool != nullptr && task->pool != new_pool) {
     // Executions already running keep their old pool's slots until they
-    // finish (ExecEntry::pool); only queued work moves. Rare (a flow
+    // finish (Running::pool); only queued work moves. Rare (a flow
     // resubmitted with another pool), so a linear scrub of the old ring is
     // fine.
     auto& ring = task->pool->ring;
@@ -44,51 +44,47 @@ void Plan::MaybeAddToRing(TaskDef* task) {
   }
 }
 
-void Plan::Enqueue(ExecId id, const std::string& task_key, int64_t run_id) {
+void Plan::SetLiveness(std::function<bool(int64_t run_id, int64_t item)> live) { live_ = std::move(live); }
+
+void Plan::Enqueue(int64_t item, const std::string& task_key, int64_t run_id) {
   TaskDef* task = tasks_.at(task_key).get();
   auto& fifo = task->by_run[run_id];
   if (fifo.empty()) task->rotation.push_back(run_id);
-  fifo.push_back(id);
+  fifo.push_back(item);
   ++task->queued;
-  execs_[id] = ExecEntry{task, run_id, false};
   MaybeAddToRing(task);
 }
 
-bool Plan::Dequeue(ExecId id) {
-  auto it = execs_.find(id);
-  if (it == execs_.end() || it->second.running) return false;
-  // Lazy removal: the id stays in its FIFO and PopFrom skips it, so
-  // cancelling a large run is O(1) per execution.
-  --it->second.task->queued;
-  execs_.erase(it);
-  return true;
-}
-
-std::optional<ExecId> Plan::PopFrom(TaskDef* task) {
+std::optional<PlanPick> Plan::PopFrom(TaskDef* task) {
   while (!task->rotation.empty()) {
     int64_t run_id = task->rotation.front();
     task->rotation.pop_front();
     auto fifo = task->by_run.find(run_id);
     if (fifo == task->by_run.end()) continue;  // stale rotation entry
     auto& q = fifo->second;
-    while (!q.empty() && !execs_.contains(q.front())) q.pop_front();  // dequeued
+    // Lazy removal: cancelling a large run costs nothing until its items
+    // come up here, and then O(1) each.
+    while (!q.empty() && live_ && !live_(run_id, q.front())) {
+      q.pop_front();
+      --task->queued;
+    }
     if (q.empty()) {
       task->by_run.erase(fifo);
       continue;
     }
-    ExecId id = q.front();
+    int64_t item = q.front();
     q.pop_front();
     if (q.empty()) {
       task->by_run.erase(fifo);
     } else {
       task->rotation.push_back(run_id);  // round-robin across runs
     }
-    return id;
+    return PlanPick{run_id, item};
   }
   return std::nullopt;
 }
 
-std::optional<ExecId> Plan::NextStartable(absl::Time now) {
+std::optional<PlanPick> Plan::NextStartable(absl::Time now) {
   // Task definitions whose token has come go back into their pool's ring.
   for (size_t i = 0; i < rate_waiting_.size();) {
     TaskDef* task = rate_waiting_[i];
@@ -112,20 +108,18 @@ std::optional<ExecId> Plan::NextStartable(absl::Time now) {
         rate_waiting_.push_back(task);
         continue;
       }
-      std::optional<ExecId> id = PopFrom(task);
-      if (!id) continue;
+      std::optional<PlanPick> pick = PopFrom(task);
+      if (!pick) continue;
       --task->queued;
       ++task->running;
       ++pool->used;
-      ExecEntry& entry = execs_[*id];
-      entry.running = true;
-      entry.pool = pool.get();
+      pending_ = Pending{task, pool.get(), task->next_token};
       if (task->interval > absl::ZeroDuration()) {
         // Capacity 1: no burst after idling, starts stay 1/rate apart.
         task->next_token = std::max(task->next_token, now) + task->interval;
       }
       MaybeAddToRing(task);  // to the back: round-robin across tasks
-      return id;
+      return pick;
     }
   }
   return std::nullopt;
@@ -139,13 +133,29 @@ absl::Time Plan::NextWakeup() const {
   return wake;
 }
 
+void Plan::Bind(ExecId id) {
+  running_[id] = Running{pending_->task, pending_->pool};
+  pending_.reset();
+}
+
+void Plan::Release() {
+  Pending p = *pending_;
+  pending_.reset();
+  p.task->next_token = p.token_before;
+  Free(p.task, p.pool);
+}
+
 void Plan::Finished(ExecId id) {
-  auto it = execs_.find(id);
-  if (it == execs_.end() || !it->second.running) return;
-  TaskDef* task = it->second.task;
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  Running r = it->second;
+  running_.erase(it);
+  Free(r.task, r.pool);
+}
+
+void Plan::Free(TaskDef* task, Pool* pool) {
   --task->running;
-  --it->second.pool->used;  // not task->pool: the task may have moved since
-  execs_.erase(it);
+  --pool->used;
   MaybeAddToRing(task);
 }
 

@@ -1,4 +1,4 @@
-// Plan: which queued executions may start now. Pure bookkeeping (no I/O, no
+// Plan: which queued work may start now. Pure bookkeeping (no I/O, no
 // threads, no clock): per task definition a limit and one FIFO per run,
 // served round-robin across runs; per pool a number of slots, served
 // round-robin across task definitions; optionally a rate per task
@@ -6,11 +6,18 @@
 // Every operation is O(1) amortised, so a run of 100,000 instances costs
 // nothing extra to schedule. Time is passed in, never read: tests drive it.
 // Not thread-safe: owned by the scheduler thread.
+//
+// A queued item is the caller's 64-bit value and nothing else (8 bytes in
+// a FIFO): the plan keeps no entry per queued item, only per running
+// execution. Items are removed lazily: the caller's liveness check drops
+// an item that no longer needs to start when it reaches the head of its
+// FIFO.
 #ifndef ASFLOW_SERVER_PLAN_H_
 #define ASFLOW_SERVER_PLAN_H_
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +29,12 @@
 namespace asflow {
 
 using ExecId = int64_t;
+
+// The item NextStartable chose, and the run whose FIFO it came from.
+struct PlanPick {
+  int64_t run_id = 0;
+  int64_t item = 0;
+};
 
 class Plan {
  public:
@@ -40,14 +53,22 @@ class Plan {
   void SetTaskDef(const std::string& task_key, int limit, const std::string& pool,
                   double rate_per_second = 0);
 
-  // Queues `id` behind the other executions of `run_id` for `task_key`.
-  // REQUIRES: SetTaskDef(task_key) was called; id is not queued or running.
-  void Enqueue(ExecId id, const std::string& task_key, int64_t run_id);
-  // Removes a queued execution; false if it was not queued.
-  bool Dequeue(ExecId id);
-  // Picks the next execution allowed to start at `now` (its task's limit,
+  // Whether a queued item still needs to start; items for which it returns
+  // false are dropped when they reach the head of their FIFO (they count
+  // in queued() until then). Default: every item is live.
+  void SetLiveness(std::function<bool(int64_t run_id, int64_t item)> live);
+  // Queues `item` behind the other items of `run_id` for `task_key`.
+  // REQUIRES: SetTaskDef(task_key) was called.
+  void Enqueue(int64_t item, const std::string& task_key, int64_t run_id);
+  // Picks the next live item allowed to start at `now` (its task's limit,
   // rate and its pool's slots permit) and counts it as running.
-  std::optional<ExecId> NextStartable(absl::Time now);
+  // REQUIRES: the previous pick was bound or released.
+  std::optional<PlanPick> NextStartable(absl::Time now);
+  // The last pick started as execution `id`: Finished(id) frees its slot.
+  void Bind(ExecId id);
+  // The last pick did not start (the caller found nothing left to run):
+  // its limit, slot and rate token are given back.
+  void Release();
   // When a rate-limited task definition with queued work gets its next
   // token; InfiniteFuture if none waits on a rate.
   absl::Time NextWakeup() const;
@@ -74,7 +95,7 @@ class Plan {
     bool rate_waiting = false;  // in rate_waiting_, not in the ring
     // One FIFO per run, visited round-robin: `rotation` holds run ids that
     // may have queued work (stale entries are dropped lazily).
-    absl::flat_hash_map<int64_t, std::deque<ExecId>> by_run;
+    absl::flat_hash_map<int64_t, std::deque<int64_t>> by_run;
     std::deque<int64_t> rotation;
   };
   struct Pool {
@@ -83,20 +104,29 @@ class Plan {
     // Task definitions that have queued work and room under their limit.
     std::deque<TaskDef*> ring;
   };
-  struct ExecEntry {
+  // A running execution: what it holds.
+  struct Running {
     TaskDef* task = nullptr;
-    int64_t run_id = 0;
-    bool running = false;
-    Pool* pool = nullptr;  // the pool whose slot it holds while running
+    Pool* pool = nullptr;  // not task->pool: the task may move meanwhile
+  };
+  // A pick not yet bound or released.
+  struct Pending {
+    TaskDef* task = nullptr;
+    Pool* pool = nullptr;
+    absl::Time token_before;  // the rate token to give back on Release
   };
 
   Pool* GetPool(const std::string& name);
   void MaybeAddToRing(TaskDef* task);
-  std::optional<ExecId> PopFrom(TaskDef* task);
+  std::optional<PlanPick> PopFrom(TaskDef* task);
+  // A running item ended (or never started): frees its limit and slot.
+  void Free(TaskDef* task, Pool* pool);
 
   absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;
   absl::flat_hash_map<std::string, std::unique_ptr<TaskDef>> tasks_;
-  absl::flat_hash_map<ExecId, ExecEntry> execs_;
+  absl::flat_hash_map<ExecId, Running> running_;
+  std::optional<Pending> pending_;
+  std::function<bool(int64_t, int64_t)> live_;
   // Task definitions with queued work waiting for their next token.
   std::vector<TaskDef*> rate_waiting_;
 };

@@ -64,6 +64,18 @@ Scheduler::Scheduler(SchedulerOptions options, Store* store, EventHub* hub)
     Post([this, pool, slots] { OnPoolSlots(pool, slots); });
   };
   workers_ = std::make_unique<WorkerHub>(options_.workers, options_.file_options, std::move(callbacks));
+  // The plan queues an instance as its seq (>= 0) in its run's FIFO, and an
+  // execution queued again (a retry, a lost worker) as -id.
+  plan_.SetLiveness([this](int64_t run_id, int64_t item) {
+    if (item < 0) {
+      auto it = execs_.find(-item);
+      return it != execs_.end() && !it->second.started && !it->second.waiters.empty();
+    }
+    auto r = runs_.find(run_id);
+    if (r == runs_.end()) return false;
+    const InstanceRt& inst = r->second->instances[item];
+    return inst.state == v1::QUEUED && inst.exec == 0;
+  });
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -180,7 +192,7 @@ void Scheduler::FireTimers(absl::Time now) {
     auto it = execs_.find(id);
     // Gone or already requeued: its runs were cancelled meanwhile.
     if (it == execs_.end() || it->second.started || it->second.waiters.empty()) continue;
-    plan_.Enqueue(id, it->second.def->task_key, it->second.waiters.front().first);
+    plan_.Enqueue(-id, it->second.def->task_key, it->second.waiters.front().first);
   }
 }
 
@@ -447,60 +459,57 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
     return;
   }
 
-  std::string abs_output = inst.output.empty() ? "" : absl::StrCat(run.workspace, "/", inst.output);
-  if (!abs_output.empty()) {
-    std::string err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, task.spec->on()));
-    bool present = Exists(abs_output);
-    bool err_present = !present && Exists(err_path);
-    if (present || err_present) {
-      // The file is the truth: whoever made it, the instance is cached. A
-      // row already final from before a restart keeps its state.
-      bool keep = prior.state == v1::DONE || prior.state == v1::CACHED;
-      if (err_present) {
-        inst.error = absl::StrCat("suppressed earlier: ", ErrorPathFor(inst.output, task.spec->on()),
-                                  " (asflowctl reset clears it)");
-      }
-      SetState(run, seq, keep ? prior.state : v1::CACHED);
-      if (!keep) {
-        inst.finished_ms = NowMs();
-        Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
-      }
-      return;
-    }
-  }
-
-  std::string key = !abs_output.empty()
-                        ? abs_output
-                        : absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
-  auto shared = exec_by_key_.find(key);
+  if (CacheByFile(run, seq, prior.state)) return;
+  auto shared = exec_by_key_.find(ExecKey(run, task, inst));
   if (shared != exec_by_key_.end()) {
-    // Another run already has this instance queued or running: share it.
-    Exec& exec = execs_.at(shared->second);
-    exec.waiters.emplace_back(run.id, seq);
-    inst.exec = exec.id;
-    if (exec.started && !exec.cancelling) {
-      SetState(run, seq, v1::RUNNING);
-      inst.pgid = exec.pgid;
-      inst.started_ms = NowMs();
-      Record(run, seq, v1::InstanceEvent::STARTED);
-    } else {
-      // Queued, or being killed for a run that no longer needs it: this run
-      // gets a fresh attempt once the dying process is gone (OnExecDone).
-      Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
-    }
+    // Another run has it running (or waiting for a retry): share it. One
+    // that another run merely queued is shared when it starts (Pump).
+    JoinExec(run, seq, execs_.at(shared->second));
+    if (inst.state == v1::QUEUED) Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
     return;
   }
-
-  const ExecId id = next_exec_++;
-  Exec& exec = execs_[id];
-  exec.id = id;
-  exec.key = std::move(key);
-  exec.waiters.emplace_back(run.id, seq);
-  exec.def = task.exec_def;
-  inst.exec = id;
-  plan_.Enqueue(id, task.key, run.id);
-  exec_by_key_[exec.key] = id;
+  // Queued as its seq alone: the execution is made when it starts (Pump),
+  // so 100,000 queued instances cost their InstanceRt and 8 bytes each.
+  plan_.Enqueue(seq, task.key, run.id);
   Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+}
+
+std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst) {
+  return !inst.output.empty() ? absl::StrCat(run.workspace, "/", inst.output)
+                              : absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+}
+
+bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
+  InstanceRt& inst = run.instances[seq];
+  if (inst.output.empty()) return false;
+  const TaskRt& task = run.tasks[inst.task];
+  std::string err_rel = ErrorPathFor(inst.output, task.spec->on());
+  bool present = Exists(absl::StrCat(run.workspace, "/", inst.output));
+  bool err_present = !present && Exists(absl::StrCat(run.workspace, "/", err_rel));
+  if (!present && !err_present) return false;
+  // The file is the truth: whoever made it, the instance is cached. A row
+  // already final from before a restart keeps its state.
+  bool keep = prior == v1::DONE || prior == v1::CACHED;
+  if (err_present) inst.error = absl::StrCat("suppressed earlier: ", err_rel, " (asflowctl reset clears it)");
+  SetState(run, seq, keep ? prior : v1::CACHED);
+  if (!keep) {
+    inst.finished_ms = NowMs();
+    Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  }
+  return true;
+}
+
+void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
+  InstanceRt& inst = run.instances[seq];
+  exec.waiters.emplace_back(run.id, seq);
+  inst.exec = exec.id;
+  // Queued, or being killed for a run that no longer needs it: this run
+  // gets a fresh attempt once the dying process is gone (OnExecDone).
+  if (!exec.started || exec.cancelling) return;
+  SetState(run, seq, v1::RUNNING);
+  inst.pgid = exec.pgid;
+  inst.started_ms = NowMs();
+  Record(run, seq, v1::InstanceEvent::STARTED);
 }
 
 ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
@@ -564,30 +573,65 @@ void Scheduler::Pump() {
     // One clock reading per start: the recorded start time is the instant
     // the plan's limits and rate were checked against.
     const absl::Time now = absl::Now();
-    std::optional<ExecId> id = plan_.NextStartable(now);
-    if (!id) break;
-    Exec& exec = execs_.at(*id);
-    exec.started = true;
-    ++exec.attempts;
-    // Built now, not when queued: a job holds argv and a whole environment,
-    // and a run may have 100,000 instances queued.
-    const auto& [first_run, first_seq] = exec.waiters.front();
-    ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
-    exec.runner = exec.def->pool == "local" ? static_cast<Runner*>(pool_.get()) : workers_.get();
-    for (const auto& [run_id, seq] : exec.waiters) {
-      RunRt& run = *runs_.at(run_id);
-      InstanceRt& inst = run.instances[seq];
-      SetState(run, seq, v1::RUNNING);
-      inst.started_ms = absl::ToUnixMillis(now);
-      inst.finished_ms = 0;
-      inst.error.clear();
-      inst.bytes = 0;
-      inst.lines = 0;
-      inst.attempts = exec.attempts;
-      Record(run, seq, v1::InstanceEvent::STARTED);
+    std::optional<PlanPick> pick = plan_.NextStartable(now);
+    if (!pick) break;
+    if (pick->item < 0) {  // an execution queued again
+      plan_.Bind(-pick->item);
+      StartExec(execs_.at(-pick->item), now);
+      continue;
     }
-    exec.runner->Start(std::move(job));
+    RunRt& run = *runs_.at(pick->run_id);
+    const int64_t seq = pick->item;
+    InstanceRt& inst = run.instances[seq];
+    const int t = inst.task;
+    std::string key = ExecKey(run, run.tasks[t], inst);
+    if (auto shared = exec_by_key_.find(key); shared != exec_by_key_.end()) {
+      // Another run queued it since, and got to start it first.
+      plan_.Release();
+      JoinExec(run, seq, execs_.at(shared->second));
+      continue;
+    }
+    if (CacheByFile(run, seq, v1::INSTANCE_STATE_UNSPECIFIED)) {
+      // Another run wrote it since.
+      plan_.Release();
+      TaskProgress(run, t);
+      AfterChange(run);  // may end (and erase) the run
+      continue;
+    }
+    const ExecId id = next_exec_++;
+    Exec& exec = execs_[id];
+    exec.id = id;
+    exec.key = std::move(key);
+    exec.waiters.emplace_back(run.id, seq);
+    exec.def = run.tasks[t].exec_def;
+    exec_by_key_[exec.key] = id;
+    inst.exec = id;
+    plan_.Bind(id);
+    StartExec(exec, now);
   }
+}
+
+void Scheduler::StartExec(Exec& exec, absl::Time now) {
+  exec.started = true;
+  ++exec.attempts;
+  // Built now, not when queued: a job holds argv and a whole environment,
+  // and a run may have 100,000 instances queued.
+  const auto& [first_run, first_seq] = exec.waiters.front();
+  ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
+  exec.runner = exec.def->pool == "local" ? static_cast<Runner*>(pool_.get()) : workers_.get();
+  for (const auto& [run_id, seq] : exec.waiters) {
+    RunRt& run = *runs_.at(run_id);
+    InstanceRt& inst = run.instances[seq];
+    SetState(run, seq, v1::RUNNING);
+    inst.started_ms = absl::ToUnixMillis(now);
+    inst.finished_ms = 0;
+    inst.error.clear();
+    inst.bytes = 0;
+    inst.lines = 0;
+    inst.attempts = exec.attempts;
+    Record(run, seq, v1::InstanceEvent::STARTED);
+  }
+  exec.runner->Start(std::move(job));
 }
 
 Verdict Scheduler::Judge(const Exec& exec, const ExecResult& result) const {
@@ -658,7 +702,7 @@ void Scheduler::Requeue(Exec& exec) {
   exec.pgid = 0;
   exec.runner = nullptr;
   --exec.attempts;
-  plan_.Enqueue(exec.id, exec.def->task_key, exec.waiters.front().first);
+  plan_.Enqueue(-exec.id, exec.def->task_key, exec.waiters.front().first);
 }
 
 void Scheduler::OnPoolSlots(const std::string& pool, int slots) {
@@ -862,7 +906,7 @@ void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
   w.erase(std::remove(w.begin(), w.end(), std::make_pair(run.id, seq)), w.end());
   if (!w.empty()) return;  // another run still needs it
   if (!exec.started) {
-    plan_.Dequeue(exec.id);
+    // Its -id in the plan's FIFO is dropped when it comes up (not live).
     exec_by_key_.erase(exec.key);
     execs_.erase(it);
   } else {

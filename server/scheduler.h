@@ -122,6 +122,15 @@ class Scheduler {
   void Expand(RunRt& run, int task);
   absl::Status ExpandInto(RunRt& run, int task);
   void AddInstance(RunRt& run, int task, const Bindings& bindings);
+  // What identifies an instance's execution across runs: the absolute
+  // output path, or workspace + task + params.
+  static std::string ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst);
+  // Makes the instance CACHED (or keeps `prior`, a final state from before
+  // a restart) if its output or .err file exists; true if it did.
+  bool CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior);
+  // Makes the instance wait on `exec` (RUNNING at once if it runs).
+  void JoinExec(RunRt& run, int64_t seq, Exec& exec);
+  void StartExec(Exec& exec, absl::Time now);
   void SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
   void TaskProgress(RunRt& run, int task);
   void Block(RunRt& run, int task);

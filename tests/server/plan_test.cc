@@ -1,5 +1,7 @@
 #include "server/plan.h"
 
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -7,10 +9,14 @@
 namespace asflow {
 namespace {
 
-// Drains everything startable now, in order.
+// Drains everything startable now, in order; each item starts as the
+// execution with the same id.
 std::vector<ExecId> StartAll(Plan& plan, absl::Time now = absl::UnixEpoch()) {
   std::vector<ExecId> out;
-  while (std::optional<ExecId> id = plan.NextStartable(now)) out.push_back(*id);
+  while (std::optional<PlanPick> pick = plan.NextStartable(now)) {
+    plan.Bind(pick->item);
+    out.push_back(pick->item);
+  }
   return out;
 }
 
@@ -54,31 +60,60 @@ TEST(PlanTest, RunsShareATaskDefinitionRoundRobin) {
   EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1, 11, 2, 12, 3, 13}));
 }
 
-TEST(PlanTest, DequeueRemovesQueuedButNotRunning) {
+TEST(PlanTest, ItemsThatAreNoLongerLiveAreSkipped) {
   Plan plan;
+  std::set<int64_t> dead;
+  std::vector<std::pair<int64_t, int64_t>> asked;
+  plan.SetLiveness([&](int64_t run_id, int64_t item) {
+    asked.emplace_back(run_id, item);
+    return dead.count(item) == 0;
+  });
   plan.SetPoolSlots("local", 1);
   plan.SetTaskDef("f.t", 1, "local");
-  plan.Enqueue(1, "f.t", 1);
-  plan.Enqueue(2, "f.t", 1);
-  plan.Enqueue(3, "f.t", 1);
+  for (ExecId id = 1; id <= 4; ++id) plan.Enqueue(id, "f.t", 9);
   EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
-  EXPECT_FALSE(plan.Dequeue(1));  // running
-  EXPECT_TRUE(plan.Dequeue(2));
-  EXPECT_FALSE(plan.Dequeue(2));  // already gone
-  EXPECT_EQ(plan.queued("f.t"), 1);
+  dead = {1, 2, 3};  // 1 is running: liveness only concerns queued items
+  EXPECT_EQ(plan.queued("f.t"), 3);
   plan.Finished(1);
-  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{3}));
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{4}));
+  EXPECT_EQ(plan.queued("f.t"), 0);
+  EXPECT_EQ(asked, (std::vector<std::pair<int64_t, int64_t>>{{9, 1}, {9, 2}, {9, 3}, {9, 4}}));
 }
 
-TEST(PlanTest, DequeueOfEveryQueuedItemLeavesNothingStartable) {
+TEST(PlanTest, NoLiveItemLeavesNothingStartable) {
   Plan plan;
+  bool live = false;
+  plan.SetLiveness([&](int64_t, int64_t) { return live; });
   plan.SetPoolSlots("local", 4);
   plan.SetTaskDef("f.t", 4, "local");
   for (ExecId id = 1; id <= 1000; ++id) plan.Enqueue(id, "f.t", 7);
-  for (ExecId id = 1; id <= 1000; ++id) ASSERT_TRUE(plan.Dequeue(id));
   EXPECT_EQ(StartAll(plan), std::vector<ExecId>{});
+  EXPECT_EQ(plan.queued("f.t"), 0);
+  EXPECT_EQ(plan.pool_used("local"), 0);
+  live = true;
   plan.Enqueue(2000, "f.t", 7);
   EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{2000}));
+}
+
+TEST(PlanTest, ReleaseGivesBackTheLimitTheSlotAndTheRateToken) {
+  Plan plan;
+  plan.SetPoolSlots("local", 1);
+  plan.SetTaskDef("f.t", 1, "local", /*rate_per_second=*/1);
+  const absl::Time t0 = absl::FromUnixSeconds(100);
+  plan.Enqueue(1, "f.t", 3);
+  plan.Enqueue(2, "f.t", 3);
+  std::optional<PlanPick> pick = plan.NextStartable(t0);
+  ASSERT_TRUE(pick.has_value());
+  EXPECT_EQ(pick->run_id, 3);
+  EXPECT_EQ(pick->item, 1);
+  EXPECT_EQ(plan.running("f.t"), 1);
+  EXPECT_EQ(plan.pool_used("local"), 1);
+  plan.Release();  // e.g. it joined an execution another run started
+  EXPECT_EQ(plan.running("f.t"), 0);
+  EXPECT_EQ(plan.pool_used("local"), 0);
+  // The token was not spent: item 2 may start at the same instant.
+  EXPECT_EQ(StartAll(plan, t0), (std::vector<ExecId>{2}));
+  EXPECT_EQ(plan.running("f.t"), 1);
 }
 
 TEST(PlanTest, RaisingTheLimitLetsMoreStart) {
