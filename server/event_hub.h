@@ -32,8 +32,12 @@
 namespace asflow {
 
 struct EventHubOptions {
-  // Events kept for resumption (Watch from_seq).
-  size_t ring_size = 65536;
+  // Events kept for resumption (Watch from_seq) and for subscribers that
+  // have not taken them yet: at least subscriber_queue. ~190 bytes each
+  // (an instance event with its task's counters), so 3 MB when full; a
+  // watcher that falls further behind, or resumes from further back, gets
+  // a snapshot instead.
+  size_t ring_size = 16384;
   // Events a subscriber may leave untaken before it is reset to a snapshot.
   size_t subscriber_queue = 16384;
   // Finished runs kept in the view (older ones are served from the store).

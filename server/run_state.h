@@ -100,6 +100,8 @@ struct RunRt {
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
+  // Rows of instances queued by the expansion under way (Expand sends them).
+  std::unique_ptr<QueuedRows> queued_rows;
   v1::RunState state = v1::RUN_RUNNING;
   std::string error;        // first failure, "task(params): reason"
   int64_t created_ms = 0;

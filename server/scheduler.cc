@@ -25,6 +25,11 @@
 namespace asflow {
 namespace {
 
+// QUEUED rows per store write while a task expands: large enough that a
+// write is cheap, small enough that the writer starts on them early and
+// that other runs' events do not wait behind one huge transaction.
+constexpr size_t kQueuedRowsPerWrite = 4096;
+
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 bool Exists(const std::string& path) {
@@ -328,6 +333,7 @@ void Scheduler::Expand(RunRt& run, int t) {
   if (run.state != v1::RUN_RUNNING) return;
   TaskRt& task = run.tasks[t];
   absl::Status s = ExpandInto(run, t);
+  FlushQueuedRows(run);  // before anything else about these instances
   task.expanded = true;
   task.counters.set_expanded(true);
   if (!s.ok()) {
@@ -471,7 +477,17 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   // Queued as its seq alone: the execution is made when it starts (Pump),
   // so 100,000 queued instances cost their InstanceRt and 8 bytes each.
   plan_.Enqueue(seq, task.key, run.id);
-  Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  // Its row goes to the store with the others of this expansion.
+  if (run.queued_rows != nullptr && run.queued_rows->task() != task.spec->name()) FlushQueuedRows(run);
+  if (run.queued_rows == nullptr) run.queued_rows = std::make_unique<QueuedRows>(run.id, task.spec->name());
+  run.queued_rows->Add(seq, inst.params, inst.output);
+  if (run.queued_rows->size() >= kQueuedRowsPerWrite) FlushQueuedRows(run);
+}
+
+void Scheduler::FlushQueuedRows(RunRt& run) {
+  if (run.queued_rows == nullptr) return;
+  store_->PutQueued(std::move(*run.queued_rows));
+  run.queued_rows.reset();
 }
 
 std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst) {

@@ -131,6 +131,8 @@ class Scheduler {
   // Makes the instance wait on `exec` (RUNNING at once if it runs).
   void JoinExec(RunRt& run, int64_t seq, Exec& exec);
   void StartExec(Exec& exec, absl::Time now);
+  // Sends the run's QUEUED rows gathered so far to the store.
+  void FlushQueuedRows(RunRt& run);
   void SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
   void TaskProgress(RunRt& run, int task);
   void Block(RunRt& run, int task);

@@ -423,6 +423,30 @@ void Store::PutInstance(InstanceRecord record, std::function<void()> on_committe
   Enqueue(Write{std::move(record), std::move(on_committed)});
 }
 
+void Store::PutQueued(QueuedRows rows) {
+  if (rows.size() > 0) Enqueue(Write{std::move(rows), nullptr});
+}
+
+void QueuedRows::Add(int64_t seq, absl::string_view params, absl::string_view output) {
+  seqs_.push_back(seq);
+  text_.append(params.data(), params.size());
+  ends_.push_back(static_cast<uint32_t>(text_.size()));
+  text_.append(output.data(), output.size());
+  ends_.push_back(static_cast<uint32_t>(text_.size()));
+}
+
+InstanceRecord QueuedRows::Row(size_t i) const {
+  InstanceRecord r;
+  r.run_id = run_id_;
+  r.seq = seqs_[i];
+  r.task = task_;
+  const uint32_t begin = i == 0 ? 0 : ends_[2 * i - 1];
+  r.params = text_.substr(begin, ends_[2 * i] - begin);
+  r.output = text_.substr(ends_[2 * i], ends_[2 * i + 1] - ends_[2 * i]);
+  r.state = v1::QUEUED;
+  return r;
+}
+
 void Store::PutRun(v1::Run run, std::function<void()> on_committed) {
   Enqueue(Write{std::move(run), std::move(on_committed)});
 }
@@ -520,31 +544,45 @@ absl::Status Store::ApplyGroup(std::vector<Write>& group, absl::Status& write_er
   return tx;
 }
 
-absl::Status Store::ApplyWrite(Write& write) {
+absl::Status Store::UpsertInstance(const InstanceRecord& r) {
   sqlite3* db = writer_db_.get();
-  if (auto* r = std::get_if<InstanceRecord>(&write.op)) {
-    sqlite3_stmt* s = upsert_instance_.get();
-    sqlite3_bind_int64(s, 1, r->run_id);
-    sqlite3_bind_int64(s, 2, r->seq);
-    BindText(s, 3, r->task);
-    BindText(s, 4, r->params);
-    BindText(s, 5, r->output);
-    sqlite3_bind_int(s, 6, r->state);
-    BindText(s, 7, r->error);
-    sqlite3_bind_int(s, 8, r->attempts);
-    sqlite3_bind_int64(s, 9, r->started_ms);
-    sqlite3_bind_int64(s, 10, r->finished_ms);
-    sqlite3_bind_int64(s, 11, r->bytes);
-    sqlite3_bind_int64(s, 12, r->lines);
-    sqlite3_bind_int(s, 13, r->pgid);
-    int rc = StepDone(s);
-    if (rc != SQLITE_DONE) {
-      return SqliteError(db, rc, absl::StrCat("store ", path_, ": put instance ",
-                                              r->run_id, "/", r->seq, " (",
-                                              r->task, ")"));
-    }
-    return absl::OkStatus();
+  sqlite3_stmt* s = upsert_instance_.get();
+  sqlite3_bind_int64(s, 1, r.run_id);
+  sqlite3_bind_int64(s, 2, r.seq);
+  BindText(s, 3, r.task);
+  BindText(s, 4, r.params);
+  BindText(s, 5, r.output);
+  sqlite3_bind_int(s, 6, r.state);
+  BindText(s, 7, r.error);
+  sqlite3_bind_int(s, 8, r.attempts);
+  sqlite3_bind_int64(s, 9, r.started_ms);
+  sqlite3_bind_int64(s, 10, r.finished_ms);
+  sqlite3_bind_int64(s, 11, r.bytes);
+  sqlite3_bind_int64(s, 12, r.lines);
+  sqlite3_bind_int(s, 13, r.pgid);
+  int rc = StepDone(s);
+  if (rc != SQLITE_DONE) {
+    return SqliteError(db, rc, absl::StrCat("store ", path_, ": put instance ",
+                                            r.run_id, "/", r.seq, " (",
+                                            r.task, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Store::ApplyWrite(Write& write) {
+  if (auto* r = std::get_if<InstanceRecord>(&write.op)) return UpsertInstance(*r);
+  if (auto* rows = std::get_if<QueuedRows>(&write.op)) {
+    absl::Status first;
+    for (size_t i = 0; i < rows->size(); ++i) {
+      absl::Status s = UpsertInstance(rows->Row(i));
+      if (s.ok()) continue;
+      // Rolled back (disk full, I/O error): ApplyGroup ends the group.
+      if (sqlite3_get_autocommit(writer_db_.get())) return s;
+      if (first.ok()) first = s;  // only this row failed
+    }
+    return first;
+  }
+  sqlite3* db = writer_db_.get();
   if (auto* run = std::get_if<v1::Run>(&write.op)) {
     std::string blob = run->SerializeAsString();
     sqlite3_stmt* s = update_run_.get();

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "asflow/v1/flow.pb.h"
 
@@ -58,6 +59,28 @@ struct InstanceRecord {
   // Process group of the command while RUNNING (0 otherwise): after a
   // crash, the restarted daemon kills what is left of it.
   int32_t pgid = 0;
+};
+
+// Rows of instances of one task just queued (state QUEUED, nothing run
+// yet), written as one write: a run that queues 100,000 instances holds
+// ~20 bytes per row plus its text until they are committed, not a whole
+// InstanceRecord per row.
+class QueuedRows {
+ public:
+  QueuedRows(int64_t run_id, std::string task) : run_id_(run_id), task_(std::move(task)) {}
+  void Add(int64_t seq, absl::string_view params, absl::string_view output);
+  size_t size() const { return seqs_.size(); }
+  int64_t run_id() const { return run_id_; }
+  const std::string& task() const { return task_; }
+  // Row i as a record (state QUEUED, everything else zero).
+  InstanceRecord Row(size_t i) const;
+
+ private:
+  int64_t run_id_;
+  std::string task_;
+  std::vector<int64_t> seqs_;
+  std::vector<uint32_t> ends_;  // per row: end of its params, end of its output in text_
+  std::string text_;
 };
 
 // Filter for Store::ListInstances. Results are in seq order; page by passing
@@ -125,6 +148,8 @@ class Store {
   // Inserts or replaces the instance (run_id, seq). The run must exist.
   void PutInstance(InstanceRecord record,
                    std::function<void()> on_committed = nullptr);
+  // Inserts or replaces each row, as PutInstance would, in one write.
+  void PutQueued(QueuedRows rows);
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
   // of run.id. A run that does not exist is a NotFound write error.
   void PutRun(v1::Run run, std::function<void()> on_committed = nullptr);
@@ -186,7 +211,7 @@ class Store {
     std::string value;
   };
   struct Write {
-    std::variant<InstanceRecord, v1::Run, NewRun, MetaWrite> op;
+    std::variant<InstanceRecord, v1::Run, NewRun, MetaWrite, QueuedRows> op;
     std::function<void()> on_committed;
   };
 
@@ -202,6 +227,7 @@ class Store {
   // transaction's status; per-write failures go to `first_error`.
   absl::Status ApplyGroup(std::vector<Write>& group, absl::Status& first_error);
   absl::Status ApplyWrite(Write& write);
+  absl::Status UpsertInstance(const InstanceRecord& r);
   absl::Status ExecWriter(const char* sql);
 
   absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(

@@ -185,6 +185,42 @@ TEST_F(StoreTest, PutInstanceReplacesBySeq) {
   EXPECT_EQ((*all)[1].state, v1::QUEUED);
 }
 
+TEST_F(StoreTest, PutQueuedWritesEveryRowInOrderWithOtherWrites) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t id = CreateRunOrDie(*store, "f");
+  store->PutInstance(MakeInstance(id, 0, "a", v1::CACHED));
+  QueuedRows rows(id, "b");
+  rows.Add(1, R"({"i":"1"})", "data/1.txt");
+  rows.Add(2, R"({"i":"a much longer value than fits inline"})", "");  // no output
+  rows.Add(3, "{}", "data/3.txt");
+  EXPECT_EQ(rows.size(), 3u);
+  store->PutQueued(std::move(rows));
+  InstanceRecord running = MakeInstance(id, 3, "b", v1::RUNNING);  // after: replaces row 3
+  running.params = "{}";
+  running.output = "data/3.txt";
+  running.attempts = 1;
+  store->PutInstance(running);
+  store->PutQueued(QueuedRows(id, "c"));  // empty: nothing to write
+  ASSERT_TRUE(store->Flush().ok());
+
+  auto all = store->LoadInstances(id);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(Seqs(*all), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ((*all)[0].state, v1::CACHED);
+  EXPECT_EQ((*all)[1].task, "b");
+  EXPECT_EQ((*all)[1].params, R"({"i":"1"})");
+  EXPECT_EQ((*all)[1].output, "data/1.txt");
+  EXPECT_EQ((*all)[1].state, v1::QUEUED);
+  EXPECT_EQ((*all)[1].attempts, 0);
+  EXPECT_EQ((*all)[2].params, R"({"i":"a much longer value than fits inline"})");
+  EXPECT_EQ((*all)[2].output, "");
+  EXPECT_EQ((*all)[2].state, v1::QUEUED);
+  EXPECT_EQ((*all)[3].state, v1::RUNNING);
+  EXPECT_EQ((*all)[3].attempts, 1);
+  EXPECT_EQ((*all)[3].output, "data/3.txt");
+}
+
 TEST_F(StoreTest, ListInstancesFiltersAndPages) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
