@@ -6,8 +6,9 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "common/signals.h"
 #include "common/paths.h"
+#include "common/signals.h"
+#include "grpc/grpc.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
@@ -56,6 +57,19 @@ int main(int argc, char** argv) {
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   sigset_t sigs = asflow::BlockTerminationSignals();
+
+  // The process holds a reference to the gRPC library until it exits and
+  // never gives it back (no grpc_shutdown). Otherwise destroying the
+  // grpc::Server drops the last reference and runs gRPC's global teardown,
+  // which joins gRPC's executor threads; one of them may be running the TCP
+  // "backup poller" (armed by any write that met a full socket buffer, e.g.
+  // a busy Watch stream), parked in epoll_wait with a fixed 10 s deadline
+  // that nothing wakes once every connection is closed: exit then took up to
+  // 10 s. By then the server is shut down and destroyed, the store flushed
+  // and closed, the socket removed and the lock released; what is skipped is
+  // only freeing gRPC's global state and joining its idle threads, which
+  // the exit does anyway. See docs/behaviour.md, "Stopping".
+  grpc_init();
 
   auto daemon = asflow::Daemon::Start(options);
   if (!daemon.ok()) {
