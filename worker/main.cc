@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/small_file.h"
 #include "common/spec_validator.h"
+#include "grpc/grpc.h"
 #include "spdlog/spdlog.h"
 #include "worker/protocol.h"
 #include "worker/remote_worker.h"
@@ -74,6 +75,10 @@ int main(int argc, char** argv) {
   }
 
   sigset_t sigs = asflow::BlockTerminationSignals();
+  // Keeps the gRPC library initialized until exit, as asflowd does (see
+  // server/main.cc): a worker streams output, and gRPC 1.51's global
+  // teardown can wait up to 10 s for its TCP backup poller.
+  grpc_init();
 
   asflow::RemoteWorker worker(options);
   std::thread([&sigs, &worker] {
