@@ -419,8 +419,9 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   return result.id;
 }
 
-void Store::PutInstance(InstanceRecord record, std::function<void()> on_committed) {
-  Enqueue(Write{std::move(record), std::move(on_committed)});
+void Store::PutInstance(InstanceRecord record,
+                        std::function<void(const InstanceRecord&)> on_committed) {
+  Enqueue(Write{InstanceWrite{std::move(record), std::move(on_committed)}, nullptr});
 }
 
 void Store::PutQueued(QueuedRows rows) {
@@ -494,6 +495,9 @@ void Store::WriterLoop() {
     // Callbacks run whether or not the write committed: callers may count on
     // them (e.g. to release waiters); the failure itself reaches Flush.
     for (Write& w : group) {
+      if (auto* iw = std::get_if<InstanceWrite>(&w.op); iw != nullptr && iw->on_committed) {
+        iw->on_committed(iw->record);
+      }
       if (w.on_committed) w.on_committed();
     }
     absl::MutexLock lock(&mu_);
@@ -570,7 +574,7 @@ absl::Status Store::UpsertInstance(const InstanceRecord& r) {
 }
 
 absl::Status Store::ApplyWrite(Write& write) {
-  if (auto* r = std::get_if<InstanceRecord>(&write.op)) return UpsertInstance(*r);
+  if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
   if (auto* rows = std::get_if<QueuedRows>(&write.op)) {
     absl::Status first;
     for (size_t i = 0; i < rows->size(); ++i) {

@@ -146,8 +146,10 @@ class Store {
   // Blocks while max_pending writes are queued, except on the writer thread.
   //
   // Inserts or replaces the instance (run_id, seq). The run must exist.
+  // on_committed gets the record as written: a caller that publishes it
+  // need not keep a second copy while the write waits in the queue.
   void PutInstance(InstanceRecord record,
-                   std::function<void()> on_committed = nullptr);
+                   std::function<void(const InstanceRecord&)> on_committed = nullptr);
   // Inserts or replaces each row, as PutInstance would, in one write.
   void PutQueued(QueuedRows rows);
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
@@ -206,12 +208,16 @@ class Store {
     std::string request;
     CreateRunResult* result;  // owned by the waiting CreateRun caller
   };
+  struct InstanceWrite {
+    InstanceRecord record;
+    std::function<void(const InstanceRecord&)> on_committed;
+  };
   struct MetaWrite {
     std::string key;
     std::string value;
   };
   struct Write {
-    std::variant<InstanceRecord, v1::Run, NewRun, MetaWrite, QueuedRows> op;
+    std::variant<InstanceWrite, v1::Run, NewRun, MetaWrite, QueuedRows> op;
     std::function<void()> on_committed;
   };
 

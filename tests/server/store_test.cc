@@ -325,7 +325,8 @@ TEST_F(StoreTest, CallbacksRunInOrderAfterDataIsReadable) {
   std::vector<int> raw_seen;    // state seen by the raw connection
   std::vector<int> store_seen;  // state seen by the Store's reader
   for (int i = 0; i < kWrites; ++i) {
-    store->PutInstance(MakeInstance(id, i, "t", v1::RUNNING), [&, i] {
+    store->PutInstance(MakeInstance(id, i, "t", v1::RUNNING), [&, i](const InstanceRecord& written) {
+      EXPECT_EQ(written.seq, i);
       int via_raw = raw_state(i);
       InstanceQuery q;
       q.run_id = id;
@@ -439,8 +440,8 @@ TEST_F(StoreTest, FailedWritesReachFlushAndLaterWritesCommit) {
   v1::Run missing = MakeRun("f");
   missing.set_id(99);
   store->PutRun(missing, [&] { ++callbacks; });
-  store->PutInstance(MakeInstance(98, 0, "t"), [&] { ++callbacks; });
-  store->PutInstance(MakeInstance(id, 0, "t", v1::DONE), [&] { ++callbacks; });
+  store->PutInstance(MakeInstance(98, 0, "t"), [&](const InstanceRecord&) { ++callbacks; });
+  store->PutInstance(MakeInstance(id, 0, "t", v1::DONE), [&](const InstanceRecord&) { ++callbacks; });
   absl::Status status = store->Flush();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(status.message(),
