@@ -11,6 +11,11 @@
 
 namespace asflow {
 
+const std::string& RareString::str() const {
+  static const std::string* const kEmpty = new std::string();
+  return p_ != nullptr ? *p_ : *kEmpty;
+}
+
 using json = nlohmann::json;
 
 bool IsFinal(v1::InstanceState state) {

@@ -61,21 +61,35 @@ struct TaskRt {
   absl::flat_hash_set<absl::string_view> seen;
 };
 
-// One instance as the run sees it. Kept small: runs of 100k+ are normal.
+// A string that is almost always empty: 8 bytes, not 32.
+class RareString {
+ public:
+  RareString& operator=(std::string s) {
+    p_ = s.empty() ? nullptr : std::make_unique<std::string>(std::move(s));
+    return *this;
+  }
+  const std::string& str() const;
+  bool empty() const { return p_ == nullptr; }
+  void clear() { p_.reset(); }
+
+ private:
+  std::unique_ptr<std::string> p_;
+};
+
+// One instance as the run sees it. Kept small: runs of 100k+ are normal
+// (120 bytes, plus params and output longer than 15 characters).
 struct InstanceRt {
-  int32_t task = -1;  // -1: seq not materialised (yet) in this process
-  v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
-  int32_t attempts = 0;
-  bool retrying = false;  // queued again, waiting for a retry's backoff
-  int32_t pgid = 0;       // process group of its command while running
   ExecId exec = 0;  // while queued or running
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
-  int64_t bytes = 0;
-  int64_t lines = 0;
+  int32_t task = -1;  // -1: seq not materialised (yet) in this process
+  v1::InstanceState state = v1::INSTANCE_STATE_UNSPECIFIED;
+  int32_t attempts = 0;
+  int32_t pgid = 0;       // process group of its command while running
+  bool retrying = false;  // queued again, waiting for a retry's backoff
+  RareString error;
   std::string params;  // canonical JSON object
   std::string output;  // normalised, relative to the workspace
-  std::string error;
 };
 
 // A row left by this run before a restart, matched by task and params.

@@ -672,8 +672,6 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
     inst.started_ms = absl::ToUnixMillis(now);
     inst.finished_ms = 0;
     inst.error.clear();
-    inst.bytes = 0;
-    inst.lines = 0;
     inst.attempts = exec.attempts;
     Record(run, seq, v1::InstanceEvent::STARTED);
   }
@@ -711,10 +709,8 @@ void Scheduler::OnExecProgress(ExecId id, int64_t bytes, int64_t lines) {
     if (r == runs_.end()) continue;
     InstanceRt& inst = r->second->instances[seq];
     if (inst.state != v1::RUNNING) continue;
-    inst.bytes = bytes;
-    inst.lines = lines;
     // Through the store like every event, so it never overtakes STARTED.
-    Record(*r->second, seq, v1::InstanceEvent::PROGRESS);
+    Record(*r->second, seq, v1::InstanceEvent::PROGRESS, bytes, lines);
   }
 }
 
@@ -879,15 +875,13 @@ void Scheduler::FinishExec(Exec& exec, v1::InstanceState state, const std::strin
     if (IsFinal(inst.state)) continue;
     inst.exec = 0;
     inst.finished_ms = NowMs();
-    inst.bytes = result.bytes;
-    inst.lines = result.lines;
     inst.error = error;
     SetState(run, seq, state);
     if (state == v1::FAILED && run.error.empty()) {
       run.error = absl::StrCat(InstanceLabel(run.tasks[inst.task].spec->name(), inst.params), ": ",
                                FirstLine(error));
     }
-    Record(run, seq, v1::InstanceEvent::FINISHED);
+    Record(run, seq, v1::InstanceEvent::FINISHED, result.bytes, result.lines);
     TaskProgress(run, inst.task);
     if (std::find(touched.begin(), touched.end(), run_id) == touched.end()) touched.push_back(run_id);
   }
@@ -990,7 +984,7 @@ void Scheduler::FinishRun(RunRt& run, v1::RunState state, std::string error) {
   runs_.erase(run.id);  // the hub's view and the store keep it from here
 }
 
-void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind) {
+void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes, int64_t lines) {
   const InstanceRt& inst = run.instances[seq];
   InstanceRecord rec;
   rec.run_id = run.id;
@@ -999,12 +993,12 @@ void Scheduler::Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind) {
   rec.params = inst.params;
   rec.output = inst.output;
   rec.state = inst.state;
-  rec.error = inst.error;
+  rec.error = inst.error.str();
   rec.attempts = inst.attempts;
   rec.started_ms = inst.started_ms;
   rec.finished_ms = inst.finished_ms;
-  rec.bytes = inst.bytes;
-  rec.lines = inst.lines;
+  rec.bytes = bytes;
+  rec.lines = lines;
   rec.pgid = inst.state == v1::RUNNING ? inst.pgid : 0;
   std::function<void(const InstanceRecord&)> publish;
   if (kind != v1::InstanceEvent::KIND_UNSPECIFIED) {

@@ -153,7 +153,10 @@ class Scheduler {
   void KillLeftovers(const std::vector<InstanceRecord>& rows, bool same_boot);
   void DetachFromExec(RunRt& run, int64_t seq);
 
-  void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind);
+  // Writes the instance's row (and publishes `kind` once it is committed).
+  // bytes and lines: its output so far (PROGRESS) or in all (FINISHED); an
+  // instance does not keep them between events.
+  void Record(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes = 0, int64_t lines = 0);
   void PublishRun(const RunRt& run);
   v1::Run RunProto(const RunRt& run) const;
 
