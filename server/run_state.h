@@ -114,8 +114,10 @@ struct RunRt {
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
-  // Rows of instances queued by the expansion under way (Expand sends them).
-  std::unique_ptr<QueuedRows> queued_rows;
+  // An expansion is under way: new instances' first rows gather in
+  // new_rows (Expand sends them when it is done).
+  bool expanding = false;
+  std::unique_ptr<NewRows> new_rows;
   v1::RunState state = v1::RUN_RUNNING;
   std::string error;        // first failure, "task(params): reason"
   int64_t created_ms = 0;

@@ -131,8 +131,11 @@ class Scheduler {
   // Makes the instance wait on `exec` (RUNNING at once if it runs).
   void JoinExec(RunRt& run, int64_t seq, Exec& exec);
   void StartExec(Exec& exec, absl::Time now);
-  // Sends the run's QUEUED rows gathered so far to the store.
-  void FlushQueuedRows(RunRt& run);
+  // Writes a new instance's first row (queued, or cached without error):
+  // with the expansion's other rows while one is under way.
+  void RecordNew(RunRt& run, int64_t seq);
+  // Sends the run's new rows gathered so far to the store.
+  void FlushNewRows(RunRt& run);
   void SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
   void TaskProgress(RunRt& run, int task);
   void Block(RunRt& run, int task);

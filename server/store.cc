@@ -424,27 +424,29 @@ void Store::PutInstance(InstanceRecord record,
   Enqueue(Write{InstanceWrite{std::move(record), std::move(on_committed)}, nullptr});
 }
 
-void Store::PutQueued(QueuedRows rows) {
+void Store::PutNew(NewRows rows) {
   if (rows.size() > 0) Enqueue(Write{std::move(rows), nullptr});
 }
 
-void QueuedRows::Add(int64_t seq, absl::string_view params, absl::string_view output) {
-  seqs_.push_back(seq);
+void NewRows::Add(int64_t seq, v1::InstanceState state, int64_t finished_ms, absl::string_view params,
+                  absl::string_view output) {
   text_.append(params.data(), params.size());
-  ends_.push_back(static_cast<uint32_t>(text_.size()));
+  const auto params_end = static_cast<uint32_t>(text_.size());
   text_.append(output.data(), output.size());
-  ends_.push_back(static_cast<uint32_t>(text_.size()));
+  rows_.push_back(Row_{seq, finished_ms, params_end, static_cast<uint32_t>(text_.size()), state});
 }
 
-InstanceRecord QueuedRows::Row(size_t i) const {
+InstanceRecord NewRows::Row(size_t i) const {
+  const Row_& row = rows_[i];
+  const uint32_t begin = i == 0 ? 0 : rows_[i - 1].output_end;
   InstanceRecord r;
   r.run_id = run_id_;
-  r.seq = seqs_[i];
+  r.seq = row.seq;
   r.task = task_;
-  const uint32_t begin = i == 0 ? 0 : ends_[2 * i - 1];
-  r.params = text_.substr(begin, ends_[2 * i] - begin);
-  r.output = text_.substr(ends_[2 * i], ends_[2 * i + 1] - ends_[2 * i]);
-  r.state = v1::QUEUED;
+  r.params = text_.substr(begin, row.params_end - begin);
+  r.output = text_.substr(row.params_end, row.output_end - row.params_end);
+  r.state = row.state;
+  r.finished_ms = row.finished_ms;
   return r;
 }
 
@@ -575,7 +577,7 @@ absl::Status Store::UpsertInstance(const InstanceRecord& r) {
 
 absl::Status Store::ApplyWrite(Write& write) {
   if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
-  if (auto* rows = std::get_if<QueuedRows>(&write.op)) {
+  if (auto* rows = std::get_if<NewRows>(&write.op)) {
     absl::Status first;
     for (size_t i = 0; i < rows->size(); ++i) {
       absl::Status s = UpsertInstance(rows->Row(i));

@@ -61,25 +61,32 @@ struct InstanceRecord {
   int32_t pgid = 0;
 };
 
-// Rows of instances of one task just queued (state QUEUED, nothing run
-// yet), written as one write: a run that queues 100,000 instances holds
-// ~20 bytes per row plus its text until they are committed, not a whole
-// InstanceRecord per row.
-class QueuedRows {
+// First rows of new instances of one task (queued, or cached: nothing
+// run, no error), written as one write: a run that expands 100,000
+// instances holds ~30 bytes per row plus its text until they are
+// committed, not a whole InstanceRecord write per row.
+class NewRows {
  public:
-  QueuedRows(int64_t run_id, std::string task) : run_id_(run_id), task_(std::move(task)) {}
-  void Add(int64_t seq, absl::string_view params, absl::string_view output);
-  size_t size() const { return seqs_.size(); }
+  NewRows(int64_t run_id, std::string task) : run_id_(run_id), task_(std::move(task)) {}
+  void Add(int64_t seq, v1::InstanceState state, int64_t finished_ms, absl::string_view params,
+           absl::string_view output);
+  size_t size() const { return rows_.size(); }
   int64_t run_id() const { return run_id_; }
   const std::string& task() const { return task_; }
-  // Row i as a record (state QUEUED, everything else zero).
+  // Row i as a record (attempts, started_ms, error... zero).
   InstanceRecord Row(size_t i) const;
 
  private:
+  struct Row_ {
+    int64_t seq;
+    int64_t finished_ms;
+    uint32_t params_end;  // in text_; the output follows up to output_end
+    uint32_t output_end;
+    v1::InstanceState state;
+  };
   int64_t run_id_;
   std::string task_;
-  std::vector<int64_t> seqs_;
-  std::vector<uint32_t> ends_;  // per row: end of its params, end of its output in text_
+  std::vector<Row_> rows_;
   std::string text_;
 };
 
@@ -151,7 +158,7 @@ class Store {
   void PutInstance(InstanceRecord record,
                    std::function<void(const InstanceRecord&)> on_committed = nullptr);
   // Inserts or replaces each row, as PutInstance would, in one write.
-  void PutQueued(QueuedRows rows);
+  void PutNew(NewRows rows);
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
   // of run.id. A run that does not exist is a NotFound write error.
   void PutRun(v1::Run run, std::function<void()> on_committed = nullptr);
@@ -217,7 +224,7 @@ class Store {
     std::string value;
   };
   struct Write {
-    std::variant<InstanceWrite, v1::Run, NewRun, MetaWrite, QueuedRows> op;
+    std::variant<InstanceWrite, v1::Run, NewRun, MetaWrite, NewRows> op;
     std::function<void()> on_committed;
   };
 

@@ -185,28 +185,29 @@ TEST_F(StoreTest, PutInstanceReplacesBySeq) {
   EXPECT_EQ((*all)[1].state, v1::QUEUED);
 }
 
-TEST_F(StoreTest, PutQueuedWritesEveryRowInOrderWithOtherWrites) {
+TEST_F(StoreTest, PutNewWritesEveryRowInOrderWithOtherWrites) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   int64_t id = CreateRunOrDie(*store, "f");
   store->PutInstance(MakeInstance(id, 0, "a", v1::CACHED));
-  QueuedRows rows(id, "b");
-  rows.Add(1, R"({"i":"1"})", "data/1.txt");
-  rows.Add(2, R"({"i":"a much longer value than fits inline"})", "");  // no output
-  rows.Add(3, "{}", "data/3.txt");
-  EXPECT_EQ(rows.size(), 3u);
-  store->PutQueued(std::move(rows));
+  NewRows rows(id, "b");
+  rows.Add(1, v1::QUEUED, 0, R"({"i":"1"})", "data/1.txt");
+  rows.Add(2, v1::QUEUED, 0, R"({"i":"a much longer value than fits inline"})", "");  // no output
+  rows.Add(3, v1::QUEUED, 0, "{}", "data/3.txt");
+  rows.Add(4, v1::CACHED, 1234, R"({"i":"4"})", "data/4.txt");
+  EXPECT_EQ(rows.size(), 4u);
+  store->PutNew(std::move(rows));
   InstanceRecord running = MakeInstance(id, 3, "b", v1::RUNNING);  // after: replaces row 3
   running.params = "{}";
   running.output = "data/3.txt";
   running.attempts = 1;
   store->PutInstance(running);
-  store->PutQueued(QueuedRows(id, "c"));  // empty: nothing to write
+  store->PutNew(NewRows(id, "c"));  // empty: nothing to write
   ASSERT_TRUE(store->Flush().ok());
 
   auto all = store->LoadInstances(id);
   ASSERT_TRUE(all.ok()) << all.status();
-  ASSERT_EQ(Seqs(*all), (std::vector<int64_t>{0, 1, 2, 3}));
+  ASSERT_EQ(Seqs(*all), (std::vector<int64_t>{0, 1, 2, 3, 4}));
   EXPECT_EQ((*all)[0].state, v1::CACHED);
   EXPECT_EQ((*all)[1].task, "b");
   EXPECT_EQ((*all)[1].params, R"({"i":"1"})");
@@ -219,6 +220,10 @@ TEST_F(StoreTest, PutQueuedWritesEveryRowInOrderWithOtherWrites) {
   EXPECT_EQ((*all)[3].state, v1::RUNNING);
   EXPECT_EQ((*all)[3].attempts, 1);
   EXPECT_EQ((*all)[3].output, "data/3.txt");
+  EXPECT_EQ((*all)[4].state, v1::CACHED);
+  EXPECT_EQ((*all)[4].finished_ms, 1234);
+  EXPECT_EQ((*all)[4].params, R"({"i":"4"})");
+  EXPECT_EQ((*all)[4].output, "data/4.txt");
 }
 
 TEST_F(StoreTest, ListInstancesFiltersAndPages) {
