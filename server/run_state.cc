@@ -170,6 +170,7 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
   for (int i = 0; i < spec.tasks_size(); ++i) {
     const v1::TaskSpec& ts = spec.tasks(i);
     TaskRt& task = run->tasks[i];
+    task.seen = decltype(task.seen)(0, SeqParams{&run->instances}, SeqParams{&run->instances});
     task.spec = &ts;
     task.key = absl::StrCat(spec.name(), ".", ts.name());
     task.limit = ts.limit() > 0 ? ts.limit() : default_limit;

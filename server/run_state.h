@@ -15,6 +15,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 #include "asflow/v1/service.pb.h"
 #include "common/template.h"
@@ -32,6 +34,27 @@ struct ExecDef {
   std::string task_key;  // "flow.task"
   std::string pool;
   std::shared_ptr<const ErrorRules> rules;
+};
+
+struct InstanceRt;
+
+// Hash and equality of instance seqs by their params, so a set of seqs
+// (8 bytes a slot) answers "is there an instance with these params?" for
+// a string too. Points at the run's instances (a deque: they never move).
+struct SeqParams {
+  using is_transparent = void;
+  const std::deque<InstanceRt>* instances = nullptr;
+
+  absl::string_view Of(int64_t seq) const;
+  absl::string_view Of(absl::string_view params) const { return params; }
+  template <typename K>
+  size_t operator()(const K& k) const {
+    return absl::Hash<absl::string_view>()(Of(k));
+  }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return Of(a) == Of(b);
+  }
 };
 
 // One task definition inside a run.
@@ -56,9 +79,9 @@ struct TaskRt {
   int64_t pending = 0;     // instances not yet in a final state
   v1::TaskCounters counters;
   std::vector<int64_t> seqs;  // instances in creation order
-  // Params of instances made so far: views of InstanceRt::params (the
-  // deque keeps them in place).
-  absl::flat_hash_set<absl::string_view> seen;
+  // Instances made so far, as seqs, found by their params (BuildRun points
+  // it at the run's instances).
+  absl::flat_hash_set<int64_t, SeqParams, SeqParams> seen;
 };
 
 // A string that is almost always empty: 8 bytes, not 32.
@@ -92,6 +115,8 @@ struct InstanceRt {
   std::string output;  // normalised, relative to the workspace
 };
 
+inline absl::string_view SeqParams::Of(int64_t seq) const { return (*instances)[seq].params; }
+
 // A row left by this run before a restart, matched by task and params.
 struct ResumedRow {
   int64_t seq = 0;
@@ -110,7 +135,7 @@ struct RunRt {
   std::vector<TaskRt> tasks;
   absl::flat_hash_map<std::string, int> task_index;
   // A deque: growing it neither copies 100,000 instances nor moves them
-  // (TaskRt::seen points into them).
+  // (TaskRt::seen looks into them).
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row

@@ -447,7 +447,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   for (const std::string& name : task.identity_params) identity[name] = run.params.at(name);
   for (const auto& [k, v] : bindings) identity[k] = v;
   std::string params = CanonicalParams(identity);
-  if (task.seen.contains(params)) return;  // identical bindings run once
+  if (task.seen.contains(absl::string_view(params))) return;  // identical bindings run once
 
   auto lookup = [&](absl::string_view name) { return LookupParam(bindings, run.params, name); };
 
@@ -465,7 +465,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   InstanceRt& inst = run.instances[seq];
   inst.task = t;
   inst.params = std::move(params);
-  task.seen.insert(inst.params);
+  task.seen.insert(seq);
   task.seqs.push_back(seq);
   task.counters.set_total(task.counters.total() + 1);
   ++task.pending;
