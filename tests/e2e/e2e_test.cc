@@ -125,6 +125,29 @@ TEST_F(E2eTest, SecondRunIsAllCached) {
   EXPECT_THAT(second.out, Not(HasSubstr("\n  done ")));
 }
 
+TEST_F(E2eTest, IdenticalBindingsRunOnce) {
+  StartDaemon();
+  CommandResult run = Ctl({"run", Flow("dedupe"), "--plain"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  // task, total, done, cached, skipped, suppressed, failed, cancelled
+  EXPECT_THAT(run.out, HasSubstr("\n  word                        3        3        0        0          0"
+                                 "        0         0\n"
+                                 "  again                       3        3        0        0          0"
+                                 "        0         0\n"));
+  EXPECT_EQ(CountLines(ws_ + "/counter.txt"),
+            (std::map<std::string, int>{
+                {"a", 1}, {"b", 1}, {"c", 1}, {"again-a", 1}, {"again-b", 1}, {"again-c", 1}}));
+
+  // Resubmitted: the outputs make `word` cached; `again` has none and runs
+  // again, once per binding.
+  CommandResult second = Ctl({"run", Flow("dedupe"), "--plain"});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out, HasSubstr("  word: 3 instances, 3 cached\n"));
+  EXPECT_THAT(second.out, HasSubstr("\n  again                       3        3        0        0          0"
+                                    "        0         0\n"));
+  EXPECT_EQ(CountLines(ws_ + "/counter.txt")["again-b"], 2);
+}
+
 TEST_F(E2eTest, LimitIsNeverExceeded) {
   StartDaemon({"--pool-size", "8"});
   CommandResult r = Ctl({"run", Flow("slots")});
