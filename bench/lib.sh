@@ -116,6 +116,16 @@ add_row() { ROWS+=("$1$US$2$US$3$US$4$US$5$US$6$US$7$US$8"); }
 per_s() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.0f inst/s", n / t; else print "-" }'; }
 declare -A MED  # "W1/asflow" -> median seconds, for the target checks
 
+# Prints every row's wall time per rep, as a markdown list.
+print_reps() {
+  local r w tool n times
+  echo "Per-rep wall times (s):"
+  echo
+  for r in "${ROWS[@]}"; do
+    IFS=$US read -r w tool n times _ <<<"$r"
+    printf -- '- %s %s: %s\n' "$w" "$tool" "$times"
+  done
+}
 CPUS=()  # daemon CPU seconds of the reps of the next record (empty: no daemon)
 record() {  # workload tool N unit(inst|bytes) rss notes times...
   local w="$1" tool="$2" n="$3" unit="$4" rss="$5" notes="$6" cpu="-"; shift 6

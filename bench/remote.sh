@@ -65,41 +65,31 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # One file per workload and pool; they differ only in `pool:`. Remote
 # commands run in a scratch directory on the worker, hence the absolute path
 # of gen. Every task sets limit 8 (the default limit is the CPU count).
+
+# fanout_flow FILE NAME N POOL STEP: `seq N`, then one instance per line
+# doing STEP (its `on:`/`run:` or `handler:` lines) in POOL.
+fanout_flow() {
+  cat >"$1" <<EOF
+name: $2
+params:
+  n: "$3"
+tasks:
+  - name: ids
+    on: ids.txt
+    run: [seq, "{n}"]
+  - name: item
+    for_each:
+      lines_of: ids
+      as: i
+    $5
+    pool: $4
+    limit: $SLOTS
+EOF
+}
 write_flows() {  # pool
   local pool="$1"
-  cat >"$WS/exec.$pool.yaml" <<EOF
-name: bench_remote_exec
-params:
-  n: "$N_EXEC"
-tasks:
-  - name: ids
-    on: ids.txt
-    run: [seq, "{n}"]
-  - name: item
-    for_each:
-      lines_of: ids
-      as: i
-    on: data/{i}.txt
-    run: [echo, "{i}"]
-    pool: $pool
-    limit: $SLOTS
-EOF
-  cat >"$WS/noop.$pool.yaml" <<EOF
-name: bench_remote_noop
-params:
-  n: "$N_NOOP"
-tasks:
-  - name: ids
-    on: ids.txt
-    run: [seq, "{n}"]
-  - name: item
-    for_each:
-      lines_of: ids
-      as: i
-    handler: builtin.noop
-    pool: $pool
-    limit: $SLOTS
-EOF
+  fanout_flow "$WS/exec.$pool.yaml" bench_remote_exec "$N_EXEC" "$pool" $'on: data/{i}.txt\n    run: [echo, "{i}"]'
+  fanout_flow "$WS/noop.$pool.yaml" bench_remote_noop "$N_NOOP" "$pool" 'handler: builtin.noop'
   cat >"$WS/big.$pool.yaml" <<EOF
 name: bench_remote_big
 params:
@@ -296,12 +286,7 @@ for r in "${ROWS[@]}"; do
     "${WCPU_MED[$w/$tool]:--}" "${notes//|/\\|}"
 done
 echo
-echo "Per-rep wall times (s):"
-echo
-for r in "${ROWS[@]}"; do
-  IFS=$US read -r w tool n times tp rss notes cpu <<<"$r"
-  printf -- '- %s %s: %s\n' "$w" "$tool" "$times"
-done
+print_reps
 echo
 echo "Remote / local (median wall time ratio; > 1: remote is slower):"
 echo

@@ -255,12 +255,7 @@ for r in "${ROWS[@]}"; do
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "${tool//|/\\|}" "$n" "${MED[$w/$tool]}" "$tp" "$rss" "$cpu" "${notes//|/\\|}"
 done
 echo
-echo "Per-rep wall times (s):"
-echo
-for r in "${ROWS[@]}"; do
-  IFS=$US read -r w tool n times tp rss notes cpu <<<"$r"
-  printf -- '- %s %s: %s\n' "$w" "$tool" "$times"
-done
+print_reps
 
 echo
 echo "Targets:"
