@@ -73,8 +73,9 @@ class NewRows {
   size_t size() const { return rows_.size(); }
   int64_t run_id() const { return run_id_; }
   const std::string& task() const { return task_; }
-  // Row i as a record (attempts, started_ms, error... zero).
-  InstanceRecord Row(size_t i) const;
+  // Sets *out to row i (attempts, started_ms, error... zero). Reusing one
+  // record keeps its strings' buffers: no allocation per row.
+  void Row(size_t i, InstanceRecord* out) const;
 
  private:
   struct Row_ {
@@ -123,7 +124,7 @@ struct FoundInstance {
 class Store {
  public:
   // Newest schema version this build knows (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates the database at `path`: creates parent directories and
   // the file (mode 0600) and migrates the schema. Fails, naming the path, if

@@ -595,6 +595,8 @@ CREATE TABLE instances (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CA
   task TEXT NOT NULL, params TEXT NOT NULL, output TEXT NOT NULL, state INTEGER NOT NULL, error TEXT NOT NULL,
   attempts INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, bytes INTEGER NOT NULL,
   lines INTEGER NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+CREATE INDEX instances_by_state ON instances(run_id, state);
+CREATE INDEX instances_by_task ON instances(run_id, task);
 INSERT INTO runs VALUES (1, 'yt', '/w', 1, 5, 0, '', x'', x'');
 INSERT INTO instances VALUES (1, 0, 'extract', '{}', 'a.txt', 2, '', 1, 7, 0, 0, 0);
 PRAGMA user_version=1;
@@ -610,6 +612,23 @@ PRAGMA user_version=1;
   EXPECT_EQ((*rows)[0].state, v1::RUNNING);
   EXPECT_EQ((*rows)[0].started_ms, 7);
   EXPECT_EQ((*rows)[0].pgid, 0);
+  store.reset();
+
+  // Version 3 dropped the instance indexes no query used.
+  ASSERT_EQ(sqlite3_open(DbPath().c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT count(*) FROM sqlite_master WHERE type='index'"
+                               " AND tbl_name='instances' AND sql IS NOT NULL),"
+                               " (SELECT user_version FROM pragma_user_version)",
+                               -1, &stmt, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 0);
+  EXPECT_EQ(sqlite3_column_int(stmt, 1), Store::kSchemaVersion);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
 }
 
 TEST_F(StoreTest, PgidAndMetaRoundTrip) {
