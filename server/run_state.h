@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 #include "asflow/v1/service.pb.h"
+#include "common/exists_probe.h"
 #include "common/template.h"
 #include "server/error_rules.h"
 #include "server/plan.h"
@@ -139,9 +140,10 @@ struct RunRt {
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
-  // An expansion is under way: new instances' first rows gather in
-  // new_rows (Expand sends them when it is done).
-  bool expanding = false;
+  // Set while an expansion is under way: answers whether new instances'
+  // outputs exist (reading their directory once when many are asked), and
+  // their first rows gather in new_rows (Expand sends them when it is done).
+  std::unique_ptr<ExistsProbe> expanding;
   std::unique_ptr<NewRows> new_rows;
   v1::RunState state = v1::RUN_RUNNING;
   std::string error;        // first failure, "task(params): reason"

@@ -333,9 +333,9 @@ void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
 void Scheduler::Expand(RunRt& run, int t) {
   if (run.state != v1::RUN_RUNNING) return;
   TaskRt& task = run.tasks[t];
-  run.expanding = true;
+  run.expanding = std::make_unique<ExistsProbe>(run.workspace);
   absl::Status s = ExpandInto(run, t);
-  run.expanding = false;
+  run.expanding.reset();
   FlushNewRows(run);  // before anything else about these instances
   task.expanded = true;
   task.counters.set_expanded(true);
@@ -485,7 +485,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
 
 void Scheduler::RecordNew(RunRt& run, int64_t seq) {
   const InstanceRt& inst = run.instances[seq];
-  if (!run.expanding || !inst.error.empty()) {
+  if (run.expanding == nullptr || !inst.error.empty()) {
     Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
     return;
   }
@@ -512,8 +512,13 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   if (inst.output.empty()) return false;
   const TaskRt& task = run.tasks[inst.task];
   std::string err_rel = ErrorPathFor(inst.output, task.spec->on());
-  bool present = Exists(absl::StrCat(run.workspace, "/", inst.output));
-  bool err_present = !present && Exists(absl::StrCat(run.workspace, "/", err_rel));
+  // While expanding, from the probe: a file it misses (made after it read
+  // the directory) is found when the instance is picked to start.
+  auto exists = [&run](const std::string& rel) {
+    return run.expanding != nullptr ? run.expanding->Exists(rel) : Exists(absl::StrCat(run.workspace, "/", rel));
+  };
+  bool present = exists(inst.output);
+  bool err_present = !present && exists(err_rel);
   if (!present && !err_present) return false;
   // The file is the truth: whoever made it, the instance is cached. A row
   // already final from before a restart keeps its state.

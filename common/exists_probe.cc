@@ -1,0 +1,93 @@
+#include "common/exists_probe.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <limits>
+
+namespace asflow {
+
+ExistsProbe::ExistsProbe(const std::string& root) : root_(root) {
+  root_fd_ = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+ExistsProbe::~ExistsProbe() {
+  if (root_fd_ >= 0) close(root_fd_);
+}
+
+bool ExistsProbe::Stat(absl::string_view rel) {
+  struct stat st;
+  if (root_fd_ < 0) {
+    path_.assign(root_).append("/").append(rel.data(), rel.size());
+    return lstat(path_.c_str(), &st) == 0;
+  }
+  path_.assign(rel.data(), rel.size());
+  return fstatat(root_fd_, path_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+bool ExistsProbe::Exists(absl::string_view rel) {
+  if (root_fd_ < 0) return Stat(rel);
+  const size_t slash = rel.rfind('/');
+  const absl::string_view dir = slash == absl::string_view::npos ? absl::string_view() : rel.substr(0, slash);
+  const absl::string_view name = slash == absl::string_view::npos ? rel : rel.substr(slash + 1);
+  auto it = dirs_.find(dir);
+  if (it == dirs_.end()) it = dirs_.try_emplace(std::string(dir)).first;
+  Dir& d = it->second;
+  if (d.listed) return d.names.contains(name);
+  const bool found = Stat(rel);
+  ++d.probes;
+  MaybeList(dir, d);
+  return found;
+}
+
+void ExistsProbe::MaybeList(absl::string_view dir, Dir& d) {
+  constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+  if (d.probes < d.list_after) return;
+  if (dir.empty()) {
+    path_ = ".";
+  } else {
+    path_.assign(dir.data(), dir.size());
+  }
+  struct stat st;
+  if (fstatat(root_fd_, path_.c_str(), &st, 0) != 0 || !S_ISDIR(st.st_mode)) {
+    // Missing (so far): each probe's walk stops early, nothing to read.
+    // Looked at again once as many probes again have been made.
+    d.list_after = d.probes * 2;
+    return;
+  }
+  // Sized now: a directory that grew since it was last looked at waits for
+  // more probes.
+  const int64_t threshold = std::max<int64_t>(kMinProbes, st.st_size / kDirBytesPerProbe);
+  if (d.probes < threshold) {
+    d.list_after = threshold;
+    return;
+  }
+  d.list_after = kNever;
+  int fd = openat(root_fd_, path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
+  if (stream == nullptr) {
+    if (fd >= 0) close(fd);
+    return;  // unreadable: keep probing one path at a time
+  }
+  for (;;) {
+    errno = 0;
+    const struct dirent* e = readdir(stream);
+    if (e == nullptr) break;
+    absl::string_view name(e->d_name);
+    if (name != "." && name != "..") d.names.emplace(name);
+  }
+  const bool complete = errno == 0;
+  closedir(stream);
+  if (!complete) {
+    d.names.clear();  // a partial listing would call present files missing
+    return;
+  }
+  d.listed = true;
+  ++listings_;
+}
+
+}  // namespace asflow
