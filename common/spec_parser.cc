@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -742,10 +743,19 @@ absl::StatusOr<ParsedFlow> ParseFlowFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return io_error(errno);
   // Read at most one byte past the limit: the file may grow after stat.
-  std::string text(kMaxSpecBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) return io_error(errno);
-  text.resize(static_cast<size_t>(in.gcount()));
+  // The buffer starts at the size stat gave (a 4 MiB buffer up front costs
+  // ~1 ms of page faults for a 400-byte flow) and doubles while it fills.
+  std::string text;
+  size_t chunk = static_cast<size_t>(st.st_size) + 1;
+  while (text.size() <= kMaxSpecBytes) {
+    const size_t have = text.size();
+    text.resize(std::min(have + chunk, kMaxSpecBytes + 1));
+    in.read(text.data() + have, static_cast<std::streamsize>(text.size() - have));
+    if (in.bad()) return io_error(errno);
+    text.resize(have + static_cast<size_t>(in.gcount()));
+    if (in.eof()) break;
+    chunk = text.size();
+  }
   return ParseFlowText(text, path, SpecFormatForPath(path));
 }
 
