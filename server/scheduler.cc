@@ -242,9 +242,12 @@ void Scheduler::Submit(v1::SubmitFlowRequest request,
     spdlog::info("run {} ({}) submitted in {}", *id, (*run)->flow, (*run)->workspace);
     // Events are published after their store commit, so none of this run's
     // events has a seq at or below this one.
-    Submitted submitted{*id, hub_->last_seq()};
+    // Answered before the run starts: its first expansion may take a while
+    // (100,000 instances, or a whole run's worth of cached outputs), and the
+    // submitter's Watch is set up meanwhile (FlowServiceImpl::Watch
+    // subscribes to a run still RUNNING in the store).
+    done(Submitted{*id, hub_->last_seq()});
     StartRun(std::move(*run));
-    done(submitted);
   });
 }
 
