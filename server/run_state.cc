@@ -46,10 +46,41 @@ void CountState(v1::TaskCounters* c, v1::InstanceState state, int delta) {
   }
 }
 
+namespace {
+
+// Printable ASCII other than '"' and '\\': text that JSON writes as is.
+bool IsPlainJsonText(absl::string_view s) {
+  for (char c : s) {
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string CanonicalParams(const std::map<std::string, std::string>& params) {
-  json obj = json::object();  // std::map-backed: keys come out sorted
-  for (const auto& [k, v] : params) obj[k] = v;
-  return obj.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Plain keys and values (the usual ids, numbers and names) are written
+  // directly, byte for byte what nlohmann's dump makes of them; anything
+  // else (escapes, UTF-8, invalid UTF-8 replaced) goes through nlohmann.
+  // Called once per instance of every expansion.
+  size_t size = 2;
+  for (const auto& [k, v] : params) {
+    if (!IsPlainJsonText(k) || !IsPlainJsonText(v)) {
+      json obj = json::object();  // std::map-backed: keys come out sorted
+      for (const auto& [k2, v2] : params) obj[k2] = v2;
+      return obj.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    size += k.size() + v.size() + 6;
+  }
+  std::string out;
+  out.reserve(size);
+  out.push_back('{');
+  for (const auto& [k, v] : params) {
+    if (out.size() > 1) out.push_back(',');
+    absl::StrAppend(&out, "\"", k, "\":\"", v, "\"");
+  }
+  out.push_back('}');
+  return out;
 }
 
 const std::string* LookupParam(const Bindings& bindings, const std::map<std::string, std::string>& params,
@@ -107,8 +138,31 @@ std::string ScalarText(const json& v) {
 
 }  // namespace
 
+namespace {
+
+// Whether a value's text is what binding it whole gives (ScalarText of its
+// JSON, or the text itself when it is not JSON), without parsing it: up to
+// 18 digits (an integer JSON writes back the same; with a leading zero it
+// is not JSON), or text that starts with a letter and does not end in
+// white space (JSON only if exactly true, false or null, written back the
+// same).
+bool BindsAsItself(absl::string_view value) {
+  if (value.empty()) return false;
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  const auto is_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  if (value.size() <= 18 && std::all_of(value.begin(), value.end(), is_digit)) return true;
+  const char last = value.back();
+  return is_letter(value.front()) && last != ' ' && last != '\t' && last != '\n' && last != '\r';
+}
+
+}  // namespace
+
 absl::StatusOr<Bindings> BindValue(absl::string_view value,
                                    const google::protobuf::Map<std::string, std::string>& as) {
+  // The usual `as: NAME` of lines that are ids or numbers: no parse.
+  if (as.size() == 1 && as.begin()->second.empty() && BindsAsItself(value)) {
+    return Bindings{{as.begin()->first, std::string(value)}};
+  }
   json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
   bool is_json = !doc.is_discarded();
   Bindings out;

@@ -426,7 +426,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
 
   int64_t seq;
   ResumedRow prior;
-  auto resumed = run.resumed.find(ResumeKey(task.spec->name(), params));
+  auto resumed = run.resumed.empty() ? run.resumed.end() : run.resumed.find(ResumeKey(task.spec->name(), params));
   if (resumed != run.resumed.end()) {
     prior = resumed->second;
     seq = prior.seq;

@@ -1,6 +1,10 @@
 #include "server/run_state.h"
 
+#include <string>
+#include <vector>
+
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace asflow {
 namespace {
@@ -23,6 +27,44 @@ TEST(BindValueTest, WholeValueForScalarsAndPlainStrings) {
   EXPECT_EQ(*BindValue("\"quoted\"", As({{"x", ""}})), (Bindings{{"x", "quoted"}}));
   EXPECT_EQ(*BindValue("not json at all", As({{"x", ""}})), (Bindings{{"x", "not json at all"}}));
   EXPECT_EQ(*BindValue(R"({"a":1})", As({{"x", ""}})), (Bindings{{"x", R"({"a":1})"}}));
+}
+
+// Values a line may hold, for the tests below that check the no-parse
+// paths against nlohmann's (what BindValue and CanonicalParams did before
+// they had those paths).
+std::vector<std::string> TrickyValues() {
+  return {"0", "7", "42", "00", "0123", "-5", "-0", "1.50", "1e2", "999999999999999999",
+          "1234567890123456789", "12345678901234567890", "1234567890123456789012345", "true", "false", "null",
+          "true ", "null\t", "tru", "nothing", "Infinity", "NaN", "abc def", "abc ", " 42", "42 ", "\"quoted\"",
+          "x\"y", "back\\slash", "tab\there", "caf\xc3\xa9", "bad\xff", "{\"a\":1}", "[1,2]", "", " ",
+          std::string("nul\0in", 6), "F6Pq", "data/1.jsonl"};
+}
+
+TEST(BindValueTest, WholeValueIsWhatItsJsonWritesBack) {
+  using json = nlohmann::json;
+  for (const std::string& value : TrickyValues()) {
+    json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    std::string want = value;
+    if (!doc.is_discarded()) {
+      want = doc.is_string() ? doc.get<std::string>() : doc.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    auto got = BindValue(value, As({{"x", ""}}));
+    ASSERT_TRUE(got.ok()) << value;
+    EXPECT_EQ(*got, (Bindings{{"x", want}})) << "value [" << value << "]";
+  }
+}
+
+TEST(CanonicalParamsTest, SameTextAsNlohmannForEveryValue) {
+  using json = nlohmann::json;
+  for (const std::string& value : TrickyValues()) {
+    for (const std::string& key : {std::string("i"), std::string("k\"ey"), value}) {
+      std::map<std::string, std::string> params{{key, value}, {"z", "last"}};
+      json obj = json::object();
+      for (const auto& [k, v] : params) obj[k] = v;
+      EXPECT_EQ(CanonicalParams(params), obj.dump(-1, ' ', false, json::error_handler_t::replace))
+          << "key [" << key << "] value [" << value << "]";
+    }
+  }
 }
 
 TEST(BindValueTest, MissingFieldNamesFieldAndParameter) {
