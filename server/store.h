@@ -73,9 +73,16 @@ class NewRows {
   size_t size() const { return rows_.size(); }
   int64_t run_id() const { return run_id_; }
   const std::string& task() const { return task_; }
-  // Sets *out to row i (attempts, started_ms, error... zero). Reusing one
-  // record keeps its strings' buffers: no allocation per row.
-  void Row(size_t i, InstanceRecord* out) const;
+  // Row i's own fields, as views into this object; its other columns
+  // (error, attempts, started_ms...) are empty or zero.
+  struct RowView {
+    int64_t seq;
+    int64_t finished_ms;
+    v1::InstanceState state;
+    absl::string_view params;
+    absl::string_view output;
+  };
+  RowView Row(size_t i) const;
 
  private:
   struct Row_ {
@@ -242,6 +249,7 @@ class Store {
   absl::Status ApplyGroup(std::vector<Write>& group, absl::Status& first_error);
   absl::Status ApplyWrite(Write& write);
   absl::Status UpsertInstance(const InstanceRecord& r);
+  absl::Status UpsertNewRows(const NewRows& rows);
   absl::Status ExecWriter(const char* sql);
 
   absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(
@@ -259,6 +267,7 @@ class Store {
   Db writer_db_;
   Stmt begin_, commit_, rollback_;
   Stmt insert_run_, update_run_, upsert_instance_;
+  Stmt upsert_instances_;  // kRowsPerUpsert rows at once
   std::thread writer_;
   std::thread::id writer_id_;
 

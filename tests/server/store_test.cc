@@ -226,6 +226,51 @@ TEST_F(StoreTest, PutNewWritesEveryRowInOrderWithOtherWrites) {
   EXPECT_EQ((*all)[4].output, "data/4.txt");
 }
 
+TEST_F(StoreTest, PutNewWritesRowsInStatementsOfSeveralAndOneByOne) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t id = CreateRunOrDie(*store, "f");
+  // 37 rows: statements of several rows, then the rest one at a time.
+  NewRows rows(id, "item");
+  for (int i = 0; i < 37; ++i) {
+    rows.Add(i, i % 2 == 0 ? v1::CACHED : v1::QUEUED, 1000 + i, absl::StrCat(R"({"i":")", i, R"("})"),
+             absl::StrCat("data/", i, ".zst"));
+  }
+  store->PutNew(std::move(rows));
+  ASSERT_TRUE(store->Flush().ok());
+  auto all = store->LoadInstances(id);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 37u);
+  for (int i = 0; i < 37; ++i) {
+    const InstanceRecord& r = (*all)[i];
+    EXPECT_EQ(r.seq, i);
+    EXPECT_EQ(r.task, "item");
+    EXPECT_EQ(r.params, absl::StrCat(R"({"i":")", i, R"("})"));
+    EXPECT_EQ(r.output, absl::StrCat("data/", i, ".zst"));
+    EXPECT_EQ(r.state, i % 2 == 0 ? v1::CACHED : v1::QUEUED);
+    EXPECT_EQ(r.finished_ms, 1000 + i);
+    EXPECT_EQ(r.attempts, 0);
+    EXPECT_EQ(r.error, "");
+  }
+}
+
+TEST_F(StoreTest, PutNewThatFailsNamesItsFirstRowAndOtherWritesCommit) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t id = CreateRunOrDie(*store, "f");
+  NewRows orphans(98, "t");  // no run 98: every row fails its foreign key
+  for (int i = 0; i < 20; ++i) orphans.Add(i, v1::QUEUED, 0, "{}", absl::StrCat(i, ".txt"));
+  store->PutNew(std::move(orphans));
+  NewRows good(id, "t");
+  for (int i = 0; i < 20; ++i) good.Add(i, v1::QUEUED, 0, "{}", absl::StrCat(i, ".txt"));
+  store->PutNew(std::move(good));
+  absl::Status status = store->Flush();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("put instance 98/0 (t): FOREIGN KEY constraint failed"));
+  EXPECT_TRUE(store->LoadInstances(98)->empty());
+  EXPECT_EQ(store->LoadInstances(id)->size(), 20u);
+}
+
 TEST_F(StoreTest, ListInstancesFiltersAndPages) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
