@@ -40,7 +40,9 @@ int FailRpc(const grpc::Status& status) {
   return Fail(code, status.error_message());
 }
 
-absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions& client, bool autostart) {
+using StubPtr = std::unique_ptr<v1::FlowService::Stub>;
+
+absl::StatusOr<StubPtr> Stub(const ClientOptions& client, bool autostart) {
   auto channel = Connect(client, autostart);
   if (!channel.ok()) return channel.status();
   return v1::FlowService::NewStub(*channel);
@@ -105,8 +107,10 @@ bool Detached() {
 
 // Follows run `run_id` from event `from_seq` (0: a snapshot first) until it
 // ends, reconnecting where it left off if the stream breaks, e.g. while the
-// daemon restarts. Returns the exit code.
-int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
+// daemon restarts. `stub`, if set, is used for the first attempt (the
+// connection a submit just used); reconnects make a fresh one. Returns the
+// exit code.
+int Follow(const ClientOptions& client, StubPtr first_stub, int64_t run_id, int64_t from_seq, ProgressMode mode,
            int max_running) {
   std::shared_ptr<ProgressSink> sink = MakeProgressSink(mode, run_id, max_running);
   Interrupt& in = TheInterrupt();
@@ -125,7 +129,8 @@ int Follow(const ClientOptions& client, int64_t run_id, int64_t from_seq, Progre
   absl::Time give_up = absl::InfiniteFuture();
   bool announced_loss = false;
   while (!sink->finished() && !Detached()) {
-    auto stub = Stub(client, /*autostart=*/false);
+    absl::StatusOr<StubPtr> stub =
+        first_stub != nullptr ? absl::StatusOr<StubPtr>(std::move(first_stub)) : Stub(client, /*autostart=*/false);
     if (stub.ok()) {
       grpc::ClientContext ctx;
       PrepareContext(client, &ctx);
@@ -228,7 +233,8 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
     absl::PrintF("run %d: flow %s in %s\n", response.run_id(), parsed->spec.name(), request.workspace());
     std::fflush(stdout);
   }
-  int code = Follow(client, response.run_id(), response.watch_from_seq(), options.mode, options.max_running);
+  int code = Follow(client, std::move(*stub), response.run_id(), response.watch_from_seq(), options.mode,
+                    options.max_running);
   if (code == kExitOk && options.mode != ProgressMode::kJson) {
     for (const v1::TaskSpec& task : parsed->spec.tasks()) {
       if (!task.on().empty()) absl::PrintF("  outputs of %s: %s/%s\n", task.name(), request.workspace(), task.on());
@@ -239,7 +245,7 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
 
 int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
                  int max_running) {
-  return Follow(client, run_id, from_seq, mode, max_running);
+  return Follow(client, nullptr, run_id, from_seq, mode, max_running);
 }
 
 int RunsCommand(const ClientOptions& client, int limit) {
