@@ -114,6 +114,14 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ClientOptions& options, bool autostart) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // A Watch stream gets a batch about every 100 ms. With gRPC's default
+  // flow control each batch also cost a BDP ping (and its ack, and a timer)
+  // and a WINDOW_UPDATE part-way through, i.e. extra wake-ups of this
+  // process, of gRPC's timer thread and of the daemon, per batch and per
+  // watcher. A fixed window that holds many batches needs neither (50
+  // `watch --json` consumers of W5: 0.71 -> 0.63 s of clients' CPU).
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
   if (!options.server.empty()) {
     auto creds = ChannelCredentialsFor(options);
     if (!creds.ok()) return creds.status();
