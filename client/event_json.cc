@@ -75,6 +75,78 @@ class WireReader {
   const char* end_;
 };
 
+// "00" "01" ... "99".
+constexpr char kDigitPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+// Exactly four digits of v (< 10,000).
+inline void Write4(uint32_t v, char* p) {
+  std::memcpy(p, kDigitPairs + 2 * (v / 100), 2);
+  std::memcpy(p + 2, kDigitPairs + 2 * (v % 100), 2);
+}
+
+// Exactly eight digits of v (< 10^8), in two independent halves.
+inline void Write8(uint32_t v, char* p) {
+  Write4(v / 10000, p);
+  Write4(v % 10000, p + 4);
+}
+
+// Up to eight digits of v (< 10^8), no leading zeros.
+inline char* WriteUpTo8(uint32_t v, char* p) {
+  if (v < 10) {
+    *p = static_cast<char>('0' + v);
+    return p + 1;
+  }
+  int n = v < 100 ? 2 : v < 1000 ? 3 : v < 10000 ? 4 : v < 100000 ? 5 : v < 1000000 ? 6 : v < 10000000 ? 7 : 8;
+  char* end = p + n;
+  char* at = end;
+  while (v >= 100) {
+    at -= 2;
+    std::memcpy(at, kDigitPairs + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    std::memcpy(at - 2, kDigitPairs + 2 * v, 2);
+  } else {
+    at[-1] = static_cast<char>('0' + v);
+  }
+  return end;
+}
+
+// The decimal digits of v at p (at most 20); returns their end. Seqs and
+// times have 13-16 digits: their low eight are written in parallel halves
+// instead of one chain of divisions by 100 (std::to_chars).
+inline char* WriteDecimal(uint64_t v, char* p) {
+  constexpr uint64_t k8 = 100000000;
+  if (v < k8) return WriteUpTo8(static_cast<uint32_t>(v), p);
+  uint64_t high = v / k8;
+  uint32_t low = static_cast<uint32_t>(v % k8);
+  if (high < k8) {
+    p = WriteUpTo8(static_cast<uint32_t>(high), p);
+  } else {
+    p = WriteUpTo8(static_cast<uint32_t>(high / k8), p);
+    Write8(static_cast<uint32_t>(high % k8), p);
+    p += 8;
+  }
+  Write8(low, p);
+  return p + 8;
+}
+
+// A key (`"name":`) or an enum name (`"NAME"`), padded with NULs so that
+// writing one of up to kTokenPad bytes is a single fixed-size copy.
+constexpr size_t kTokenPad = 32;
+struct Token {
+  Token() = default;
+  explicit Token(std::string s) : text(std::move(s)), size(text.size()) {
+    if (text.size() < kTokenPad) text.resize(kTokenPad, '\0');
+  }
+  bool empty() const { return size == 0; }
+  std::string text;
+  size_t size = 0;
+};
+
 // Builds one JSON object in a per-thread scratch buffer through a cursor:
 // callers make room first (Room), then write without further checks; Finish
 // appends the object to the output string.
@@ -96,6 +168,29 @@ class JsonOut {
     pos_ += n;
   }
   void Put(absl::string_view v) { Put(v.data(), v.size()); }
+  // A key or enum name: one fixed-size copy when it is short.
+  void Put(const Token& t) {
+    Room(kTokenPad + t.size);
+    if (t.size <= kTokenPad) {
+      std::memcpy(buf_.data.get() + pos_, t.text.data(), kTokenPad);
+    } else {
+      std::memcpy(buf_.data.get() + pos_, t.text.data(), t.size);
+    }
+    pos_ += t.size;
+  }
+  void PutNumber(uint64_t v) {
+    char* at = buf_.data.get() + pos_;
+    pos_ = WriteDecimal(v, at) - buf_.data.get();
+  }
+  void PutNumber(int64_t v) {
+    char* at = buf_.data.get() + pos_;
+    if (v < 0) {
+      *at++ = '-';
+      pos_ = WriteDecimal(0 - static_cast<uint64_t>(v), at) - buf_.data.get();
+    } else {
+      pos_ = WriteDecimal(static_cast<uint64_t>(v), at) - buf_.data.get();
+    }
+  }
   template <typename T>
   void PutNumber(T v) {
     char* at = buf_.data.get() + pos_;
@@ -177,9 +272,9 @@ struct FieldPlan {
   int wire_type = 0;
   bool repeated = false;
   bool map = false;
-  std::string key;                      // "name":
+  Token key;                            // "name":
   const MessagePlan* message = nullptr;  // kMessage: its type (a map: the entry)
-  std::vector<std::string> enum_names;   // kEnum: "NAME" by number, empty if unknown
+  std::vector<Token> enum_names;        // kEnum: "NAME" by number, empty if unknown
 };
 
 struct MessagePlan {
@@ -246,7 +341,7 @@ class PlanCache {
       fp.kind = KindOf(f, &fp.wire_type);
       fp.repeated = f->is_repeated();
       fp.map = f->is_map();
-      fp.key = absl::StrCat("\"", f->name(), "\":");
+      fp.key = Token(absl::StrCat("\"", f->name(), "\":"));
       if (fp.kind == Kind::kMessage) fp.message = GetLocked(f->message_type());
       if (fp.kind == Kind::kEnum) {
         const google::protobuf::EnumDescriptor* e = f->enum_type();
@@ -254,7 +349,7 @@ class PlanCache {
           int number = e->value(v)->number();
           if (number < 0 || number > kMaxPlannedNumber) continue;  // such values fall back
           if (static_cast<int>(fp.enum_names.size()) <= number) fp.enum_names.resize(number + 1);
-          if (fp.enum_names[number].empty()) fp.enum_names[number] = absl::StrCat("\"", e->value(v)->name(), "\"");
+          if (fp.enum_names[number].empty()) fp.enum_names[number] = Token(absl::StrCat("\"", e->value(v)->name(), "\""));
         }
       }
     }
@@ -326,7 +421,6 @@ bool AppendValue(const FieldPlan& fp, int wt, WireReader& r, int depth, bool quo
     case Kind::kEnum:
       // Values this client does not know are left to protobuf.
       if (quote_all || !r.Varint(&v) || v >= fp.enum_names.size() || fp.enum_names[v].empty()) return false;
-      out.Room(fp.enum_names[v].size());
       out.Put(fp.enum_names[v]);
       return true;
     case Kind::kString: {
@@ -375,7 +469,7 @@ bool AppendMessage(const MessagePlan& plan, absl::string_view wire, int depth, J
     if (number >= plan.fields.size()) return false;
     const FieldPlan& fp = plan.fields[number];
     if (fp.kind == Kind::kUnknown) return false;
-    out.Room(fp.key.size() + 2);
+    out.Room(2);
     if (!first) out.Put(',');
     first = false;
     out.Put(fp.key);

@@ -1,7 +1,9 @@
 #include "client/event_json.h"
 
+#include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "asflow/v1/service.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -128,6 +130,29 @@ TEST(EventJsonTest, NegativeNumbersAndUnknownEnumValues) {
   EXPECT_FALSE(AppendWireAsJson(v1::Event::descriptor(), e.SerializeAsString(), &json));
   EXPECT_TRUE(WireToJson(v1::Event::descriptor(), e.SerializeAsString(), &json));
   EXPECT_EQ(json, ProtobufJson(e));
+}
+
+TEST(EventJsonTest, NumbersOfEveryLengthMatchProtobuf) {
+  // Every digit count from 1 to 19 (20 for uint64 as int64 bits), each at
+  // its powers of ten and their neighbours, both signs: the 64-bit writer
+  // has branches at 8 and 16 digits.
+  std::vector<int64_t> values = {0, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+  int64_t p = 1;
+  for (int digits = 1; digits <= 18; ++digits) {
+    p *= 10;
+    for (int64_t v : {p - 1, p, p + 1, 2 * p - 1, 9 * p + 9}) {
+      values.push_back(v);
+      values.push_back(-v);
+    }
+  }
+  for (int64_t v : values) {
+    v1::Event e;
+    e.set_seq(v);
+    e.set_time_ms(v / 7);
+    e.mutable_instance()->mutable_instance()->set_lines(v);
+    e.mutable_instance()->mutable_instance()->set_attempts(static_cast<int32_t>(v));
+    EXPECT_EQ(FastJson(e), ProtobufJson(e)) << v;
+  }
 }
 
 TEST(EventJsonTest, EveryAsciiCharacterIsEscapedLikeProtobuf) {
