@@ -227,6 +227,31 @@ bool EventHub::Pop(Subscription* sub, v1::Event* out) {
   return out->ParseFromString(one.front()->bytes);
 }
 
+std::shared_ptr<const std::string> EventHub::EncodeBatch(const std::vector<EncodedEventPtr>& events) {
+  absl::MutexLock lock(&batch_mu_);
+  if (batch_bytes_ != nullptr && batch_events_ == events) return batch_bytes_;
+  // Event.batch (field 6, length-delimited) once per event: the tag byte,
+  // the length as a varint, the bytes.
+  constexpr char kBatchTag = (v1::Event::kBatchFieldNumber << 3) | 2;
+  size_t size = 0;
+  for (const EncodedEventPtr& event : events) size += 1 + 10 + event->bytes.size();
+  auto bytes = std::make_shared<std::string>();
+  bytes->reserve(size);
+  for (const EncodedEventPtr& event : events) {
+    bytes->push_back(kBatchTag);
+    uint64_t n = event->bytes.size();
+    while (n >= 0x80) {
+      bytes->push_back(static_cast<char>((n & 0x7f) | 0x80));
+      n >>= 7;
+    }
+    bytes->push_back(static_cast<char>(n));
+    bytes->append(event->bytes);
+  }
+  batch_events_ = events;
+  batch_bytes_ = std::move(bytes);
+  return batch_bytes_;
+}
+
 void EventHub::PaceLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {

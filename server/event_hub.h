@@ -90,6 +90,12 @@ class EventHub {
   bool PopBatch(Subscription* sub, size_t max_events, size_t max_bytes, std::vector<EncodedEventPtr>* out);
   // The next event for `sub`, decoded; false if none is ready.
   bool Pop(Subscription* sub, v1::Event* out);
+  // The encoded v1::Event whose `batch` holds `events`' bytes, in order: a
+  // batch message. Paced watchers take their batches on the same ticks, so
+  // most take the same events: the last batch is kept, and a call with the
+  // same events (the same objects) returns the same bytes instead of
+  // encoding them again for each watcher.
+  std::shared_ptr<const std::string> EncodeBatch(const std::vector<EncodedEventPtr>& events);
 
   // The view's copy of a run, if it is there (active or recently finished).
   std::optional<v1::Run> FindRun(int64_t run_id);
@@ -122,6 +128,11 @@ class EventHub {
   absl::Time pacer_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool pacer_wake_ ABSL_GUARDED_BY(mu_) = false;
   std::thread pacer_;
+  // EncodeBatch's last batch: its events (kept alive, so their addresses
+  // identify them) and their encoding.
+  absl::Mutex batch_mu_;
+  std::vector<EncodedEventPtr> batch_events_ ABSL_GUARDED_BY(batch_mu_);
+  std::shared_ptr<const std::string> batch_bytes_ ABSL_GUARDED_BY(batch_mu_);
 };
 
 // One watcher's place in the stream. Opaque outside the hub.

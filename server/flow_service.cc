@@ -24,7 +24,7 @@ FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* h
 namespace {
 
 // A reactor that only reports an error.
-class FailedWatch : public grpc::ServerWriteReactor<v1::Event> {
+class FailedWatch : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedWatch(grpc::Status s) { Finish(std::move(s)); }
   void OnDone() override { delete this; }
@@ -162,9 +162,15 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::Event>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
-                                                            const v1::WatchRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
+                                                                   const grpc::ByteBuffer* raw_request) {
   if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedWatch(ToGrpcStatus(auth));
+  v1::WatchRequest parsed;
+  grpc::ByteBuffer request_bytes(*raw_request);  // shares the slices; Deserialize consumes it
+  if (!grpc::SerializationTraits<v1::WatchRequest>::Deserialize(&request_bytes, &parsed).ok()) {
+    return new FailedWatch(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed WatchRequest"));
+  }
+  const v1::WatchRequest* request = &parsed;
   std::unique_ptr<v1::Event> initial;
   if (request->run_id() != 0 && !hub_->FindRun(request->run_id())) {
     // A run the hub does not hold: finished long ago (or unknown). Serve

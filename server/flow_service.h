@@ -16,7 +16,9 @@ namespace asflow {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-class FlowServiceImpl final : public v1::FlowService::CallbackService {
+// Watch is registered raw: its reactor writes bytes the event hub encoded
+// once, shared by every watcher (server/watch_reactor.h).
+class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watch<v1::FlowService::CallbackService> {
  public:
   // All pointers must outlive the service. `request_shutdown` is called
   // (once, from a gRPC thread) by the Shutdown RPC and must not block.
@@ -40,8 +42,8 @@ class FlowServiceImpl final : public v1::FlowService::CallbackService {
   grpc::ServerUnaryReactor* ResetTasks(grpc::CallbackServerContext* ctx,
                                        const v1::ResetTasksRequest* request,
                                        v1::ResetTasksResponse* response) override;
-  grpc::ServerWriteReactor<v1::Event>* Watch(grpc::CallbackServerContext* ctx,
-                                             const v1::WatchRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* raw_request) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
                                         const v1::ListWorkersRequest* request,
                                         v1::ListWorkersResponse* response) override;

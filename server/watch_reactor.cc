@@ -1,6 +1,23 @@
 #include "server/watch_reactor.h"
 
+#include <utility>
+
+#include "grpcpp/support/slice.h"
+
 namespace asflow {
+namespace {
+
+// A one-slice buffer of `bytes`, which `owner` keeps alive until gRPC
+// releases the slice (after the write).
+template <typename T>
+grpc::ByteBuffer SharedBuffer(std::shared_ptr<const T> owner, const std::string& bytes) {
+  auto* keep = new std::shared_ptr<const T>(std::move(owner));
+  grpc::Slice slice(const_cast<char*>(bytes.data()), bytes.size(),
+                    [](void* p) { delete static_cast<std::shared_ptr<const T>*>(p); }, keep);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+}  // namespace
 
 WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
                            std::unique_ptr<v1::Event> initial)
@@ -11,13 +28,18 @@ WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
   }
   if (initial != nullptr) {
     absl::MutexLock lock(&mu_);
-    event_ = std::move(*initial);
-    writing_ = true;
-    last_ = IsFinal(event_);
-    if (!last_) {
-      sub_ = hub_->Subscribe(run_id_, event_.seq(), Notifier(), batch_);
+    bool own_buffer;
+    if (!grpc::SerializationTraits<v1::Event>::Serialize(*initial, &buffer_, &own_buffer).ok()) {
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "unencodable event"));
+      return;
     }
-    StartWrite(&event_);
+    writing_ = true;
+    last_ = IsFinal(*initial);
+    if (!last_) {
+      sub_ = hub_->Subscribe(run_id_, initial->seq(), Notifier(), batch_);
+    }
+    StartWrite(&buffer_);
     return;
   }
   sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_);
@@ -51,25 +73,24 @@ void WatchReactor::MaybeWrite() {
   if (!hub_->PopBatch(sub_.get(), batch_ ? kBatchEvents : 1, kBatchBytes, &taken_)) {
     return;  // the hub notifies us later
   }
-  event_.Clear();
   if (batch_) {
-    for (const EncodedEventPtr& event : taken_) event_.add_batch(event->bytes);
-  } else if (!event_.ParseFromString(taken_.front()->bytes)) {
-    finished_ = true;
-    Finish(grpc::Status(grpc::StatusCode::INTERNAL, "undecodable event"));
-    return;
+    std::shared_ptr<const std::string> bytes = hub_->EncodeBatch(taken_);
+    buffer_ = SharedBuffer(bytes, *bytes);
+  } else {
+    buffer_ = SharedBuffer(taken_.front(), taken_.front()->bytes);
   }
   const EncodedEvent& back = *taken_.back();
   last_ = run_id_ != 0 && back.run_final && back.run_id == run_id_;
   taken_.clear();
   writing_ = true;
-  StartWrite(&event_);
+  StartWrite(&buffer_);
 }
 
 void WatchReactor::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    buffer_.Clear();  // lets go of the shared bytes
     if (finished_) return;
     if (!ok || last_) {
       finished_ = true;

@@ -1,8 +1,11 @@
 // WatchReactor: one Watch stream. Takes events from its EventHub
 // subscription with at most one write in flight; when the hub has nothing,
 // it waits for the hub's notification. A watcher that asked for batches
-// gets every event available (paced by the hub) in one message, as the
-// bytes the hub encoded once; others get one event per message. A stream
+// gets every event available (paced by the hub) in one message; others get
+// one event per message. Either way the message is bytes the hub encoded
+// (an event once, a batch once for every watcher that takes the same
+// events), written as raw gRPC slices that share those bytes: nothing is
+// copied or serialised per watcher. A stream
 // for one run finishes (OK) after the event that shows the run in a final
 // state. Finish is called exactly once; OnDone unsubscribes and frees the
 // reactor.
@@ -16,11 +19,14 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "server/event_hub.h"
 
 namespace asflow {
 
-class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
+// The Watch method is registered raw (FlowServiceImpl), so messages are
+// grpc::ByteBuffers holding encoded v1::Events.
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Limits of one batch message (well under gRPC's 4 MB default).
   static constexpr size_t kBatchEvents = 2048;
@@ -54,7 +60,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
   const std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
   std::shared_ptr<EventHub::Subscription> sub_;
   absl::Mutex mu_;
-  v1::Event event_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  grpc::ByteBuffer buffer_ ABSL_GUARDED_BY(mu_);  // the write in flight
   std::vector<EncodedEventPtr> taken_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

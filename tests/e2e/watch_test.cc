@@ -29,6 +29,7 @@
 #include "asflow/v1/service.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "tests/e2e/e2e_fixture.h"
@@ -501,6 +502,44 @@ TEST_F(WatchTest, PlainOutputHasNoEscapeCodes) {
   EXPECT_THAT(auto_mode.out, HasSubstr("\nrun 2 succeeded in "));
   EXPECT_EQ(auto_mode.out.find('\x1b'), std::string::npos) << auto_mode.out;
   EXPECT_EQ(auto_mode.err.find('\x1b'), std::string::npos) << auto_mode.err;
+}
+
+// Watch is served raw (the daemon parses the request itself): a request
+// that is not a WatchRequest is refused, and the daemon goes on serving.
+TEST_F(WatchTest, MalformedWatchRequestIsRefused) {
+  StartDaemon();
+  auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  auto call = generic.PrepareCall(&ctx, "/asflow.v1.FlowService/Watch", &cq);
+  void* tag;
+  bool ok;
+  auto next = [&](intptr_t want) {
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(reinterpret_cast<intptr_t>(tag), want);
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  next(1);
+  const char garbage[] = "\x0a\xff\xff";  // field 1 as bytes, truncated length
+  grpc::Slice slice(garbage, sizeof(garbage) - 1);
+  grpc::ByteBuffer request(&slice, 1);
+  call->WriteLast(request, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  next(2);
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  next(3);
+  EXPECT_FALSE(ok);  // no message
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  next(4);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+
+  CommandResult run = Ctl({"run", WatchFlow("items"), "-p", "n=3", "-p", "sleep=0"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
 TEST_F(WatchTest, WatchOfFinishedRunShowsSummary) {

@@ -206,6 +206,40 @@ TEST(EventHubTest, EveryWatcherGetsTheSameEncodedEvent) {
   EXPECT_EQ(Decode(got_a)[0].instance().kind(), v1::InstanceEvent::STARTED);
 }
 
+TEST(EventHubTest, EncodeBatchIsTheBatchMessageEncodedOnceForEqualBatches) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  auto a = hub.Subscribe(0, hub.last_seq(), [] {});
+  auto b = hub.Subscribe(0, hub.last_seq(), [] {});
+  for (int i = 0; i < 5; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
+  v1::Event long_event = InstanceEvent(1, 5, v1::InstanceEvent::FINISHED, 1);
+  long_event.mutable_instance()->mutable_instance()->set_error(std::string(300, 'x'));  // a 2-byte length
+  hub.Publish(long_event);
+  std::vector<EncodedEventPtr> got_a, got_b;
+  ASSERT_TRUE(hub.PopBatch(a.get(), 100, 1 << 20, &got_a));
+  ASSERT_TRUE(hub.PopBatch(b.get(), 100, 1 << 20, &got_b));
+  ASSERT_EQ(got_a.size(), 6u);
+
+  std::shared_ptr<const std::string> bytes = hub.EncodeBatch(got_a);
+  v1::Event expected;
+  for (const EncodedEventPtr& e : got_a) expected.add_batch(e->bytes);
+  EXPECT_EQ(*bytes, expected.SerializeAsString());
+  // The same events (the other watcher's batch): the same bytes, shared.
+  EXPECT_EQ(hub.EncodeBatch(got_b).get(), bytes.get());
+
+  // Other events: encoded anew.
+  std::vector<EncodedEventPtr> first_two(got_a.begin(), got_a.begin() + 2);
+  std::shared_ptr<const std::string> other = hub.EncodeBatch(first_two);
+  EXPECT_NE(other.get(), bytes.get());
+  v1::Event decoded;
+  ASSERT_TRUE(decoded.ParseFromString(*other));
+  ASSERT_EQ(decoded.batch_size(), 2);
+  EXPECT_EQ(decoded.batch(1), got_a[1]->bytes);
+  EXPECT_FALSE(decoded.has_instance());
+  // The earlier result stays valid for whoever still holds it.
+  EXPECT_EQ(*bytes, expected.SerializeAsString());
+}
+
 TEST(EventHubTest, BatchesRespectCountAndSizeAndSkipOtherRuns) {
   EventHub hub;
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
