@@ -1,6 +1,7 @@
 #include "client/event_json.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <cstdint>
@@ -152,51 +153,41 @@ struct Token {
 // appends the object to the output string.
 class JsonOut {
  public:
-  JsonOut() : buf_(Scratch()) {}
+  JsonOut() : buf_(Scratch()), begin_(buf_.data.get()), cur_(begin_), end_(begin_ + buf_.size) {}
 
   void Room(size_t n) {
-    if (buf_.size - pos_ >= n) return;
-    size_t size = std::max(2 * buf_.size, pos_ + n + 1024);
-    auto bigger = std::make_unique<char[]>(size);
-    std::memcpy(bigger.get(), buf_.data.get(), pos_);
-    buf_.data = std::move(bigger);
-    buf_.size = size;
+    if (static_cast<size_t>(end_ - cur_) < n) Grow(n);
   }
-  void Put(char c) { buf_.data[pos_++] = c; }
+  void Put(char c) { *cur_++ = c; }
   void Put(const char* p, size_t n) {
-    std::memcpy(buf_.data.get() + pos_, p, n);
-    pos_ += n;
+    std::memcpy(cur_, p, n);
+    cur_ += n;
   }
   void Put(absl::string_view v) { Put(v.data(), v.size()); }
   // A key or enum name: one fixed-size copy when it is short.
   void Put(const Token& t) {
     Room(kTokenPad + t.size);
     if (t.size <= kTokenPad) {
-      std::memcpy(buf_.data.get() + pos_, t.text.data(), kTokenPad);
+      std::memcpy(cur_, t.text.data(), kTokenPad);
     } else {
-      std::memcpy(buf_.data.get() + pos_, t.text.data(), t.size);
+      std::memcpy(cur_, t.text.data(), t.size);
     }
-    pos_ += t.size;
+    cur_ += t.size;
   }
-  void PutNumber(uint64_t v) {
-    char* at = buf_.data.get() + pos_;
-    pos_ = WriteDecimal(v, at) - buf_.data.get();
-  }
+  void PutNumber(uint64_t v) { cur_ = WriteDecimal(v, cur_); }
   void PutNumber(int64_t v) {
-    char* at = buf_.data.get() + pos_;
     if (v < 0) {
-      *at++ = '-';
-      pos_ = WriteDecimal(0 - static_cast<uint64_t>(v), at) - buf_.data.get();
+      *cur_++ = '-';
+      cur_ = WriteDecimal(0 - static_cast<uint64_t>(v), cur_);
     } else {
-      pos_ = WriteDecimal(static_cast<uint64_t>(v), at) - buf_.data.get();
+      cur_ = WriteDecimal(static_cast<uint64_t>(v), cur_);
     }
   }
   template <typename T>
   void PutNumber(T v) {
-    char* at = buf_.data.get() + pos_;
-    pos_ = std::to_chars(at, at + 24, v).ptr - buf_.data.get();
+    cur_ = std::to_chars(cur_, cur_ + 24, v).ptr;
   }
-  void Finish(std::string* out) const { out->append(buf_.data.get(), pos_); }
+  void Finish(std::string* out) const { out->append(begin_, cur_ - begin_); }
 
  private:
   struct Buffer {
@@ -207,10 +198,32 @@ class JsonOut {
     thread_local Buffer buffer;
     return buffer;
   }
+  void Grow(size_t n) {
+    size_t pos = cur_ - begin_;
+    size_t size = std::max(2 * buf_.size, pos + n + 1024);
+    auto bigger = std::make_unique<char[]>(size);
+    std::memcpy(bigger.get(), begin_, pos);
+    buf_.data = std::move(bigger);
+    buf_.size = size;
+    begin_ = buf_.data.get();
+    cur_ = begin_ + pos;
+    end_ = begin_ + size;
+  }
 
   Buffer& buf_;
-  size_t pos_ = 0;
+  char* begin_;
+  char* cur_;  // where the next byte goes
+  char* end_;
 };
+
+// The bytes a JSON string holds as they are: printable ASCII but for the
+// quote, the backslash, '<' and '>' (protobuf escapes those too).
+constexpr std::array<bool, 256> PlainAsciiTable() {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x7f; ++c) plain[c] = c != '"' && c != '\\' && c != '<' && c != '>';
+  return plain;
+}
+constexpr std::array<bool, 256> kPlainAscii = PlainAsciiTable();
 
 // A JSON string, escaped as protobuf's converter escapes ASCII; false on any
 // byte outside ASCII (its rules for those are left to it).
@@ -221,9 +234,8 @@ bool AppendString(absl::string_view s, JsonOut& out) {
   size_t run = 0;  // start of the pending run of bytes that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
+    if (kPlainAscii[c]) continue;
     if (c >= 0x80) return false;
-    bool plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != 0x7f;
-    if (plain) continue;
     out.Put(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
