@@ -546,6 +546,34 @@ bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
   return true;
 }
 
+bool SplitBatch(absl::string_view wire, std::vector<absl::string_view>* events) {
+  WireReader r(wire);
+  while (!r.done()) {
+    uint64_t tag, v;
+    if (!r.Varint(&tag)) return false;
+    switch (tag & 7) {
+      case kVarint:
+        if (!r.Varint(&v)) return false;
+        break;
+      case kLen: {
+        absl::string_view bytes;
+        if (!r.Len(&bytes)) return false;
+        if ((tag >> 3) == v1::Event::kBatchFieldNumber) events->push_back(bytes);
+        break;
+      }
+      case kFixed64:
+        if (!r.Fixed(8, &v)) return false;
+        break;
+      case kFixed32:
+        if (!r.Fixed(4, &v)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
 bool AppendWireAsJson(const Descriptor* type, absl::string_view wire, std::string* out) {
   JsonOut json;
   if (!AppendMessage(*Plans().Get(type), wire, 0, json)) return false;

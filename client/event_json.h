@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "google/protobuf/descriptor.h"
@@ -33,6 +34,11 @@ bool WireToJson(const google::protobuf::Descriptor* type, absl::string_view wire
 // The seq of an encoded v1::Event and the field number of its body (0 if
 // none); false if `wire` is not well-formed.
 bool PeekEvent(absl::string_view wire, int64_t* seq, int* body);
+
+// The events of an encoded v1::Event that is a batch (its `batch` field),
+// appended to *events as views into `wire`, in order; none for a single
+// event. False if `wire` is not well-formed.
+bool SplitBatch(absl::string_view wire, std::vector<absl::string_view>* events);
 
 }  // namespace asflow
 

@@ -17,10 +17,10 @@
 
 namespace asflow {
 
-void ProgressSink::HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events) {
+void ProgressSink::HandleEncoded(const std::vector<absl::string_view>& events) {
   v1::Event event;
-  for (const std::string& bytes : events) {
-    if (event.ParseFromString(bytes)) Handle(event);
+  for (absl::string_view bytes : events) {
+    if (event.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) Handle(event);
   }
 }
 
@@ -91,17 +91,17 @@ class JsonSink : public PrinterSink {
     printer_.Handle(event);
     Write();
   }
-  void HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events) override {
+  void HandleEncoded(const std::vector<absl::string_view>& events) override {
     absl::MutexLock lock(&mu_);
     lines_.clear();
-    for (const std::string& bytes : events) {
+    for (absl::string_view bytes : events) {
       if (!WireToJson(v1::Event::descriptor(), bytes, &lines_)) continue;
       lines_.push_back('\n');
       int64_t seq;
       int body;
       if (PeekEvent(bytes, &seq, &body) && body == v1::Event::kInstanceFieldNumber) {
         printer_.Skip(seq);
-      } else if (event_.ParseFromString(bytes)) {
+      } else if (event_.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
         printer_.Handle(event_);
       }
     }

@@ -10,7 +10,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/strings/string_view.h"
 #include "asflow/v1/service.pb.h"
 
 namespace asflow {
@@ -27,8 +29,9 @@ class ProgressSink {
   virtual ~ProgressSink() = default;
   virtual void Handle(const v1::Event& event) = 0;
   // Events as the daemon sends them in a batch: each an encoded Event, in
-  // seq order. By default each is decoded and handled.
-  virtual void HandleEncoded(const google::protobuf::RepeatedPtrField<std::string>& events);
+  // seq order (views into the message read). By default each is decoded
+  // and handled.
+  virtual void HandleEncoded(const std::vector<absl::string_view>& events);
   virtual std::optional<v1::Run> run() const = 0;
   bool finished() const {
     std::optional<v1::Run> r = run();

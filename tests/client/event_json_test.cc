@@ -241,6 +241,37 @@ TEST(EventJsonTest, PeekEventFindsSeqAndBody) {
 }
 
 // Random events: the fast path must agree with protobuf byte for byte.
+TEST(EventJsonTest, SplitBatchGivesTheBatchesEventsAsViews) {
+  v1::Event batch;
+  v1::Event one;
+  one.set_seq(7);
+  *one.mutable_instance()->mutable_instance() = SomeInstance(1);
+  batch.add_batch(one.SerializeAsString());
+  batch.add_batch("");  // an empty event is still an event
+  one.mutable_instance()->mutable_instance()->set_error(std::string(300, 'e'));  // a 2-byte length
+  batch.add_batch(one.SerializeAsString());
+  const std::string wire = batch.SerializeAsString();
+  std::vector<absl::string_view> events;
+  ASSERT_TRUE(SplitBatch(wire, &events));
+  ASSERT_EQ(events.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(events[i], batch.batch(i));
+    EXPECT_GE(events[i].data(), wire.data());  // views into the message, not copies
+    EXPECT_LE(events[i].data() + events[i].size(), wire.data() + wire.size());
+  }
+
+  // A single event: well-formed, no batch.
+  events.clear();
+  ASSERT_TRUE(SplitBatch(one.SerializeAsString(), &events));
+  EXPECT_TRUE(events.empty());
+  ASSERT_TRUE(SplitBatch("", &events));
+  EXPECT_TRUE(events.empty());
+
+  // Truncated: refused.
+  EXPECT_FALSE(SplitBatch(absl::string_view(wire).substr(0, wire.size() - 1), &events));
+  EXPECT_FALSE(SplitBatch("\x32\x05" "ab", &events));  // 5 bytes announced, 2 there
+}
+
 TEST(EventJsonTest, RandomEventsMatchProtobuf) {
   std::mt19937_64 rng(20261125);
   auto pick = [&](int n) { return static_cast<int>(rng() % n); };
