@@ -182,6 +182,7 @@ int Follow(const ClientOptions& client, std::shared_ptr<grpc::Channel> first_cha
       request.set_run_id(run_id);
       request.set_from_seq(std::max(from_seq, sink->last_seq()));
       request.set_batch(true);
+      request.set_batch_interval_ms(sink->batch_interval_ms());
       RawWatch reader(channel->get(), &ctx, request);
       absl::string_view message;
       while (reader.Read(&message)) {

@@ -42,6 +42,10 @@ class PrinterSink : public ProgressSink {
   }
   void Notice(const std::string& line) override { absl::FPrintF(stderr, "%s\n", line); }
   void Suspend(bool) override {}
+  // Lines and JSON redraw nothing: every event is printed either way, and
+  // fewer, larger messages cost both processes fewer wake-ups (W5's 50
+  // `watch --json`: 22% less CPU than at 100 ms).
+  int batch_interval_ms() const override { return 250; }
 
  protected:
   mutable absl::Mutex mu_;

@@ -38,6 +38,9 @@ class ProgressSink {
     return r && r->state() != v1::RUN_RUNNING;
   }
   virtual int64_t last_seq() const = 0;
+  // How often to take batches from the daemon (WatchRequest.batch_interval_ms):
+  // 0 for the daemon's default (100 ms, the live view's redraw).
+  virtual int batch_interval_ms() const { return 0; }
   // Shows a one-line notice (e.g. a lost connection) without breaking the
   // display.
   virtual void Notice(const std::string& line) = 0;

@@ -24,8 +24,8 @@ EventHub::~EventHub() {
   pacer_.join();
 }
 
-absl::Time EventHub::NextTick(absl::Time now) const {
-  int64_t step = absl::ToInt64Nanoseconds(options_.batch_interval);
+absl::Time EventHub::NextTick(absl::Time now, absl::Duration interval) {
+  int64_t step = absl::ToInt64Nanoseconds(interval);
   if (step <= 0) return now;
   return absl::FromUnixNanos((absl::ToUnixNanos(now) / step + 1) * step);
 }
@@ -133,11 +133,13 @@ v1::Event EventHub::SnapshotLocked(int64_t run_id, bool gap) {
 }
 
 std::shared_ptr<EventHub::Subscription> EventHub::Subscribe(int64_t run_id, int64_t from_seq,
-                                                            std::function<void()> notify, bool paced) {
+                                                            std::function<void()> notify, bool paced,
+                                                            absl::Duration interval) {
   auto sub = std::make_shared<Subscription>();
   sub->run_id = run_id;
   sub->notify = std::move(notify);
   sub->paced = paced;
+  sub->interval = std::clamp(interval, options_.batch_interval, std::max(options_.batch_interval, kMaxBatchInterval));
   absl::MutexLock lock(&mu_);
   bool replayable = from_seq > 0 && from_seq <= seq_ &&
                     (from_seq == seq_ || (!ring_.empty() && ring_.front()->seq <= from_seq + 1));
@@ -184,7 +186,7 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
     sub->next_seq = seq_ + 1;
     sub->pending = 0;
     sub->urgent = false;
-    sub->not_before = NextTick(now);
+    sub->not_before = NextTick(now, sub->interval);
     return true;
   }
   if (sub->pending == 0) {
@@ -217,7 +219,7 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
   sub->next_seq = ring_.front()->seq + index;
   sub->pending -= std::min(sub->pending, taken);
   if (sub->pending == 0) sub->urgent = false;
-  sub->not_before = NextTick(now);
+  sub->not_before = NextTick(now, sub->interval);
   return taken > 0;
 }
 

@@ -79,9 +79,11 @@ class EventHub {
   // called (without hub locks held, from the publishing thread or the hub's
   // pacing thread) when events become available after a Pop returned
   // false. A `paced` subscriber is handed events at most every
-  // batch_interval.
+  // batch_interval, or every `interval` if that is longer (up to
+  // kMaxBatchInterval).
   std::shared_ptr<Subscription> Subscribe(int64_t run_id, int64_t from_seq, std::function<void()> notify,
-                                          bool paced = false);
+                                          bool paced = false, absl::Duration interval = absl::ZeroDuration());
+  static constexpr absl::Duration kMaxBatchInterval = absl::Seconds(1);
   void Unsubscribe(const std::shared_ptr<Subscription>& sub);
   // Appends to *out the next events for `sub`, in seq order: a snapshot
   // alone, or up to `max_events` events (and beyond `max_bytes` only for the
@@ -106,10 +108,11 @@ class EventHub {
   void ApplyLocked(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Event SnapshotLocked(int64_t run_id, bool gap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static bool Matches(const EncodedEvent& event, int64_t run_id);
-  // The first multiple of batch_interval (since the epoch) after `now`: every
-  // paced subscriber's next batch is due on the same ticks, so the pacer
-  // wakes once per tick for all of them and their writes go out together.
-  absl::Time NextTick(absl::Time now) const;
+  // The first multiple of `interval` (since the epoch) after `now`: every
+  // paced subscriber with the same interval has its next batch due on the
+  // same ticks, so the pacer wakes once per tick for all of them and their
+  // writes go out together (and share one encoded batch).
+  static absl::Time NextTick(absl::Time now, absl::Duration interval);
   // Notifies paced subscribers whose wait is over.
   void PaceLoop();
 
@@ -142,6 +145,7 @@ class EventHub::Subscription {
   int64_t run_id = 0;
   std::function<void()> notify;
   bool paced = false;
+  absl::Duration interval;       // paced: at most one batch per interval
   int64_t next_seq = 0;          // the first event not taken yet
   size_t pending = 0;            // matching events published since, not taken
   bool needs_snapshot = false;   // start, or reset after falling behind

@@ -1,5 +1,6 @@
 #include "server/watch_reactor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "grpcpp/support/slice.h"
@@ -21,7 +22,10 @@ grpc::ByteBuffer SharedBuffer(std::shared_ptr<const T> owner, const std::string&
 
 WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
                            std::unique_ptr<v1::Event> initial)
-    : hub_(hub), run_id_(request.run_id()), batch_(request.batch()) {
+    : hub_(hub),
+      run_id_(request.run_id()),
+      batch_(request.batch()),
+      interval_(absl::Milliseconds(std::max(0, request.batch_interval_ms()))) {
   {
     absl::MutexLock lock(&alive_->mu);
     alive_->reactor = this;
@@ -37,12 +41,12 @@ WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
     writing_ = true;
     last_ = IsFinal(*initial);
     if (!last_) {
-      sub_ = hub_->Subscribe(run_id_, initial->seq(), Notifier(), batch_);
+      sub_ = hub_->Subscribe(run_id_, initial->seq(), Notifier(), batch_, interval_);
     }
     StartWrite(&buffer_);
     return;
   }
-  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_);
+  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_, interval_);
   MaybeWrite();
 }
 

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "asflow/v1/service.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "server/event_hub.h"
@@ -57,6 +58,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   EventHub* const hub_;
   const int64_t run_id_;
   const bool batch_;
+  const absl::Duration interval_;  // asked for; the hub clamps it
   const std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
   std::shared_ptr<EventHub::Subscription> sub_;
   absl::Mutex mu_;

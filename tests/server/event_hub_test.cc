@@ -365,6 +365,48 @@ TEST(EventHubTest, PacedSubscriberGetsBatchesOnTicks) {
   EXPECT_EQ(batch.size(), 10u);
 }
 
+TEST(EventHubTest, PacedSubscriberMayAskForALongerIntervalWithinLimits) {
+  EventHubOptions options;
+  options.batch_interval = absl::Milliseconds(100);
+  EventHub hub(options);
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  const absl::Duration asked = absl::Milliseconds(400);
+  auto slow = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, asked);
+  auto fast = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, absl::Milliseconds(20));  // below the default
+  std::vector<EncodedEventPtr> batch;
+  EXPECT_FALSE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
+  EXPECT_FALSE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  // Just after a tick of both intervals, so the next ones are a full interval away.
+  absl::SleepFor(TickAfter(absl::Now(), asked) - absl::Now() + absl::Milliseconds(5));
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  const absl::Time first = absl::Now();
+  ASSERT_TRUE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
+  ASSERT_TRUE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  hub.Publish(InstanceEvent(1, 1, v1::InstanceEvent::STARTED, 0));
+  // The fast one gets it on the hub's 100 ms tick (not 20 ms), the slow one
+  // on its own 400 ms tick.
+  auto poll_until_taken = [&](EventHub::Subscription* sub) {
+    std::vector<EncodedEventPtr> got;
+    while (!hub.PopBatch(sub, 100, 1 << 20, &got)) absl::SleepFor(absl::Milliseconds(2));
+    return absl::Now();
+  };
+  const absl::Time fast_at = poll_until_taken(fast.get());
+  EXPECT_GE(fast_at, TickAfter(first, options.batch_interval));
+  EXPECT_LT(fast_at, TickAfter(first, asked));
+  const absl::Time slow_at = poll_until_taken(slow.get());
+  EXPECT_GE(slow_at, TickAfter(first, asked));
+  // Beyond the maximum: clamped to it.
+  auto slowest = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, absl::Seconds(30));
+  EXPECT_FALSE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));
+  hub.Publish(InstanceEvent(1, 2, v1::InstanceEvent::STARTED, 0));
+  ASSERT_TRUE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));  // after a quiet spell: at once
+  const absl::Time taken_at = absl::Now();
+  hub.Publish(InstanceEvent(1, 3, v1::InstanceEvent::STARTED, 0));
+  const absl::Time slowest_at = poll_until_taken(slowest.get());
+  EXPECT_GE(slowest_at, TickAfter(taken_at, EventHub::kMaxBatchInterval));
+  EXPECT_LT(slowest_at, TickAfter(taken_at, EventHub::kMaxBatchInterval) + absl::Seconds(1));
+}
+
 TEST(EventHubTest, PacedSubscriberGetsTheRunsEndAtOnce) {
   EventHubOptions options;
   options.batch_interval = absl::Seconds(60);
