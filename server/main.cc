@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "common/paths.h"
 #include "common/signals.h"
 #include "grpc/grpc.h"
@@ -13,6 +14,8 @@
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  // No Mutex deadlock detection (on in Debian's Abseil): see client/main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   asflow::ServerOptions options;
   options.socket_path = asflow::DefaultSocketPath();
   options.state_path = asflow::DefaultStatePath();

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "common/signals.h"
 #include "absl/strings/str_cat.h"
 #include "common/small_file.h"
@@ -19,6 +20,8 @@
 #include "worker/remote_worker.h"
 
 int main(int argc, char** argv) {
+  // No Mutex deadlock detection (on in Debian's Abseil): see client/main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   asflow::RemoteWorkerOptions options;
   std::string token_file;
   if (const char* env = std::getenv("ASFLOW_TOKEN_FILE")) token_file = env;
