@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <cstdint>
 #include <memory>
@@ -187,7 +189,15 @@ class JsonOut {
   void PutNumber(T v) {
     cur_ = std::to_chars(cur_, cur_ + 24, v).ptr;
   }
-  void Finish(std::string* out) const { out->append(begin_, cur_ - begin_); }
+  void Finish(std::string* out) const {
+    // Every write is preceded by Room; past the end means one was missed
+    // and the heap is already overwritten: stop rather than go on.
+    if (cur_ > end_) {
+      std::fputs("asflowctl: internal error: JSON buffer overrun\n", stderr);
+      std::abort();
+    }
+    out->append(begin_, cur_ - begin_);
+  }
 
  private:
   struct Buffer {
@@ -499,6 +509,7 @@ bool AppendMessage(const MessagePlan& plan, absl::string_view wire, int depth, J
           return false;
         }
       } while (r.NextTagIs(tag));
+      out.Room(1);
       out.Put(fp.map ? '}' : ']');
     } else if (!AppendValue(fp, wt, r, depth, /*quote_all=*/false, out)) {
       return false;

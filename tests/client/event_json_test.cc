@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "asflow/v1/service.pb.h"
@@ -175,6 +176,37 @@ TEST(EventJsonTest, NonAsciiFallsBackToProtobuf) {
   EXPECT_TRUE(json.empty());
   EXPECT_TRUE(WireToJson(v1::Event::descriptor(), wire, &json));
   EXPECT_EQ(json, ProtobufJson(e));
+}
+
+// The closing bracket of a map or a repeated field, and of the object
+// after it, land on every offset around the end of a fresh thread's
+// scratch buffer (1,025 bytes after its first growth): a write without
+// room before it overran the buffer, which JsonOut::Finish now stops on.
+TEST(EventJsonTest, ClosingBracketsAtTheEndOfTheScratchBuffer) {
+  // Key lengths shift where a value ends by one byte at a time (a value of
+  // n '<' fills exactly the 6n+2 bytes it reserves); workspace lengths move
+  // the end of a run object across the buffer's end.
+  for (int m = 1; m <= 6; ++m) {
+    for (int n = 150; n < 180; ++n) {
+      std::thread([m, n] {
+        v1::Event event;
+        event.set_seq(1);
+        v1::Instance* inst = event.mutable_instance()->mutable_instance();
+        (*inst->mutable_params())[std::string(m, 'k')] = std::string(n, '<');  // \u003c each
+        EXPECT_EQ(FastJson(event), ProtobufJson(event)) << m << " " << n;
+      }).join();
+    }
+  }
+  for (int n = 700; n < 1100; ++n) {
+    std::thread([n] {
+      v1::Event snapshot;
+      snapshot.set_seq(2);
+      v1::Run run = SomeRun(v1::RUN_RUNNING);
+      run.set_workspace(std::string(n, 'w'));
+      *snapshot.mutable_snapshot()->add_runs() = run;
+      EXPECT_EQ(FastJson(snapshot), ProtobufJson(snapshot)) << n;
+    }).join();
+  }
 }
 
 TEST(EventJsonTest, UnknownOrReorderedFieldsFallBackToProtobuf) {
