@@ -144,15 +144,18 @@ namespace {
 // JSON, or the text itself when it is not JSON), without parsing it: up to
 // 18 digits (an integer JSON writes back the same; with a leading zero it
 // is not JSON), or text that starts with a letter and does not end in
-// white space (JSON only if exactly true, false or null, written back the
-// same).
+// white space or hold a NUL (JSON only if exactly true, false or null,
+// written back the same).
 bool BindsAsItself(absl::string_view value) {
   if (value.empty()) return false;
   const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
   const auto is_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   if (value.size() <= 18 && std::all_of(value.begin(), value.end(), is_digit)) return true;
+  // nlohmann's lexer takes a NUL byte for the end of input ("true\0x" is
+  // JSON true), so text with one goes through the parser.
   const char last = value.back();
-  return is_letter(value.front()) && last != ' ' && last != '\t' && last != '\n' && last != '\r';
+  return is_letter(value.front()) && last != ' ' && last != '\t' && last != '\n' && last != '\r' &&
+         value.find('\0') == absl::string_view::npos;
 }
 
 }  // namespace

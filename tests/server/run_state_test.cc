@@ -37,7 +37,8 @@ std::vector<std::string> TrickyValues() {
           "1234567890123456789", "12345678901234567890", "1234567890123456789012345", "true", "false", "null",
           "true ", "null\t", "tru", "nothing", "Infinity", "NaN", "abc def", "abc ", " 42", "42 ", "\"quoted\"",
           "x\"y", "back\\slash", "tab\there", "caf\xc3\xa9", "bad\xff", "{\"a\":1}", "[1,2]", "", " ",
-          std::string("nul\0in", 6), "F6Pq", "data/1.jsonl"};
+          std::string("nul\0in", 6), std::string("true\0x", 6), std::string("null\0", 5),
+          std::string("false\0abc", 9), std::string("7\0", 2), "F6Pq", "data/1.jsonl"};
 }
 
 TEST(BindValueTest, WholeValueIsWhatItsJsonWritesBack) {
