@@ -35,7 +35,11 @@ bool ExistsProbe::Exists(absl::string_view rel) {
   const absl::string_view dir = slash == absl::string_view::npos ? absl::string_view() : rel.substr(0, slash);
   const absl::string_view name = slash == absl::string_view::npos ? rel : rel.substr(slash + 1);
   auto it = dirs_.find(dir);
-  if (it == dirs_.end()) it = dirs_.try_emplace(std::string(dir)).first;
+  if (it == dirs_.end()) {
+    // One output directory per instance would make one entry per probe.
+    if (dirs_.size() >= kMaxDirs) return Stat(rel);
+    it = dirs_.try_emplace(std::string(dir)).first;
+  }
   Dir& d = it->second;
   if (d.listed) return d.names.contains(name);
   const bool found = Stat(rel);
@@ -73,17 +77,28 @@ void ExistsProbe::MaybeList(absl::string_view dir, Dir& d) {
     if (fd >= 0) close(fd);
     return;  // unreadable: keep probing one path at a time
   }
+  // st_size is only an estimate of the number of entries (some file systems
+  // give the count itself): stop reading past kMaxEntriesPerProbe entries
+  // per probe made, so a listing costs at most a few stats' worth per probe.
+  const size_t max_entries = static_cast<size_t>(d.probes) * kMaxEntriesPerProbe;
+  bool complete = true;
   for (;;) {
     errno = 0;
     const struct dirent* e = readdir(stream);
-    if (e == nullptr) break;
+    if (e == nullptr) {
+      complete = errno == 0;
+      break;
+    }
     absl::string_view name(e->d_name);
     if (name != "." && name != "..") d.names.emplace(name);
+    if (d.names.size() > max_entries) {
+      complete = false;
+      break;
+    }
   }
-  const bool complete = errno == 0;
   closedir(stream);
   if (!complete) {
-    d.names.clear();  // a partial listing would call present files missing
+    d.names = {};  // a partial listing would call present files missing
     return;
   }
   d.listed = true;

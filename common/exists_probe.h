@@ -4,14 +4,16 @@
 // enough paths of one directory have been asked about, that directory is
 // read once and later answers come from its listing.
 //
-// Cost model (2-CPU VM, tmpfs; bench/README.md W2): an lstat of a path
-// costs ~2-3 µs, most of it the kernel's walk of each component; reading
-// one entry of a directory listing ~0.1 µs. A directory is read only after
-// it has been probed max(kMinProbes, st_size / kDirBytesPerProbe) times.
-// Directories take at least ~8 bytes of st_size per entry on tmpfs (20),
-// ext4, xfs and btrfs, so reading one costs at most about what the probes
-// already made cost: never much worse than lstat, ~20x better on a
-// directory of outputs.
+// Cost model (2-CPU VM, tmpfs; W2 in docs/benchmarks.md): a relative stat
+// costs ~1-1.5 µs (an absolute lstat ~2-3 µs, most of it the kernel's walk
+// of each component); reading one entry of a listing ~0.25 µs. A directory
+// is read once it has been probed max(kMinProbes, st_size /
+// kDirBytesPerProbe) times (directories take >= ~8 bytes of st_size per
+// entry on tmpfs (20), ext4, xfs and btrfs), and the read is abandoned past
+// kMaxEntriesPerProbe entries per probe made (st_size is only an estimate;
+// ZFS gives the entry count). So a listing costs at most a few stats per
+// probe already made, and a directory of outputs costs ~5x less than
+// stating each. At most kMaxDirs directories are tracked.
 //
 // A listing is a snapshot: an entry created after it was read is reported
 // missing, one removed is reported present. Callers must treat "exists" and
@@ -34,6 +36,10 @@ class ExistsProbe {
  public:
   static constexpr int64_t kMinProbes = 64;
   static constexpr int64_t kDirBytesPerProbe = 256;
+  // A listing is abandoned past this many entries per probe made.
+  static constexpr int64_t kMaxEntriesPerProbe = 32;
+  // Directories tracked; probes in further ones are plain stats.
+  static constexpr size_t kMaxDirs = 4096;
 
   // `root`: an existing directory. If it cannot be opened, Exists falls
   // back to lstat of root + "/" + rel.
@@ -53,7 +59,7 @@ class ExistsProbe {
  private:
   struct Dir {
     int64_t probes = 0;
-    int64_t list_after = 0;  // probes before the directory is looked at again
+    int64_t list_after = kMinProbes;  // probes before the directory is looked at (again)
     bool listed = false;
     absl::flat_hash_set<std::string> names;
   };

@@ -89,6 +89,18 @@ TEST(ExistsProbeTest, ADirectoryMissingAtFirstIsFoundOnceItAppears) {
   EXPECT_EQ(probe.listings(), 1);
 }
 
+TEST(ExistsProbeTest, OneDirectoryPerPathIsTrackedOnlyUpToItsLimit) {
+  TempDir dir;
+  const int dirs = static_cast<int>(ExistsProbe::kMaxDirs) + 100;
+  for (int i = 0; i < dirs; i += 7) WriteFileOrDie(dir.Join("out/" + std::to_string(i) + "/result.json"), "x");
+  ExistsProbe probe(dir.path());
+  for (int i = 0; i < dirs; ++i) {
+    const std::string rel = "out/" + std::to_string(i) + "/result.json";
+    EXPECT_EQ(probe.Exists(rel), i % 7 == 0) << rel;
+  }
+  EXPECT_EQ(probe.listings(), 0);
+}
+
 TEST(ExistsProbeTest, ARootThatCannotBeOpenedFallsBackToLstat) {
   TempDir dir;
   ExistsProbe probe(dir.Join("not-yet"));
