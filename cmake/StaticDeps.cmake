@@ -178,6 +178,14 @@ else()
   message(STATUS "ASFLOW_STATIC_CLIENT: OFF")
 endif()
 
+# A static client is a large PIE whose start-up applies tens of thousands
+# of relative relocations; packed ones (DT_RELR, binutils >= 2.38, glibc
+# >= 2.36, both in Debian 12) are applied faster: asflowctl --help 0.1-0.4
+# ms sooner (~3 ms; medians of 21 runs, 3 interleaved rounds, twice). PIE
+# (ASLR) stays.
+include(CheckLinkerFlag)
+check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" ASFLOW_HAVE_PACKED_RELOCS)
+
 # Marks an executable for static third-party linking (no-op when the option
 # is OFF).
 function(asflow_static_executable tgt)
@@ -185,6 +193,9 @@ function(asflow_static_executable tgt)
     return()
   endif()
   set_property(TARGET ${tgt} PROPERTY ASFLOW_STATIC_DEPS ON)
+  if(ASFLOW_HAVE_PACKED_RELOCS)
+    target_link_options(${tgt} PRIVATE "LINKER:-z,pack-relative-relocs")
+  endif()
   set_property(GLOBAL APPEND PROPERTY ASFLOW_STATIC_EXECUTABLES ${tgt})
   # The check: the executable needs none of the libraries it links
   # statically (list written by asflow_static_deps_apply).
