@@ -520,28 +520,25 @@ bool AppendMessage(const MessagePlan& plan, absl::string_view wire, int depth, J
   return true;
 }
 
-}  // namespace
-
-bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
+// Walks the top-level fields of `wire`: on_varint(number, value) for
+// varints, on_len(number, bytes) for length-delimited fields; fixed-width
+// ones are skipped. False if the wire is malformed.
+template <typename OnVarint, typename OnLen>
+bool ForEachField(absl::string_view wire, OnVarint on_varint, OnLen on_len) {
   WireReader r(wire);
-  *seq = 0;
-  *body = 0;
   while (!r.done()) {
     uint64_t tag, v;
     if (!r.Varint(&tag)) return false;
-    int number = static_cast<int>(tag >> 3);
+    const int number = static_cast<int>(tag >> 3);
     switch (tag & 7) {
       case kVarint:
         if (!r.Varint(&v)) return false;
-        if (number == v1::Event::kSeqFieldNumber) *seq = static_cast<int64_t>(v);
+        on_varint(number, v);
         break;
       case kLen: {
-        absl::string_view skipped;
-        if (!r.Len(&skipped)) return false;
-        if (number == v1::Event::kSnapshotFieldNumber || number == v1::Event::kRunFieldNumber ||
-            number == v1::Event::kInstanceFieldNumber) {
-          *body = number;
-        }
+        absl::string_view bytes;
+        if (!r.Len(&bytes)) return false;
+        on_len(number, bytes);
         break;
       }
       case kFixed64:
@@ -557,32 +554,30 @@ bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
   return true;
 }
 
+}  // namespace
+
+bool PeekEvent(absl::string_view wire, int64_t* seq, int* body) {
+  *seq = 0;
+  *body = 0;
+  return ForEachField(
+      wire,
+      [&](int number, uint64_t v) {
+        if (number == v1::Event::kSeqFieldNumber) *seq = static_cast<int64_t>(v);
+      },
+      [&](int number, absl::string_view) {
+        if (number == v1::Event::kSnapshotFieldNumber || number == v1::Event::kRunFieldNumber ||
+            number == v1::Event::kInstanceFieldNumber) {
+          *body = number;
+        }
+      });
+}
+
 bool SplitBatch(absl::string_view wire, std::vector<absl::string_view>* events) {
-  WireReader r(wire);
-  while (!r.done()) {
-    uint64_t tag, v;
-    if (!r.Varint(&tag)) return false;
-    switch (tag & 7) {
-      case kVarint:
-        if (!r.Varint(&v)) return false;
-        break;
-      case kLen: {
-        absl::string_view bytes;
-        if (!r.Len(&bytes)) return false;
-        if ((tag >> 3) == v1::Event::kBatchFieldNumber) events->push_back(bytes);
-        break;
-      }
-      case kFixed64:
-        if (!r.Fixed(8, &v)) return false;
-        break;
-      case kFixed32:
-        if (!r.Fixed(4, &v)) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
+  return ForEachField(
+      wire, [](int, uint64_t) {},
+      [&](int number, absl::string_view bytes) {
+        if (number == v1::Event::kBatchFieldNumber) events->push_back(bytes);
+      });
 }
 
 bool AppendWireAsJson(const Descriptor* type, absl::string_view wire, std::string* out) {
