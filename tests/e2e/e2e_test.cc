@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -146,6 +148,31 @@ TEST_F(E2eTest, IdenticalBindingsRunOnce) {
   EXPECT_THAT(second.out, HasSubstr("\n  again                       3        3        0        0          0"
                                     "        0         0\n"));
   EXPECT_EQ(CountLines(ws_ + "/counter.txt")["again-b"], 2);
+}
+
+// An output that appears after its task expanded (the instance queued; the
+// expansion having read data/ once it had probed 64 outputs there) is found
+// when the instance is picked to start: cached, its command never run.
+TEST_F(E2eTest, OutputWrittenAfterExpansionIsCachedWhenPicked) {
+  StartDaemon();
+  WriteFileOrDie(ws_ + "/data/0.txt", "not an instance\n");  // data/ exists: it is read
+  ASSERT_EQ(mkfifo((ws_ + "/gate.fifo").c_str(), 0600), 0);
+  int64_t run = Detach("late");
+  ASSERT_TRUE(WaitFor([&] { return CountLines(ws_ + "/counter.txt")["1"] == 1; }, 10s));
+  WriteFileOrDie(ws_ + "/data/80.txt", "written by someone else\n");
+  {
+    std::ofstream gate(ws_ + "/gate.fifo");  // opens once gate.sh 1 reads
+    gate << "go\n";
+  }
+  CommandResult watch = Ctl({"watch", absl::StrCat(run), "--plain"});
+  ASSERT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  // task, total, done, cached, ...
+  EXPECT_THAT(watch.out, HasSubstr("\n  item                       80       79        1        0"));
+  std::map<std::string, int> ran = CountLines(ws_ + "/counter.txt");
+  EXPECT_EQ(ran.size(), 79u);
+  EXPECT_EQ(ran.count("80"), 0u);
+  EXPECT_EQ(ReadAll(ws_ + "/data/80.txt"), "written by someone else\n");
+  EXPECT_EQ(ReadAll(ws_ + "/data/79.txt"), "{\"id\":\"79\"}\n");
 }
 
 TEST_F(E2eTest, LimitIsNeverExceeded) {
