@@ -140,11 +140,17 @@ struct RunRt {
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
-  // Set while an expansion is under way: answers whether new instances'
-  // outputs exist (reading their directory once when many are asked), and
-  // their first rows gather in new_rows (Expand sends them when it is done).
-  std::unique_ptr<ExistsProbe> expanding;
-  std::unique_ptr<NewRows> new_rows;
+  // Set while one task's expansion is under way (Scheduler::Expand).
+  struct Expansion {
+    Expansion(const std::string& workspace, int64_t run_id, std::string task)
+        : outputs(workspace), rows(run_id, std::move(task)) {}
+    // Whether new instances' outputs exist (reading their directory once
+    // when many are asked).
+    ExistsProbe outputs;
+    // Their first rows, sent to the store in batches and at the end.
+    NewRows rows;
+  };
+  std::unique_ptr<Expansion> expanding;
   v1::RunState state = v1::RUN_RUNNING;
   std::string error;        // first failure, "task(params): reason"
   int64_t created_ms = 0;

@@ -75,7 +75,7 @@ Scheduler::Scheduler(SchedulerOptions options, Store* store, EventHub* hub)
   plan_.SetLiveness([this](int64_t run_id, int64_t item) {
     if (item < 0) {
       auto it = execs_.find(-item);
-      return it != execs_.end() && !it->second.started && !it->second.waiters.empty();
+      return it != execs_.end() && it->second.WaitsToStart();
     }
     auto r = runs_.find(run_id);
     if (r == runs_.end()) return false;
@@ -196,8 +196,8 @@ void Scheduler::FireTimers(absl::Time now) {
     ExecId id = retry_timers_.top().second;
     retry_timers_.pop();
     auto it = execs_.find(id);
-    // Gone or already requeued: its runs were cancelled meanwhile.
-    if (it == execs_.end() || it->second.started || it->second.waiters.empty()) continue;
+    // Gone, or its runs were cancelled meanwhile.
+    if (it == execs_.end() || !it->second.WaitsToStart()) continue;
     plan_.Enqueue(-id, it->second.def->task_key, it->second.waiters.front().first);
   }
 }
@@ -336,10 +336,10 @@ void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
 void Scheduler::Expand(RunRt& run, int t) {
   if (run.state != v1::RUN_RUNNING) return;
   TaskRt& task = run.tasks[t];
-  run.expanding = std::make_unique<ExistsProbe>(run.workspace);
+  run.expanding = std::make_unique<RunRt::Expansion>(run.workspace, run.id, task.spec->name());
   absl::Status s = ExpandInto(run, t);
+  store_->PutNew(std::move(run.expanding->rows));  // before anything else about these instances
   run.expanding.reset();
-  FlushNewRows(run);  // before anything else about these instances
   task.expanded = true;
   task.counters.set_expanded(true);
   if (!s.ok()) {
@@ -472,7 +472,9 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   }
 
   if (CacheByFile(run, seq, prior.state)) return;
-  auto shared = exec_by_key_.find(ExecKey(run, task, inst));
+  // (No key to build while no execution is running or waiting: the usual
+  // case for a run on its own.)
+  auto shared = exec_by_key_.empty() ? exec_by_key_.end() : exec_by_key_.find(ExecKey(run, task, inst));
   if (shared != exec_by_key_.end()) {
     // Another run has it running (or waiting for a retry): share it. One
     // that another run merely queued is shared when it starts (Pump).
@@ -492,17 +494,9 @@ void Scheduler::RecordNew(RunRt& run, int64_t seq) {
     Record(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
     return;
   }
-  const std::string& task = run.tasks[inst.task].spec->name();
-  if (run.new_rows != nullptr && run.new_rows->task() != task) FlushNewRows(run);
-  if (run.new_rows == nullptr) run.new_rows = std::make_unique<NewRows>(run.id, task);
-  run.new_rows->Add(seq, inst.state, inst.finished_ms, inst.params, inst.output);
-  if (run.new_rows->size() >= kNewRowsPerWrite) FlushNewRows(run);
-}
-
-void Scheduler::FlushNewRows(RunRt& run) {
-  if (run.new_rows == nullptr) return;
-  store_->PutNew(std::move(*run.new_rows));
-  run.new_rows.reset();
+  NewRows& rows = run.expanding->rows;
+  rows.Add(seq, inst.state, inst.finished_ms, inst.params, inst.output);
+  if (rows.size() >= kNewRowsPerWrite) store_->PutNew(std::exchange(rows, NewRows(run.id, rows.task())));
 }
 
 std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst) {
@@ -514,14 +508,16 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   InstanceRt& inst = run.instances[seq];
   if (inst.output.empty()) return false;
   const TaskRt& task = run.tasks[inst.task];
-  std::string err_rel = ErrorPathFor(inst.output, task.spec->on());
   // While expanding, from the probe: a file it misses (made after it read
   // the directory) is found when the instance is picked to start.
   auto exists = [&run](const std::string& rel) {
-    return run.expanding != nullptr ? run.expanding->Exists(rel) : Exists(absl::StrCat(run.workspace, "/", rel));
+    return run.expanding != nullptr ? run.expanding->outputs.Exists(rel)
+                                    : Exists(absl::StrCat(run.workspace, "/", rel));
   };
-  bool present = exists(inst.output);
-  bool err_present = !present && exists(err_rel);
+  const bool present = exists(inst.output);
+  std::string err_rel;
+  if (!present) err_rel = ErrorPathFor(inst.output, task.spec->on());
+  const bool err_present = !present && exists(err_rel);
   if (!present && !err_present) return false;
   // The file is the truth: whoever made it, the instance is cached. A row
   // already final from before a restart keeps its state.

@@ -103,6 +103,10 @@ class Scheduler {
     int attempts = 0;  // attempts started so far
     int losses = 0;    // attempts whose worker was lost (not counted above)
     pid_t pgid = 0;    // process group of the running attempt
+
+    // Not started (queued again, or waiting for its retry), and some run
+    // still needs it.
+    bool WaitsToStart() const { return !started && !waiters.empty(); }
   };
   using Timer = std::pair<absl::Time, ExecId>;
 
@@ -134,8 +138,6 @@ class Scheduler {
   // Writes a new instance's first row (queued, or cached without error):
   // with the expansion's other rows while one is under way.
   void RecordNew(RunRt& run, int64_t seq);
-  // Sends the run's new rows gathered so far to the store.
-  void FlushNewRows(RunRt& run);
   void SetState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
   void TaskProgress(RunRt& run, int task);
   void Block(RunRt& run, int task);
