@@ -1024,10 +1024,10 @@ v1::Run Scheduler::RunProto(const RunRt& run) const {
 }
 
 void Scheduler::PublishRun(const RunRt& run) {
-  v1::Event event;
-  *event.mutable_run()->mutable_run() = RunProto(run);
-  v1::Run copy = event.run().run();
-  store_->PutRun(std::move(copy), [hub = hub_, event = std::move(event)]() mutable {
+  // The event is made from the committed run, as Record's are.
+  store_->PutRun(RunProto(run), [hub = hub_](const v1::Run& committed) {
+    v1::Event event;
+    *event.mutable_run()->mutable_run() = committed;
     hub->Publish(std::move(event));
   });
 }

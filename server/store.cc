@@ -447,7 +447,7 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   CreateRunResult result;
   NewRun op{run, request, &result};
   op.run.clear_id();
-  uint64_t seq = Enqueue(Write{std::move(op), nullptr});
+  uint64_t seq = Enqueue(Write{std::move(op)});
   absl::MutexLock lock(&mu_);
   auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return applied_ >= seq;
@@ -459,11 +459,11 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
 
 void Store::PutInstance(InstanceRecord record,
                         std::function<void(const InstanceRecord&)> on_committed) {
-  Enqueue(Write{InstanceWrite{std::move(record), std::move(on_committed)}, nullptr});
+  Enqueue(Write{InstanceWrite{std::move(record), std::move(on_committed)}});
 }
 
 void Store::PutNew(NewRows rows) {
-  if (rows.size() > 0) Enqueue(Write{std::move(rows), nullptr});
+  if (rows.size() > 0) Enqueue(Write{std::move(rows)});
 }
 
 void NewRows::Add(int64_t seq, v1::InstanceState state, int64_t finished_ms, absl::string_view params,
@@ -482,8 +482,8 @@ NewRows::RowView NewRows::Row(size_t i) const {
                  text.substr(row.params_end, row.output_end - row.params_end)};
 }
 
-void Store::PutRun(v1::Run run, std::function<void()> on_committed) {
-  Enqueue(Write{std::move(run), std::move(on_committed)});
+void Store::PutRun(v1::Run run, std::function<void(const v1::Run&)> on_committed) {
+  Enqueue(Write{RunWrite{std::move(run), std::move(on_committed)}});
 }
 
 absl::Status Store::Flush() {
@@ -531,8 +531,9 @@ void Store::WriterLoop() {
     for (Write& w : group) {
       if (auto* iw = std::get_if<InstanceWrite>(&w.op); iw != nullptr && iw->on_committed) {
         iw->on_committed(iw->record);
+      } else if (auto* rw = std::get_if<RunWrite>(&w.op); rw != nullptr && rw->on_committed) {
+        rw->on_committed(rw->run);
       }
-      if (w.on_committed) w.on_committed();
     }
     absl::MutexLock lock(&mu_);
     applied_ += group.size();
@@ -668,22 +669,23 @@ absl::Status Store::ApplyWrite(Write& write) {
   if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
   if (auto* rows = std::get_if<NewRows>(&write.op)) return UpsertNewRows(*rows);
   sqlite3* db = writer_db_.get();
-  if (auto* run = std::get_if<v1::Run>(&write.op)) {
-    std::string blob = run->SerializeAsString();
+  if (auto* rw = std::get_if<RunWrite>(&write.op)) {
+    const v1::Run& run = rw->run;
+    std::string blob = run.SerializeAsString();
     sqlite3_stmt* s = update_run_.get();
-    sqlite3_bind_int64(s, 1, run->id());
-    sqlite3_bind_int(s, 2, run->state());
-    sqlite3_bind_int64(s, 3, run->finished_ms());
-    BindText(s, 4, run->error());
+    sqlite3_bind_int64(s, 1, run.id());
+    sqlite3_bind_int(s, 2, run.state());
+    sqlite3_bind_int64(s, 3, run.finished_ms());
+    BindText(s, 4, run.error());
     BindBlob(s, 5, blob);
     int rc = StepDone(s);
     if (rc != SQLITE_DONE) {
       return SqliteError(db, rc,
-                         absl::StrCat("store ", path_, ": put run ", run->id()));
+                         absl::StrCat("store ", path_, ": put run ", run.id()));
     }
     if (sqlite3_changes(db) == 0) {
       return absl::NotFoundError(absl::StrCat("store ", path_, ": put run ",
-                                              run->id(), ": run ", run->id(),
+                                              run.id(), ": run ", run.id(),
                                               " not found"));
     }
     return absl::OkStatus();
@@ -787,7 +789,7 @@ absl::StatusOr<std::string> Store::GetMeta(const std::string& key) {
 }
 
 absl::Status Store::SetMeta(const std::string& key, const std::string& value) {
-  Enqueue(Write{MetaWrite{key, value}, nullptr});
+  Enqueue(Write{MetaWrite{key, value}});
   return Flush();
 }
 

@@ -169,7 +169,8 @@ class Store {
   void PutNew(NewRows rows);
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
   // of run.id. A run that does not exist is a NotFound write error.
-  void PutRun(v1::Run run, std::function<void()> on_committed = nullptr);
+  // on_committed gets the run as written, as PutInstance's does.
+  void PutRun(v1::Run run, std::function<void(const v1::Run&)> on_committed = nullptr);
 
   // Blocks until every write queued before the call is committed (and its
   // callback has run). Returns the first write error since the previous
@@ -227,13 +228,16 @@ class Store {
     InstanceRecord record;
     std::function<void(const InstanceRecord&)> on_committed;
   };
+  struct RunWrite {
+    v1::Run run;
+    std::function<void(const v1::Run&)> on_committed;
+  };
   struct MetaWrite {
     std::string key;
     std::string value;
   };
   struct Write {
-    std::variant<InstanceWrite, v1::Run, NewRun, MetaWrite, NewRows> op;
-    std::function<void()> on_committed;
+    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, NewRows> op;
   };
 
   Store(std::string path, const StoreOptions& options);

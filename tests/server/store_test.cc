@@ -489,7 +489,7 @@ TEST_F(StoreTest, FailedWritesReachFlushAndLaterWritesCommit) {
   int callbacks = 0;  // only touched on the writer thread, read after Flush
   v1::Run missing = MakeRun("f");
   missing.set_id(99);
-  store->PutRun(missing, [&] { ++callbacks; });
+  store->PutRun(missing, [&](const v1::Run&) { ++callbacks; });
   store->PutInstance(MakeInstance(98, 0, "t"), [&](const InstanceRecord&) { ++callbacks; });
   store->PutInstance(MakeInstance(id, 0, "t", v1::DONE), [&](const InstanceRecord&) { ++callbacks; });
   absl::Status status = store->Flush();
