@@ -56,15 +56,9 @@ class RawWatch {
   // The next message, valid until the next call; false at the end.
   bool Read(absl::string_view* message) {
     if (!reader_->Read(&buffer_)) return false;
-    slices_.clear();
-    if (!buffer_.Dump(&slices_).ok()) return false;
-    if (slices_.size() == 1) {
-      *message = absl::string_view(reinterpret_cast<const char*>(slices_[0].begin()), slices_[0].size());
-      return true;
-    }
-    joined_.clear();
-    for (const grpc::Slice& slice : slices_) joined_.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    *message = joined_;
+    // One slice is taken as is; a message in several is joined.
+    if (!buffer_.TrySingleSlice(&slice_).ok() && !buffer_.DumpToSingleSlice(&slice_).ok()) return false;
+    *message = absl::string_view(reinterpret_cast<const char*>(slice_.begin()), slice_.size());
     return true;
   }
   grpc::Status Finish() { return reader_->Finish(); }
@@ -74,8 +68,7 @@ class RawWatch {
   const grpc::internal::RpcMethod method_;
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
   grpc::ByteBuffer buffer_;
-  std::vector<grpc::Slice> slices_;
-  std::string joined_;  // a message in several slices, made contiguous
+  grpc::Slice slice_;  // the current message
 };
 
 absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions& client, bool autostart) {
