@@ -165,27 +165,26 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
                                                                    const grpc::ByteBuffer* raw_request) {
   if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedWatch(ToGrpcStatus(auth));
-  v1::WatchRequest parsed;
+  v1::WatchRequest request;
   grpc::ByteBuffer request_bytes(*raw_request);  // shares the slices; Deserialize consumes it
-  if (!grpc::SerializationTraits<v1::WatchRequest>::Deserialize(&request_bytes, &parsed).ok()) {
+  if (!grpc::SerializationTraits<v1::WatchRequest>::Deserialize(&request_bytes, &request).ok()) {
     return new FailedWatch(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed WatchRequest"));
   }
-  const v1::WatchRequest* request = &parsed;
-  std::unique_ptr<v1::Event> initial;
-  if (request->run_id() != 0 && !hub_->FindRun(request->run_id())) {
+  std::unique_ptr<v1::Event> final_snapshot;
+  if (request.run_id() != 0 && !hub_->FindRun(request.run_id())) {
     // A run the hub does not hold: finished long ago (or unknown). Serve
     // its stored state as the snapshot, which also ends the stream.
-    auto rec = store_->GetRun(request->run_id());
+    auto rec = store_->GetRun(request.run_id());
     if (!rec.ok()) return new FailedWatch(ToGrpcStatus(rec.status()));
     // Only a finished run is served from the store. A running one is just
     // being submitted (its first event is on its way): subscribe as usual.
     if (rec->run.state() != v1::RUN_RUNNING) {
-      initial = std::make_unique<v1::Event>();
-      initial->set_seq(hub_->last_seq());
-      *initial->mutable_snapshot()->add_runs() = rec->run;
+      final_snapshot = std::make_unique<v1::Event>();
+      final_snapshot->set_seq(hub_->last_seq());
+      *final_snapshot->mutable_snapshot()->add_runs() = rec->run;
     }
   }
-  return new WatchReactor(hub_, *request, std::move(initial));
+  return new WatchReactor(hub_, request, std::move(final_snapshot));
 }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,

@@ -21,32 +21,25 @@ grpc::ByteBuffer SharedBuffer(std::shared_ptr<const T> owner, const std::string&
 }  // namespace
 
 WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
-                           std::unique_ptr<v1::Event> initial)
+                           std::unique_ptr<v1::Event> final_snapshot)
     : hub_(hub),
       run_id_(request.run_id()),
-      batch_(request.batch()),
-      interval_(absl::Milliseconds(std::max(0, request.batch_interval_ms()))) {
+      batch_(request.batch()) {
   {
     absl::MutexLock lock(&alive_->mu);
     alive_->reactor = this;
   }
-  if (initial != nullptr) {
+  if (final_snapshot != nullptr) {
     absl::MutexLock lock(&mu_);
-    bool own_buffer;
-    if (!grpc::SerializationTraits<v1::Event>::Serialize(*initial, &buffer_, &own_buffer).ok()) {
-      finished_ = true;
-      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "unencodable event"));
-      return;
-    }
+    auto bytes = std::make_shared<const std::string>(final_snapshot->SerializeAsString());
+    buffer_ = SharedBuffer(bytes, *bytes);
     writing_ = true;
-    last_ = IsFinal(*initial);
-    if (!last_) {
-      sub_ = hub_->Subscribe(run_id_, initial->seq(), Notifier(), batch_, interval_);
-    }
+    last_ = true;
     StartWrite(&buffer_);
     return;
   }
-  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_, interval_);
+  sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_,
+                         absl::Milliseconds(request.batch_interval_ms()));  // the hub clamps it
   MaybeWrite();
 }
 
@@ -57,17 +50,6 @@ std::function<void()> WatchReactor::Notifier() {
     absl::MutexLock lock(&alive->mu);
     if (alive->reactor != nullptr) alive->reactor->MaybeWrite();
   };
-}
-
-bool WatchReactor::IsFinal(const v1::Event& event) const {
-  if (run_id_ == 0) return false;
-  if (event.has_run()) return event.run().run().state() != v1::RUN_RUNNING;
-  if (event.has_snapshot()) {
-    for (const auto& run : event.snapshot().runs()) {
-      if (run.id() == run_id_) return run.state() != v1::RUN_RUNNING;
-    }
-  }
-  return false;
 }
 
 void WatchReactor::MaybeWrite() {

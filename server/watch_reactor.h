@@ -34,10 +34,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   static constexpr size_t kBatchBytes = 512 * 1024;
 
   // `hub` must outlive every reactor (the server waits for live reactors
-  // before the hub is destroyed). `initial`, if set, is written first and
-  // ends the stream when it shows the run finished (a run the hub no longer
-  // holds, loaded from the store).
-  WatchReactor(EventHub* hub, const v1::WatchRequest& request, std::unique_ptr<v1::Event> initial);
+  // before the hub is destroyed). `final_snapshot`, if set, is the stored
+  // state of a finished run the hub no longer holds: it is written and the
+  // stream ends.
+  WatchReactor(EventHub* hub, const v1::WatchRequest& request, std::unique_ptr<v1::Event> final_snapshot);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -45,7 +45,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   void MaybeWrite();
-  bool IsFinal(const v1::Event& event) const;
 
   // Lets the hub's notification outlive the reactor safely: OnDone clears
   // `reactor` under `mu` before the reactor is freed.
@@ -58,7 +57,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   EventHub* const hub_;
   const int64_t run_id_;
   const bool batch_;
-  const absl::Duration interval_;  // asked for; the hub clamps it
   const std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
   std::shared_ptr<EventHub::Subscription> sub_;
   absl::Mutex mu_;
