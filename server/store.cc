@@ -260,6 +260,16 @@ absl::Status Store::Init() {
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
   sqlite3_extended_result_codes(db, 1);
 
+  // Nothing below may change a file this build refuses: its version (and
+  // that it is a database at all) is checked by reading the header before
+  // the first pragma that writes (journal_mode=WAL rewrites the header).
+  // Migrate checks again inside its write transaction.
+  if (absl::StatusOr<int> version = ReadSchemaVersion(); !version.ok()) {
+    return version.status();
+  } else if (absl::Status s = CheckSchemaVersion(*version); !s.ok()) {
+    return s;
+  }
+
   {
     // journal_mode answers with the mode it got; WAL lets reads run beside
     // the writer.
@@ -318,22 +328,11 @@ absl::Status Store::Migrate() {
   if (!status.ok()) return status;
   sqlite3* db = writer_db_.get();
   int version = 0;
-  {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
-    Stmt stmt(raw);
-    if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
-    if (rc != SQLITE_ROW) {
-      status = SqliteError(db, rc, where);
-    } else {
-      version = sqlite3_column_int(stmt.get(), 0);
-    }
-  }
-  if (status.ok() && version > kSchemaVersion) {
-    status = absl::FailedPreconditionError(absl::StrCat(
-        where, ": database schema version ", version,
-        " is newer than this asflowd supports (", kSchemaVersion,
-        "); run a newer asflowd or use another state file"));
+  if (absl::StatusOr<int> v = ReadSchemaVersion(); !v.ok()) {
+    status = v.status();
+  } else {
+    version = *v;
+    status = CheckSchemaVersion(version);
   }
   for (int v = version; status.ok() && v < kSchemaVersion; ++v) {
     status = ExecWriter(kMigrations[v]);
@@ -348,6 +347,25 @@ absl::Status Store::Migrate() {
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   }
   return status;
+}
+
+absl::StatusOr<int> Store::ReadSchemaVersion() {
+  sqlite3* db = writer_db_.get();
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
+  Stmt stmt(raw);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
+  if (rc != SQLITE_ROW) return SqliteError(db, rc, absl::StrCat("store ", path_));
+  return sqlite3_column_int(stmt.get(), 0);
+}
+
+absl::Status Store::CheckSchemaVersion(int version) const {
+  if (version >= 0 && version <= kSchemaVersion) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "store ", path_, ": database schema version ", version,
+      version < 0 ? " is not one asflowd ever wrote; use another state file"
+                  : absl::StrCat(" is newer than this asflowd supports (", kSchemaVersion,
+                                 "); run a newer asflowd or use another state file")));
 }
 
 absl::Status Store::PrepareStatements() {

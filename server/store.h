@@ -243,6 +243,11 @@ class Store {
   Store(std::string path, const StoreOptions& options);
   absl::Status Init();
   absl::Status Migrate();
+  // PRAGMA user_version of the writer connection (reads the header only);
+  // DataLoss "file is not a database" for a file that is not SQLite.
+  absl::StatusOr<int> ReadSchemaVersion();
+  // FailedPrecondition naming the file unless 0 <= version <= kSchemaVersion.
+  absl::Status CheckSchemaVersion(int version) const;
   absl::Status PrepareStatements();
 
   // Queues one write and returns its sequence number (1-based, call order).

@@ -535,6 +535,40 @@ TEST_F(StoreTest, RefusesNewerSchema) {
                 std::to_string(Store::kSchemaVersion) + "); run a newer asflowd or use another state file");
 }
 
+// Issue 12, defect 5: PRAGMA journal_mode=WAL ran before the version check
+// and rewrote the header of a file that was then refused.
+TEST_F(StoreTest, RefusedStateFileIsLeftByteForByteUntouched) {
+  testing::WriteFileOrDie(DbPath(), "");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "PRAGMA journal_mode=DELETE; CREATE TABLE t(x); INSERT INTO t VALUES(1);"
+                         " PRAGMA user_version=99",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  const std::string before = testing::ReadFileOrDie(DbPath());
+
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(DbPath());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr("database schema version 99 is newer"));
+  EXPECT_EQ(testing::ReadFileOrDie(DbPath()), before);
+  struct stat st;
+  EXPECT_NE(stat((DbPath() + "-wal").c_str(), &st), 0);
+  EXPECT_NE(stat((DbPath() + "-shm").c_str(), &st), 0);
+}
+
+TEST_F(StoreTest, GarbageStateFileIsRefusedUntouched) {
+  const std::string garbage(4096, 'x');
+  testing::WriteFileOrDie(DbPath(), garbage);
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(DbPath());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store.status().message(), "store " + DbPath() + ": file is not a database");
+  EXPECT_EQ(testing::ReadFileOrDie(DbPath()), garbage);
+}
+
 TEST_F(StoreTest, UnwritablePathFailsWithPath) {
   // A regular file where a directory should be: fails even for root.
   testing::WriteFileOrDie(dir_.Join("blocker"), "x");
