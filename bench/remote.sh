@@ -120,7 +120,7 @@ start_workers() {  # K S PORT
   local k="$1" s="$2" port="$3" i p
   for i in $(seq "$k"); do
     "$WORKER" --server "127.0.0.1:$port" --pool remote --slots "$s" --name "w$i" \
-      --scratch "$B/scratch-w$i" >>"$B/worker.w$i.log" 2>&1 &
+      --scratch "$B/scratch-w$i" --token-file "$B/token" >>"$B/worker.w$i.log" 2>&1 &
     WPIDS+=($!)
   done
   # Ready = listed by the daemon; the run is submitted only then, so worker
@@ -160,7 +160,8 @@ measure() {  # workload K S expect
   local w="$1" k="$2" s="$3" expect="$4" off port cnt fan_ms
   rm -rf "$WS/data" "$WS/ids.txt" "$WS/big.jsonl.zst" "$STATE" "$STATE"-* "$B"/scratch-*
   off=$(stat -c %s "$B/asflowd.log" 2>/dev/null || echo 0)
-  DAEMON_ARGS=(--listen 127.0.0.1:0)
+  [ -f "$B/token" ] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; echo; } >"$B/token"
+  DAEMON_ARGS=(--listen 127.0.0.1:0 --token-file "$B/token")
   daemon_start
   port=""
   for _ in $(seq 200); do
@@ -309,7 +310,7 @@ echo
 echo "- CPUs: $(nproc) ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
 echo "- RAM: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "- kernel: $(uname -sr)"
-echo "- bench dir: $(df -h --output=fstype,size /dev/shm | tail -1 | awk '{ print $1 ", " $2 }') at /dev/shm; workers on 127.0.0.1 (plaintext gRPC, no token)"
+echo "- bench dir: $(df -h --output=fstype,size /dev/shm | tail -1 | awk '{ print $1 ", " $2 }') at /dev/shm; workers on 127.0.0.1 (plaintext gRPC, bearer token)"
 echo "- load average at start / end: $LOAD_START / $LOAD_END"
-echo "- asflow build: ${BUILD_TYPE:-unknown}, sanitizers ${SANITIZE:-unknown} ($BUILD); asflowd --pool-size $SLOTS --listen 127.0.0.1:0"
+echo "- asflow build: ${BUILD_TYPE:-unknown}, sanitizers ${SANITIZE:-unknown} ($BUILD); asflowd --pool-size $SLOTS --listen 127.0.0.1:0 --token-file"
 echo "- tools: $(zstd --version | head -1 | sed 's/^\*\** *//; s/ *\**$//')"

@@ -5,6 +5,7 @@
 #include "absl/strings/strip.h"
 #include "common/small_file.h"
 #include "grpcpp/security/server_credentials.h"
+#include "spdlog/spdlog.h"
 
 namespace asflow {
 namespace {
@@ -35,16 +36,33 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const
   if (!options.tls_client_ca.empty() && !tls) {
     return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
-  if (!tls) {
-    if (!IsLoopbackHost(host) && !options.insecure) {
+  if (!tls && !IsLoopbackHost(host)) {
+    if (!options.insecure) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--listen ", options.address,
           " is not a loopback address: anyone on the network could submit commands. Give "
           "--tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --insecure to serve "
           "plaintext anyway"));
     }
-    return grpc::InsecureServerCredentials();
+    spdlog::warn("INSECURE: --listen {} serves plaintext on a non-loopback address (--insecure): "
+                 "tokens and everything else cross the network unencrypted",
+                 options.address);
   }
+  // Workers are checked against --worker-token-file, else --token-file's
+  // token: a client token (or mutual TLS) covers both.
+  if (options.tls_client_ca.empty() && options.token_file.empty()) {
+    if (!options.insecure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", options.address, ": TCP callers must prove who they are, even on loopback (any ",
+          "local user can connect to a loopback port). Give --token-file (and optionally "
+          "--worker-token-file) or mutual TLS (--tls-cert, --tls-key, --tls-client-ca), or --insecure "
+          "to let anyone who can connect run commands as this user"));
+    }
+    spdlog::warn("INSECURE: --listen {} accepts clients{} without a token or client certificate "
+                 "(--insecure): anyone who can connect can run commands as this user",
+                 options.address, options.worker_token_file.empty() ? " and workers" : "");
+  }
+  if (!tls) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions ssl;
   auto cert = ReadSmallFile(options.tls_cert);
   if (!cert.ok()) return cert.status();

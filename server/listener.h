@@ -1,8 +1,10 @@
-// The TCP listener of asflowd (--listen): who may be served how. A
-// non-loopback address needs TLS (a certificate and key, optionally a
-// client CA for mutual TLS) or an explicit --insecure; bearer tokens (from
-// --token-file) are required on TCP and compared in constant time. The unix
-// socket stays the local way in, protected by its file mode.
+// The TCP listener of asflowd (--listen): who may be served how. Every TCP
+// address, loopback included (on a shared host a loopback port is open to
+// every local user), needs a bearer token (--token-file; workers may have
+// their own) or mutual TLS (--tls-client-ca); a non-loopback address also
+// needs TLS. Only an explicit --insecure lifts either rule, with a loud
+// warning. Tokens are compared in constant time. The unix socket stays the
+// local way in, protected by its file mode.
 #ifndef ASFLOW_SERVER_LISTENER_H_
 #define ASFLOW_SERVER_LISTENER_H_
 
@@ -24,7 +26,8 @@ struct ListenOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
-  // Serve plaintext on a non-loopback address anyway.
+  // Serve plaintext on a non-loopback address, or TCP without a token or
+  // mutual TLS, anyway.
   bool insecure = false;
   // File whose first line is the bearer token TCP clients must send.
   std::string token_file;
@@ -37,8 +40,10 @@ struct ListenOptions {
 bool IsLoopbackHost(const std::string& host);
 
 // Credentials for `options.address`, or InvalidArgument saying why this
-// address may not be served (no TLS off loopback without --insecure, a
-// certificate file that cannot be read).
+// address may not be served: no TLS off loopback, or no way to tell who
+// calls (neither a client token nor mutual TLS), without --insecure;
+// a certificate file that cannot be read. What --insecure lets through
+// is logged as a warning.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options);
 
 // Checks calls against the token. Thread-safe; immutable after Load.

@@ -37,13 +37,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("!--no-sync", options.sync_outputs, "Do not fsync outputs (faster, less durable)");
   app.add_option("--listen", options.listen.address,
-                 "Also serve TCP on HOST:PORT (port 0: any free port, logged); a non-loopback address "
-                 "needs --tls-cert/--tls-key or --insecure");
+                 "Also serve TCP on HOST:PORT (port 0: any free port, logged); needs --token-file or "
+                 "mutual TLS, and a non-loopback address --tls-cert/--tls-key, unless --insecure");
   app.add_option("--tls-cert", options.listen.tls_cert, "PEM certificate chain for --listen");
   app.add_option("--tls-key", options.listen.tls_key, "PEM private key for --listen");
   app.add_option("--tls-client-ca", options.listen.tls_client_ca,
                  "PEM CA that client certificates must chain to (mutual TLS)");
-  app.add_flag("--insecure", options.listen.insecure, "Serve plaintext on a non-loopback --listen address");
+  app.add_flag("--insecure", options.listen.insecure,
+               "Serve --listen without a token or client certificate, or plaintext off loopback "
+               "(logs a warning: anyone who can connect may run commands)");
   app.add_option("--token-file", options.listen.token_file,
                  "File whose first line is the bearer token TCP clients must send");
   app.add_option("--worker-token-file", options.listen.worker_token_file,

@@ -149,12 +149,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
       return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen.address));
     }
     std::string host = options.listen.address.substr(0, options.listen.address.rfind(':'));
-    spdlog::info("asflowd listening on tcp {}:{} ({}{}{})", host, tcp_port,
-                 options.listen.tls_cert.empty() ? "plaintext" : "TLS",
-                 options.listen.token_file.empty() ? "" : ", client token required",
-                 options.listen.worker_token_file.empty() && options.listen.token_file.empty()
-                     ? ""
-                     : ", worker token required");
+    const ListenOptions& l = options.listen;
+    spdlog::info("asflowd listening on tcp {}:{} ({}{}{}{})", host, tcp_port,
+                 l.tls_cert.empty() ? "plaintext" : "TLS",
+                 l.tls_client_ca.empty() ? "" : ", client certificate required",
+                 l.token_file.empty() ? "" : ", client token required",
+                 l.worker_token_file.empty() && l.token_file.empty() ? "" : ", worker token required");
   }
   spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {})",
                options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "));

@@ -30,6 +30,37 @@ TEST_F(ListenTest, NonLoopbackWithoutTlsIsRefused) {
   EXPECT_FALSE(FileExists(socket_));
 }
 
+// Issue 12, defect 1: a loopback listener without a token let any local
+// user run commands as the daemon's user.
+TEST_F(ListenTest, LoopbackListenerWithoutTokenOrClientCertificateIsRefused) {
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, std::vector<std::string>{"--worker-token-file", tmp_.Join("wt")}}) {
+    WriteFileOrDie(tmp_.Join("wt"), "worker-only\n");
+    std::vector<std::string> argv = {kDaemon, "--socket", socket_, "--state", state_, "--allow-root",
+                                     home_,   "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    CommandResult r = RunProcess(MakeLaunch(argv, tmp_.path()), 10s);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err,
+              "asflowd: --listen 127.0.0.1:0: TCP callers must prove who they are, even on loopback (any "
+              "local user can connect to a loopback port). Give --token-file (and optionally "
+              "--worker-token-file) or mutual TLS (--tls-cert, --tls-key, --tls-client-ca), or --insecure "
+              "to let anyone who can connect run commands as this user\n");
+    EXPECT_FALSE(FileExists(socket_));
+  }
+}
+
+TEST_F(ListenTest, InsecureLoopbackListenerServesAndWarnsLoudly) {
+  StartDaemon({"--listen", "127.0.0.1:0", "--insecure"});
+  std::string server = absl::StrCat("127.0.0.1:", TcpPort());
+  CommandResult r = Remote({"--server", server, "runs"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(ReadAll(tmp_.Join(absl::StrCat("daemon/asflowd.", daemon_starts_, ".log"))),
+              HasSubstr("[warning] INSECURE: --listen 127.0.0.1:0 accepts clients and workers without a token "
+                        "or client certificate (--insecure): anyone who can connect can run commands as "
+                        "this user"));
+}
+
 TEST_F(ListenTest, TokenIsRequiredOnTcpButNotOnTheSocket) {
   WriteFileOrDie(tmp_.Join("token"), "s3cret-token\n");
   WriteFileOrDie(tmp_.Join("wrong"), "s3cret-tokeN\n");
@@ -60,14 +91,15 @@ TEST_F(ListenTest, TokenIsRequiredOnTcpButNotOnTheSocket) {
 TEST_F(ListenTest, TlsServesAndPlaintextIsRefused) {
   if (!HaveOpenSsl()) GTEST_SKIP() << "openssl is not installed (apt-get install openssl)";
   MakeCertificates();
+  WriteFileOrDie(tmp_.Join("token"), "tls-token\n");
   StartDaemon({"--listen", "127.0.0.1:0", "--tls-cert", tmp_.Join("server.pem"), "--tls-key",
-               tmp_.Join("server.key")});
+               tmp_.Join("server.key"), "--token-file", tmp_.Join("token")});
   std::string server = absl::StrCat("localhost:", TcpPort());
-  CommandResult ok = Remote({"--server", server, "--tls-ca", tmp_.Join("ca.pem"), "run", Flow("fanout"),
-                             "--plain", "-p", "n=2"});
+  CommandResult ok = Remote({"--server", server, "--tls-ca", tmp_.Join("ca.pem"), "--token-file",
+                             tmp_.Join("token"), "run", Flow("fanout"), "--plain", "-p", "n=2"});
   EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
   EXPECT_THAT(ok.out, HasSubstr("run 1 succeeded in "));
-  CommandResult plain = Remote({"--server", server, "runs"});
+  CommandResult plain = Remote({"--server", server, "--token-file", tmp_.Join("token"), "runs"});
   EXPECT_EQ(plain.exit_code, 3);
   EXPECT_EQ(plain.err, absl::StrCat("asflowctl: cannot reach asflowd at ", server, "\n"));
 }

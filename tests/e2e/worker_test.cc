@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -29,9 +30,15 @@ inline const std::string kWorker = ASFLOW_BINARY_DIR "/worker/asflow-worker";
 
 class WorkerTest : public TcpE2eTest {
  protected:
-  // Starts asflowd listening on 127.0.0.1 (port picked by the kernel).
+  // Starts asflowd listening on 127.0.0.1 (port picked by the kernel),
+  // with a token every StartWorker then sends, unless `extra` names one.
   void StartListeningDaemon(std::vector<std::string> extra = {}) {
     extra.insert(extra.begin(), {"--listen", "127.0.0.1:0"});
+    if (std::find(extra.begin(), extra.end(), "--token-file") == extra.end()) {
+      default_token_ = tmp_.Join("token");
+      WriteFileOrDie(default_token_, "worker-test-token\n");
+      extra.insert(extra.end(), {"--token-file", default_token_});
+    }
     StartDaemon(extra);
     server_ = absl::StrCat("127.0.0.1:", TcpPort());
   }
@@ -45,6 +52,9 @@ class WorkerTest : public TcpE2eTest {
                              absl::StrCat(slots), "--name", name, "--scratch",
                              tmp_.Join("scratch-" + name)});
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (!default_token_.empty() && std::find(extra.begin(), extra.end(), "--token-file") == extra.end()) {
+      argv.insert(argv.end(), {"--token-file", default_token_});
+    }
     Launch launch = MakeLaunch(argv, tmp_.path());
     launch.stdout_path = launch.stderr_path = WorkerLog(name);
     pid_t pid = SpawnProcess(launch);
@@ -108,6 +118,9 @@ class WorkerTest : public TcpE2eTest {
   std::string DaemonLog() { return ReadAll(tmp_.Join(absl::StrCat("daemon/asflowd.", daemon_starts_, ".log"))); }
 
   std::string server_;
+  // The token StartListeningDaemon made, sent by StartWorker; empty when
+  // the test chose its own.
+  std::string default_token_;
 };
 
 TEST_F(WorkerTest, TwoWorkersShareAFanOutAndTheLimitHoldsAcrossThem) {
