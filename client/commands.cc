@@ -19,8 +19,10 @@
 #include "asflow/v1/service.grpc.pb.h"
 #include "client/event_json.h"
 #include "client/line_printer.h"
+#include "common/beneath.h"
 #include "common/codec.h"
 #include "common/paths.h"
+#include "common/safe_path.h"
 #include "common/spec_parser.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -290,13 +292,21 @@ int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, 
 int RunsCommand(const ClientOptions& client, int limit) {
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
-  grpc::ClientContext ctx;
-  PrepareContext(client, &ctx);
-  v1::ListRunsRequest request;
-  request.set_limit(limit);
+  // Pages until `limit` runs are in: the daemon may send fewer per page
+  // when runs are large.
   v1::ListRunsResponse response;
-  grpc::Status status = (*stub)->ListRuns(&ctx, request, &response);
-  if (!status.ok()) return FailRpc(status);
+  v1::ListRunsRequest request;
+  for (;;) {
+    grpc::ClientContext ctx;
+    PrepareContext(client, &ctx);
+    request.set_limit(limit - response.runs_size());
+    v1::ListRunsResponse page;
+    grpc::Status status = (*stub)->ListRuns(&ctx, request, &page);
+    if (!status.ok()) return FailRpc(status);
+    for (v1::Run& run : *page.mutable_runs()) *response.add_runs() = std::move(run);
+    if (page.next_page_token().empty() || response.runs_size() >= limit) break;
+    request.set_page_token(page.next_page_token());
+  }
   absl::PrintF("%-6s %-10s %-16s %-20s %9s %8s %8s %8s %8s  %s\n", "RUN", "STATE", "FLOW", "STARTED",
                "DURATION", "TOTAL", "DONE", "CACHED", "FAILED", "WORKSPACE");
   for (const v1::Run& run : response.runs()) {
@@ -491,9 +501,31 @@ void InstallInterruptHandler(const ClientOptions& client) {
   }).detach();
 }
 
+namespace {
+
+// A path that stays below the current directory (a workspace's outputs) is
+// opened below it without following any symlink, as the daemon writes
+// them; any other path is the user's explicit choice and opened as given.
+absl::Status CatOne(const std::string& cwd, const std::string& path) {
+  std::string rel = path;
+  if (!path.empty() && path[0] == '/') rel = PathIsUnder(path, cwd) && path != cwd ? path.substr(cwd.size() + 1) : "";
+  absl::StatusOr<std::string> normal = NormalizeOutputPath(rel);
+  if (rel.empty() || !normal.ok()) return CopyDecompressed(path, STDOUT_FILENO);
+  absl::StatusOr<UniqueFd> root = OpenRoot(cwd);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<UniqueFd> file = OpenFileBeneath(root->get(), cwd, *normal);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::unique_ptr<Decoder>> decoder = Decoder::FromFd(std::move(*file), path);
+  if (!decoder.ok()) return decoder.status();
+  return CopyDecompressed(**decoder, path, STDOUT_FILENO);
+}
+
+}  // namespace
+
 int CatCommand(const std::vector<std::string>& paths) {
+  const std::string cwd = Cwd();
   for (const std::string& path : paths) {
-    if (absl::Status s = CopyDecompressed(path, STDOUT_FILENO); !s.ok()) return Fail(kExitUsage, s.message());
+    if (absl::Status s = CatOne(cwd, path); !s.ok()) return Fail(kExitUsage, s.message());
   }
   return kExitOk;
 }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/beneath.h"
 
 namespace asflow {
 namespace {
@@ -53,22 +54,6 @@ absl::Status CloseFd(int fd, const std::string& subject) {
   return absl::OkStatus();
 }
 
-absl::Status SyncDir(const std::string& dir, const std::string& subject) {
-  const std::string d = dir.empty() ? "." : dir;
-  int fd = open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::ErrnoToStatus(
-        errno, absl::StrCat(subject, ": opening directory ", d, " to fsync"));
-  }
-  absl::Status s;
-  if (fsync(fd) != 0) {
-    s = absl::ErrnoToStatus(errno,
-                            absl::StrCat(subject, ": fsync of directory ", d));
-  }
-  close(fd);
-  return s;
-}
-
 }  // namespace
 
 std::string AtomicFile::TempPathFor(const std::string& final_path) {
@@ -78,10 +63,11 @@ std::string AtomicFile::TempPathFor(const std::string& final_path) {
   return absl::StrCat(prefix, ".", base, ".asflow-tmp");
 }
 
-AtomicFile::AtomicFile(std::string final_path, std::string temp_path, int fd,
-                       bool sync)
+AtomicFile::AtomicFile(std::string final_path, UniqueFd dir, std::string name, int fd, bool sync)
     : final_path_(std::move(final_path)),
-      temp_path_(std::move(temp_path)),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
+      temp_name_(absl::StrCat(".", name_, ".asflow-tmp")),
       sync_(sync),
       fd_(fd) {}
 
@@ -98,23 +84,46 @@ absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Open(
   if (options.create_parent_dirs) {
     if (absl::Status s = MakeDirs(dir, final_path); !s.ok()) return s;
   }
-  std::string temp_path = TempPathFor(final_path);
+  const std::string d = dir.empty() ? "." : dir;
+  int dfd = open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(final_path, ": opening directory ", d));
+  }
+  return OpenIn(UniqueFd(dfd), std::move(base), final_path, options);
+}
+
+absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::OpenBeneath(
+    int root_fd, const std::string& root_name, const std::string& rel,
+    const AtomicFileOptions& options) {
+  const std::string final_path = absl::StrCat(root_name, "/", rel);
+  const absl::string_view base = SplitDirName(rel).second;
+  if (base.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", final_path, "': output path has no file name"));
+  }
+  absl::StatusOr<UniqueFd> dfd = OpenParentBeneath(root_fd, root_name, rel, options.create_parent_dirs);
+  if (!dfd.ok()) return dfd.status();
+  return OpenIn(std::move(*dfd), std::string(base), final_path, options);
+}
+
+absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::OpenIn(
+    UniqueFd dir, std::string name, std::string final_path, const AtomicFileOptions& options) {
+  const std::string temp_name = absl::StrCat(".", name, ".asflow-tmp");
   // O_NOFOLLOW: a symlink planted at the temporary's name is an error, not a
   // way to overwrite some other file.
   int fd;
   do {
-    fd = open(temp_path.c_str(),
-              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    fd = openat(dir.get(), temp_name.c_str(),
+                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     return absl::ErrnoToStatus(
-        errno,
-        absl::StrCat(final_path, ": creating temporary file ", temp_path));
+        errno, absl::StrCat(final_path, ": creating temporary file ", TempPathFor(final_path)));
   }
   std::unique_ptr<AtomicFile> file(
-      new AtomicFile(final_path, std::move(temp_path), fd, options.sync));
+      new AtomicFile(std::move(final_path), std::move(dir), std::move(name), fd, options.sync));
   absl::StatusOr<std::unique_ptr<Encoder>> encoder =
-      Encoder::Create(CodecForPath(final_path), fd, options.codec, final_path);
+      Encoder::Create(CodecForPath(file->name_), fd, options.codec, file->final_path_);
   if (!encoder.ok()) return encoder.status();  // ~AtomicFile removes the temp
   file->encoder_ = *std::move(encoder);
   return file;
@@ -141,27 +150,24 @@ absl::Status AtomicFile::Commit() {
   }
   absl::Status s = encoder_->Finish();
   if (s.ok() && sync_ && fsync(fd_) != 0) {
-    s = absl::ErrnoToStatus(errno,
-                            absl::StrCat(final_path_, ": fsync ", temp_path_));
+    s = absl::ErrnoToStatus(errno, absl::StrCat(final_path_, ": fsync ", TempPathFor(final_path_)));
   }
   if (s.ok()) {
     int fd = fd_;
     fd_ = -1;
     s = CloseFd(fd, final_path_);
   }
-  if (s.ok() && rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+  if (s.ok() && renameat(dir_.get(), temp_name_.c_str(), dir_.get(), name_.c_str()) != 0) {
     s = absl::ErrnoToStatus(
-        errno, absl::StrCat(final_path_, ": rename from ", temp_path_));
+        errno, absl::StrCat(final_path_, ": rename from ", TempPathFor(final_path_)));
   }
   if (!s.ok()) {
     Abort();
     return s;
   }
   state_ = State::kCommitted;
-  if (sync_) {
-    std::string dir, base;
-    SplitPath(final_path_, &dir, &base);
-    return SyncDir(dir, final_path_);
+  if (sync_ && fsync(dir_.get()) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(final_path_, ": fsync of its directory"));
   }
   return absl::OkStatus();
 }
@@ -175,7 +181,7 @@ void AtomicFile::Abort() {
   }
   // Best effort: nothing useful to do if the temporary cannot be removed;
   // the next writer truncates it anyway.
-  unlink(temp_path_.c_str());
+  unlinkat(dir_.get(), temp_name_.c_str(), 0);
 }
 
 }  // namespace asflow

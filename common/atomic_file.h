@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/codec.h"
+#include "common/unique_fd.h"
 
 namespace asflow {
 
@@ -42,6 +43,17 @@ class AtomicFile {
   // final_path has no file name component (empty or ends in '/').
   static absl::StatusOr<std::unique_ptr<AtomicFile>> Open(
       const std::string& final_path, const AtomicFileOptions& options = {});
+
+  // The same for `rel` (relative, normalised) below the directory
+  // `root_fd`, reached without following any symlink (common/beneath.h):
+  // the parent directory is opened once and the temporary is created,
+  // fsynced and renamed relative to it, so no path is looked up twice and
+  // a directory swapped for a symlink meanwhile cannot redirect the write.
+  // Missing parents are created if options.create_parent_dirs. Errors name
+  // root_name + "/" + rel.
+  static absl::StatusOr<std::unique_ptr<AtomicFile>> OpenBeneath(
+      int root_fd, const std::string& root_name, const std::string& rel,
+      const AtomicFileOptions& options = {});
 
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -77,10 +89,16 @@ class AtomicFile {
  private:
   enum class State { kOpen, kCommitted, kAborted };
 
-  AtomicFile(std::string final_path, std::string temp_path, int fd, bool sync);
+  AtomicFile(std::string final_path, UniqueFd dir, std::string name, int fd, bool sync);
+  // Creates the temporary for `name` in `dir`; errors name final_path.
+  static absl::StatusOr<std::unique_ptr<AtomicFile>> OpenIn(
+      UniqueFd dir, std::string name, std::string final_path,
+      const AtomicFileOptions& options);
 
-  const std::string final_path_;
-  const std::string temp_path_;
+  const std::string final_path_;  // for messages
+  const UniqueFd dir_;            // the directory of the file
+  const std::string name_;        // its name in dir_
+  const std::string temp_name_;   // the temporary's name in dir_
   const bool sync_;
   int fd_;  // -1 once closed
   std::unique_ptr<Encoder> encoder_;

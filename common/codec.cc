@@ -503,7 +503,12 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Open(
     fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": open"));
+  return FromFd(UniqueFd(fd), path);
+}
 
+absl::StatusOr<std::unique_ptr<Decoder>> Decoder::FromFd(UniqueFd file,
+                                                         const std::string& path) {
+  const int fd = file.Release();  // closed below on error, else by the decoder
   // Sniff the magic bytes into the first input buffer; they are decoded as
   // ordinary input afterwards.
   std::vector<char> in(std::max(kChunkBytes, ZSTD_DStreamInSize()));
@@ -543,9 +548,13 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Open(
 absl::Status CopyDecompressed(const std::string& path, int out_fd) {
   absl::StatusOr<std::unique_ptr<Decoder>> dec = Decoder::Open(path);
   if (!dec.ok()) return dec.status();
+  return CopyDecompressed(**dec, path, out_fd);
+}
+
+absl::Status CopyDecompressed(Decoder& dec, const std::string& path, int out_fd) {
   std::vector<char> buf(kChunkBytes);
   while (true) {
-    absl::StatusOr<size_t> n = (*dec)->Read(buf.data(), buf.size());
+    absl::StatusOr<size_t> n = dec.Read(buf.data(), buf.size());
     if (!n.ok()) return n.status();
     if (*n == 0) return absl::OkStatus();
     absl::Status s =

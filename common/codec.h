@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/unique_fd.h"
 
 namespace asflow {
 
@@ -82,6 +83,9 @@ class Decoder {
   // Opens `path` for reading. NotFound (naming the path) if it does not
   // exist; other open/read failures map errno to a status naming the path.
   static absl::StatusOr<std::unique_ptr<Decoder>> Open(const std::string& path);
+  // The same over an open file (e.g. from OpenFileBeneath), read from its
+  // current offset; `path` names it in messages.
+  static absl::StatusOr<std::unique_ptr<Decoder>> FromFd(UniqueFd fd, const std::string& path);
 
   virtual ~Decoder();
 
@@ -100,6 +104,8 @@ class Decoder {
 // Writes the decompressed content of `path` to `out_fd` (not closed), e.g.
 // for `asflowctl cat`. Errors as for Decoder, plus write errors on `out_fd`.
 absl::Status CopyDecompressed(const std::string& path, int out_fd);
+// The same from an open decoder of `path`.
+absl::Status CopyDecompressed(Decoder& decoder, const std::string& path, int out_fd);
 
 // Writes all of `data` to `fd`, retrying EINTR and short writes. On failure
 // returns the errno status with message "<subject>: write: <strerror>".

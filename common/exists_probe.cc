@@ -9,10 +9,13 @@
 #include <cerrno>
 #include <limits>
 
+#include "common/beneath.h"
+
 namespace asflow {
 
 ExistsProbe::ExistsProbe(const std::string& root) : root_(root) {
-  root_fd_ = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  absl::StatusOr<UniqueFd> fd = OpenRoot(root);
+  if (fd.ok()) root_fd_ = fd->Release();
 }
 
 ExistsProbe::~ExistsProbe() {
@@ -21,26 +24,30 @@ ExistsProbe::~ExistsProbe() {
 
 bool ExistsProbe::Stat(absl::string_view rel) {
   struct stat st;
-  if (root_fd_ < 0) {
-    path_.assign(root_).append("/").append(rel.data(), rel.size());
-    return lstat(path_.c_str(), &st) == 0;
-  }
   path_.assign(rel.data(), rel.size());
   return fstatat(root_fd_, path_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 bool ExistsProbe::Exists(absl::string_view rel) {
-  if (root_fd_ < 0) return Stat(rel);
-  const size_t slash = rel.rfind('/');
-  const absl::string_view dir = slash == absl::string_view::npos ? absl::string_view() : rel.substr(0, slash);
-  const absl::string_view name = slash == absl::string_view::npos ? rel : rel.substr(slash + 1);
+  // A workspace that cannot be opened (without symlinks) holds nothing:
+  // the instances run, and their writes say why they cannot.
+  if (root_fd_ < 0) return false;
+  auto [dir, name] = SplitDirName(rel);
   auto it = dirs_.find(dir);
   if (it == dirs_.end()) {
     // One output directory per instance would make one entry per probe.
-    if (dirs_.size() >= kMaxDirs) return Stat(rel);
+    if (dirs_.size() >= kMaxDirs) return ExistsBeneath(root_fd_, rel);
     it = dirs_.try_emplace(std::string(dir)).first;
+    // A path below a symlink exists for nobody: outputs never go through
+    // one (common/beneath.h). Checked once per directory; fstatat below
+    // would follow it.
+    if (!dir.empty()) {
+      absl::StatusOr<UniqueFd> fd = OpenDirBeneath(root_fd_, root_, dir, /*create=*/false);
+      it->second.through_symlink = !fd.ok() && !absl::IsNotFound(fd.status());
+    }
   }
   Dir& d = it->second;
+  if (d.through_symlink) return false;
   if (d.listed) return d.names.contains(name);
   const bool found = Stat(rel);
   ++d.probes;

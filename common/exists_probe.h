@@ -41,8 +41,8 @@ class ExistsProbe {
   // Directories tracked; probes in further ones are plain stats.
   static constexpr size_t kMaxDirs = 4096;
 
-  // `root`: an existing directory. If it cannot be opened, Exists falls
-  // back to lstat of root + "/" + rel.
+  // `root`: an existing directory (absolute, symlink-free). If it cannot
+  // be opened (common/beneath.h's OpenRoot), nothing exists below it.
   explicit ExistsProbe(const std::string& root);
   ~ExistsProbe();
   ExistsProbe(const ExistsProbe&) = delete;
@@ -50,7 +50,8 @@ class ExistsProbe {
 
   // Whether `rel` (relative to the root, normalised: no "." or ".."
   // components, no leading or doubled '/') names an entry of any type; a
-  // dangling symlink exists.
+  // dangling symlink exists, but nothing below a directory reached through
+  // a symlink does.
   bool Exists(absl::string_view rel);
 
   // Directories read so far (for tests).
@@ -61,6 +62,7 @@ class ExistsProbe {
     int64_t probes = 0;
     int64_t list_after = kMinProbes;  // probes before the directory is looked at (again)
     bool listed = false;
+    bool through_symlink = false;  // a symlink on the way: nothing exists
     absl::flat_hash_set<std::string> names;
   };
   bool Stat(absl::string_view rel);

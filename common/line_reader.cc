@@ -27,6 +27,14 @@ absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(
       new LineReader(path, *std::move(decoder), max_line_bytes));
 }
 
+absl::StatusOr<std::unique_ptr<LineReader>> LineReader::FromFd(
+    UniqueFd fd, const std::string& path, size_t max_line_bytes) {
+  absl::StatusOr<std::unique_ptr<Decoder>> decoder = Decoder::FromFd(std::move(fd), path);
+  if (!decoder.ok()) return decoder.status();
+  return std::unique_ptr<LineReader>(
+      new LineReader(path, *std::move(decoder), max_line_bytes));
+}
+
 absl::Status LineReader::TooLong() const {
   return absl::InvalidArgumentError(absl::StrCat(path_, ":", line_number_ + 1,
                                                  ": line longer than ",

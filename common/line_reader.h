@@ -24,6 +24,10 @@ class LineReader {
   // length of a line (without its "\n" / "\r\n") and thus memory use.
   static absl::StatusOr<std::unique_ptr<LineReader>> Open(
       const std::string& path, size_t max_line_bytes = 64 << 20);
+  // The same over an open file (e.g. from OpenFileBeneath); `path` names it
+  // in messages.
+  static absl::StatusOr<std::unique_ptr<LineReader>> FromFd(
+      UniqueFd fd, const std::string& path, size_t max_line_bytes = 64 << 20);
 
   // Stores the next line in *line and returns true, or returns false at the
   // end of the file. A line longer than max_line_bytes gives InvalidArgument

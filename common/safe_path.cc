@@ -1,13 +1,7 @@
 #include "common/safe_path.h"
 
 #include <algorithm>
-#include <climits>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
-
-#include <sys/stat.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -21,25 +15,6 @@ namespace {
 
 std::string Quote(absl::string_view s) {
   return absl::StrCat("\"", absl::Utf8SafeCEscape(s), "\"");
-}
-
-// realpath(3) as a StatusOr; errno text in the message.
-absl::StatusOr<std::string> RealPath(const std::string& path) {
-  char buf[PATH_MAX];
-  if (realpath(path.c_str(), buf) == nullptr) {
-    int err = errno;
-    std::string msg = absl::StrCat(Quote(path), ": ", std::strerror(err));
-    if (err == ENOENT) return absl::NotFoundError(msg);
-    return absl::PermissionDeniedError(msg);
-  }
-  return std::string(buf);
-}
-
-bool IsInside(const std::string& path, const std::string& root) {
-  if (root == "/") return true;
-  return path == root ||
-         (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
-          path[root.size()] == '/');
 }
 
 }  // namespace
@@ -64,40 +39,6 @@ absl::StatusOr<std::string> NormalizeOutputPath(absl::string_view rel) {
     return bad("does not name a file");
   }
   return absl::StrJoin(parts, "/");
-}
-
-absl::Status CheckInsideWorkspace(const std::string& workspace,
-                                  const std::string& rel) {
-  absl::StatusOr<std::string> root = RealPath(workspace);
-  if (!root.ok()) {
-    return absl::Status(root.status().code(),
-                        absl::StrCat("workspace ", root.status().message()));
-  }
-  std::vector<std::string> parts = absl::StrSplit(rel, '/', absl::SkipEmpty());
-  // Walk up from the full path to the deepest ancestor that exists.
-  for (size_t n = parts.size();; --n) {
-    std::string candidate = workspace;
-    for (size_t i = 0; i < n; ++i) absl::StrAppend(&candidate, "/", parts[i]);
-    struct stat st;
-    if (lstat(candidate.c_str(), &st) == 0) {
-      absl::StatusOr<std::string> real = RealPath(candidate);
-      if (!real.ok()) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "output path ", Quote(rel), " in workspace ", Quote(workspace),
-            " goes through ", Quote(candidate),
-            ", which cannot be resolved (dangling symlink?)"));
-      }
-      if (!IsInside(*real, *root)) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "output path ", Quote(rel), " leaves workspace ", Quote(workspace),
-            " through a symlink (", Quote(candidate), " resolves to ",
-            Quote(*real), ")"));
-      }
-      return absl::OkStatus();
-    }
-    if (n == 0) break;
-  }
-  return absl::OkStatus();  // unreachable: the workspace itself resolved
 }
 
 std::string ErrorPathFor(absl::string_view output_path,

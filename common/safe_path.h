@@ -1,6 +1,7 @@
 // Path safety for rendered output paths: they are relative to the run's
-// workspace and must stay inside it. Pure string functions except
-// CheckInsideWorkspace, which reads the file system. Thread-safe.
+// workspace and must stay inside it. Pure string functions; the file system
+// side (no symlink followed below the workspace) is common/beneath.h.
+// Thread-safe.
 #ifndef ASFLOW_COMMON_SAFE_PATH_H_
 #define ASFLOW_COMMON_SAFE_PATH_H_
 
@@ -16,14 +17,6 @@ namespace asflow {
 // components and repeated '/'. InvalidArgument (quoting the path) if it is
 // empty, absolute, contains NUL, has a ".." component, or ends with '/'.
 absl::StatusOr<std::string> NormalizeOutputPath(absl::string_view rel);
-
-// PermissionDenied (quoting both) if workspace/rel would leave
-// realpath(workspace) through a symlink: the deepest existing ancestor of
-// workspace/rel is resolved with realpath and must be inside. A dangling
-// symlink on the way is refused too. NotFound/other errors if the workspace
-// itself cannot be resolved. REQUIRES: rel is normalised.
-absl::Status CheckInsideWorkspace(const std::string& workspace,
-                                  const std::string& rel);
 
 // The ".err" path of a suppressed instance: output_path minus the suffixes
 // that on_template's file name ends with (the extensions after the last '}'

@@ -17,6 +17,13 @@ class SourceMap;
 
 // Most tasks a flow may define.
 inline constexpr int kMaxTasks = 1000;
+// Most bytes of one parameter value: a flow parameter, a -p override or a
+// for_each binding (docs/behaviour.md, "Limits"). Values travel in every
+// instance row, event and listing that names them.
+inline constexpr size_t kMaxParamValueBytes = 64 << 10;
+// Most bytes of a run's parameters, names and values together (and the same
+// again for the environment a client hands its commands).
+inline constexpr size_t kMaxRunParamsBytes = 256 << 10;
 
 // OK, or one InvalidArgument listing all problems of spec, one per line,
 // each "LOCATION: field.path: message" (LOCATION from `where` if non-null,

@@ -23,6 +23,32 @@ FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* h
 
 namespace {
 
+// Bytes of items a list response may hold: under gRPC's default receive
+// limit (4 MiB; asflowctl allows 64) with room for the framing, whatever
+// the items hold, so a listing never breaks for good because some runs or
+// instances are large.
+constexpr size_t kMaxPageBytes = 3 << 20;
+
+// Counts a page's items against kMaxPageBytes; the first item always fits.
+class PageBudget {
+ public:
+  // False (and full() from then on) if an item of `bytes` would pass the
+  // budget; the caller stops there.
+  bool Take(size_t bytes) {
+    if (used_ > 0 && used_ + bytes > kMaxPageBytes) {
+      full_ = true;
+      return false;
+    }
+    used_ += bytes;
+    return true;
+  }
+  bool full() const { return full_; }
+
+ private:
+  size_t used_ = 0;
+  bool full_ = false;
+};
+
 // A reactor that only reports an error.
 class FailedWatch : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
@@ -79,11 +105,23 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListRuns(grpc::CallbackServerContext*
     return reactor;
   }
   int limit = request->limit() > 0 ? std::min(request->limit(), 10000) : 50;
-  auto runs = store_->ListRuns(limit, /*only_running=*/false);
+  int64_t before_id = 0;
+  if (!request->page_token().empty() && (!absl::SimpleAtoi(request->page_token(), &before_id) || before_id <= 0)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("bad page_token '", request->page_token(), "'")));
+    return reactor;
+  }
+  auto runs = store_->ListRuns(limit, /*only_running=*/false, before_id, /*with_request=*/false);
   if (runs.ok()) {
+    PageBudget budget;
     for (RunRecord& rec : *runs) {
       std::optional<v1::Run> fresh = hub_->FindRun(rec.run.id());
-      *response->add_runs() = fresh ? std::move(*fresh) : std::move(rec.run);
+      v1::Run run = fresh ? std::move(*fresh) : std::move(rec.run);
+      if (!budget.Take(run.ByteSizeLong())) break;
+      *response->add_runs() = std::move(run);
+    }
+    if (response->runs_size() > 0 && (response->runs_size() == limit || budget.full())) {
+      response->set_next_page_token(absl::StrCat(response->runs().rbegin()->id()));
     }
   }
   reactor->Finish(ToGrpcStatus(runs.status()));
@@ -120,11 +158,15 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
     auto rows = store_->ListInstances(query);
     status = rows.status();
     if (rows.ok()) {
+      PageBudget budget;
       for (const InstanceRecord& row : *rows) {
-        *response->add_instances() = InstanceToProto(row);
+        v1::Instance instance = InstanceToProto(row);
+        if (!budget.Take(instance.ByteSizeLong())) break;
+        *response->add_instances() = std::move(instance);
       }
-      if (static_cast<int>(rows->size()) == query.limit) {
-        response->set_next_page_token(absl::StrCat(rows->back().seq));
+      if (response->instances_size() > 0 &&
+          (static_cast<int>(rows->size()) == query.limit || budget.full())) {
+        response->set_next_page_token(absl::StrCat(response->instances().rbegin()->seq()));
       }
     }
   }

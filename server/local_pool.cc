@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/safe_path.h"
+#include "common/beneath.h"
 
 namespace asflow {
 
@@ -42,10 +42,9 @@ StdoutSink::StdoutSink(const ExecJob& job, const AtomicFileOptions& file_options
 
 absl::Status StdoutSink::Open() {
   if (job_.output.empty()) return absl::OkStatus();
-  if (absl::Status inside = CheckInsideWorkspace(job_.workspace, job_.output); !inside.ok()) {
-    return inside;
-  }
-  auto opened = AtomicFile::Open(absl::StrCat(job_.workspace, "/", job_.output), file_options_);
+  absl::StatusOr<UniqueFd> root = OpenRoot(job_.workspace);
+  if (!root.ok()) return root.status();
+  auto opened = AtomicFile::OpenBeneath(root->get(), job_.workspace, job_.output, file_options_);
   if (!opened.ok()) return opened.status();
   file_ = std::move(*opened);
   return absl::OkStatus();

@@ -95,9 +95,10 @@ class StdoutSink {
  public:
   // `job` and `progress` must outlive the sink.
   StdoutSink(const ExecJob& job, const AtomicFileOptions& file_options, const ProgressFn& progress);
-  // Checks the path is inside the workspace (just before writing, so a
-  // symlink planted after submit cannot redirect it) and opens the
-  // temporary. OK without doing anything if the job keeps no output.
+  // Opens the temporary beneath the workspace without following symlinks
+  // (AtomicFile::OpenBeneath: a symlink planted or swapped in at any time
+  // cannot redirect it). OK without doing anything if the job keeps no
+  // output.
   absl::Status Open();
   // Counts and writes the next chunk (after a successful Open).
   absl::Status Append(absl::string_view chunk);

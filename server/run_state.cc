@@ -158,12 +158,23 @@ bool BindsAsItself(absl::string_view value) {
          value.find('\0') == absl::string_view::npos;
 }
 
+absl::Status CheckBindingSizes(const Bindings& bindings) {
+  for (const auto& [k, v] : bindings) {
+    if (v.size() > kMaxParamValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("the value bound to '", k, "' is ", v.size(),
+                                                     " bytes; at most ", kMaxParamValueBytes, " are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Bindings> BindValue(absl::string_view value,
                                    const google::protobuf::Map<std::string, std::string>& as) {
   // The usual `as: NAME` of lines that are ids or numbers: no parse.
-  if (as.size() == 1 && as.begin()->second.empty() && BindsAsItself(value)) {
+  if (as.size() == 1 && as.begin()->second.empty() && BindsAsItself(value) &&
+      value.size() <= kMaxParamValueBytes) {
     return Bindings{{as.begin()->first, std::string(value)}};
   }
   json doc = json::parse(value, nullptr, /*allow_exceptions=*/false);
@@ -201,7 +212,24 @@ absl::StatusOr<Bindings> BindValue(absl::string_view value,
     }
     out.emplace_back(name, ScalarText(*cur));
   }
+  if (absl::Status s = CheckBindingSizes(out); !s.ok()) return s;
   return out;
+}
+
+absl::Status CheckParamSizes(const std::map<std::string, std::string>& params, absl::string_view field) {
+  size_t total = 0;
+  for (const auto& [k, v] : params) {
+    if (v.size() > kMaxParamValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".", k, ": the value is ", v.size(),
+                                                     " bytes; at most ", kMaxParamValueBytes, " are allowed"));
+    }
+    total += k.size() + v.size();
+  }
+  if (total > kMaxRunParamsBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", total, " bytes of parameters; at most ",
+                                                   kMaxRunParamsBytes, " are allowed"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, int default_limit) {
@@ -218,9 +246,16 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     }
     run->params[k] = v;
   }
+  if (absl::Status s = CheckParamSizes(run->params, "params"); !s.ok()) return s;
+  size_t env_bytes = 0;
   for (const auto& [k, v] : run->request.env()) {
+    env_bytes += k.size() + v.size();
     run->env.push_back(absl::StrCat(k, "=", v));
     if (k == "PATH") run->search_path = v;
+  }
+  if (env_bytes > kMaxRunParamsBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("env: ", env_bytes, " bytes of environment; at most ",
+                                                   kMaxRunParamsBytes, " are allowed"));
   }
   run->tasks.resize(spec.tasks_size());
   for (int i = 0; i < spec.tasks_size(); ++i) run->task_index[spec.tasks(i).name()] = i;

@@ -21,6 +21,7 @@
 #include "asflow/v1/service.pb.h"
 #include "common/exists_probe.h"
 #include "common/template.h"
+#include "common/unique_fd.h"
 #include "server/error_rules.h"
 #include "server/plan.h"
 #include "server/store.h"
@@ -127,6 +128,9 @@ struct ResumedRow {
 
 struct RunRt {
   int64_t id = 0;
+  // The workspace, opened without symlinks (common/beneath.h): outputs,
+  // .err files and for_each inputs are all reached below it.
+  UniqueFd root;
   v1::SubmitFlowRequest request;  // spec, merged params, env, workspace
   std::string flow;
   std::string workspace;
@@ -163,9 +167,13 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
 
 // Binds one for_each value (JSON text, or a plain string when it is not a
 // JSON object/array/literal) to parameters per `as` (name -> dotted path;
-// "" = the whole value). NotFound names the missing field.
+// "" = the whole value). NotFound names the missing field; InvalidArgument
+// a bound value over kMaxParamValueBytes.
 absl::StatusOr<Bindings> BindValue(absl::string_view value, const google::protobuf::Map<std::string, std::string>& as);
 
+// InvalidArgument naming `field`.NAME if a value is over
+// kMaxParamValueBytes, or `field` if all of them are over kMaxRunParamsBytes.
+absl::Status CheckParamSizes(const std::map<std::string, std::string>& params, absl::string_view field);
 // {"k":"v",...} with sorted keys: the identity of an instance's parameters.
 std::string CanonicalParams(const std::map<std::string, std::string>& params);
 // A template's value for `name`: a binding, else a flow parameter; null if

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/random/distributions.h"
 #include "absl/time/clock.h"
+#include "common/beneath.h"
 #include "common/line_reader.h"
 #include "common/paths.h"
 #include "common/safe_path.h"
@@ -32,11 +33,6 @@ namespace {
 constexpr size_t kNewRowsPerWrite = 512;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
 
 // The first line of an error text, for one-line messages.
 std::string FirstLine(absl::string_view text) {
@@ -127,6 +123,13 @@ absl::Status Scheduler::Start() {
     }
     (*run)->id = rec.run.id();
     (*run)->created_ms = rec.run.created_ms();
+    if (absl::Status s = OpenWorkspace(**run); !s.ok()) {
+      rec.run.set_state(v1::RUN_FAILED);
+      rec.run.set_error(absl::StrCat("cannot resume: ", s.message()));
+      rec.run.set_finished_ms(NowMs());
+      store_->PutRun(rec.run);
+      continue;
+    }
     auto rows = store_->LoadInstances(rec.run.id());
     if (!rows.ok()) return rows.status();
     KillLeftovers(*rows, same_boot);
@@ -136,8 +139,11 @@ absl::Status Scheduler::Start() {
       (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
       if (!IsFinal(row.state) && !row.output.empty()) {
         // The temporary of an instance that was running at the crash.
-        std::string tmp = AtomicFile::TempPathFor(absl::StrCat((*run)->workspace, "/", row.output));
-        if (unlink(tmp.c_str()) == 0) ++removed;
+        const std::string tmp = AtomicFile::TempPathFor(row.output);
+        if (ExistsBeneath((*run)->root.get(), tmp) &&
+            UnlinkBeneath((*run)->root.get(), (*run)->workspace, tmp).ok()) {
+          ++removed;
+        }
       }
     }
     spdlog::info("resuming run {} ({}): {} instances known, {} stale temporaries removed",
@@ -228,6 +234,7 @@ void Scheduler::Submit(v1::SubmitFlowRequest request,
     if (absl::Status s = CheckWorkspace(&request); !s.ok()) return done(s);
     auto run = BuildRun(request, options_.default_limit);
     if (!run.ok()) return done(run.status());
+    if (absl::Status s = OpenWorkspace(**run); !s.ok()) return done(s);
     v1::Run proto;
     proto.set_flow((*run)->flow);
     proto.set_workspace((*run)->workspace);
@@ -303,10 +310,11 @@ void Scheduler::Reset(v1::ResetTasksRequest request, std::function<void(absl::St
         }
         for (const v1::TaskSpec& task : spec->second.tasks()) {
           if (task.name() != row.record.task) continue;
-          std::string err = absl::StrCat(row.workspace, "/", ErrorPathFor(row.record.output, task.on()));
-          if (unlink(err.c_str()) != 0 && errno != ENOENT) {
-            return done(absl::InternalError(absl::StrCat("remove ", err, ": ", strerror(errno))));
-          }
+          absl::StatusOr<UniqueFd> root = OpenRoot(row.workspace);
+          absl::Status removed =
+              root.ok() ? UnlinkBeneath(root->get(), row.workspace, ErrorPathFor(row.record.output, task.on()))
+                        : root.status();
+          if (!removed.ok() && !absl::IsNotFound(removed)) return done(removed);
         }
       }
       row.record.state = v1::RESET;
@@ -379,12 +387,13 @@ absl::Status Scheduler::ExpandInto(RunRt& run, int t) {
     for (int64_t seq : up.seqs) {
       const InstanceRt& inst = run.instances[seq];
       if ((inst.state != v1::DONE && inst.state != v1::CACHED) || inst.output.empty()) continue;
-      std::string path = absl::StrCat(run.workspace, "/", inst.output);
-      auto reader = LineReader::Open(path);
-      if (!reader.ok()) {
-        if (absl::IsNotFound(reader.status())) continue;  // cached by its .err
-        return reader.status();
+      auto file = OpenFileBeneath(run.root.get(), run.workspace, inst.output);
+      if (!file.ok()) {
+        if (absl::IsNotFound(file.status())) continue;  // cached by its .err
+        return file.status();
       }
+      auto reader = LineReader::FromFd(std::move(*file), absl::StrCat(run.workspace, "/", inst.output));
+      if (!reader.ok()) return reader.status();
       if (absl::Status s = add_all(inst.output, reader->get()); !s.ok()) return s;
     }
     return absl::OkStatus();
@@ -395,8 +404,9 @@ absl::Status Scheduler::ExpandInto(RunRt& run, int t) {
     if (!rendered.ok()) return rendered.status();
     auto rel = NormalizeOutputPath(*rendered);
     if (!rel.ok()) return rel.status();
-    if (absl::Status s = CheckInsideWorkspace(run.workspace, *rel); !s.ok()) return s;
-    auto reader = LineReader::Open(absl::StrCat(run.workspace, "/", *rel));
+    auto file = OpenFileBeneath(run.root.get(), run.workspace, *rel);
+    if (!file.ok()) return file.status();
+    auto reader = LineReader::FromFd(std::move(*file), absl::StrCat(run.workspace, "/", *rel));
     if (!reader.ok()) return reader.status();
     return add_all(*rel, reader->get());
   }
@@ -512,7 +522,7 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   // the directory) is found when the instance is picked to start.
   auto exists = [&run](const std::string& rel) {
     return run.expanding != nullptr ? run.expanding->outputs.Exists(rel)
-                                    : Exists(absl::StrCat(run.workspace, "/", rel));
+                                    : ExistsBeneath(run.root.get(), rel);
   };
   const bool present = exists(inst.output);
   std::string err_rel;
@@ -679,9 +689,15 @@ Verdict Scheduler::Judge(const Exec& exec, const ExecResult& result) const {
   return exec.def->rules->Classify(facts, exec.attempts);
 }
 
-absl::Status Scheduler::WriteErrFile(const std::string& path, const std::string& text) const {
-  AtomicFileOptions options = options_.file_options;
-  auto file = AtomicFile::Open(path, options);
+absl::Status Scheduler::OpenWorkspace(RunRt& run) {
+  absl::StatusOr<UniqueFd> root = OpenRoot(run.workspace);
+  if (!root.ok()) return absl::Status(root.status().code(), absl::StrCat("workspace ", root.status().message()));
+  run.root = std::move(*root);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::WriteErrFile(const RunRt& run, const std::string& rel, const std::string& text) const {
+  auto file = AtomicFile::OpenBeneath(run.root.get(), run.workspace, rel, options_.file_options);
   if (!file.ok()) return file.status();
   if (absl::Status s = (*file)->Append(absl::StrCat(text, "\n")); !s.ok()) return s;
   return (*file)->Commit();
@@ -831,20 +847,17 @@ void Scheduler::OnExecDone(ExecResult result) {
   if (!result.ok()) {
     state = verdict == Verdict::kSkip ? v1::SKIPPED : verdict == Verdict::kSuppress ? v1::SUPPRESSED : v1::FAILED;
   }
-  std::string err_path;
   if (state == v1::SUPPRESSED) {
     const auto& [run_id, seq] = exec.waiters.front();
     const RunRt& run = *runs_.at(run_id);
     const InstanceRt& inst = run.instances[seq];
-    if (!inst.output.empty()) {
-      err_path = absl::StrCat(run.workspace, "/", ErrorPathFor(inst.output, run.tasks[inst.task].spec->on()));
-    }
-  }
-  if (!err_path.empty()) {
     // The .err file makes later runs treat the instance as cached.
-    if (absl::Status s = WriteErrFile(err_path, error); !s.ok()) {
-      state = v1::FAILED;
-      error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", error);
+    if (!inst.output.empty()) {
+      absl::Status s = WriteErrFile(run, ErrorPathFor(inst.output, run.tasks[inst.task].spec->on()), error);
+      if (!s.ok()) {
+        state = v1::FAILED;
+        error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", error);
+      }
     }
   }
   FinishExec(exec, state, error, result);

@@ -118,7 +118,10 @@ class Scheduler {
   void FireTimers(absl::Time now);
   // The verdict of the rules on a failed result, with the error text.
   Verdict Judge(const Exec& exec, const ExecResult& result) const;
-  absl::Status WriteErrFile(const std::string& path, const std::string& text) const;
+  // Opens the run's workspace (root) for everything done below it.
+  static absl::Status OpenWorkspace(RunRt& run);
+  // Writes `text` to the run's `rel` (a suppressed instance's .err file).
+  absl::Status WriteErrFile(const RunRt& run, const std::string& rel, const std::string& text) const;
   void FinishExec(Exec& exec, v1::InstanceState state, const std::string& error, const ExecResult& result);
 
   absl::Status CheckWorkspace(v1::SubmitFlowRequest* request) const;

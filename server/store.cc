@@ -403,12 +403,10 @@ absl::Status Store::PrepareStatements() {
            {r, "SELECT id, run, request FROM runs WHERE id=?1", &get_run_},
            {r, "SELECT value FROM meta WHERE key=?1", &get_meta_},
            {w, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", &set_meta_},
-           {r, "SELECT id, run, request FROM runs ORDER BY id DESC LIMIT ?1",
-            &list_runs_},
            {r,
-            "SELECT id, run, request FROM runs WHERE state=?2"
-            " ORDER BY id DESC LIMIT ?1",
-            &list_running_runs_},
+            "SELECT id, run, CASE WHEN ?4 THEN request ELSE x'' END FROM runs"
+            " WHERE (?2=0 OR state=?2) AND (?3=0 OR id<?3) ORDER BY id DESC LIMIT ?1",
+            &list_runs_},
            {r, absl::StrCat(select_instances, " ORDER BY seq LIMIT ?4"),
             &list_instances_},
            {r,
@@ -776,12 +774,15 @@ absl::StatusOr<RunRecord> Store::GetRun(int64_t id) {
   return std::move(runs->front());
 }
 
-absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(int limit, bool only_running) {
+absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(int limit, bool only_running, int64_t before_id,
+                                                       bool with_request) {
   absl::MutexLock lock(&reader_mu_);
-  sqlite3_stmt* s = only_running ? list_running_runs_.get() : list_runs_.get();
+  sqlite3_stmt* s = list_runs_.get();
   ResetOnExit reset(s);
   sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
-  if (only_running) sqlite3_bind_int(s, 2, v1::RUN_RUNNING);
+  sqlite3_bind_int(s, 2, only_running ? v1::RUN_RUNNING : 0);
+  sqlite3_bind_int64(s, 3, before_id);
+  sqlite3_bind_int(s, 4, with_request ? 1 : 0);
   return ReadRuns(reader_db_.get(), s, absl::StrCat("store ", path_));
 }
 

@@ -188,8 +188,10 @@ class Store {
   // NotFound "run 42 not found" if there is no such run.
   absl::StatusOr<RunRecord> GetRun(int64_t id);
   // Newest first; at most `limit` runs (<= 0: all); only RUN_RUNNING ones if
-  // only_running.
-  absl::StatusOr<std::vector<RunRecord>> ListRuns(int limit, bool only_running);
+  // only_running; only ids below `before_id` unless it is 0 (paging);
+  // RunRecord::request left empty unless `with_request`.
+  absl::StatusOr<std::vector<RunRecord>> ListRuns(int limit, bool only_running, int64_t before_id = 0,
+                                                  bool with_request = true);
   // Instances of q.run_id matching q, in seq order.
   absl::StatusOr<std::vector<InstanceRecord>> ListInstances(
       const InstanceQuery& q);
@@ -285,7 +287,6 @@ class Store {
   Db reader_db_ ABSL_GUARDED_BY(reader_mu_);
   Stmt get_run_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_runs_ ABSL_GUARDED_BY(reader_mu_);
-  Stmt list_running_runs_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt list_task_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt find_instances_ ABSL_GUARDED_BY(reader_mu_);

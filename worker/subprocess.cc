@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/unique_fd.h"
 
 extern char** environ;
 
@@ -58,27 +59,6 @@ constexpr int64_t kDrainAfterExitNs = 1'000'000'000;
 // Without pidfd_open (old kernels, seccomp), how often to check the leader.
 constexpr int kLeaderPollMs = 20;
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
-
-// Closes the fd on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    Reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 int64_t MonotonicNowNs() {
   timespec ts;

@@ -183,9 +183,8 @@ TEST(AtomicFileTest, OpenWithoutCreatingDirsFailsWhenParentMissing) {
   auto file = AtomicFile::Open(path, options);
   ASSERT_FALSE(file.ok());
   EXPECT_EQ(file.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(file.status().message(), path + ": creating temporary file " +
-                                         AtomicFile::TempPathFor(path) +
-                                         ": No such file or directory");
+  EXPECT_EQ(file.status().message(),
+            path + ": opening directory " + dir.Join("missing") + ": No such file or directory");
   EXPECT_FALSE(FileExists(dir.Join("missing")));
 }
 

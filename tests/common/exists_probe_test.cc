@@ -101,12 +101,29 @@ TEST(ExistsProbeTest, OneDirectoryPerPathIsTrackedOnlyUpToItsLimit) {
   EXPECT_EQ(probe.listings(), 0);
 }
 
-TEST(ExistsProbeTest, ARootThatCannotBeOpenedFallsBackToLstat) {
+// A root that cannot be opened without symlinks holds nothing: its
+// instances run, and their writes say why they cannot.
+TEST(ExistsProbeTest, ARootThatCannotBeOpenedHoldsNothing) {
   TempDir dir;
-  ExistsProbe probe(dir.Join("not-yet"));
+  WriteFileOrDie(dir.Join("real/a"), "x");
+  ASSERT_EQ(symlink(dir.Join("real").c_str(), dir.Join("link").c_str()), 0);
+  ExistsProbe probe(dir.Join("link"));
+  EXPECT_FALSE(probe.Exists("a"));
+  ExistsProbe missing(dir.Join("not-yet"));
   WriteFileOrDie(dir.Join("not-yet/a"), "x");
-  EXPECT_TRUE(probe.Exists("a"));
-  EXPECT_FALSE(probe.Exists("b"));
+  EXPECT_FALSE(missing.Exists("a"));
+}
+
+TEST(ExistsProbeTest, NothingBelowASymlinkedDirectoryExists) {
+  TempDir dir;
+  TempDir outside;
+  WriteFileOrDie(outside.Join("a"), "x");
+  WriteFileOrDie(dir.Join("data/b"), "x");
+  ASSERT_EQ(symlink(outside.path().c_str(), dir.Join("out").c_str()), 0);
+  ExistsProbe probe(dir.path());
+  EXPECT_FALSE(probe.Exists("out/a"));
+  EXPECT_TRUE(probe.Exists("data/b"));
+  EXPECT_TRUE(probe.Exists("out"));  // the symlink itself
 }
 
 }  // namespace

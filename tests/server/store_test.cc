@@ -344,6 +344,10 @@ TEST_F(StoreTest, ListRunsNewestFirstAndOnlyRunning) {
   EXPECT_THAT(ids(*store->ListRuns(2, false)), ElementsAre(c, b));
   EXPECT_THAT(ids(*store->ListRuns(10, true)), ElementsAre(c, a));
   EXPECT_EQ((*store->ListRuns(1, false))[0].request, "request-c");
+  // Paging: ids below before_id; the request blob only when asked for.
+  EXPECT_THAT(ids(*store->ListRuns(10, false, /*before_id=*/c)), ElementsAre(b, a));
+  EXPECT_THAT(ids(*store->ListRuns(1, true, /*before_id=*/c)), ElementsAre(a));
+  EXPECT_EQ((*store->ListRuns(1, false, 0, /*with_request=*/false))[0].request, "");
 }
 
 TEST_F(StoreTest, CallbacksRunInOrderAfterDataIsReadable) {

@@ -1,0 +1,184 @@
+// End-to-end regression tests for what a hostile probe of asflowd found
+// (issue 12): each test is named after the defect it pins and fails
+// without its fix.
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "asflow/v1/service.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "tests/e2e/e2e_fixture.h"
+
+namespace asflow::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+inline const std::string kHostile = ASFLOW_TEST_DATA_DIR "/hostile";
+
+class HostileTest : public E2eTest {};
+
+// Every file below `dir` (recursively, symlinks not followed).
+std::vector<std::string> FilesUnder(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_directory(ec)) files.push_back(it->path().string());
+  }
+  return files;
+}
+
+// Issue 12, defect 2: the workspace check ran on the path before the
+// temporary was opened and renamed by path, so a directory swapped for a
+// symlink for a few milliseconds moved outputs outside the workspace. A
+// thread here swaps race/d with a symlink to a directory outside (atomic
+// renameat2 RENAME_EXCHANGE, 2 ms swapped, 1 ms not) for the whole of a
+// 3,000-instance run, three times over.
+TEST_F(HostileTest, SymlinkSwappedInDuringARunWritesNothingOutside) {
+  const std::string outside = tmp_.Join("outside");
+  std::filesystem::create_directories(outside + "/d");
+  StartDaemon();
+  for (int rep = 0; rep < 3; ++rep) {
+    const std::string dir = absl::StrCat("race", rep);
+    const std::string real = ws_ + "/" + dir + "/d";
+    const std::string link = ws_ + "/" + dir + "/link";
+    std::filesystem::create_directories(real);
+    ASSERT_EQ(symlink((outside + "/d").c_str(), link.c_str()), 0);
+    std::atomic<bool> stop{false};
+    std::atomic<int> swaps{0};
+    std::thread swapper([&] {
+      while (!stop.load()) {
+        if (renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, link.c_str(), RENAME_EXCHANGE) != 0) break;
+        usleep(2000);  // the attack's timing, not a wait for the daemon
+        if (renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, link.c_str(), RENAME_EXCHANGE) != 0) break;
+        ++swaps;
+        usleep(1000);
+      }
+    });
+    CommandResult r = Ctl({"run", kHostile + "/race.flow.yaml", "--plain", "--keep-going", "-p", "dir=" + dir},
+                          "", 120s);
+    stop = true;
+    swapper.join();
+    SCOPED_TRACE(absl::StrCat("repetition ", rep, ", ", swaps.load(), " swaps"));
+    EXPECT_GT(swaps.load(), 20) << "the run ended before the race got going";
+    struct stat st;
+    ASSERT_EQ(lstat(real.c_str(), &st), 0);
+    ASSERT_TRUE(S_ISDIR(st.st_mode)) << "the swapper left the directory swapped";
+
+    EXPECT_EQ(FilesUnder(outside), std::vector<std::string>{}) << r.out;
+    // Each instance either wrote its file in the real directory, or failed
+    // saying it would not go through the symlink.
+    int written = static_cast<int>(FilesUnder(real).size());
+    int refused = 0;
+    for (const std::string& line : Lines(r.out)) {
+      if (absl::StrContains(line, "failed") && absl::StrContains(line, "item(")) {
+        EXPECT_THAT(line, HasSubstr("; asflow never follows a symlink below the workspace"));
+        ++refused;
+      }
+    }
+    EXPECT_EQ(written + refused, 3000) << r.out.substr(0, 2000);
+    for (const std::string& f : FilesUnder(ws_ + "/" + dir)) {
+      EXPECT_FALSE(absl::StrContains(f, ".asflow-tmp")) << f;
+    }
+  }
+}
+
+// Issue 12, defect 2, for the readers: a for_each file and `asflowctl cat`
+// below the workspace are not read through a symlink either.
+TEST_F(HostileTest, ForEachFileAndCatDoNotReadThroughASymlink) {
+  const std::string outside = tmp_.Join("outside");
+  WriteFileOrDie(outside + "/list.jsonl", "{\"id\":\"a\"}\n");
+  WriteFileOrDie(outside + "/secret.txt", "secret\n");
+  ASSERT_EQ(symlink(outside.c_str(), (ws_ + "/inputs").c_str()), 0);
+  StartDaemon();
+  CommandResult run = Ctl({"run", kHostile + "/file_input.flow.yaml", "--plain"});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_THAT(run.out + run.err,
+              HasSubstr(absl::StrCat("item: ", ws_, "/inputs/list.jsonl: \"", ws_,
+                                     "/inputs\" is a symlink; asflow never follows a symlink below the workspace")));
+  EXPECT_FALSE(FileExists(ws_ + "/out"));
+
+  CommandResult cat = Ctl({"cat", "inputs/secret.txt"});
+  EXPECT_EQ(cat.exit_code, 2);
+  EXPECT_EQ(cat.out, "");
+  EXPECT_EQ(cat.err, absl::StrCat("asflowctl: ", ws_, "/inputs/secret.txt: \"", ws_,
+                                  "/inputs\" is a symlink; asflow never follows a symlink below the workspace\n"));
+  // Named explicitly outside the current directory, a file is the user's
+  // choice and read as given.
+  CommandResult explicit_cat = Ctl({"cat", outside + "/secret.txt"});
+  EXPECT_EQ(explicit_cat.exit_code, 0) << explicit_cat.err;
+  EXPECT_EQ(explicit_cat.out, "secret\n");
+}
+
+// Issue 12, defect 4: six runs with a 15 MB parameter took the daemon to
+// 703 MB and broke `asflowctl runs` for good ("Received message larger than
+// max"). Values are bounded at submit, and listings page by size.
+TEST_F(HostileTest, LargeParameterValuesAreRefusedAndListingsPageBySize) {
+  StartDaemon();
+  const std::string flow = kHostile + "/params.flow.yaml";
+  CommandResult big = Ctl({"run", flow, "--plain", "-p", "a=" + std::string(70000, 'x')});
+  EXPECT_EQ(big.exit_code, 2) << big.out << big.err;
+  EXPECT_THAT(big.err, HasSubstr("params.a: the value is 70000 bytes; at most 65536 are allowed"));
+  CommandResult many = Ctl({"run", flow, "--plain", "-p", "a=" + std::string(65536, 'a'), "-p",
+                            "b=" + std::string(65536, 'b'), "-p", "c=" + std::string(65536, 'c'), "-p",
+                            "d=" + std::string(65536, 'd')});
+  EXPECT_EQ(many.exit_code, 2) << many.out << many.err;
+  EXPECT_THAT(many.err, HasSubstr("params: 262148 bytes of parameters; at most 262144 are allowed"));
+
+  // 20 runs of ~252 KiB of parameters: 5 MB, more than a client with
+  // gRPC's default 4 MiB receive limit could take in one message.
+  const std::string v(63000, 'v');
+  for (int i = 0; i < 20; ++i) {
+    CommandResult r = Ctl({"run", flow, "--plain", "-p", "a=" + v, "-p", "b=" + v, "-p", "c=" + v, "-p", "d=" + v});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+  auto stub = v1::FlowService::NewStub(
+      grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+  v1::ListRunsRequest request;
+  request.set_limit(100);
+  int pages = 0, listed = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    v1::ListRunsResponse page;
+    grpc::Status status = stub->ListRuns(&ctx, request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ++pages;
+    listed += page.runs_size();
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(listed, 20);
+  EXPECT_EQ(pages, 2);
+  CommandResult runs = Ctl({"runs", "-n", "50"});
+  EXPECT_EQ(runs.exit_code, 0) << runs.err;
+  EXPECT_EQ(TableRows(runs.out).size(), 20u) << runs.out.substr(0, 500);
+
+  // Instances whose binding is 60,000 bytes: ListTasks pages by size too.
+  std::string lines;
+  for (int i = 0; i < 60; ++i) lines += std::string(60000, 'x') + std::to_string(i) + "\n";
+  WriteFileOrDie(ws_ + "/big.jsonl", lines);
+  CommandResult r = Ctl({"run", kHostile + "/biglines.flow.yaml", "--plain"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  CommandResult tasks = Ctl({"tasks", "21"});
+  EXPECT_EQ(tasks.exit_code, 0) << tasks.err;
+  EXPECT_EQ(TableRows(tasks.out).size(), 60u);
+  // A line over the limit fails the run, naming the file and line.
+  WriteFileOrDie(ws_ + "/big.jsonl", "short\n" + std::string(70000, 'y') + "\n");
+  CommandResult over = Ctl({"run", kHostile + "/biglines.flow.yaml", "--plain"});
+  EXPECT_EQ(over.exit_code, 1) << over.out;
+  EXPECT_THAT(over.out + over.err,
+              HasSubstr("big.jsonl:2: the value bound to 'v' is 70000 bytes; at most 65536 are allowed"));
+}
+
+}  // namespace
+}  // namespace asflow::testing
