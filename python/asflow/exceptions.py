@@ -1,0 +1,32 @@
+"""How an exception is described to the daemon: its type and bases as
+"module.QualName" (builtins without a module), most derived first, and the
+traceback as traceback.print_exception writes it. `errors:` rules match a
+qualified name or its last component (TranscriptsDisabled)."""
+
+from __future__ import annotations
+
+import traceback
+
+
+def qualified_name(cls: type) -> str:
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", cls.__name__)
+    if not module or module == "builtins":
+        return name
+    return f"{module}.{name}"
+
+
+def error_types(error: BaseException) -> list[str]:
+    """type(error) and its bases (object left out), most derived first."""
+    return [qualified_name(c) for c in type(error).__mro__ if c is not object]
+
+
+def error_text(error: BaseException) -> str:
+    """The formatted traceback: what a suppressed instance's .err holds."""
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a traceback ("Type: message")."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

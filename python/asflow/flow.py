@@ -1,0 +1,102 @@
+"""asflow.flow: Flow (the `flow` object users import), FlowRun.
+
+    from asflow import flow
+
+    @flow.task(on="data/transcripts/{video_id}.jsonl.zst", limit=4)
+    async def extract(video_id): ...
+
+    @flow
+    async def transcripts(): ...
+
+Decoration checks what AsFlow checks when the decorator is applied
+(AssertionError for @flow on a plain function; see task.TaskDef for
+@flow.task). Calling a decorated flow or task goes through `flow.engine`
+(engine.Engine), the daemon-backed session of phase 2.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from asflow.engine import Engine, SessionRequired
+from asflow.naming import encode_params
+from asflow.task import Task
+
+_current_flow: contextvars.ContextVar["FlowRun | None"] = contextvars.ContextVar("asflow_flow_run", default=None)
+
+
+class FlowDef:
+    """One @flow-decorated coroutine function."""
+
+    def __init__(self, fn: Callable[..., Any], progress: bool) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            # AsFlow asserts; raised explicitly so that -O keeps the check.
+            raise AssertionError(f"@flow: {getattr(fn, '__qualname__', fn)!r} must be an async def function")
+        self.fn = fn
+        self.name: str = fn.__name__
+        self.qualname = f"{fn.__module__}.{fn.__qualname__}"
+        self.progress = progress
+
+
+class FlowRun:
+    """The current @flow call (flow.run): its definition, arguments and,
+    once the daemon opened it, its run id. A nested flow call has the
+    outer one as `parent` and shares its run."""
+
+    def __init__(self, flow_def: FlowDef, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 parent: "FlowRun | None" = None) -> None:
+        self.flow_def = flow_def
+        self.args = args
+        self.kwargs = kwargs
+        self.parent = parent
+        self.label = f"{flow_def.name}({encode_params(args, kwargs)})"
+        self.run_id: int | None = parent.run_id if parent is not None else None
+
+    def __enter__(self) -> "FlowRun":
+        self._token = _current_flow.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current_flow.reset(self._token)
+
+
+class Flow:
+    """`base`: the directory `on` paths are relative to; `verbose`: a line
+    per finished task with its duration."""
+
+    def __init__(self, base: str | os.PathLike[str] = ".", verbose: bool = False,
+                 engine: Engine | None = None) -> None:
+        self.base = Path(base)
+        self.verbose = verbose
+        self.engine: Engine = engine or SessionRequired()
+        self.task = Task(self)
+
+    def path(self, p: str | os.PathLike[str]) -> Path:
+        return self.base / p
+
+    @property
+    def run(self) -> FlowRun | None:
+        """The current FlowRun, None outside a flow."""
+        return _current_flow.get()
+
+    def __call__(self, fn: Callable[..., Any] | None = None, /, *, progress: bool = True) -> Any:
+        if fn is None:
+            return lambda f: self._decorate(f, progress)
+        return self._decorate(fn, progress)
+
+    def _decorate(self, fn: Callable[..., Any], progress: bool) -> Callable[..., Any]:
+        flow_def = FlowDef(fn, progress)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with FlowRun(flow_def, args, kwargs, parent=_current_flow.get()) as run:
+                return await self.engine.run_flow(self, run)
+
+        wrapper.flow = flow_def  # type: ignore[attr-defined]
+        return wrapper
