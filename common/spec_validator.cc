@@ -299,9 +299,33 @@ class Validator {
       if (r.has_backoff()) CheckDuration(p + ".retry.backoff", r.backoff());
       if (r.has_jitter()) CheckDuration(p + ".retry.jitter", r.jitter());
       CheckRegex(p + ".retry.stderr", r.stderr());
+      CheckErrors(p + ".retry.errors", task, r.errors());
     }
     CheckRegex(p + ".skip.stderr", task.skip().stderr());
     CheckRegex(p + ".suppress.stderr", task.suppress().stderr());
+    CheckErrors(p + ".skip.errors", task, task.skip().errors());
+    CheckErrors(p + ".suppress.errors", task, task.suppress().errors());
+  }
+
+  // `errors` names exception types ("TranscriptsDisabled",
+  // "pkg.mod.Error") that an SDK handler reports; a command reports none,
+  // so on a `run:` task the matcher could never match.
+  void CheckErrors(const std::string& path, const v1::TaskSpec& task,
+                   const google::protobuf::RepeatedPtrField<std::string>& errors) {
+    if (errors.empty()) return;
+    if (task.run_size() > 0) {
+      Add(path, "matches exception types reported by SDK handlers (handler:), never a "
+                "command's failure: match its exit_codes or stderr instead");
+      return;
+    }
+    static const LazyRE2 kName = {R"([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)"};
+    for (int i = 0; i < errors.size(); ++i) {
+      if (!RE2::FullMatch(errors.Get(i), *kName)) {
+        Add(absl::StrCat(path, "[", i, "]"),
+            absl::StrCat("'", absl::Utf8SafeCEscape(errors.Get(i)),
+                         "' is not an exception type name (Name or module.Name)"));
+      }
+    }
   }
 
   // A fanned-out task whose `on` uses no binding (and no '*') would have

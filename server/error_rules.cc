@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "re2/re2.h"
 
@@ -18,7 +19,10 @@ template <typename Rule>
 absl::Status ErrorRules::CompileMatcher(const Rule& rule, const std::string& field, Matcher* out) {
   out->exit_codes.insert(rule.exit_codes().begin(), rule.exit_codes().end());
   out->signals.insert(rule.signals().begin(), rule.signals().end());
-  out->errors.insert(rule.errors().begin(), rule.errors().end());
+  for (const std::string& e : rule.errors()) {
+    // Builtins are reported bare ("ValueError").
+    out->errors.insert(absl::StartsWith(e, "builtins.") ? e.substr(9) : e);
+  }
   out->timeout = rule.timeout();
   if (!rule.stderr().empty()) {
     RE2::Options options;
@@ -38,7 +42,10 @@ bool ErrorRules::Matcher::Matches(const AttemptFacts& facts) const {
   if (timeout && facts.timed_out) return true;
   if (stderr_re != nullptr && re2::RE2::PartialMatch(facts.stderr_tail, *stderr_re)) return true;
   for (const std::string& e : facts.errors) {
-    if (errors.contains(e)) return true;
+    // "pkg.mod.TranscriptsDisabled" is matched by itself or by
+    // "TranscriptsDisabled".
+    size_t dot = e.rfind('.');
+    if (errors.contains(e) || (dot != std::string::npos && errors.contains(e.substr(dot + 1)))) return true;
   }
   return false;
 }

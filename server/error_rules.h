@@ -26,7 +26,10 @@ struct AttemptFacts {
   int signal = 0;          // when it was killed by a signal
   bool timed_out = false;
   std::string stderr_tail;
-  std::vector<std::string> errors;  // exception type names from SDK workers
+  // Exception type and bases from an SDK handler, most derived first, as
+  // "module.QualName"; an `errors` entry matches one of them whole or its
+  // last dotted component.
+  std::vector<std::string> errors;
 };
 
 enum class Verdict { kRetry, kSkip, kSuppress, kFail };

@@ -43,6 +43,8 @@ std::string FirstLine(absl::string_view text) {
 // stderr (its last line is usually the one that explains).
 std::string ErrorText(const ExecResult& r) {
   std::string text = r.Describe();
+  // An SDK handler's exception: its traceback (ending with that line).
+  if (!r.process.error_text.empty()) return absl::StrCat(text, "\n", r.process.error_text);
   std::string tail = r.process.stderr_tail;
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
   if (!tail.empty()) {
@@ -686,6 +688,7 @@ Verdict Scheduler::Judge(const Exec& exec, const ExecResult& result) const {
   facts.signal = result.process.term_signal;
   facts.timed_out = result.process.timed_out;
   facts.stderr_tail = result.process.stderr_tail;
+  facts.errors = result.process.error_types;
   return exec.def->rules->Classify(facts, exec.attempts);
 }
 
@@ -853,7 +856,9 @@ void Scheduler::OnExecDone(ExecResult result) {
     const InstanceRt& inst = run.instances[seq];
     // The .err file makes later runs treat the instance as cached.
     if (!inst.output.empty()) {
-      absl::Status s = WriteErrFile(run, ErrorPathFor(inst.output, run.tasks[inst.task].spec->on()), error);
+      // An exception's .err holds its traceback alone, as AsFlow writes it.
+      const std::string& text = result.process.error_text.empty() ? error : result.process.error_text;
+      absl::Status s = WriteErrFile(run, ErrorPathFor(inst.output, run.tasks[inst.task].spec->on()), text);
       if (!s.ok()) {
         state = v1::FAILED;
         error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", error);

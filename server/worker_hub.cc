@@ -230,6 +230,7 @@ void WorkerHub::Start(ExecJob job) {
       a.set_params_json(job.params);
       a.set_label(job.label);
       a.set_wants_output(!job.output.empty());
+      a.set_output(job.output);
       auto open = std::make_shared<Open>();
       open->job = std::move(job);
       ExecId id = open->job.id;

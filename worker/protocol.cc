@@ -18,6 +18,8 @@ v1::AssignmentResult ResultToProto(const SubprocessResult& result) {
   if (result.timeout != absl::InfiniteDuration()) {
     proto.set_timeout_ms(absl::ToInt64Milliseconds(result.timeout));
   }
+  proto.mutable_error_types()->Add(result.error_types.begin(), result.error_types.end());
+  proto.set_error_text(result.error_text);
   return proto;
 }
 
@@ -33,6 +35,8 @@ SubprocessResult ResultFromProto(const v1::AssignmentResult& proto) {
   result.stdout_bytes = proto.stdout_bytes();
   result.elapsed = absl::Milliseconds(proto.elapsed_ms());
   if (proto.timeout_ms() > 0) result.timeout = absl::Milliseconds(proto.timeout_ms());
+  result.error_types.assign(proto.error_types().begin(), proto.error_types().end());
+  result.error_text = proto.error_text();
   return result;
 }
 

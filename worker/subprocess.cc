@@ -24,8 +24,10 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/unique_fd.h"
 
 extern char** environ;
@@ -547,7 +549,7 @@ const char* SignalName(int sig) {
 
 bool SubprocessResult::ok() const {
   return spawn_status.ok() && output_status.ok() && !timed_out && !cancelled &&
-         exit_code == 0;
+         error_types.empty() && exit_code == 0;
 }
 
 std::string SubprocessResult::Describe() const {
@@ -556,6 +558,13 @@ std::string SubprocessResult::Describe() const {
   if (cancelled) return "cancelled";
   if (timed_out) {
     return absl::StrCat("timeout after ", absl::FormatDuration(timeout));
+  }
+  if (!error_types.empty()) {
+    // A Python traceback ends with "Type: message".
+    absl::string_view text = absl::StripTrailingAsciiWhitespace(error_text);
+    size_t nl = text.rfind('\n');
+    absl::string_view last = nl == absl::string_view::npos ? text : text.substr(nl + 1);
+    return last.empty() ? absl::StrCat("raised ", error_types.front()) : std::string(last);
   }
   if (term_signal != 0) {
     return absl::StrCat("killed by signal ", term_signal, " (",

@@ -77,13 +77,20 @@ struct SubprocessResult {
   pid_t pid = -1;
   // The timeout that expired (for Describe).
   absl::Duration timeout = absl::InfiniteDuration();
+  // An SDK handler (a remote worker's function, not a command) raised: the
+  // exception's type and its bases, most derived first ("module.QualName",
+  // builtins bare), and its formatted traceback. Never set by
+  // RunSubprocess.
+  std::vector<std::string> error_types;
+  std::string error_text;
 
-  // True if the command ran and exited 0 with no timeout, cancel or output
-  // error.
+  // True if the command ran and exited 0 with no timeout, cancel, output
+  // error or exception.
   bool ok() const;
   // One line for users: the spawn or output error message, "cancelled",
-  // "timeout after 2s", "killed by signal 9 (SIGKILL)" or "exit code 3"
-  // (checked in that order), or "exit code 0".
+  // "timeout after 2s", the exception's last traceback line
+  // ("TranscriptsDisabled: no transcript"), "killed by signal 9 (SIGKILL)"
+  // or "exit code 3" (checked in that order), or "exit code 0".
   std::string Describe() const;
 };
 

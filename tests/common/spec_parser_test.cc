@@ -623,6 +623,26 @@ TEST(SpecValidatorTest, RetryWithoutMatcherIsRejected) {
             "exit_codes, signals, stderr, timeout or errors");
 }
 
+// A command reports no exception type: `errors` there could never match.
+TEST(SpecValidatorTest, ErrorsMatcherOnACommandIsRejected) {
+  EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    suppress: {errors: [TranscriptsDisabled]}\n")),
+            "flow.yaml:6:16: tasks[0].suppress.errors: matches exception types reported by SDK "
+            "handlers (handler:), never a command's failure: match its exit_codes or stderr instead");
+}
+
+TEST(SpecValidatorTest, ErrorsMatcherNamesExceptionTypes) {
+  EXPECT_EQ(YamlError(OneTask("    handler: mymod.extract\n    pool: py\n"
+                              "    skip: {errors: [xml.etree.ElementTree.ParseError, \"not a name\", a..b]}\n")),
+            "flow.yaml:7:55: tasks[0].skip.errors[1]: 'not a name' is not an exception type name "
+            "(Name or module.Name)\n"
+            "flow.yaml:7:69: tasks[0].skip.errors[2]: 'a..b' is not an exception type name (Name or "
+            "module.Name)");
+  EXPECT_TRUE(ParseYaml(OneTask("    handler: mymod.extract\n    pool: py\n"
+                                "    retry: {attempts: 1, errors: [ConnectionError]}\n"
+                                "    suppress: {errors: [TranscriptsDisabled, yt.errors.VideoUnavailable]}\n"))
+                  .ok());
+}
+
 TEST(SpecValidatorTest, SuppressRegexIsChecked) {
   EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    suppress: {stderr: \"(?<x\"}\n")),
             "flow.yaml:6:16: tasks[0].suppress.stderr: invalid RE2 regex "

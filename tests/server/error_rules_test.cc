@@ -77,6 +77,34 @@ TEST(ErrorRulesTest, SdkErrorTypes) {
   EXPECT_EQ(rules->Classify(f, 1), Verdict::kSkip);
 }
 
+// A Python handler reports "module.QualName" and its bases; a rule names
+// the type whole or by its last component, and a base matches its subclasses.
+TEST(ErrorRulesTest, ErrorsMatchQualifiedNameOrLastComponent) {
+  v1::TaskSpec t;
+  t.mutable_skip()->add_errors("xml.etree.ElementTree.ParseError");
+  t.mutable_suppress()->add_errors("TranscriptsDisabled");
+  t.mutable_retry()->set_attempts(1);
+  t.mutable_retry()->add_errors("builtins.ConnectionError");
+  auto rules = *ErrorRules::Compile(t);
+  AttemptFacts disabled;
+  disabled.errors = {"youtube_transcript_api._errors.TranscriptsDisabled",
+                     "youtube_transcript_api._errors.CouldNotRetrieveTranscript", "Exception", "BaseException"};
+  EXPECT_EQ(rules->Classify(disabled, 1), Verdict::kSuppress);
+  AttemptFacts parse;
+  parse.errors = {"xml.etree.ElementTree.ParseError", "SyntaxError", "Exception", "BaseException"};
+  EXPECT_EQ(rules->Classify(parse, 1), Verdict::kSkip);
+  AttemptFacts other_parse;  // same last component, other module: the qualified rule does not match
+  other_parse.errors = {"mylib.ParseError", "Exception", "BaseException"};
+  EXPECT_EQ(rules->Classify(other_parse, 1), Verdict::kFail);
+  AttemptFacts reset;  // a subclass of the builtin named with its module
+  reset.errors = {"ConnectionResetError", "ConnectionError", "OSError", "Exception", "BaseException"};
+  EXPECT_EQ(rules->Classify(reset, 1), Verdict::kRetry);
+  EXPECT_EQ(rules->Classify(reset, 2), Verdict::kFail);
+  AttemptFacts suffix_only;  // a partial last component is no match
+  suffix_only.errors = {"pkg.NotTranscriptsDisabled"};
+  EXPECT_EQ(rules->Classify(suffix_only, 1), Verdict::kFail);
+}
+
 TEST(ErrorRulesTest, RetryDelayDoublesPlusJitter) {
   auto rules = *ErrorRules::Compile(Task());
   EXPECT_EQ(rules->RetryDelay(1, 0.0), absl::Seconds(2));

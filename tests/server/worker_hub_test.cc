@@ -551,11 +551,38 @@ TEST_F(WorkerHubTest, AssignmentCarriesTheJob) {
   EXPECT_EQ(a.params_json(), "{\"id\":7}");
   EXPECT_EQ(a.label(), "t[id=7]");
   EXPECT_TRUE(a.wants_output());
+  EXPECT_EQ(a.output(), "out/7.txt");  // an SDK handler's serializer follows its suffixes
   v1::DaemonMessage m8 = Next(*s);
   ASSERT_TRUE(m8.has_assign());
   EXPECT_EQ(m8.assign().id(), 8);
   EXPECT_EQ(m8.assign().timeout_ms(), 0);
   EXPECT_FALSE(m8.assign().wants_output());
+  EXPECT_EQ(m8.assign().output(), "");
+}
+
+// A Python handler that raised: its types and traceback reach the
+// scheduler (for `errors:` rules and the .err file); nothing is kept.
+TEST_F(WorkerHubTest, HandlerExceptionReachesTheResultAndDiscardsTheOutput) {
+  MakeHub();
+  auto s = JoinOk(Hello("py", 1, "py", {"mymod.extract"}));
+  ASSERT_NE(s, nullptr);
+  hub().Start(Job(1, "py", "data/v1.jsonl.zst", "mymod.extract"));
+  ASSERT_TRUE(hub().Handle(*s, Output(1, "{\"partial\": 1}\n")).ok());
+  v1::WorkerMessage m;
+  v1::AssignmentResult& r = *m.mutable_result();
+  r.set_id(1);
+  r.set_exit_code(-1);
+  r.add_error_types("yt.errors.TranscriptsDisabled");
+  r.add_error_types("Exception");
+  r.set_error_text("Traceback (most recent call last):\n  File \"mymod.py\", line 3\nyt.errors.TranscriptsDisabled: v1\n");
+  r.set_stdout_bytes(14);
+  ASSERT_TRUE(hub().Handle(*s, m).ok());
+  ExecResult done = rec_.Only(1);
+  EXPECT_FALSE(done.ok());
+  EXPECT_THAT(done.process.error_types, ElementsAre("yt.errors.TranscriptsDisabled", "Exception"));
+  EXPECT_EQ(done.Describe(), "yt.errors.TranscriptsDisabled: v1");
+  EXPECT_FALSE(FileExists(ws_.Join("data/v1.jsonl.zst")));
+  EXPECT_FALSE(FileExists(AtomicFile::TempPathFor(ws_.Join("data/v1.jsonl.zst"))));
 }
 
 // ---------------------------------------------------------------- output
