@@ -5,7 +5,14 @@ qualified name or its last component (TranscriptsDisabled)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import traceback
+
+# Frames of the package's own machinery (the worker, a task wrapper) and of
+# asyncio (wait_for) at the top of a traceback are not the user's story.
+_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+             os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep)
 
 
 def qualified_name(cls: type) -> str:
@@ -22,8 +29,12 @@ def error_types(error: BaseException) -> list[str]:
 
 
 def error_text(error: BaseException) -> str:
-    """The formatted traceback: what a suppressed instance's .err holds."""
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    """The formatted traceback as traceback.print_exception writes it, from
+    the user's first frame on: what a suppressed instance's .err holds."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIRS):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
 
 
 def last_line(text: str) -> str:

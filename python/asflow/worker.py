@@ -408,7 +408,8 @@ class Worker:
                 result.exit_code = -1
                 result.output_error = str(error)
             elif error is not None:
-                text = error_text(error)
+                # The daemon adds the newline when it writes the .err file.
+                text = error_text(error).rstrip("\n")
                 result.exit_code = -1
                 result.error_types.extend(error_types(error))
                 result.error_text = text
