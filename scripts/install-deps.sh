@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
   zstd gzip util-linux procps tmux sqlite3 python3 openssl
   iproute2                         # tests/e2e/worker_test (network namespaces)
+  python3-grpcio python3-protobuf python3-yaml python3-rich   # the asflow Python package (python/)
+  python3-pytest python3-venv python3-pip python3-setuptools python3-wheel  # its tests
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
 )
 

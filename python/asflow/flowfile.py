@@ -252,6 +252,8 @@ class _Converter:
         if depth > MAX_JSON_DEPTH:
             self.error(node, path, "value nested too deeply")
             return ""
+        if _is_null(node):
+            return "null"
         if isinstance(node, yaml.ScalarNode):
             s = node.value
             if node.style is None:  # plain: numbers and booleans are literals

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from rich.console import Console
@@ -139,7 +139,8 @@ class ProgressView:
             if progress is None:
                 self._line(f"@flow {label} started")
             else:
-                line.bar = progress.add_task(f"@flow {label}", total=None, counts="")
+                # total unknown: 0% (and no ETA) until the flow ends, as AsFlow shows it.
+                line.bar = progress.add_task(f"@flow {label}", total=1, counts="")
 
     def flow_finished(self, key: Any, state: str = "succeeded") -> None:
         with self._lock:
@@ -179,7 +180,7 @@ class ProgressView:
             self._update_task(t)
             inst = self._instances[key] = _InstanceLine(task, label, self._clock())
             if self._progress is not None and self._shown() < self.max_instances:
-                inst.bar = self._progress.add_task(f"       {label}", total=None, counts="")
+                inst.bar = self._progress.add_task(f"       {label}", total=1, counts="")
 
     def _shown(self) -> int:
         return sum(1 for i in self._instances.values() if i.bar is not None)
@@ -194,7 +195,7 @@ class ProgressView:
             if description is not None:
                 inst.label = description
             if self._progress is not None and inst.bar is not None:
-                self._progress.update(inst.bar, total=total, completed=completed,
+                self._progress.update(inst.bar, total=total or 1, completed=completed if total else 0,
                                       description=f"       {inst.label}")
 
     def instance_finished(self, key: Any, state: str = "done", error: str = "") -> None:

@@ -1,0 +1,229 @@
+"""The parts of AsFlow's API that need no daemon: Flow, flow.path, the
+checks made at decoration time, Retry, serializers, compressor choice, the
+`*` hash, encode_params, the .err path, writing inside a task."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+import asflow
+from asflow.compressors import compressor_for
+from asflow.flow import Flow
+from asflow.naming import check_on, encode_params, err_path_for, star_hash
+from asflow.retry import Retry
+from asflow.serializers import JSONLSerializer, JSONSerializer, TextSerializer, serializer_for
+from asflow.task import TaskCancelled, TaskRun
+from asflow.v1 import flow_pb2
+
+
+def test_default_flow_and_path(tmp_path):
+    assert isinstance(asflow.flow, Flow)
+    assert asflow.flow.base == Path(".")
+    f = Flow(tmp_path)
+    assert f.path("data/x.json") == tmp_path / "data/x.json"
+    assert Flow(base=str(tmp_path), verbose=True).verbose is True
+    assert f.run is None and f.task.run is None
+
+
+def test_flow_only_on_async_functions(tmp_path):
+    f = Flow(tmp_path)
+    with pytest.raises(AssertionError):
+        @f
+        def plain():
+            pass
+
+    @f(progress=False)
+    async def ok():
+        return 1
+
+    assert inspect.iscoroutinefunction(ok) and ok.__name__ == "ok"
+
+
+def test_task_wrappers_keep_kind_and_metadata(tmp_path):
+    f = Flow(tmp_path)
+
+    @f.task
+    def sync_task(x):
+        """doc"""
+
+    @f.task(on="data/{x}.json")
+    async def async_task(x):
+        pass
+
+    class Callable:
+        async def __call__(self, x):
+            pass
+
+    obj = f.task(on="o/{x}.txt")(Callable())
+    assert not inspect.iscoroutinefunction(sync_task) and sync_task.__doc__ == "doc"
+    assert inspect.iscoroutinefunction(async_task) and async_task.__name__ == "async_task"
+    assert inspect.iscoroutinefunction(obj)
+    assert (tmp_path / "data").is_dir() and (tmp_path / "o").is_dir()  # parents made when decorated
+
+
+def test_calls_need_the_session_until_phase_2(tmp_path):
+    f = Flow(tmp_path)
+
+    @f.task
+    def t():
+        pass
+
+    with pytest.raises(NotImplementedError, match="FlowService.Session"):
+        t()
+
+
+def test_bad_retry_is_a_type_error_at_decoration(tmp_path):
+    f = Flow(tmp_path)
+    for bad in ("3", 1.5, True, [1]):
+        with pytest.raises(TypeError):
+            f.task(retry=bad)(lambda: None)
+    assert f.task(retry=0)(lambda: None).task.retry == Retry(total=0)
+    t = f.task(retry=2, retry_exceptions=(ConnectionError,))(lambda: None).task
+    assert t.retry == Retry(total=2, exceptions=(ConnectionError,))
+    assert t.retry.backoff_jitter == 1.0
+    with pytest.raises(TypeError):
+        f.task(skip=("ParseError",))(lambda: None)
+    with pytest.raises(TypeError):
+        f.task(unknown=1)(lambda: None)
+
+
+def test_on_templates(tmp_path):
+    f = Flow(tmp_path)
+    with pytest.raises(ValueError, match=r"more than one '\*'"):
+        f.task(on="data/*-*.json")(lambda x: None)
+    with pytest.raises(ValueError, match="URLs"):
+        check_on("s3://bucket/{x}.json")
+    with pytest.raises(ValueError, match="no parameter 'vid'"):
+        f.task(on="data/{vid}.json")(lambda video_id: None)
+    assert check_on("data/*.jsonl.zst") == "data/{hash}.jsonl.zst"
+
+
+def test_star_hash_and_encode_params(tmp_path):
+    assert encode_params(("a", 1), {"k": "v", "n": 2}) == "a, 1, k=v, n=2"
+    assert star_hash("extract", ("abc",), {"lang": "en"}) == hashlib.md5(b"extract(abc, lang=en)").hexdigest()
+    f = Flow(tmp_path)
+
+    @f.task(on="data/t/*.jsonl")
+    def extract(video_id, lang="en"):
+        pass
+
+    call = extract.task.bind(("abc",), {"lang": "fr"})
+    assert call.output == f"data/t/{hashlib.md5(b'extract(abc, lang=fr)').hexdigest()}.jsonl"
+    assert call.params == {"video_id": "abc", "lang": "fr"}
+    assert call.label == "abc, lang=fr"
+    # Defaults are applied for the template, not for the hash text.
+    named = f.task(on="d/{video_id}-{lang}.json")(lambda video_id, lang="en": None).task
+    assert named.bind(("x",), {}).output == "d/x-en.json"
+
+
+def test_err_path_strips_the_templates_suffixes_only():
+    assert err_path_for("data/t/abc.jsonl.zst", "data/t/{id}.jsonl.zst") == "data/t/abc.err"
+    assert err_path_for("data/t/a.b.jsonl.zst", "data/t/{id}.jsonl.zst") == "data/t/a.b.err"
+    assert err_path_for("data/t/x.tar.gz", "data/t/*.tar.gz") == "data/t/x.err"
+    assert err_path_for("data/plain", "data/{id}") == "data/plain.err"
+    assert err_path_for("data/.hidden", "data/.hidden") == "data/.hidden.err"
+
+
+def test_cached_by_output_or_err(tmp_path):
+    f = Flow(tmp_path)
+    t = f.task(on="data/{x}.jsonl.zst")(lambda x: None).task
+    call = t.bind(("a.b",), {})
+    assert call.err_path == "data/a.b.err" and not call.cached()
+    (tmp_path / "data/a.b.err").write_text("Traceback ...\n")
+    assert call.cached()
+
+
+def test_serializers_by_suffix():
+    assert isinstance(serializer_for("a.json"), JSONSerializer)
+    assert isinstance(serializer_for("a.json.gz"), JSONSerializer)
+    assert isinstance(serializer_for("a.jsonl.zst"), JSONLSerializer)
+    assert isinstance(serializer_for("a.parquet"), JSONLSerializer)
+    assert isinstance(serializer_for("a.txt"), TextSerializer)
+    assert isinstance(serializer_for("a"), TextSerializer)
+    jsonl = JSONLSerializer()
+    assert jsonl.dumps(b'{"raw": 1}\n') == b'{"raw": 1}\n'
+    assert jsonl.dumps("line") == b"line\n"
+    assert jsonl.dumps({"a": [1, "é"]}) == (json.dumps({"a": [1, "é"]}) + "\n").encode()
+    assert JSONSerializer().dumps({"a": 1}) == b'{"a": 1}'
+    assert serializer_for("a.json", {"indent": 2}).dumps({"a": 1}) == b'{\n  "a": 1\n}'
+    assert TextSerializer().dumps("héllo") == "héllo".encode()
+    with pytest.raises(TypeError):
+        serializer_for("a.json", 42)
+
+
+def test_compressor_by_last_suffix():
+    assert compressor_for("a.jsonl.zst").name == "zstd"
+    assert compressor_for("a.json.gz").name == "gzip"
+    assert compressor_for("a.gz.json").name == "none"
+    assert compressor_for("a.zst", {"level": 19}).level == 19
+    with pytest.raises(ValueError):
+        compressor_for("a.gz", {"level": 12})
+    with pytest.raises(ValueError):
+        compressor_for("a.zst", {"threads": 2})
+
+
+def test_retry_policy():
+    r = Retry(total=3, backoff_factor=0.5, backoff_jitter=0.0, exceptions=(ConnectionError,))
+    assert [r.sleep_time(k) for k in range(3)] == [0.5, 1.0, 2.0]
+    assert r.retries(ConnectionResetError(), 2) and not r.retries(ConnectionResetError(), 3)
+    assert not r.retries(ValueError(), 0)
+    rule = r.to_rule()
+    assert (rule.attempts, list(rule.errors), rule.backoff.ToNanoseconds(), rule.jitter.ToNanoseconds()) == (
+        3, ["ConnectionError"], 500_000_000, 0)
+    assert Retry().total == 10 and Retry().backoff_jitter == 1.0
+
+
+def test_task_spec_for_the_daemon(tmp_path):
+    import xml.etree.ElementTree as ET
+    f = Flow(tmp_path)
+    t = f.task(on="data/{v}.jsonl.zst", limit=4, skip=(ET.ParseError,), suppress=(KeyError,),
+               retry=Retry(total=1, exceptions=(ConnectionError,)))(lambda v: None).task
+    spec = t.to_spec()
+    assert spec.on == "data/{v}.jsonl.zst" and spec.limit == 4
+    assert list(spec.skip.errors) == ["xml.etree.ElementTree.ParseError"]
+    assert list(spec.suppress.errors) == ["KeyError"]
+    assert list(spec.retry.errors) == ["ConnectionError"] and spec.retry.attempts == 1
+    assert spec.name.endswith("test_task_spec_for_the_daemon.<locals>.<lambda>")
+
+
+def test_write_inside_a_task_run():
+    written: list[bytes] = []
+    run = TaskRun("x", "data/x.jsonl.zst", written.append)
+    f = Flow()
+    with pytest.raises(RuntimeError, match="outside a running task"):
+        f.task.write({"a": 1})
+    assert f.task.progress() is None
+    with run:
+        assert f.task.run is run
+        f.task.write({"a": 1})
+        f.task.write("two")
+        p = f.task.progress(total=5)
+        p.advance(2)
+        assert (p.total, p.completed) == (5.0, 2.0)
+    assert written == [b'{"a": 1}\n', b"two\n"] and (run.bytes, run.lines) == (13, 2)
+    run.cancelled = True
+    with pytest.raises(TaskCancelled):
+        run.write("late")
+
+
+def test_task_run_follows_asyncio_tasks():
+    f = Flow()
+    seen = []
+
+    async def inner(name):
+        run = TaskRun(name, None, lambda b: seen.append((name, b)))
+        with run:
+            await asyncio.sleep(0)
+            f.task.write(name)
+
+    async def main():
+        await asyncio.gather(inner("a"), inner("b"))
+
+    asyncio.run(main())
+    assert sorted(seen) == [("a", b"a\n"), ("b", b"b\n")]
