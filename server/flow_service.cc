@@ -8,18 +8,20 @@
 
 namespace asflow {
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, const TokenCheck* auth,
-                                 std::function<void()> request_shutdown)
+FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
+                                 const TokenCheck* auth, std::function<void()> request_shutdown)
     : scheduler_(scheduler),
       store_(store),
       hub_(hub),
+      workers_(workers),
       auth_(auth),
       request_shutdown_(std::move(request_shutdown)) {}
+
+bool FlowServiceImpl::Authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const {
+  absl::Status auth = auth_->Check(*ctx);
+  if (!auth.ok()) reactor->Finish(ToGrpcStatus(auth));
+  return auth.ok();
+}
 
 namespace {
 
@@ -69,10 +71,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
                                                       const v1::SubmitFlowRequest* request,
                                                       v1::SubmitFlowResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   scheduler_->Submit(*request, [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
     if (run.ok()) {
       response->set_run_id(run->run_id);
@@ -86,10 +85,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* FlowServiceImpl::GetRun(grpc::CallbackServerContext* ctx,
                                                   const v1::GetRunRequest* request, v1::Run* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   auto run = LookupRun(request->run_id());
   if (run.ok()) *response = std::move(*run);
   reactor->Finish(ToGrpcStatus(run.status()));
@@ -100,10 +96,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListRuns(grpc::CallbackServerContext*
                                                     const v1::ListRunsRequest* request,
                                                     v1::ListRunsResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   int limit = request->limit() > 0 ? std::min(request->limit(), 10000) : 50;
   int64_t before_id = 0;
   if (!request->page_token().empty() && (!absl::SimpleAtoi(request->page_token(), &before_id) || before_id <= 0)) {
@@ -132,10 +125,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
                                                      const v1::ListTasksRequest* request,
                                                      v1::ListTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   InstanceQuery query;
   query.run_id = request->run_id();
   query.task = request->task();
@@ -178,10 +168,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::CancelRun(grpc::CallbackServerContext
                                                      const v1::CancelRunRequest* request,
                                                      v1::CancelRunResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   scheduler_->Cancel(request->run_id(), [reactor, response](absl::StatusOr<v1::RunState> state) {
     if (state.ok()) response->set_state(*state);
     reactor->Finish(ToGrpcStatus(state.status()));
@@ -193,10 +180,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
                                                       const v1::ResetTasksRequest* request,
                                                       v1::ResetTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   scheduler_->Reset(*request, [reactor, response](absl::StatusOr<int64_t> count) {
     if (count.ok()) response->set_reset(*count);
     reactor->Finish(ToGrpcStatus(count.status()));
@@ -233,11 +217,8 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListWorkers(grpc::CallbackServerConte
                                                        const v1::ListWorkersRequest* request,
                                                        v1::ListWorkersResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
-  for (v1::WorkerInfo& info : scheduler_->workers()->List()) *response->add_workers() = std::move(info);
+  if (!Authorized(ctx, reactor)) return reactor;
+  for (v1::WorkerInfo& info : workers_->List()) *response->add_workers() = std::move(info);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -246,10 +227,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext*
                                                     const v1::ShutdownRequest* request,
                                                     v1::ShutdownResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) {
-    reactor->Finish(ToGrpcStatus(auth));
-    return reactor;
-  }
+  if (!Authorized(ctx, reactor)) return reactor;
   reactor->Finish(grpc::Status::OK);
   request_shutdown_();
   return reactor;

@@ -7,14 +7,14 @@
 #include <functional>
 
 #include "asflow/v1/service.grpc.pb.h"
+#include "rpc/status.h"
 #include "server/event_hub.h"
 #include "server/listener.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/worker_hub.h"
 
 namespace asflow {
-
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Watch is registered raw: its reactor writes bytes the event hub encoded
 // once, shared by every watcher (server/watch_reactor.h).
@@ -22,8 +22,8 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
  public:
   // All pointers must outlive the service. `request_shutdown` is called
   // (once, from a gRPC thread) by the Shutdown RPC and must not block.
-  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, const TokenCheck* auth,
-                  std::function<void()> request_shutdown);
+  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
+                  const TokenCheck* auth, std::function<void()> request_shutdown);
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
                                        const v1::SubmitFlowRequest* request,
@@ -54,10 +54,15 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
  private:
   // The freshest copy of a run: the hub's view, else the store.
   absl::StatusOr<v1::Run> LookupRun(int64_t run_id);
+  // Every method's caller is checked here (the token on TCP; the unix
+  // socket's mode is its check), before its request is acted on: false
+  // after finishing `reactor` UNAUTHENTICATED.
+  bool Authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const;
 
   Scheduler* const scheduler_;
   Store* const store_;
   EventHub* const hub_;
+  WorkerHub* const workers_;
   const TokenCheck* const auth_;
   const std::function<void()> request_shutdown_;
 };

@@ -8,13 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/beneath.h"
+#include "exec/builtins.h"
 
 namespace asflow {
-
-std::string ExecResult::Describe() const {
-  if (!output_status.ok()) return std::string(output_status.message());
-  return process.Describe();
-}
 
 namespace {
 
@@ -76,11 +72,10 @@ void StdoutSink::Finish(bool keep, ExecResult* result) {
   file_.reset();
 }
 
-ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
-                  const ProgressFn& progress, const SpawnFn& spawned) {
+ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options, const RunnerEvents& events) {
   ExecResult result;
   result.id = job.id;
-  StdoutSink sink(job, file_options, progress);
+  StdoutSink sink(job, file_options, events.on_progress);
   if (absl::Status s = sink.Open(); !s.ok()) {
     result.output_status = s;
     return result;
@@ -88,25 +83,20 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
   auto on_stdout = [&](absl::string_view chunk) { return sink.Append(chunk); };
   if (!job.builtin.empty()) {
     result.process.exit_code = 0;
-    if (job.builtin == "builtin.echo") {
+    if (job.builtin == kBuiltinEcho) {
       result.process.output_status = on_stdout(absl::StrCat(job.params, "\n"));
     }
   } else {
     SubprocessSpec spec = job.process;
-    if (spawned != nullptr) spec.on_spawn = [&](pid_t pgid) { spawned(job.id, pgid); };
+    if (events.on_spawn != nullptr) spec.on_spawn = [&](pid_t pgid) { events.on_spawn(job.id, pgid); };
     result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
   }
   sink.Finish(result.process.ok(), &result);
   return result;
 }
 
-LocalPool::LocalPool(int threads, AtomicFileOptions file_options,
-                     std::function<void(ExecResult)> on_done, ProgressFn on_progress,
-                     SpawnFn on_spawn)
-    : file_options_(std::move(file_options)),
-      on_done_(std::move(on_done)),
-      on_progress_(std::move(on_progress)),
-      on_spawn_(std::move(on_spawn)) {
+LocalPool::LocalPool(int threads, AtomicFileOptions file_options, RunnerEvents events)
+    : file_options_(std::move(file_options)), events_(std::move(events)) {
   threads = std::max(1, threads);
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
@@ -148,12 +138,12 @@ void LocalPool::Loop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    ExecResult result = RunJob(job, file_options_, on_progress_, on_spawn_);
+    ExecResult result = RunJob(job, file_options_, events_);
     {
       absl::MutexLock lock(&mu_);
       cancellers_.erase(job.id);
     }
-    on_done_(std::move(result));
+    events_.on_done(std::move(result));
   }
 }
 

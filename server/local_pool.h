@@ -1,7 +1,7 @@
-// The runner seam between the scheduler and whatever executes instances,
-// and LocalPool, the daemon's in-process pool: a fixed set of threads (one
-// per slot, never one per instance) that run commands with the exec library
-// and stream their stdout into atomic output files.
+// LocalPool, the daemon's in-process pool: a fixed set of threads (one per
+// slot, never one per instance) that run commands with the exec library and
+// stream their stdout into atomic output files; and StdoutSink, where a
+// job's output goes wherever it runs (also for remote workers' chunks).
 #ifndef ASFLOW_SERVER_LOCAL_POOL_H_
 #define ASFLOW_SERVER_LOCAL_POOL_H_
 
@@ -17,74 +17,9 @@
 #include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "common/atomic_file.h"
-#include "server/plan.h"
-#include "worker/subprocess.h"
+#include "server/runner.h"
 
 namespace asflow {
-
-// One execution to run: a command and where its stdout goes.
-struct ExecJob {
-  ExecId id = 0;
-  // The in-process pool gets a complete spec (cwd = workspace, the merged
-  // environment). A remote pool gets argv, timeout and kill grace, and in
-  // `env` only the "K=V" the instance adds (ASFLOW_PARAM_*): the worker
-  // runs it in a scratch directory with its own environment and PATH.
-  SubprocessSpec process;
-  // Workspace root and the output path relative to it; an empty output
-  // means stdout is counted but not kept.
-  std::string workspace;
-  std::string output;
-  // The pool that runs it ("local": the in-process pool).
-  std::string pool;
-  // A built-in handler instead of `process`: "builtin.noop" writes nothing,
-  // "builtin.echo" writes `params` (the instance's JSON) and a newline.
-  // They cost no process, so they measure the daemon's own overhead.
-  std::string builtin;
-  std::string params;
-  // "task[param=value]", for logs.
-  std::string label;
-  // Set by the runner: cancels the running command.
-  std::shared_ptr<Canceller> canceller;
-};
-
-// What came of an ExecJob.
-struct ExecResult {
-  ExecId id = 0;
-  SubprocessResult process;
-  // Opening, writing or committing the output failed (the command may have
-  // succeeded); the output file was not created.
-  absl::Status output_status;
-  int64_t bytes = 0;  // uncompressed stdout bytes
-  int64_t lines = 0;  // newline-terminated lines, plus a final partial one
-  // Infrastructure, not the command: the worker running it was lost (its
-  // partial output was discarded), or no worker could take it. Either way
-  // the instance is queued again; kLost counts towards the loss limit.
-  enum class Infra { kNone, kLost, kUnplaced };
-  Infra infra = Infra::kNone;
-  bool ok() const { return infra == Infra::kNone && process.ok() && output_status.ok(); }
-  // One line for users: the output error, else the process outcome.
-  std::string Describe() const;
-};
-
-// Runs ExecJobs somewhere and reports each result exactly once through the
-// callback it was built with. Implementations are thread-safe.
-class Runner {
- public:
-  virtual ~Runner() = default;
-  virtual void Start(ExecJob job) = 0;
-  // Asks a started job to stop (its group gets SIGTERM, SIGKILL after the
-  // grace); its result still arrives. Unknown or finished ids are ignored.
-  virtual void Cancel(ExecId id) = 0;
-};
-
-// Progress of a running job: uncompressed bytes and lines of stdout so far.
-using ProgressFn = std::function<void(ExecId, int64_t bytes, int64_t lines)>;
-
-// A job's command started as process group `pgid`.
-using SpawnFn = std::function<void(ExecId, pid_t pgid)>;
-
-// How often a running job reports progress at most.
-inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
 // Where a job's stdout goes, wherever the command runs: counted (bytes,
 // lines), reported as progress at most every kProgressInterval, and
@@ -120,18 +55,19 @@ class StdoutSink {
 };
 
 // Runs one job to completion in the calling thread: StdoutSink, then the
-// subprocess or built-in handler, then commit or abort.
-ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options,
-                  const ProgressFn& progress = nullptr, const SpawnFn& spawned = nullptr);
+// subprocess or built-in handler, then commit or abort. `events`' on_spawn
+// and on_progress are called if set.
+ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options, const RunnerEvents& events);
 
 // In-process pool of `threads` runner threads. Thread-safe. The destructor
 // drops queued jobs (never started, no callback) and joins the threads
 // after their current jobs end.
 class LocalPool : public Runner {
  public:
-  LocalPool(int threads, AtomicFileOptions file_options,
-            std::function<void(ExecResult)> on_done, ProgressFn on_progress = nullptr,
-            SpawnFn on_spawn = nullptr);
+  // `events.on_done` gets every started job's result; on_progress and
+  // on_spawn are optional (on_pool_slots is not used: the pool's size is
+  // fixed).
+  LocalPool(int threads, AtomicFileOptions file_options, RunnerEvents events);
   ~LocalPool() override;
 
   void Start(ExecJob job) override;
@@ -141,9 +77,7 @@ class LocalPool : public Runner {
   void Loop();
 
   const AtomicFileOptions file_options_;
-  const std::function<void(ExecResult)> on_done_;
-  const ProgressFn on_progress_;
-  const SpawnFn on_spawn_;
+  const RunnerEvents events_;
   absl::Mutex mu_;
   std::deque<ExecJob> queue_ ABSL_GUARDED_BY(mu_);
   // Queued and running jobs' cancellers.

@@ -6,7 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/safe_path.h"
 #include "common/spec_validator.h"
+#include "common/stable_hash.h"
+#include "exec/builtins.h"
 #include "nlohmann/json.hpp"
 
 namespace asflow {
@@ -270,8 +273,7 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
     task.rate = *rate;
     task.pool = ts.pool().empty() ? "local" : ts.pool();
-    if (task.pool == "local" && !ts.handler().empty() && ts.handler() != "builtin.noop" &&
-        ts.handler() != "builtin.echo") {
+    if (task.pool == "local" && !ts.handler().empty() && !IsBuiltinHandler(ts.handler())) {
       // Other handlers come from remote workers (WorkerHello.handlers).
       return absl::InvalidArgumentError(absl::StrCat(
           "tasks[", i, "].handler: the local pool runs only builtin.noop and builtin.echo, not '",
@@ -332,6 +334,129 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     for (int d : run->tasks[i].deps) run->tasks[d].dependents.push_back(i);
   }
   return run;
+}
+
+}  // namespace asflow
+
+namespace asflow {
+
+void SetInstanceState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying) {
+  InstanceRt& inst = run.instances[seq];
+  TaskRt& task = run.tasks[inst.task];
+  if (inst.retrying != retrying) {
+    task.counters.set_retrying(task.counters.retrying() + (retrying ? 1 : -1));
+    inst.retrying = retrying;
+  }
+  CountState(&task.counters, inst.state, -1);
+  CountState(&task.counters, state, +1);
+  if (!IsFinal(inst.state) && IsFinal(state)) --task.pending;
+  if (state != v1::RUNNING) inst.pgid = 0;
+  inst.state = state;
+}
+
+namespace {
+
+// The instance's output path from the task's `on`, or why it has none.
+absl::StatusOr<std::string> RenderOutput(const RunRt& run, const TaskRt& task, const InstanceRt& inst,
+                                         const Bindings& bindings) {
+  auto rendered = task.on->Render([&](absl::string_view name) { return LookupParam(bindings, run.params, name); });
+  if (!rendered.ok()) return rendered.status();
+  std::string path = *rendered;
+  if (path.find('*') != std::string::npos) {
+    path = ExpandStar(path, StableHash(absl::StrCat(task.spec->name(), "\n", inst.params)));
+  }
+  auto rel = NormalizeOutputPath(path);
+  if (!rel.ok()) return absl::InvalidArgumentError(absl::StrCat("output path: ", rel.status().message()));
+  return rel;
+}
+
+}  // namespace
+
+NewInstance AddNewInstance(RunRt& run, int t, const Bindings& bindings, int64_t now_ms) {
+  TaskRt& task = run.tasks[t];
+  std::map<std::string, std::string> identity;
+  for (const std::string& name : task.identity_params) identity[name] = run.params.at(name);
+  for (const auto& [k, v] : bindings) identity[k] = v;
+  std::string params = CanonicalParams(identity);
+  NewInstance out;
+  if (task.seen.contains(absl::string_view(params))) return out;  // identical bindings run once
+
+  auto resumed = run.resumed.empty() ? run.resumed.end() : run.resumed.find(ResumeKey(task.spec->name(), params));
+  if (resumed != run.resumed.end()) {
+    out.seq = resumed->second.seq;
+    out.prior = resumed->second.state;
+    run.resumed.erase(resumed);
+  } else {
+    out.seq = run.next_seq++;
+  }
+  if (out.seq >= static_cast<int64_t>(run.instances.size())) run.instances.resize(out.seq + 1);
+  InstanceRt& inst = run.instances[out.seq];
+  inst.task = t;
+  inst.params = std::move(params);
+  task.seen.insert(out.seq);
+  task.seqs.push_back(out.seq);
+  task.counters.set_total(task.counters.total() + 1);
+  ++task.pending;
+  SetInstanceState(run, out.seq, v1::QUEUED);
+  if (task.on == nullptr) return out;
+  absl::StatusOr<std::string> output = RenderOutput(run, task, inst, bindings);
+  if (output.ok()) {
+    inst.output = std::move(*output);
+    return out;
+  }
+  inst.error = std::string(output.status().message());
+  inst.finished_ms = now_ms;
+  SetInstanceState(run, out.seq, v1::FAILED);
+  if (run.error.empty()) run.error = absl::StrCat(InstanceLabel(task.spec->name(), inst.params), ": ", inst.error.str());
+  out.failed = true;
+  return out;
+}
+
+namespace {
+
+// Marks `t` and everything downstream of it blocked (never expanded).
+void Block(RunRt& run, int t) {
+  TaskRt& task = run.tasks[t];
+  if (task.blocked || task.expanded) return;
+  task.blocked = true;
+  task.settled = true;
+  for (int d : task.dependents) Block(run, d);
+}
+
+}  // namespace
+
+std::vector<int> SettleTask(RunRt& run, int t) {
+  std::vector<int> ready;
+  if (run.state != v1::RUN_RUNNING) return ready;
+  TaskRt& task = run.tasks[t];
+  if (task.settled || !task.expanded || task.pending > 0) return ready;
+  task.settled = true;
+  const bool ok = !task.blocked && task.counters.failed() == 0 && task.counters.cancelled() == 0;
+  for (int d : task.dependents) {
+    TaskRt& dep = run.tasks[d];
+    if (dep.expanded || dep.blocked) continue;
+    if (!ok) {
+      Block(run, d);
+      continue;
+    }
+    bool all_up = std::all_of(dep.deps.begin(), dep.deps.end(), [&](int u) {
+      const TaskRt& up = run.tasks[u];
+      return up.settled && !up.blocked;
+    });
+    if (all_up) ready.push_back(d);
+  }
+  return ready;
+}
+
+std::optional<v1::RunState> RunOutcome(const RunRt& run) {
+  if (run.state != v1::RUN_RUNNING) return std::nullopt;
+  if (!run.error.empty() && !run.request.keep_going()) return v1::RUN_FAILED;
+  bool all_settled = std::all_of(run.tasks.begin(), run.tasks.end(), [](const TaskRt& t) { return t.settled; });
+  if (!all_settled) return std::nullopt;
+  bool failed = !run.error.empty() || std::any_of(run.tasks.begin(), run.tasks.end(), [](const TaskRt& t) {
+                  return t.blocked || t.counters.failed() > 0 || t.counters.cancelled() > 0;
+                });
+  return failed ? v1::RUN_FAILED : v1::RUN_SUCCEEDED;
 }
 
 }  // namespace asflow

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,12 +20,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 #include "asflow/v1/service.pb.h"
-#include "common/exists_probe.h"
 #include "common/template.h"
-#include "common/unique_fd.h"
 #include "server/error_rules.h"
 #include "server/plan.h"
-#include "server/store.h"
+#include "server/store_records.h"
+#include "server/workspace_fs.h"
 
 namespace asflow {
 
@@ -128,9 +128,9 @@ struct ResumedRow {
 
 struct RunRt {
   int64_t id = 0;
-  // The workspace, opened without symlinks (common/beneath.h): outputs,
-  // .err files and for_each inputs are all reached below it.
-  UniqueFd root;
+  // The workspace, open for the run's lifetime: outputs, .err files and
+  // for_each inputs are all reached below it (never through a symlink).
+  std::unique_ptr<Workspace> ws;
   v1::SubmitFlowRequest request;  // spec, merged params, env, workspace
   std::string flow;
   std::string workspace;
@@ -146,20 +146,53 @@ struct RunRt {
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
   // Set while one task's expansion is under way (Scheduler::Expand).
   struct Expansion {
-    Expansion(const std::string& workspace, int64_t run_id, std::string task)
-        : outputs(workspace), rows(run_id, std::move(task)) {}
+    Expansion(std::unique_ptr<ExistenceProbe> probe, int64_t run_id, std::string task)
+        : outputs(std::move(probe)), rows(run_id, std::move(task)) {}
     // Whether new instances' outputs exist (reading their directory once
     // when many are asked).
-    ExistsProbe outputs;
+    std::unique_ptr<ExistenceProbe> outputs;
     // Their first rows, sent to the store in batches and at the end.
     NewRows rows;
   };
   std::unique_ptr<Expansion> expanding;
   v1::RunState state = v1::RUN_RUNNING;
   std::string error;        // first failure, "task(params): reason"
+  // The store lost a write of this run: it fails, and its last event is
+  // published without waiting for a commit that may never come.
+  bool store_lost = false;
   int64_t created_ms = 0;
   int64_t finished_ms = 0;
 };
+
+// The run/instance state machine: pure functions of RunRt (no I/O).
+
+// Sets the instance's state, keeping its task's counters, pending count and
+// retrying count right.
+void SetInstanceState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
+
+// A new instance of task `t` bound to `bindings` (plus the flow parameters
+// the task's templates use): its identity, its seq (the one it had before
+// a restart, if any), its output path. Identical bindings within a task
+// make one instance.
+struct NewInstance {
+  int64_t seq = -1;  // -1: the same bindings were seen before in this task
+  // Its final state before a restart, if it had one.
+  v1::InstanceState prior = v1::INSTANCE_STATE_UNSPECIFIED;
+  // Its output path could not be rendered: the instance is FAILED (and the
+  // run's error set), nothing more to do with it.
+  bool failed = false;
+};
+NewInstance AddNewInstance(RunRt& run, int t, const Bindings& bindings, int64_t now_ms);
+
+// Task `t` may have settled (every instance known and final): marks it so,
+// blocks the tasks downstream of it if it failed, and returns those now
+// ready to expand (every task they depend on settled and not blocked).
+std::vector<int> SettleTask(RunRt& run, int t);
+
+// How the run ends now: FAILED once it has an error and no --keep-going,
+// else once every task settled, FAILED if anything failed, was cancelled
+// or blocked, else SUCCEEDED; nullopt while work is left.
+std::optional<v1::RunState> RunOutcome(const RunRt& run);
 
 // Builds the runtime form of a validated request: merged params, compiled
 // templates, dependency graph. InvalidArgument names the task and field.

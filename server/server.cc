@@ -104,9 +104,22 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   sched.local_slots = options.pool_size > 0 ? options.pool_size : std::max(8, 4 * cpus);
   sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
   sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
-  sched.file_options.sync = options.sync_outputs;
-  sched.workers.lease = absl::Seconds(options.worker_lease_seconds);
-  d->scheduler_ = std::make_unique<Scheduler>(sched, d->store_.get(), d->hub_.get());
+  AtomicFileOptions file_options;
+  file_options.sync = options.sync_outputs;
+  WorkerHubOptions worker_options;
+  worker_options.lease = absl::Seconds(options.worker_lease_seconds);
+  d->fs_ = std::make_unique<RealWorkspaceFs>(file_options);
+  d->scheduler_ = std::make_unique<Scheduler>(sched);
+  d->local_pool_ = std::make_unique<LocalPool>(sched.local_slots, file_options, d->scheduler_->runner_events());
+  d->workers_ = std::make_unique<WorkerHub>(worker_options, file_options, d->scheduler_->runner_events());
+  SchedulerDeps deps;
+  deps.store = d->store_.get();
+  deps.hub = d->hub_.get();
+  deps.clock = &d->clock_;
+  deps.fs = d->fs_.get();
+  deps.local = d->local_pool_.get();
+  deps.remote = d->workers_.get();
+  d->scheduler_->SetDeps(deps);
   if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
 
   auto auth = TokenCheck::Load(options.listen.token_file);
@@ -124,7 +137,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   }
   Daemon* raw = d.get();
   d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
-                                                  d->auth_.get(), [raw] { raw->RequestShutdown(); });
+                                                  d->workers_.get(), d->auth_.get(),
+                                                  [raw] { raw->RequestShutdown(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -133,7 +147,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   if (tcp_credentials != nullptr) {
     builder.AddListeningPort(options.listen.address, tcp_credentials, &tcp_port);
   }
-  d->worker_service_ = std::make_unique<WorkerServiceImpl>(d->scheduler_->workers(), d->worker_auth_.get());
+  d->worker_service_ = std::make_unique<WorkerServiceImpl>(d->workers_.get(), d->worker_auth_.get());
   builder.RegisterService(d->service_.get());
   builder.RegisterService(d->worker_service_.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
@@ -170,15 +184,19 @@ void Daemon::Wait() {
   spdlog::info("asflowd shutting down");
   // Worker sessions end now (their instances resume at the next start);
   // Watch streams are cancelled by the deadline; unary calls finish.
-  scheduler_->workers()->Close();
+  workers_->Close();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   scheduler_->Stop();
+  local_pool_.reset();  // joins its threads once their (cancelled) jobs end
   if (absl::Status s = store_->Flush(); !s.ok()) spdlog::error("store flush: {}", std::string(s.message()));
   unlink(options_.socket_path.c_str());
 }
 
 Daemon::~Daemon() {
   if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  if (scheduler_ != nullptr) scheduler_->Stop();
+  local_pool_.reset();
+  workers_.reset();
   scheduler_.reset();
   store_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);

@@ -12,9 +12,12 @@
 #include "server/event_hub.h"
 #include "server/flow_service.h"
 #include "server/listener.h"
+#include "server/local_pool.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/worker_hub.h"
 #include "server/worker_service.h"
+#include "server/workspace_fs.h"
 
 namespace grpc {
 class Server;
@@ -65,7 +68,12 @@ class Daemon {
   int lock_fd_ = -1;
   std::unique_ptr<Store> store_;
   std::unique_ptr<EventHub> hub_;
+  RealClock clock_;
+  std::unique_ptr<RealWorkspaceFs> fs_;
   std::unique_ptr<Scheduler> scheduler_;
+  // The runners report to the scheduler: destroyed before it.
+  std::unique_ptr<LocalPool> local_pool_;
+  std::unique_ptr<WorkerHub> workers_;
   std::unique_ptr<TokenCheck> auth_;
   std::unique_ptr<TokenCheck> worker_auth_;
   std::unique_ptr<FlowServiceImpl> service_;

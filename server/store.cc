@@ -463,7 +463,7 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   CreateRunResult result;
   NewRun op{run, request, &result};
   op.run.clear_id();
-  uint64_t seq = Enqueue(Write{std::move(op)});
+  uint64_t seq = Enqueue(Write{std::move(op), {}});
   absl::MutexLock lock(&mu_);
   auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return applied_ >= seq;
@@ -473,33 +473,20 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   return result.id;
 }
 
-void Store::PutInstance(InstanceRecord record,
-                        std::function<void(const InstanceRecord&)> on_committed) {
-  Enqueue(Write{InstanceWrite{std::move(record), std::move(on_committed)}});
+void Store::PutInstance(InstanceRecord record, InstanceDone done) {
+  Enqueue(Write{InstanceWrite{std::move(record), std::move(done)}, {}});
 }
 
-void Store::PutNew(NewRows rows) {
-  if (rows.size() > 0) Enqueue(Write{std::move(rows)});
+void Store::PutNew(NewRows rows, RowsDone done) {
+  if (rows.size() == 0) {
+    if (done) done(absl::OkStatus());
+    return;
+  }
+  Enqueue(Write{RowsWrite{std::move(rows), std::move(done)}, {}});
 }
 
-void NewRows::Add(int64_t seq, v1::InstanceState state, int64_t finished_ms, absl::string_view params,
-                  absl::string_view output) {
-  text_.append(params.data(), params.size());
-  const auto params_end = static_cast<uint32_t>(text_.size());
-  text_.append(output.data(), output.size());
-  rows_.push_back(Row_{seq, finished_ms, params_end, static_cast<uint32_t>(text_.size()), state});
-}
-
-NewRows::RowView NewRows::Row(size_t i) const {
-  const Row_& row = rows_[i];
-  const uint32_t begin = i == 0 ? 0 : rows_[i - 1].output_end;
-  const absl::string_view text(text_);
-  return RowView{row.seq, row.finished_ms, row.state, text.substr(begin, row.params_end - begin),
-                 text.substr(row.params_end, row.output_end - row.params_end)};
-}
-
-void Store::PutRun(v1::Run run, std::function<void(const v1::Run&)> on_committed) {
-  Enqueue(Write{RunWrite{std::move(run), std::move(on_committed)}});
+void Store::PutRun(v1::Run run, RunDone done) {
+  Enqueue(Write{RunWrite{std::move(run), std::move(done)}, {}});
 }
 
 absl::Status Store::Flush() {
@@ -540,25 +527,28 @@ void Store::WriterLoop() {
         queue_.pop_front();
       }
     }
-    absl::Status write_error;
-    absl::Status tx = ApplyGroup(group, write_error);
-    // Callbacks run whether or not the write committed: callers may count on
-    // them (e.g. to release waiters); the failure itself reaches Flush.
+    absl::Status tx = ApplyGroup(group);
+    // Every callback runs, with its write's own status: callers count on
+    // them (to publish what was committed, to hear what was lost).
+    absl::Status first_error;
     for (Write& w : group) {
-      if (auto* iw = std::get_if<InstanceWrite>(&w.op); iw != nullptr && iw->on_committed) {
-        iw->on_committed(iw->record);
-      } else if (auto* rw = std::get_if<RunWrite>(&w.op); rw != nullptr && rw->on_committed) {
-        rw->on_committed(rw->run);
+      if (first_error.ok() && !w.status.ok() && !std::holds_alternative<NewRun>(w.op)) first_error = w.status;
+      if (auto* iw = std::get_if<InstanceWrite>(&w.op); iw != nullptr && iw->done) {
+        iw->done(iw->record, w.status);
+      } else if (auto* rw = std::get_if<RunWrite>(&w.op); rw != nullptr && rw->done) {
+        rw->done(rw->run, w.status);
+      } else if (auto* nw = std::get_if<RowsWrite>(&w.op); nw != nullptr && nw->done) {
+        nw->done(w.status);
       }
     }
     absl::MutexLock lock(&mu_);
     applied_ += group.size();
     if (tx.ok()) ++transactions_;
-    if (first_error_.ok()) first_error_ = tx.ok() ? write_error : tx;
+    if (first_error_.ok()) first_error_ = first_error;
   }
 }
 
-absl::Status Store::ApplyGroup(std::vector<Write>& group, absl::Status& write_error) {
+absl::Status Store::ApplyGroup(std::vector<Write>& group) {
   sqlite3* db = writer_db_.get();
   const std::string where = absl::StrCat("store ", path_);
   absl::Status tx;
@@ -575,11 +565,11 @@ absl::Status Store::ApplyGroup(std::vector<Write>& group, absl::Status& write_er
       break;
     }
     // Only this statement failed; the rest of the group still commits.
+    group[i].status = status;
     if (auto* op = std::get_if<NewRun>(&group[i].op)) {
       op->result->status = status;
     } else {
       spdlog::error("{}", std::string(status.message()));
-      if (write_error.ok()) write_error = status;
     }
   }
   if (tx.ok()) {
@@ -591,6 +581,7 @@ absl::Status Store::ApplyGroup(std::vector<Write>& group, absl::Status& write_er
   if (!sqlite3_get_autocommit(db)) StepDone(rollback_.get());
   spdlog::error("{} ({} writes lost)", std::string(tx.message()), group.size());
   for (Write& w : group) {
+    w.status = tx;
     if (auto* op = std::get_if<NewRun>(&w.op)) {
       op->result->status = tx;
       op->result->id = 0;
@@ -683,7 +674,7 @@ absl::Status Store::UpsertNewRows(const NewRows& rows) {
 
 absl::Status Store::ApplyWrite(Write& write) {
   if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
-  if (auto* rows = std::get_if<NewRows>(&write.op)) return UpsertNewRows(*rows);
+  if (auto* rw = std::get_if<RowsWrite>(&write.op)) return UpsertNewRows(rw->rows);
   sqlite3* db = writer_db_.get();
   if (auto* rw = std::get_if<RunWrite>(&write.op)) {
     const v1::Run& run = rw->run;
@@ -808,7 +799,7 @@ absl::StatusOr<std::string> Store::GetMeta(const std::string& key) {
 }
 
 absl::Status Store::SetMeta(const std::string& key, const std::string& value) {
-  Enqueue(Write{MetaWrite{key, value}});
+  Enqueue(Write{MetaWrite{key, value}, {}});
   return Flush();
 }
 

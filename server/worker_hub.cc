@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/spec_validator.h"
 #include "spdlog/spdlog.h"
-#include "worker/protocol.h"
+#include "exec/protocol.h"
 
 namespace asflow {
 
@@ -57,10 +57,10 @@ class WorkerHub::Session {
   }
 };
 
-WorkerHub::WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, Callbacks callbacks)
+WorkerHub::WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, RunnerEvents events)
     : options_(std::move(options)),
       file_options_(std::move(file_options)),
-      callbacks_(std::move(callbacks)) {
+      events_(std::move(events)) {
   watchdog_ = std::thread([this] { Watchdog(); });
   for (int i = 0; i < std::max(1, options_.commit_threads); ++i) {
     committers_.emplace_back([this] { CommitLoop(); });
@@ -127,7 +127,7 @@ int WorkerHub::PoolSlots(const std::string& pool) const {
 }
 
 void WorkerHub::PublishPool(const std::string& pool) {
-  if (callbacks_.on_pool_slots != nullptr) callbacks_.on_pool_slots(pool, PoolSlotsLocked(pool));
+  if (events_.on_pool_slots != nullptr) events_.on_pool_slots(pool, PoolSlotsLocked(pool));
 }
 
 absl::StatusOr<std::shared_ptr<WorkerHub::Session>> WorkerHub::Join(const v1::WorkerHello& hello,
@@ -253,7 +253,7 @@ void WorkerHub::Start(ExecJob job) {
           absl::StrCat("no free worker in pool '", job.pool, "'"));
     }
   }
-  callbacks_.on_done(std::move(refused));
+  events_.on_done(std::move(refused));
 }
 
 void WorkerHub::Cancel(ExecId id) {
@@ -306,7 +306,7 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
   // The file work happens outside the lock: only this thread touches it.
   if (!open->opened) {
     open->opened = true;
-    open->sink = std::make_unique<StdoutSink>(open->job, file_options_, callbacks_.on_progress);
+    open->sink = std::make_unique<StdoutSink>(open->job, file_options_, events_.on_progress);
     open->open_status = open->sink->Open();
     if (!open->open_status.ok() && message.has_output()) Cancel(open->job.id);
   }
@@ -334,7 +334,7 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
   Commit([this, open, result = std::move(result), output_status]() mutable {
     open->sink->Finish(output_status.ok() && result.process.ok(), &result);
     if (!output_status.ok()) result.output_status = output_status;
-    callbacks_.on_done(std::move(result));
+    events_.on_done(std::move(result));
   });
   return absl::OkStatus();
 }
@@ -370,7 +370,7 @@ void WorkerHub::Leave(Session& session, const std::string& why) {
       result.infra = ExecResult::Infra::kLost;
       result.output_status = absl::UnavailableError(
           absl::StrCat("worker ", session.info.name(), " (", session.info.hostname(), ") lost: ", reason));
-      callbacks_.on_done(std::move(result));
+      events_.on_done(std::move(result));
     }
   }
 }

@@ -28,6 +28,7 @@
 #include "asflow/v1/worker.pb.h"
 #include "common/atomic_file.h"
 #include "server/local_pool.h"
+#include "server/runner.h"
 
 namespace asflow {
 
@@ -44,17 +45,10 @@ struct WorkerHubOptions {
 
 class WorkerHub : public Runner {
  public:
-  struct Callbacks {
-    // Every job's result, exactly once (lost and unplaced included).
-    std::function<void(ExecResult)> on_done;
-    ProgressFn on_progress;
-    // The slots now available in `pool` (connected, not draining workers).
-    // Called under the hub's lock, so calls arrive in order; must only
-    // queue work.
-    std::function<void(const std::string& pool, int slots)> on_pool_slots;
-  };
-
-  WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, Callbacks callbacks);
+  // `events`: every job's result exactly once (lost and unplaced
+  // included), progress, and each remote pool's slots as workers come and
+  // go (called under the hub's lock, so in order; it must only queue work).
+  WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, RunnerEvents events);
   ~WorkerHub() override;
   WorkerHub(const WorkerHub&) = delete;
   WorkerHub& operator=(const WorkerHub&) = delete;
@@ -105,7 +99,7 @@ class WorkerHub : public Runner {
 
   const WorkerHubOptions options_;
   const AtomicFileOptions file_options_;
-  const Callbacks callbacks_;
+  const RunnerEvents events_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int64_t, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);

@@ -16,7 +16,7 @@
 #include "common/spec_validator.h"
 #include "grpc/grpc.h"
 #include "spdlog/spdlog.h"
-#include "worker/protocol.h"
+#include "exec/protocol.h"
 #include "worker/remote_worker.h"
 
 int main(int argc, char** argv) {

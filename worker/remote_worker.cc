@@ -11,10 +11,12 @@
 #include "absl/time/clock.h"
 #include "asflow/v1/worker.grpc.pb.h"
 #include "common/paths.h"
+#include "exec/builtins.h"
 #include "grpcpp/create_channel.h"
+#include "rpc/status.h"
 #include "spdlog/spdlog.h"
-#include "worker/protocol.h"
-#include "worker/subprocess.h"
+#include "exec/protocol.h"
+#include "exec/subprocess.h"
 
 namespace asflow {
 namespace {
@@ -22,10 +24,6 @@ namespace {
 // Largest output message: well under gRPC's 4 MiB default and the
 // daemon's limit, large enough that per-message cost does not matter.
 constexpr size_t kChunkBytes = 256 * 1024;
-
-absl::Status ToAbsl(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 }  // namespace
 
@@ -163,11 +161,11 @@ absl::Status RemoteWorker::Serve(const std::shared_ptr<grpc::ChannelCredentials>
   hello.set_hostname(hostname_);
   hello.set_version(kAsflowVersion);
   hello.set_name(name_);
-  hello.add_handlers("builtin.noop");
-  hello.add_handlers("builtin.echo");
+  hello.add_handlers(kBuiltinNoop);
+  hello.add_handlers(kBuiltinEcho);
   v1::DaemonMessage message;
   if (!session->stream->Write(hello_message) || !session->stream->Read(&message)) {
-    return ToAbsl(session->stream->Finish());
+    return FromGrpcStatus(session->stream->Finish());
   }
   if (!message.has_welcome()) {
     session->ctx.TryCancel();
@@ -276,7 +274,7 @@ absl::Status RemoteWorker::Serve(const std::shared_ptr<grpc::ChannelCredentials>
     mu_.Await(absl::Condition(&idle));
     current_.reset();
   }
-  return ToAbsl(session->stream->Finish());
+  return FromGrpcStatus(session->stream->Finish());
 }
 
 void RemoteWorker::SlotLoop() {
@@ -322,9 +320,9 @@ void RemoteWorker::RunAssignment(Session& session, Assignment& a) {
   SubprocessResult result;
   std::string dir;
   if (!spec.handler().empty()) {
-    if (spec.handler() == "builtin.noop") {
+    if (spec.handler() == kBuiltinNoop) {
       result.exit_code = 0;
-    } else if (spec.handler() == "builtin.echo") {
+    } else if (spec.handler() == kBuiltinEcho) {
       result.exit_code = 0;
       std::string line = absl::StrCat(spec.params_json(), "\n");
       result.output_status = emit(line);

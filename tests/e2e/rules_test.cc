@@ -213,12 +213,12 @@ TEST_F(RulesTest, RetryRunsExactlyAttemptsPlusOneWithGrowingDelays) {
   ASSERT_EQ(starts.size(), 3u) << ReadAll(ws_ + "/starts.txt");
   double gap1 = starts[1] - starts[0];
   double gap2 = starts[2] - starts[1];
+  // The delays are lower bounds here (the gaps also hold how long `sh`
+  // takes to reach `date`, which on a loaded machine is anything); the
+  // exact schedule is pinned on a fake clock by
+  // SchedulerTest.RetryWaitsBackoffTimesTwoToTheAttemptPlusJitter.
   EXPECT_GE(gap1, 0.2);
   EXPECT_GE(gap2, 0.4);
-  // The delays are lower bounds (the gaps also hold how long `sh` takes to
-  // reach `date`, up to ~0.1 s on a loaded machine).
-  EXPECT_GE(gap2, 2 * gap1 - 0.2) << "gaps " << gap1 << " then " << gap2;
-  EXPECT_LT(gap2, 1.0) << "gaps " << gap1 << " then " << gap2;
 
   CommandResult show = Ctl({"show", "1", "flaky", "id=c1"});
   ASSERT_EQ(show.exit_code, 0) << show.err;

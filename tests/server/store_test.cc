@@ -379,7 +379,9 @@ TEST_F(StoreTest, CallbacksRunInOrderAfterDataIsReadable) {
   std::vector<int> raw_seen;    // state seen by the raw connection
   std::vector<int> store_seen;  // state seen by the Store's reader
   for (int i = 0; i < kWrites; ++i) {
-    store->PutInstance(MakeInstance(id, i, "t", v1::RUNNING), [&, i](const InstanceRecord& written) {
+    store->PutInstance(MakeInstance(id, i, "t", v1::RUNNING), [&, i](const InstanceRecord& written,
+                                                                      const absl::Status& status) {
+      EXPECT_TRUE(status.ok()) << status;
       EXPECT_EQ(written.seq, i);
       int via_raw = raw_state(i);
       InstanceQuery q;
@@ -490,17 +492,28 @@ TEST_F(StoreTest, FailedWritesReachFlushAndLaterWritesCommit) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   int64_t id = CreateRunOrDie(*store, "f");
-  int callbacks = 0;  // only touched on the writer thread, read after Flush
+  // Each callback hears its own write's fate (only touched on the writer
+  // thread, read after Flush).
+  std::vector<absl::Status> statuses;
   v1::Run missing = MakeRun("f");
   missing.set_id(99);
-  store->PutRun(missing, [&](const v1::Run&) { ++callbacks; });
-  store->PutInstance(MakeInstance(98, 0, "t"), [&](const InstanceRecord&) { ++callbacks; });
-  store->PutInstance(MakeInstance(id, 0, "t", v1::DONE), [&](const InstanceRecord&) { ++callbacks; });
+  store->PutRun(missing, [&](const v1::Run&, const absl::Status& s) { statuses.push_back(s); });
+  store->PutInstance(MakeInstance(98, 0, "t"),
+                     [&](const InstanceRecord&, const absl::Status& s) { statuses.push_back(s); });
+  store->PutInstance(MakeInstance(id, 0, "t", v1::DONE),
+                     [&](const InstanceRecord&, const absl::Status& s) { statuses.push_back(s); });
+  NewRows rows(97, "t");
+  rows.Add(0, v1::QUEUED, 0, "{}", "");
+  store->PutNew(std::move(rows), [&](const absl::Status& s) { statuses.push_back(s); });
   absl::Status status = store->Flush();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(status.message(),
             "store " + DbPath() + ": put run 99: run 99 not found");
-  EXPECT_EQ(callbacks, 3);
+  ASSERT_EQ(statuses.size(), 4u);
+  EXPECT_EQ(statuses[0], status);
+  EXPECT_EQ(statuses[1].code(), absl::StatusCode::kFailedPrecondition) << statuses[1];
+  EXPECT_TRUE(statuses[2].ok()) << statuses[2];
+  EXPECT_EQ(statuses[3].code(), absl::StatusCode::kFailedPrecondition) << statuses[3];
   auto all = store->LoadInstances(id);
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_THAT(Seqs(*all), ElementsAre(0));

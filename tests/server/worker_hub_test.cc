@@ -25,7 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
-#include "worker/protocol.h"
+#include "exec/protocol.h"
 
 namespace asflow {
 namespace {
@@ -43,8 +43,8 @@ constexpr absl::Duration kDeadline = absl::Seconds(10);
 // Everything the hub reports, in order. Thread-safe.
 class Recorder {
  public:
-  WorkerHub::Callbacks Callbacks() {
-    WorkerHub::Callbacks c;
+  RunnerEvents Events() {
+    RunnerEvents c;
     c.on_done = [this](ExecResult r) {
       absl::MutexLock lock(&mu_);
       events_.push_back(absl::StrCat("done ", r.id));
@@ -203,7 +203,7 @@ class WorkerHubTest : public ::testing::Test {
   void MakeHub(WorkerHubOptions options = {}) {
     AtomicFileOptions files;
     files.sync = false;
-    hub_ = std::make_unique<WorkerHub>(options, files, rec_.Callbacks());
+    hub_ = std::make_unique<WorkerHub>(options, files, rec_.Events());
   }
   WorkerHub& hub() { return *hub_; }
 

@@ -1,11 +1,11 @@
 // The exec library's types on the WorkerService wire: a command's result
 // as the worker reports it and as the daemon judges it. One place, so the
 // two sides cannot drift.
-#ifndef ASFLOW_WORKER_PROTOCOL_H_
-#define ASFLOW_WORKER_PROTOCOL_H_
+#ifndef ASFLOW_EXEC_PROTOCOL_H_
+#define ASFLOW_EXEC_PROTOCOL_H_
 
 #include "asflow/v1/worker.pb.h"
-#include "worker/subprocess.h"
+#include "exec/subprocess.h"
 
 namespace asflow {
 
@@ -20,4 +20,4 @@ SubprocessResult ResultFromProto(const v1::AssignmentResult& proto);
 
 }  // namespace asflow
 
-#endif  // ASFLOW_WORKER_PROTOCOL_H_
+#endif  // ASFLOW_EXEC_PROTOCOL_H_

@@ -1,8 +1,8 @@
 // Runs one command: argv (never a shell), pipes, its own process group, a
 // timeout, cancellation and a group kill. Shared by asflowd's in-process pool
 // and asflow-worker.
-#ifndef ASFLOW_WORKER_SUBPROCESS_H_
-#define ASFLOW_WORKER_SUBPROCESS_H_
+#ifndef ASFLOW_EXEC_SUBPROCESS_H_
+#define ASFLOW_EXEC_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -138,4 +138,4 @@ std::vector<std::string> MergeEnvironment(
 
 }  // namespace asflow
 
-#endif  // ASFLOW_WORKER_SUBPROCESS_H_
+#endif  // ASFLOW_EXEC_SUBPROCESS_H_

@@ -1,4 +1,4 @@
-#include "worker/protocol.h"
+#include "exec/protocol.h"
 
 #include <string>
 

@@ -1,0 +1,120 @@
+#include "server/recorder.h"
+
+#include <utility>
+
+namespace asflow {
+namespace {
+
+// New rows per store write while a task expands: large enough that a
+// write is cheap, small enough that the writer works on them while the
+// expansion goes on (W2, 10,000 cached: 4,096 per write was slower than
+// one write per row, 512 faster).
+constexpr size_t kNewRowsPerWrite = 512;
+
+// The first line of an error text, for one-line messages.
+std::string FirstLine(absl::string_view text) { return std::string(text.substr(0, text.find('\n'))); }
+
+}  // namespace
+
+Recorder::Recorder(StateStore* store, EventHub* hub, LostFn on_lost)
+    : store_(store), hub_(hub), on_lost_(std::move(on_lost)) {}
+
+void Recorder::Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes,
+                        int64_t lines) {
+  const InstanceRt& inst = run.instances[seq];
+  InstanceRecord rec;
+  rec.run_id = run.id;
+  rec.seq = seq;
+  rec.task = run.tasks[inst.task].spec->name();
+  rec.params = inst.params;
+  rec.output = inst.output;
+  rec.state = inst.state;
+  rec.error = inst.error.str();
+  rec.attempts = inst.attempts;
+  rec.started_ms = inst.started_ms;
+  rec.finished_ms = inst.finished_ms;
+  rec.bytes = bytes;
+  rec.lines = lines;
+  rec.pgid = inst.state == v1::RUNNING ? inst.pgid : 0;
+  // The event is made from the record once it is committed: while the
+  // write waits in the store's queue it holds only the counters, encoded
+  // (~30 bytes; a v1::TaskCounters copy costs ~250 on the heap).
+  std::string counters;
+  if (kind != v1::InstanceEvent::KIND_UNSPECIFIED) counters = run.tasks[inst.task].counters.SerializeAsString();
+  store_->PutInstance(std::move(rec), [hub = hub_, lost = on_lost_, kind, counters = std::move(counters)](
+                                          const InstanceRecord& written, const absl::Status& status) {
+    if (!status.ok()) return lost(written.run_id, status);
+    if (kind == v1::InstanceEvent::KIND_UNSPECIFIED) return;
+    v1::Event event;
+    v1::InstanceEvent* ie = event.mutable_instance();
+    ie->set_kind(kind);
+    *ie->mutable_instance() = InstanceToProto(written);
+    // Events carry the first line only (what watchers show); the full
+    // text, up to a 16 KiB stderr tail, stays in SQLite for `show`.
+    ie->mutable_instance()->set_error(FirstLine(written.error));
+    ie->mutable_counters()->ParseFromString(counters);
+    hub->Publish(std::move(event));
+  });
+}
+
+void Recorder::NewInstance(RunRt& run, int64_t seq) {
+  const InstanceRt& inst = run.instances[seq];
+  if (run.expanding == nullptr || !inst.error.empty()) {
+    Instance(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+    return;
+  }
+  NewRows& rows = run.expanding->rows;
+  rows.Add(seq, inst.state, inst.finished_ms, inst.params, inst.output);
+  if (rows.size() >= kNewRowsPerWrite) FlushNewInstances(run);
+}
+
+void Recorder::FlushNewInstances(RunRt& run) {
+  if (run.expanding == nullptr) return;
+  NewRows& rows = run.expanding->rows;
+  if (rows.size() == 0) return;
+  const int64_t run_id = run.id;
+  store_->PutNew(std::exchange(rows, NewRows(run.id, rows.task())),
+                 [lost = on_lost_, run_id](const absl::Status& status) {
+                   if (!status.ok()) lost(run_id, status);
+                 });
+}
+
+v1::Run Recorder::RunProto(const RunRt& run) {
+  v1::Run proto;
+  proto.set_id(run.id);
+  proto.set_flow(run.flow);
+  proto.set_workspace(run.workspace);
+  proto.set_state(run.state);
+  for (const auto& [k, v] : run.params) (*proto.mutable_params())[k] = v;
+  proto.set_created_ms(run.created_ms);
+  proto.set_finished_ms(run.finished_ms);
+  proto.set_error(run.error);
+  proto.set_keep_going(run.request.keep_going());
+  for (const TaskRt& task : run.tasks) *proto.add_tasks() = task.counters;
+  return proto;
+}
+
+void Recorder::Run(const RunRt& run) {
+  store_->PutRun(RunProto(run), [hub = hub_, lost = on_lost_](const v1::Run& committed, const absl::Status& status) {
+    if (!status.ok()) return lost(committed.id(), status);
+    v1::Event event;
+    *event.mutable_run()->mutable_run() = committed;
+    hub->Publish(std::move(event));
+  });
+}
+
+void Recorder::RunLost(const RunRt& run) {
+  v1::Run proto = RunProto(run);
+  store_->PutRun(proto);
+  v1::Event event;
+  *event.mutable_run()->mutable_run() = std::move(proto);
+  hub_->Publish(std::move(event));
+}
+
+void Recorder::Row(InstanceRecord record) {
+  store_->PutInstance(std::move(record), [lost = on_lost_](const InstanceRecord& r, const absl::Status& status) {
+    if (!status.ok()) lost(r.run_id, status);
+  });
+}
+
+}  // namespace asflow

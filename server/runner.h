@@ -1,0 +1,100 @@
+// The seam between the scheduler and whatever executes instances: a job to
+// run (ExecJob), what came of it (ExecResult), the Runner interface that
+// LocalPool (in-process) and WorkerHub (remote pools) implement, and the
+// events a runner reports back (RunnerEvents). The scheduler only ever
+// sees these; tests drive it with a fake Runner.
+#ifndef ASFLOW_SERVER_RUNNER_H_
+#define ASFLOW_SERVER_RUNNER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "exec/subprocess.h"
+
+namespace asflow {
+
+using ExecId = int64_t;
+
+// One execution to run: a command (or built-in / SDK handler) and where its
+// output goes.
+struct ExecJob {
+  ExecId id = 0;
+  // The in-process pool gets a complete spec (cwd = workspace, the merged
+  // environment). A remote pool gets argv, timeout and kill grace, and in
+  // `env` only the "K=V" the instance adds (ASFLOW_PARAM_*): the worker
+  // runs it in a scratch directory with its own environment and PATH.
+  SubprocessSpec process;
+  // Workspace root and the output path relative to it; an empty output
+  // means stdout is counted but not kept.
+  std::string workspace;
+  std::string output;
+  // The pool that runs it ("local": the in-process pool).
+  std::string pool;
+  // A handler instead of `process` (exec/builtins.h: the built-ins run
+  // in-process; others on workers that offer them), given `params`.
+  std::string builtin;
+  std::string params;
+  // "task(param=value)", for logs.
+  std::string label;
+  // Set by the runner: cancels the running command.
+  std::shared_ptr<Canceller> canceller;
+};
+
+// What came of an ExecJob.
+struct ExecResult {
+  ExecId id = 0;
+  SubprocessResult process;
+  // Opening, writing or committing the output failed (the command may have
+  // succeeded); the output file was not created.
+  absl::Status output_status;
+  int64_t bytes = 0;  // uncompressed stdout bytes
+  int64_t lines = 0;  // newline-terminated lines, plus a final partial one
+  // Infrastructure, not the command: the worker running it was lost (its
+  // partial output was discarded), or no worker could take it. Either way
+  // the instance is queued again; kLost counts towards the loss limit.
+  enum class Infra { kNone, kLost, kUnplaced };
+  Infra infra = Infra::kNone;
+  bool ok() const { return infra == Infra::kNone && process.ok() && output_status.ok(); }
+  // One line for users: the output error, else the process outcome.
+  std::string Describe() const;
+};
+
+// Progress of a running job: uncompressed bytes and lines of stdout so far.
+using ProgressFn = std::function<void(ExecId, int64_t bytes, int64_t lines)>;
+
+// How often a running job reports progress at most.
+inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
+
+// What runners report, from their own threads. Every job's result arrives
+// exactly once through on_done (lost and unplaced ones included). The
+// scheduler's functions only queue work for its thread.
+struct RunnerEvents {
+  std::function<void(ExecResult)> on_done;
+  ProgressFn on_progress;
+  // A job's command started as process group `pgid` (local pool only).
+  std::function<void(ExecId, pid_t pgid)> on_spawn;
+  // The slots now available in a pool whose capacity changes (remote
+  // pools, as workers come and go).
+  std::function<void(const std::string& pool, int slots)> on_pool_slots;
+};
+
+// Runs ExecJobs somewhere and reports each result exactly once through the
+// RunnerEvents it was built with. Implementations are thread-safe.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  virtual void Start(ExecJob job) = 0;
+  // Asks a started job to stop (its group gets SIGTERM, SIGKILL after the
+  // grace); its result still arrives. Unknown or finished ids are ignored.
+  virtual void Cancel(ExecId id) = 0;
+};
+
+}  // namespace asflow
+
+#endif  // ASFLOW_SERVER_RUNNER_H_

@@ -1,0 +1,275 @@
+// Scheduler: executions — starting them on runners, sharing them between
+// runs, and applying what each attempt's outcome means (JudgeAttempt) to
+// the instances waiting on it. Runs are in scheduler_runs.cc.
+#include <signal.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/random/distributions.h"
+#include "absl/strings/str_cat.h"
+#include "common/safe_path.h"
+#include "server/scheduler.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+
+std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst) {
+  return !inst.output.empty() ? absl::StrCat(run.workspace, "/", inst.output)
+                              : absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+}
+
+void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
+  InstanceRt& inst = run.instances[seq];
+  exec.waiters.emplace_back(run.id, seq);
+  inst.exec = exec.id;
+  // Queued, or being killed for a run that no longer needs it: this run
+  // gets a fresh attempt once the dying process is gone (OnExecDone).
+  if (!exec.started || exec.cancelling) return;
+  SetInstanceState(run, seq, v1::RUNNING);
+  inst.pgid = exec.pgid;
+  inst.started_ms = NowMs();
+  recorder_->Instance(run, seq, v1::InstanceEvent::STARTED);
+}
+
+void Scheduler::StartPicked(const PlanPick& pick, absl::Time now) {
+  RunRt& run = *runs_.at(pick.run_id);
+  const int64_t seq = pick.item;
+  InstanceRt& inst = run.instances[seq];
+  const int t = inst.task;
+  std::string key = ExecKey(run, run.tasks[t], inst);
+  if (Exec* shared = execs_.FindByKey(key)) {
+    // Another run queued it since, and got to start it first.
+    plan_.Release();
+    JoinExec(run, seq, *shared);
+    return;
+  }
+  if (CacheByFile(run, seq, v1::INSTANCE_STATE_UNSPECIFIED)) {
+    // Another run wrote it since.
+    plan_.Release();
+    TaskProgress(run, t);
+    AfterChange(run);  // may end (and erase) the run
+    return;
+  }
+  Exec& exec = execs_.Create(std::move(key), run.tasks[t].exec_def);
+  exec.waiters.emplace_back(run.id, seq);
+  inst.exec = exec.id;
+  plan_.Bind(exec.id);
+  StartExec(exec, now);
+}
+
+void Scheduler::StartExec(Exec& exec, absl::Time now) {
+  exec.started = true;
+  ++exec.attempts;
+  // Built now, not when queued: a job holds argv and a whole environment,
+  // and a run may have 100,000 instances queued.
+  const auto& [first_run, first_seq] = exec.waiters.front();
+  ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
+  exec.runner = RunnerFor(exec.def->pool);
+  for (const auto& [run_id, seq] : exec.waiters) {
+    RunRt& run = *runs_.at(run_id);
+    InstanceRt& inst = run.instances[seq];
+    SetInstanceState(run, seq, v1::RUNNING);
+    inst.started_ms = absl::ToUnixMillis(now);
+    inst.finished_ms = 0;
+    inst.error.clear();
+    inst.attempts = exec.attempts;
+    recorder_->Instance(run, seq, v1::InstanceEvent::STARTED);
+  }
+  exec.runner->Start(std::move(job));
+}
+
+ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
+  const InstanceRt& inst = run.instances[seq];
+  const TaskRt& task = run.tasks[inst.task];
+  // The instance's params hold every binding (and the flow params its
+  // templates use): together with the run's params they render the job.
+  Bindings params = DecodeParams(inst.params);
+  auto lookup = [&](absl::string_view name) { return LookupParam(params, run.params, name); };
+  ExecJob job;
+  job.id = id;
+  job.workspace = run.workspace;
+  job.output = inst.output;
+  job.pool = task.pool;
+  job.label = InstanceLabel(task.spec->name(), inst.params);
+  job.builtin = task.spec->handler();
+  if (!job.builtin.empty()) job.params = inst.params;
+  job.process.kill_grace = options_.kill_grace;
+  // The local pool runs a built-in handler in-process: no argv, no
+  // environment (merging one costs more than the handler itself).
+  if (!job.builtin.empty() && task.pool == "local") return job;
+  for (const Template& arg : task.argv) {
+    auto rendered = arg.Render(lookup);  // names were checked at submit
+    job.process.argv.push_back(rendered.ok() ? *rendered : arg.text());
+  }
+  std::vector<std::string> env;
+  for (const auto& [k, v] : run.params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
+  for (const auto& [k, v] : params) env.push_back(absl::StrCat("ASFLOW_PARAM_", k, "=", v));
+  if (task.pool == "local") {
+    job.process.cwd = run.workspace;
+    job.process.search_path = run.search_path;
+    env.insert(env.begin(), run.env.begin(), run.env.end());
+    job.process.env = MergeEnvironment(env);
+  } else {
+    // The client's environment (its PATH) means nothing on another host.
+    job.process.env = std::move(env);
+  }
+  if (task.spec->has_timeout()) {
+    job.process.timeout =
+        absl::Seconds(task.spec->timeout().seconds()) + absl::Nanoseconds(task.spec->timeout().nanos());
+  }
+  return job;
+}
+
+void Scheduler::OnExecDone(ExecResult result) {
+  plan_.Finished(result.id);
+  Exec* exec = execs_.Find(result.id);
+  if (exec == nullptr) return;
+  if (stopping_ || exec->waiters.empty()) {
+    // Shutting down (runs resume at the next start), or cancelled because
+    // no run needs it any more.
+    execs_.Erase(result.id);
+    return;
+  }
+  AttemptContext ctx;
+  ctx.attempts = exec->attempts;
+  ctx.losses = exec->losses;
+  ctx.max_losses = options_.max_losses;
+  ctx.cancelling = exec->cancelling;
+  AttemptOutcome outcome = JudgeAttempt(result, *exec->def->rules, ctx, absl::Uniform(rng_, 0.0, 1.0));
+  if (outcome.kind == AttemptOutcome::Kind::kFinal) {
+    FinishExec(result.id, outcome, result);
+  } else {
+    Requeue(*exec, outcome);
+  }
+}
+
+void Scheduler::Requeue(Exec& exec, const AttemptOutcome& outcome) {
+  exec.started = false;
+  exec.cancelling = false;
+  exec.pgid = 0;
+  exec.runner = nullptr;
+  const bool retry = outcome.kind == AttemptOutcome::Kind::kRetry;
+  if (!retry) --exec.attempts;  // not the command's fault: not an attempt
+  if (outcome.lost) ++exec.losses;
+  if (outcome.kind == AttemptOutcome::Kind::kRequeue) {
+    plan_.Enqueue(-exec.id, exec.def->task_key, exec.waiters.front().first);
+  } else {
+    timers_.Add(deps_.clock->Now() + outcome.delay, exec.id);
+  }
+  for (const auto& [run_id, seq] : exec.waiters) {
+    RunRt& run = *runs_.at(run_id);
+    run.instances[seq].error = outcome.error;
+    SetInstanceState(run, seq, v1::QUEUED, retry);
+    recorder_->Instance(run, seq, v1::InstanceEvent::QUEUED);
+  }
+}
+
+void Scheduler::WriteErrFile(const Exec& exec, AttemptOutcome& outcome) {
+  const auto& [run_id, seq] = exec.waiters.front();
+  const RunRt& run = *runs_.at(run_id);
+  const InstanceRt& inst = run.instances[seq];
+  if (inst.output.empty()) return;
+  // The .err file makes later runs treat the instance as cached.
+  const std::string rel = ErrorPathFor(inst.output, run.tasks[inst.task].spec->on());
+  if (absl::Status s = run.ws->WriteFile(rel, absl::StrCat(outcome.err_file, "\n")); !s.ok()) {
+    outcome.state = v1::FAILED;
+    outcome.error = absl::StrCat("cannot record the suppressed error: ", s.message(), "\n", outcome.error);
+  }
+}
+
+void Scheduler::FinishExec(ExecId id, const AttemptOutcome& judged, const ExecResult& result) {
+  AttemptOutcome outcome = judged;
+  Exec* exec = execs_.Find(id);
+  if (outcome.state == v1::SUPPRESSED) WriteErrFile(*exec, outcome);
+  const auto waiters = std::move(exec->waiters);
+  execs_.Erase(id);  // before the runs finish (they would detach from it)
+  std::vector<int64_t> touched;  // run ids; a run may wait twice on one exec
+  for (const auto& [run_id, seq] : waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->state != v1::RUN_RUNNING) continue;
+    RunRt& run = *r->second;
+    InstanceRt& inst = run.instances[seq];
+    if (IsFinal(inst.state)) continue;
+    inst.exec = 0;
+    inst.finished_ms = NowMs();
+    inst.error = outcome.error;
+    SetInstanceState(run, seq, outcome.state);
+    if (outcome.state == v1::FAILED && run.error.empty()) {
+      run.error = absl::StrCat(InstanceLabel(run.tasks[inst.task].spec->name(), inst.params), ": ",
+                               outcome.error.substr(0, outcome.error.find('\n')));
+    }
+    recorder_->Instance(run, seq, v1::InstanceEvent::FINISHED, result.bytes, result.lines);
+    TaskProgress(run, inst.task);
+    if (std::find(touched.begin(), touched.end(), run_id) == touched.end()) touched.push_back(run_id);
+  }
+  for (int64_t run_id : touched) {
+    // Looked up again: finishing one run erases it from runs_.
+    auto r = runs_.find(run_id);
+    if (r != runs_.end()) AfterChange(*r->second);
+  }
+}
+
+void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
+  InstanceRt& inst = run.instances[seq];
+  Exec* exec = execs_.Find(inst.exec);
+  inst.exec = 0;
+  if (exec == nullptr) return;
+  auto& w = exec->waiters;
+  w.erase(std::remove(w.begin(), w.end(), std::make_pair(run.id, seq)), w.end());
+  if (!w.empty()) return;  // another run still needs it
+  if (!exec->started) {
+    // Its -id in the plan's FIFO is dropped when it comes up (not live).
+    execs_.Erase(exec->id);
+  } else {
+    exec->runner->Cancel(exec->id);  // SIGTERM, SIGKILL after grace
+    exec->cancelling = true;
+  }
+}
+
+void Scheduler::OnExecProgress(ExecId id, int64_t bytes, int64_t lines) {
+  Exec* exec = execs_.Find(id);
+  if (stopping_ || exec == nullptr || !exec->started) return;
+  for (const auto& [run_id, seq] : exec->waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
+    // Through the store like every event, so it never overtakes STARTED.
+    recorder_->Instance(*r->second, seq, v1::InstanceEvent::PROGRESS, bytes, lines);
+  }
+}
+
+void Scheduler::OnExecSpawned(ExecId id, pid_t pgid) {
+  Exec* exec = execs_.Find(id);
+  if (stopping_ || exec == nullptr || !exec->started) return;
+  exec->pgid = pgid;
+  for (const auto& [run_id, seq] : exec->waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
+    r->second->instances[seq].pgid = pgid;
+    recorder_->Instance(*r->second, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  }
+}
+
+void Scheduler::OnPoolSlots(const std::string& pool, int slots) {
+  plan_.SetPoolSlots(pool, slots);
+  for (auto& [id, run] : runs_) {
+    if (UpdateWaiting(*run)) recorder_->Run(*run);
+  }
+}
+
+bool Scheduler::UpdateWaiting(RunRt& run) {
+  bool changed = false;
+  for (TaskRt& task : run.tasks) {
+    std::string waiting;
+    if (task.pool != "local" && plan_.pool_slots(task.pool) == 0) {
+      waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
+    }
+    if (task.counters.waiting() != waiting) {
+      task.counters.set_waiting(waiting);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+}  // namespace asflow

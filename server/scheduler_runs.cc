@@ -1,0 +1,246 @@
+// Scheduler: runs — resuming them, expanding their tasks into instances,
+// finding outputs already there, settling tasks and finishing runs, and
+// reset. Executions are in scheduler_execs.cc.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/safe_path.h"
+#include "server/expansion.h"
+#include "server/scheduler.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+
+absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
+  auto fail = [&](const std::string& why) {
+    spdlog::error("run {}: {}; marking it failed", rec.run.id(), why);
+    rec.run.set_state(v1::RUN_FAILED);
+    rec.run.set_error(why);
+    rec.run.set_finished_ms(NowMs());
+    deps_.store->PutRun(rec.run);
+    return absl::OkStatus();
+  };
+  v1::SubmitFlowRequest request;
+  if (!request.ParseFromString(rec.request)) return fail("stored request unreadable after restart");
+  auto run = BuildRun(std::move(request), options_.default_limit);
+  if (!run.ok()) return fail(absl::StrCat("cannot resume: ", run.status().message()));
+  (*run)->id = rec.run.id();
+  (*run)->created_ms = rec.run.created_ms();
+  auto ws = deps_.fs->Open((*run)->workspace);
+  if (!ws.ok()) return fail(absl::StrCat("cannot resume: ", ws.status().message()));
+  (*run)->ws = std::move(*ws);
+  auto rows = deps_.store->LoadInstances(rec.run.id());
+  if (!rows.ok()) return rows.status();
+  int64_t removed = 0;
+  for (const InstanceRecord& row : *rows) {
+    // The command itself died with the daemon (PDEATHSIG); its children are
+    // still in its group, which keeps the pgid from being reused meanwhile.
+    if (row.state == v1::RUNNING && row.pgid > 1 && same_boot && deps_.fs->KillProcessGroup(row.pgid)) {
+      spdlog::warn("run {}: killed process group {} left by {} before the restart", row.run_id, row.pgid,
+                   InstanceLabel(row.task, row.params));
+    }
+    (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state, row};
+    (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
+    if (!IsFinal(row.state) && !row.output.empty()) {
+      // The temporary of an instance that was running at the crash.
+      const std::string tmp = AtomicFile::TempPathFor(row.output);
+      if ((*run)->ws->Exists(tmp) && (*run)->ws->Remove(tmp).ok()) ++removed;
+    }
+  }
+  spdlog::info("resuming run {} ({}): {} instances known, {} stale temporaries removed", rec.run.id(),
+               (*run)->flow, rows->size(), removed);
+  StartRun(std::move(*run));
+  return absl::OkStatus();
+}
+
+void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
+  RunRt& run = *run_ptr;
+  runs_[run.id] = std::move(run_ptr);
+  for (const TaskRt& task : run.tasks) {
+    plan_.SetTaskDef(task.key, task.limit, task.pool, task.rate);
+  }
+  UpdateWaiting(run);
+  recorder_->Run(run);
+  for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
+    if (run.tasks[t].deps.empty()) Expand(run, t);
+  }
+  AfterChange(run);
+}
+
+void Scheduler::Expand(RunRt& run, int t) {
+  TaskRt& task = run.tasks[t];
+  if (run.state != v1::RUN_RUNNING || task.expanded || task.blocked) return;
+  run.expanding = std::make_unique<RunRt::Expansion>(run.ws->NewProbe(), run.id, task.spec->name());
+  absl::Status s = ForEachBinding(run, t, *run.ws, options_.max_instances_per_run,
+                                  [&](const Bindings& bindings) { AddInstance(run, t, bindings); });
+  recorder_->FlushNewInstances(run);  // before anything else about these instances
+  run.expanding.reset();
+  task.expanded = true;
+  task.counters.set_expanded(true);
+  if (!s.ok()) {
+    std::string msg = absl::StrCat(task.spec->name(), ": ", s.message());
+    spdlog::warn("run {}: {}", run.id, msg);
+    if (run.error.empty()) run.error = msg;
+    task.blocked = true;
+  }
+  recorder_->Run(run);  // counters after expansion (queued and cached in bulk)
+  TaskProgress(run, t);
+}
+
+void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
+  NewInstance added = AddNewInstance(run, t, bindings, NowMs());
+  if (added.seq < 0) return;  // identical bindings run once
+  if (added.failed) {
+    recorder_->Instance(run, added.seq, v1::InstanceEvent::FINISHED);
+    return;
+  }
+  if (CacheByFile(run, added.seq, added.prior)) return;
+  // (No key to build while no execution is running or waiting: the usual
+  // case for a run on its own.)
+  Exec* shared = execs_.empty() ? nullptr : execs_.FindByKey(ExecKey(run, run.tasks[t], run.instances[added.seq]));
+  if (shared != nullptr) {
+    // Another run has it running (or waiting for a retry): share it. One
+    // that another run merely queued is shared when it starts.
+    JoinExec(run, added.seq, *shared);
+    if (run.instances[added.seq].state == v1::QUEUED) {
+      recorder_->Instance(run, added.seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+    }
+    return;
+  }
+  // Queued as its seq alone: the execution is made when it starts, so
+  // 100,000 queued instances cost their InstanceRt and 8 bytes each.
+  plan_.Enqueue(added.seq, run.tasks[t].key, run.id);
+  recorder_->NewInstance(run, added.seq);
+}
+
+bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
+  InstanceRt& inst = run.instances[seq];
+  if (inst.output.empty()) return false;
+  const TaskRt& task = run.tasks[inst.task];
+  // While expanding, from the probe: a file it misses (made after it read
+  // the directory) is found when the instance is picked to start.
+  auto exists = [&run](const std::string& rel) {
+    return run.expanding != nullptr ? run.expanding->outputs->Exists(rel) : run.ws->Exists(rel);
+  };
+  const bool present = exists(inst.output);
+  std::string err_rel;
+  if (!present) err_rel = ErrorPathFor(inst.output, task.spec->on());
+  const bool err_present = !present && exists(err_rel);
+  if (!present && !err_present) return false;
+  // The file is the truth: whoever made it, the instance is cached. A row
+  // already final from before a restart keeps its state.
+  const bool keep = prior == v1::DONE || prior == v1::CACHED;
+  if (err_present) inst.error = absl::StrCat("suppressed earlier: ", err_rel, " (asflowctl reset clears it)");
+  SetInstanceState(run, seq, keep ? prior : v1::CACHED);
+  if (!keep) {
+    inst.finished_ms = NowMs();
+    recorder_->NewInstance(run, seq);
+  }
+  return true;
+}
+
+void Scheduler::TaskProgress(RunRt& run, int t) {
+  for (int ready : SettleTask(run, t)) Expand(run, ready);
+}
+
+void Scheduler::AfterChange(RunRt& run) {
+  if (std::optional<v1::RunState> state = RunOutcome(run)) FinishRun(run, *state, run.error);
+}
+
+void Scheduler::FinishRun(RunRt& run, v1::RunState state, std::string error) {
+  if (run.state != v1::RUN_RUNNING) return;
+  const int64_t now = NowMs();
+  for (int64_t seq = 0; seq < static_cast<int64_t>(run.instances.size()); ++seq) {
+    InstanceRt& inst = run.instances[seq];
+    if (inst.task < 0 || IsFinal(inst.state)) continue;
+    if (inst.exec != 0) DetachFromExec(run, seq);
+    inst.finished_ms = now;
+    SetInstanceState(run, seq, v1::CANCELLED);
+    recorder_->Instance(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  }
+  // Rows from before a restart that this life of the run never reached.
+  for (auto& [key, row] : run.resumed) {
+    if (IsFinal(row.state)) continue;
+    row.record.state = v1::CANCELLED;
+    row.record.finished_ms = now;
+    row.record.pgid = 0;
+    recorder_->Row(row.record);
+  }
+  run.resumed.clear();
+  run.state = state;
+  run.error = std::move(error);
+  run.finished_ms = now;
+  spdlog::info("run {} ({}) finished: {}{}{}", run.id, run.flow, v1::RunState_Name(state),
+               run.error.empty() ? "" : ": ", run.error);
+  if (run.store_lost) {
+    recorder_->RunLost(run);
+  } else {
+    recorder_->Run(run);
+  }
+  runs_.erase(run.id);  // the hub's view and the store keep it from here
+}
+
+void Scheduler::OnStoreLost(int64_t run_id, const absl::Status& status) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;  // over already (its last writes may be the lost ones)
+  RunRt& run = *it->second;
+  spdlog::error("run {}: a state change could not be recorded: {}", run_id, std::string(status.message()));
+  run.store_lost = true;
+  FinishRun(run, v1::RUN_FAILED, absl::StrCat("state not recorded: ", status.message()));
+}
+
+void Scheduler::DoReset(const v1::ResetTasksRequest& request, std::function<void(absl::StatusOr<int64_t>)> done) {
+  if (request.run_id() == 0 && request.task().empty() && request.path().empty()) {
+    return done(absl::InvalidArgumentError("reset needs a run id, a task or a path"));
+  }
+  InstanceFilter filter;
+  filter.run_id = request.run_id();
+  filter.task = request.task();
+  if (size_t dot = filter.task.rfind('.'); dot != std::string::npos) {
+    filter.flow = filter.task.substr(0, dot);  // "flow.task"
+    filter.task = filter.task.substr(dot + 1);
+  }
+  filter.path = request.path();
+  for (int s : request.states()) {
+    if (s != v1::SUPPRESSED && s != v1::FAILED) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("reset clears suppressed or failed instances, not ",
+                       v1::InstanceState_Name(static_cast<v1::InstanceState>(s)))));
+    }
+    filter.states.push_back(static_cast<v1::InstanceState>(s));
+  }
+  if (filter.states.empty()) filter.states = {v1::SUPPRESSED, v1::FAILED};
+  auto rows = deps_.store->FindInstances(filter);
+  if (!rows.ok()) return done(rows.status());
+  absl::flat_hash_map<int64_t, v1::FlowSpec> specs;  // run -> its spec
+  int64_t count = 0;
+  for (FoundInstance& row : *rows) {
+    if (runs_.contains(row.record.run_id)) continue;  // still active
+    if (row.record.state == v1::SUPPRESSED && !row.record.output.empty()) {
+      auto spec = specs.find(row.record.run_id);
+      if (spec == specs.end()) {
+        auto rec = deps_.store->GetRun(row.record.run_id);
+        if (!rec.ok()) return done(rec.status());
+        v1::SubmitFlowRequest submitted;
+        submitted.ParseFromString(rec->request);
+        spec = specs.emplace(row.record.run_id, submitted.spec()).first;
+      }
+      for (const v1::TaskSpec& task : spec->second.tasks()) {
+        if (task.name() != row.record.task) continue;
+        auto ws = deps_.fs->Open(row.workspace);
+        absl::Status removed = ws.ok() ? (*ws)->Remove(ErrorPathFor(row.record.output, task.on())) : ws.status();
+        if (!removed.ok() && !absl::IsNotFound(removed)) return done(removed);
+      }
+    }
+    row.record.state = v1::RESET;
+    deps_.store->PutInstance(std::move(row.record));
+    ++count;
+  }
+  if (absl::Status s = deps_.store->Flush(); !s.ok()) return done(s);
+  spdlog::info("reset {} instances", count);
+  done(count);
+}
+
+}  // namespace asflow

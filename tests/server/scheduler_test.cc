@@ -1,0 +1,489 @@
+// The scheduler's rules, pinned exactly: a fake runner, a fake clock, an
+// in-memory store and file system (tests/server/scheduler_fakes.h). No
+// file, socket, process or sleep; each test drives the scheduler with
+// Step() and moves the clock by hand.
+#include "server/scheduler.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/spec_parser.h"
+#include "tests/server/scheduler_fakes.h"
+
+namespace asflow {
+namespace {
+
+using ::asflow::testing::FakeClock;
+using ::asflow::testing::FakeRunner;
+using ::asflow::testing::FakeStore;
+using ::asflow::testing::FakeWorkspaceFs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs_.AddDir("/ws");
+    Boot();
+  }
+  void TearDown() override { sched_.reset(); }
+
+  // A scheduler over the same store and files: at the start, and for a
+  // restart after a crash.
+  void Boot() {
+    sched_.reset();
+    SchedulerOptions options;
+    options.allowed_roots = {"/ws"};
+    options.local_slots = 8;
+    options.default_limit = 2;
+    sched_ = std::make_unique<Scheduler>(options);
+    local_ = std::make_unique<FakeRunner>(&fs_);
+    remote_ = std::make_unique<FakeRunner>(&fs_);
+    local_->SetEvents(sched_->runner_events());
+    remote_->SetEvents(sched_->runner_events());
+    sched_->SetDeps(SchedulerDeps{&store_, &hub_, &clock_, &fs_, local_.get(), remote_.get()});
+    ASSERT_TRUE(sched_->Resume().ok());
+    sched_->Step();
+  }
+
+  // Submits a flow file's text in /ws; the run's id, or the error.
+  absl::StatusOr<int64_t> TrySubmit(const std::string& yaml, bool keep_going = false) {
+    auto parsed = ParseFlowText(yaml, "test.yaml", SpecFormat::kYaml);
+    if (!parsed.ok()) return parsed.status();
+    v1::SubmitFlowRequest request;
+    *request.mutable_spec() = parsed->spec;
+    request.set_workspace("/ws");
+    request.set_keep_going(keep_going);
+    absl::StatusOr<Scheduler::Submitted> got = absl::UnknownError("not answered");
+    sched_->Submit(request, [&](absl::StatusOr<Scheduler::Submitted> s) { got = s; });
+    sched_->Step();
+    if (!got.ok()) return got.status();
+    return got->run_id;
+  }
+  int64_t Submit(const std::string& yaml, bool keep_going = false) {
+    absl::StatusOr<int64_t> id = TrySubmit(yaml, keep_going);
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : -1;
+  }
+
+  void Advance(absl::Duration d) {
+    clock_.Advance(d);
+    sched_->Step();
+  }
+  void Cancel(int64_t run) {
+    sched_->Cancel(run, [](absl::StatusOr<v1::RunState>) {});
+    sched_->Step();
+  }
+  // The committed state of run `run`.
+  v1::RunState RunState(int64_t run) { return store_.Run(run).state(); }
+  std::string RunError(int64_t run) { return store_.Run(run).error(); }
+  // The committed state of the instance (run, seq).
+  v1::InstanceState State(int64_t run, int64_t seq) {
+    const InstanceRecord* r = store_.Instance(run, seq);
+    return r == nullptr ? v1::INSTANCE_STATE_UNSPECIFIED : r->state;
+  }
+  const InstanceRecord& Row(int64_t run, int64_t seq) { return *store_.Instance(run, seq); }
+
+  FakeClock clock_;
+  FakeStore store_;
+  FakeWorkspaceFs fs_;
+  EventHub hub_;
+  std::unique_ptr<FakeRunner> local_;
+  std::unique_ptr<FakeRunner> remote_;
+  std::unique_ptr<Scheduler> sched_;
+};
+
+// Three instances of task t (ids a, b, c), output out/{id}.txt, `extra`
+// lines added to the task.
+std::string Flow(const std::string& extra, const std::string& name = "f",
+                 const std::string& values = "[a, b, c]") {
+  return absl::StrCat("name: ", name,
+                      "\ntasks:\n  - name: t\n    for_each: {values: ", values,
+                      ", as: id}\n    on: out/{id}.txt\n    run: [cmd, \"{id}\"]\n", extra);
+}
+
+TEST_F(SchedulerTest, LimitHoldsAcrossTwoRuns) {
+  int64_t r1 = Submit(Flow("    limit: 2\n"));
+  int64_t r2 = Submit(Flow("    limit: 2\n", "f", "[d, e, f]"));
+  // Same flow and task: one task definition, one limit for both runs.
+  EXPECT_EQ(local_->running().size(), 2u);
+  for (int finished = 0; finished < 4; ++finished) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+    EXPECT_EQ(local_->running().size(), 2u) << "after " << finished + 1 << " finished";
+  }
+  local_->FinishOk(local_->running().begin()->first);
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  EXPECT_EQ(local_->started().size(), 6u);
+  EXPECT_EQ(RunState(r1), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, RunsShareATaskRoundRobin) {
+  Submit(Flow("    limit: 1\n"));
+  Submit(Flow("    limit: 1\n", "f", "[d, e, f]"));
+  std::vector<std::string> order;
+  while (!local_->running().empty()) {
+    ASSERT_EQ(local_->running().size(), 1u);
+    order.push_back(local_->running().begin()->second.label);
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  // a started before the second run existed; from then on the runs take
+  // turns (a run that arrives joins the rotation behind those queued).
+  EXPECT_THAT(order, ElementsAre("t(id=a)", "t(id=b)", "t(id=d)", "t(id=c)", "t(id=e)", "t(id=f)"));
+}
+
+TEST_F(SchedulerTest, RateSpacesStartsByTheClock) {
+  Submit(Flow("    limit: 10\n    rate: 2/s\n"));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Milliseconds(500));
+  Advance(absl::Milliseconds(499));
+  EXPECT_EQ(local_->running().size(), 1u);
+  Advance(absl::Milliseconds(1));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)"));
+  Advance(absl::Milliseconds(500));
+  EXPECT_EQ(local_->running().size(), 3u);
+  EXPECT_EQ(Row(1, 2).started_ms - Row(1, 0).started_ms, 1000);
+}
+
+TEST_F(SchedulerTest, RetryWaitsBackoffTimesTwoToTheAttemptPlusJitter) {
+  int64_t run = Submit(Flow("    retry: {attempts: 2, backoff: 1s, jitter: 500ms, exit_codes: [75]}\n", "f", "[a]"));
+  ASSERT_EQ(local_->started().size(), 1u);
+  ExecId id = local_->started()[0];
+  local_->FinishExit(id, 75, "try later");
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::QUEUED);
+  EXPECT_THAT(Row(run, 0).error, HasSubstr("attempt 1 of 3 failed, retrying in "));
+  // First retry: 1s * 2^0 + [0, 500ms).
+  Advance(absl::Milliseconds(999));
+  EXPECT_EQ(local_->started().size(), 1u);
+  Advance(absl::Milliseconds(501));
+  ASSERT_EQ(local_->started().size(), 2u);
+  EXPECT_EQ(Row(run, 0).attempts, 2);
+  local_->FinishExit(id, 75);
+  sched_->Step();
+  // Second: 1s * 2^1 + [0, 500ms).
+  Advance(absl::Milliseconds(1999));
+  EXPECT_EQ(local_->started().size(), 2u);
+  Advance(absl::Milliseconds(501));
+  ASSERT_EQ(local_->started().size(), 3u);
+  local_->FinishExit(id, 75, "still later");
+  sched_->Step();
+  // No attempts left: an error no other rule matches fails it.
+  EXPECT_EQ(State(run, 0), v1::FAILED);
+  EXPECT_EQ(Row(run, 0).attempts, 3);
+  EXPECT_EQ(Row(run, 0).error, "exit code 75: still later\nstill later");
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+}
+
+TEST_F(SchedulerTest, RulesApplyInOrderRetrySkipSuppressFail) {
+  const std::string rules =
+      "    retry: {attempts: 1, exit_codes: [2]}\n"
+      "    skip: {exit_codes: [2, 3]}\n"
+      "    suppress: {exit_codes: [2, 3, 4]}\n"
+      "    limit: 10\n";
+  int64_t run = Submit(Flow(rules, "f", "[a, b, c, d]"), /*keep_going=*/true);
+  ASSERT_EQ(local_->running().size(), 4u);
+  local_->FinishExit(local_->IdOf("t(id=a)"), 2);  // retry first...
+  local_->FinishExit(local_->IdOf("t(id=b)"), 3);  // skip before suppress
+  local_->FinishExit(local_->IdOf("t(id=c)"), 4);  // suppress
+  local_->FinishExit(local_->IdOf("t(id=d)"), 5, "boom");  // no rule: fail
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::RUNNING);  // retried at once (no backoff)
+  EXPECT_EQ(Row(run, 0).attempts, 2);
+  EXPECT_EQ(State(run, 1), v1::SKIPPED);
+  EXPECT_EQ(State(run, 2), v1::SUPPRESSED);
+  EXPECT_EQ(fs_.Get("/ws/out/c.err"), "exit code 4\n");
+  EXPECT_EQ(State(run, 3), v1::FAILED);
+  ASSERT_NE(local_->IdOf("t(id=a)"), 0);
+  local_->FinishExit(local_->IdOf("t(id=a)"), 2);  // ...then, attempts spent, skip
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::SKIPPED);
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+  EXPECT_EQ(RunError(run), "t(id=d): exit code 5: boom");
+  EXPECT_FALSE(fs_.Has("/ws/out/a.err"));
+}
+
+TEST_F(SchedulerTest, ASuppressedErrorThatCannotBeRecordedFails) {
+  fs_.FailWritesUnder("/ws/out/");
+  int64_t run = Submit(Flow("    suppress: {exit_codes: [4]}\n", "f", "[a]"));
+  local_->FinishExit(local_->started()[0], 4);
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::FAILED);
+  EXPECT_THAT(Row(run, 0).error, HasSubstr("cannot record the suppressed error: /ws/out/a.err: Permission denied"));
+}
+
+TEST_F(SchedulerTest, FailFastCancelsSiblingsAndStartsNothingNew) {
+  int64_t run = Submit(Flow("    limit: 2\n", "f", "[a, b, c, d]"));
+  ASSERT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)"));
+  ExecId b = local_->IdOf("t(id=b)");
+  local_->FinishExit(local_->IdOf("t(id=a)"), 1, "unknown");
+  sched_->Step();
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+  EXPECT_EQ(RunError(run), "t(id=a): exit code 1: unknown");
+  EXPECT_THAT(local_->cancelled(), ElementsAre(b));
+  local_->FinishCancelled(b);
+  sched_->Step();
+  EXPECT_EQ(local_->started().size(), 2u);  // c and d never start
+  EXPECT_EQ(State(run, 1), v1::CANCELLED);
+  EXPECT_EQ(State(run, 2), v1::CANCELLED);
+  EXPECT_EQ(State(run, 3), v1::CANCELLED);
+}
+
+TEST_F(SchedulerTest, KeepGoingLetsTheRestFinish) {
+  int64_t run = Submit(Flow("    limit: 2\n", "f", "[a, b, c, d]"), /*keep_going=*/true);
+  local_->FinishExit(local_->IdOf("t(id=a)"), 1);
+  sched_->Step();
+  EXPECT_EQ(RunState(run), v1::RUN_RUNNING);
+  EXPECT_THAT(local_->cancelled(), IsEmpty());
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_EQ(local_->started().size(), 4u);
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+  EXPECT_EQ(State(run, 3), v1::DONE);
+}
+
+TEST_F(SchedulerTest, TwoRunsShareOneExecution) {
+  int64_t r1 = Submit(Flow("", "f", "[a]"));
+  int64_t r2 = Submit(Flow("", "g", "[a]"));  // another flow, the same output
+  ASSERT_EQ(local_->started().size(), 1u);
+  EXPECT_EQ(State(r2, 0), v1::RUNNING);
+  local_->FinishOk(local_->started()[0], "x\n");
+  sched_->Step();
+  EXPECT_EQ(State(r1, 0), v1::DONE);
+  EXPECT_EQ(State(r2, 0), v1::DONE);
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, CancelledRunLeavesTheSharedExecutionToTheOther) {
+  int64_t r1 = Submit(Flow("", "f", "[a]"));
+  int64_t r2 = Submit(Flow("", "g", "[a]"));
+  Cancel(r1);
+  EXPECT_THAT(local_->cancelled(), IsEmpty());  // r2 still needs it
+  local_->FinishOk(local_->started()[0]);
+  sched_->Step();
+  EXPECT_EQ(RunState(r1), v1::RUN_CANCELLED);
+  EXPECT_EQ(State(r2, 0), v1::DONE);
+}
+
+TEST_F(SchedulerTest, ARunJoiningAKilledExecutionGetsAFreshAttempt) {
+  int64_t r1 = Submit(Flow("", "f", "[a]"));
+  ExecId id = local_->started()[0];
+  Cancel(r1);
+  EXPECT_THAT(local_->cancelled(), ElementsAre(id));
+  int64_t r2 = Submit(Flow("", "g", "[a]"));  // joins while it is being killed
+  EXPECT_EQ(State(r2, 0), v1::QUEUED);
+  local_->FinishCancelled(id);
+  sched_->Step();
+  ASSERT_EQ(local_->started().size(), 2u);  // started again for r2
+  EXPECT_EQ(Row(r2, 0).attempts, 1);        // the kill was not an attempt
+  local_->FinishOk(id);
+  sched_->Step();
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, ALostWorkerRequeuesWithoutAnAttemptAndTheThirdLossFails) {
+  int64_t run = Submit(Flow("    pool: crawl\n", "f", "[a]"));
+  EXPECT_TRUE(remote_->started().empty());  // no worker in the pool yet
+  remote_->SetPoolSlots("crawl", 2);
+  sched_->Step();
+  ASSERT_EQ(remote_->started().size(), 1u);
+  ExecId id = remote_->started()[0];
+  remote_->FinishLost(id);
+  sched_->Step();
+  ASSERT_EQ(remote_->started().size(), 2u);
+  EXPECT_EQ(Row(run, 0).attempts, 1);
+  remote_->FinishLost(id);
+  sched_->Step();
+  ASSERT_EQ(remote_->started().size(), 3u);
+  EXPECT_EQ(Row(run, 0).attempts, 1);
+  remote_->FinishLost(id);
+  sched_->Step();
+  EXPECT_EQ(remote_->started().size(), 3u);
+  EXPECT_EQ(State(run, 0), v1::FAILED);
+  EXPECT_THAT(Row(run, 0).error, HasSubstr("lost 3 times, last: worker w1 lost"));
+}
+
+TEST_F(SchedulerTest, OutputOrErrFilePresentMeansCached) {
+  fs_.Put("/ws/out/a.txt", "done before");
+  fs_.Put("/ws/out/b.err", "suppressed before");
+  int64_t run = Submit(Flow(""));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=c)"));
+  EXPECT_EQ(State(run, 0), v1::CACHED);
+  EXPECT_EQ(State(run, 1), v1::CACHED);
+  EXPECT_EQ(Row(run, 1).error, "suppressed earlier: out/b.err (asflowctl reset clears it)");
+}
+
+TEST_F(SchedulerTest, LinesOfAnUpstreamOutputBecomeInstances) {
+  const std::string flow =
+      "name: yt\ntasks:\n"
+      "  - name: playlist\n    on: data/playlist.jsonl\n    run: [ls]\n"
+      "  - name: extract\n    for_each: {lines_of: playlist, as: {video_id: id}}\n"
+      "    on: data/{video_id}.txt\n    run: [get, \"{video_id}\"]\n";
+  int64_t run = Submit(flow);
+  ASSERT_EQ(local_->started().size(), 1u);
+  local_->FinishOk(local_->started()[0], "{\"id\":\"v1\"}\n{\"id\":\"v2\"}\n{\"id\":\"v1\"}\n");
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("extract(video_id=v1)", "extract(video_id=v2)"));
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_EQ(RunState(run), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, ARunningInstanceResumesAfterARestart) {
+  // What a daemon killed mid-run left: the run, a done instance, a running
+  // one (with its process group and temporary), a queued one.
+  auto parsed = ParseFlowText(Flow(""), "test.yaml", SpecFormat::kYaml);
+  ASSERT_TRUE(parsed.ok());
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/ws");
+  RunRecord rec;
+  rec.run.set_flow("f");
+  rec.run.set_workspace("/ws");
+  rec.run.set_state(v1::RUN_RUNNING);
+  rec.request = request.SerializeAsString();
+  int64_t run = store_.AddRun(rec);
+  auto row = [&](int64_t seq, const std::string& id, v1::InstanceState state, int pgid) {
+    InstanceRecord r;
+    r.run_id = run;
+    r.seq = seq;
+    r.task = "t";
+    r.params = absl::StrCat("{\"id\":\"", id, "\"}");
+    r.output = absl::StrCat("out/", id, ".txt");
+    r.state = state;
+    r.pgid = pgid;
+    store_.AddInstance(r);
+  };
+  row(0, "a", v1::DONE, 0);
+  row(1, "b", v1::RUNNING, 4242);
+  row(2, "c", v1::QUEUED, 0);
+  fs_.Put("/ws/out/a.txt", "a");
+  fs_.Put("/ws/out/.b.txt.asflow-tmp", "half");
+  ASSERT_TRUE(store_.SetMeta("boot_id", "boot-1").ok());
+  Boot();
+  EXPECT_THAT(fs_.killed(), ElementsAre(4242));
+  EXPECT_FALSE(fs_.Has("/ws/out/.b.txt.asflow-tmp"));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=b)", "t(id=c)"));
+  EXPECT_EQ(State(run, 0), v1::DONE);  // kept, not made CACHED
+  EXPECT_EQ(State(run, 1), v1::RUNNING);
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  local_->FinishOk(local_->IdOf("t(id=c)"));
+  sched_->Step();
+  EXPECT_EQ(RunState(run), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, NoProcessGroupIsKilledAfterAReboot) {
+  auto parsed = ParseFlowText(Flow("", "f", "[a]"), "test.yaml", SpecFormat::kYaml);
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/ws");
+  RunRecord rec;
+  rec.run.set_state(v1::RUN_RUNNING);
+  rec.request = request.SerializeAsString();
+  int64_t run = store_.AddRun(rec);
+  InstanceRecord r;
+  r.run_id = run;
+  r.task = "t";
+  r.params = "{\"id\":\"a\"}";
+  r.output = "out/a.txt";
+  r.state = v1::RUNNING;
+  r.pgid = 4242;
+  store_.AddInstance(r);
+  ASSERT_TRUE(store_.SetMeta("boot_id", "boot-0").ok());
+  Boot();
+  EXPECT_THAT(fs_.killed(), IsEmpty());
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+}
+
+// Issue 13 (and issue 12, defect 3): a write the store loses fails the run
+// with the store's error; no event claims the lost state; the scheduler
+// goes on, and runs after the store is healthy again complete.
+TEST_F(SchedulerTest, ALostWriteFailsTheRunAndNoEventClaimsIt) {
+  auto sub = hub_.Subscribe(0, 0, [] {});
+  v1::Event e;
+  ASSERT_TRUE(hub_.Pop(sub.get(), &e));  // the initial snapshot
+  int64_t run = Submit(Flow("    limit: 10\n"));
+  ASSERT_EQ(local_->running().size(), 3u);
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::DONE);
+  store_.FailNow();
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  sched_->Step();
+  // b's DONE was not recorded: the run fails, naming the store's error.
+  EXPECT_THAT(local_->cancelled(), ElementsAre(local_->IdOf("t(id=c)")));
+  std::vector<v1::Event> events;
+  while (hub_.Pop(sub.get(), &e)) events.push_back(e);
+  std::vector<std::string> finished;
+  v1::Run last_run;
+  for (const v1::Event& ev : events) {
+    if (ev.has_instance() && ev.instance().kind() == v1::InstanceEvent::FINISHED) {
+      finished.push_back(ev.instance().instance().params().at("id"));
+    }
+    if (ev.has_run()) last_run = ev.run().run();
+  }
+  EXPECT_THAT(finished, ElementsAre("a"));  // b's finish was never committed
+  EXPECT_EQ(last_run.state(), v1::RUN_FAILED);
+  EXPECT_EQ(last_run.error(), "state not recorded: store /state/fake.db: database or disk is full");
+  EXPECT_EQ(store_.Run(run).state(), v1::RUN_RUNNING);  // on disk: resumes at the next start
+  hub_.Unsubscribe(sub);
+
+  // The store works again: a new run completes.
+  store_.Heal();
+  local_->FinishCancelled(local_->IdOf("t(id=c)"));
+  int64_t next = Submit(Flow("    limit: 10\n", "g", "[x]"));
+  local_->FinishOk(local_->IdOf("t(id=x)"));
+  sched_->Step();
+  EXPECT_EQ(RunState(next), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, ALostWriteAtTheNthWriteFailsOnlyTheRunsItConcerns) {
+  int64_t a = Submit(Flow("    limit: 10\n", "f", "[a]"));
+  int64_t b = Submit(Flow("    limit: 10\n", "g", "[b]"));
+  store_.FailFrom(store_.writes() + 1);  // the next write: a's instance finishing
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  store_.Heal();
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  sched_->Step();
+  EXPECT_EQ(RunState(a), v1::RUN_RUNNING);  // its failure could not be recorded either
+  EXPECT_EQ(RunState(b), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, AStoreThatCannotCreateTheRunRefusesTheSubmission) {
+  store_.FailNow();
+  absl::StatusOr<int64_t> id = TrySubmit(Flow(""));
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().message(), "store /state/fake.db: database or disk is full");
+  EXPECT_TRUE(local_->started().empty());
+}
+
+TEST_F(SchedulerTest, WorkspaceOutsideTheAllowedRootsIsRefused) {
+  fs_.AddDir("/elsewhere");
+  auto parsed = ParseFlowText(Flow(""), "test.yaml", SpecFormat::kYaml);
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/elsewhere");
+  absl::StatusOr<Scheduler::Submitted> got = absl::UnknownError("");
+  sched_->Submit(request, [&](absl::StatusOr<Scheduler::Submitted> s) { got = s; });
+  sched_->Step();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(got.status().message(),
+            "workspace /elsewhere is outside the roots this daemon allows (/ws); start asflowd with --allow-root");
+}
+
+}  // namespace
+}  // namespace asflow
