@@ -106,6 +106,9 @@ void Recorder::Run(const RunRt& run) {
 void Recorder::RunLost(const RunRt& run) {
   v1::Run proto = RunProto(run);
   store_->PutRun(proto);
+  // The counters as last committed (the hub's view only ever holds what
+  // was): the scheduler's own include the states whose writes were lost.
+  if (std::optional<v1::Run> committed = hub_->FindRun(run.id)) *proto.mutable_tasks() = committed->tasks();
   v1::Event event;
   *event.mutable_run()->mutable_run() = std::move(proto);
   hub_->Publish(std::move(event));

@@ -44,7 +44,8 @@ class Recorder {
   // The run failed because the store lost a write: its record is written
   // if the store can, and the event is published at once, since clients
   // must hear why their run stopped although the store may keep an older
-  // state (the run then resumes at the next start).
+  // state (the run then resumes at the next start). The event's counters
+  // are the last committed ones.
   void RunLost(const RunRt& run);
   // A row written for a run not (or no longer) active.
   void Row(InstanceRecord record);

@@ -3,6 +3,7 @@
 // without its fix.
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +179,49 @@ TEST_F(HostileTest, LargeParameterValuesAreRefusedAndListingsPageBySize) {
   EXPECT_EQ(over.exit_code, 1) << over.out;
   EXPECT_THAT(over.out + over.err,
               HasSubstr("big.jsonl:2: the value bound to 'v' is 70000 bytes; at most 65536 are allowed"));
+}
+
+// Issue 12, defect 3: with its state on a full file system the daemon
+// lost 8,515 writes silently and `asflowctl run` exited 0 saying "3000
+// done" while the store held 157. Now the run fails naming the store's
+// error, the client is told nothing the store does not hold, reads go on,
+// and once there is room again a new run completes.
+TEST_F(HostileTest, FullStateFileSystemFailsTheRunNamingTheStoreError) {
+  const std::string mnt = tmp_.Join("statefs");
+  std::filesystem::create_directories(mnt);
+  CommandResult m = RunProcess(
+      MakeLaunch({"/usr/bin/env", "mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt}, tmp_.path()), 10s);
+  if (m.exit_code != 0) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs here (needs root): " << m.err;
+  struct Unmount {
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+    std::string path;
+  } unmount{mnt};
+  state_ = mnt + "/state.db";
+  StartDaemon();
+  CommandResult r = Ctl({"run", kHostile + "/race.flow.yaml", "--plain", "-p", "dir=full"}, "", 120s);
+  EXPECT_EQ(r.exit_code, 1) << r.out.substr(0, 3000);
+  EXPECT_THAT(r.out + r.err, HasSubstr("state not recorded: store " + state_));
+  EXPECT_THAT(r.out + r.err, HasSubstr("database or disk is full"));
+  // Every instance the client saw done is done in the store.
+  int told_done = 0;
+  for (const std::string& line : Lines(r.out)) {
+    if (absl::StartsWith(line, "  done ")) ++told_done;
+  }
+  CommandResult done = Ctl({"tasks", "1", "--state", "done"});
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_EQ(static_cast<int>(TableRows(done.out).size()), told_done);
+  EXPECT_LT(told_done, 3000);
+  // Reads go on.
+  CommandResult runs = Ctl({"runs"});
+  EXPECT_EQ(runs.exit_code, 0) << runs.err;
+  // Room again: a new run completes.
+  CommandResult grow = RunProcess(
+      MakeLaunch({"/usr/bin/env", "mount", "-o", "remount,size=64m", mnt}, tmp_.path()), 10s);
+  ASSERT_EQ(grow.exit_code, 0) << grow.err;
+  CommandResult again = Ctl({"run", kHostile + "/race.flow.yaml", "--plain", "-p", "n=50", "-p", "dir=after"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(FilesUnder(ws_ + "/after/d").size(), 50u);
+  KillDaemon();  // before the mount goes
 }
 
 }  // namespace
