@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace asflow {
 namespace {
@@ -26,12 +27,81 @@ absl::Status FinishedError(absl::string_view subject) {
       absl::StrCat(subject, ": encoder already finished or failed"));
 }
 
+// Encoders' output buffers and zstd contexts, kept for reuse: a code
+// session writes thousands of small outputs a second, and a fresh 128 KiB
+// buffer (zero-filled, often freshly mmap'd) and zstd context per file cost
+// more than compressing it. At most kKeep of each are kept; thread-safe.
+constexpr size_t kKeep = 32;
+
+size_t OutBufferBytes() {
+  static const size_t bytes = std::max(kChunkBytes, ZSTD_CStreamOutSize());
+  return bytes;
+}
+
+ABSL_CONST_INIT absl::Mutex pool_mu(absl::kConstInit);
+std::vector<char*>* free_buffers ABSL_GUARDED_BY(pool_mu) = new std::vector<char*>();
+std::vector<ZSTD_CCtx*>* free_cctxs ABSL_GUARDED_BY(pool_mu) = new std::vector<ZSTD_CCtx*>();
+
+// A buffer of OutBufferBytes(), not zero-filled, from the pool.
+class OutBuffer {
+ public:
+  OutBuffer() {
+    {
+      absl::MutexLock lock(&pool_mu);
+      if (!free_buffers->empty()) {
+        data_ = free_buffers->back();
+        free_buffers->pop_back();
+      }
+    }
+    if (data_ == nullptr) data_ = new char[OutBufferBytes()];
+  }
+  ~OutBuffer() {
+    absl::MutexLock lock(&pool_mu);
+    if (free_buffers->size() < kKeep) {
+      free_buffers->push_back(data_);
+    } else {
+      delete[] data_;
+    }
+  }
+  OutBuffer(const OutBuffer&) = delete;
+  OutBuffer& operator=(const OutBuffer&) = delete;
+  char* data() { return data_; }
+  size_t size() const { return OutBufferBytes(); }
+
+ private:
+  char* data_ = nullptr;
+};
+
+// A zstd context from the pool, reset to its defaults; null if none can be
+// made.
+ZSTD_CCtx* TakeCCtx() {
+  {
+    absl::MutexLock lock(&pool_mu);
+    if (!free_cctxs->empty()) {
+      ZSTD_CCtx* cctx = free_cctxs->back();
+      free_cctxs->pop_back();
+      return cctx;
+    }
+  }
+  return ZSTD_createCCtx();
+}
+
+void ReturnCCtx(ZSTD_CCtx* cctx) {
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  absl::MutexLock lock(&pool_mu);
+  if (free_cctxs->size() < kKeep) {
+    free_cctxs->push_back(cctx);
+  } else {
+    ZSTD_freeCCtx(cctx);
+  }
+}
+
 // Writes whole chunks: the base for all encoders. Subclasses produce bytes
 // into out_ and call Flush() when it is full.
 class EncoderBase : public Encoder {
  protected:
   EncoderBase(int fd, std::string subject)
-      : fd_(fd), subject_(std::move(subject)), out_(kChunkBytes) {}
+      : fd_(fd), subject_(std::move(subject)) {}
 
   absl::Status Flush() {
     if (out_len_ == 0) return absl::OkStatus();
@@ -49,7 +119,7 @@ class EncoderBase : public Encoder {
 
   const int fd_;
   const std::string subject_;
-  std::vector<char> out_;
+  OutBuffer out_;
   size_t out_len_ = 0;
   bool done_ = false;  // finished or failed
 };
@@ -94,10 +164,8 @@ class ZstdEncoder final : public EncoderBase {
       : EncoderBase(fd, std::move(subject)),
         cctx_(cctx),
         workers_(workers),
-        hold_bytes_(hold_bytes) {
-    out_.resize(std::max(kChunkBytes, ZSTD_CStreamOutSize()));
-  }
-  ~ZstdEncoder() override { ZSTD_freeCCtx(cctx_); }
+        hold_bytes_(hold_bytes) {}
+  ~ZstdEncoder() override { ReturnCCtx(cctx_); }
 
   absl::Status Write(absl::string_view data) override {
     if (done_) return FinishedError(subject_);
@@ -461,7 +529,7 @@ absl::StatusOr<std::unique_ptr<Encoder>> Encoder::Create(
             " (allowed ", ZSTD_minCLevel(), "..", ZSTD_maxCLevel(),
             "), workers ", options.zstd_workers));
       }
-      ZSTD_CCtx* cctx = ZSTD_createCCtx();
+      ZSTD_CCtx* cctx = TakeCCtx();
       if (cctx == nullptr) {
         return absl::InternalError(
             absl::StrCat(subject, ": ZSTD_createCCtx failed"));
@@ -469,7 +537,7 @@ absl::StatusOr<std::unique_ptr<Encoder>> Encoder::Create(
       size_t rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
                                          options.zstd_level);
       if (ZSTD_isError(rc)) {
-        ZSTD_freeCCtx(cctx);
+        ReturnCCtx(cctx);
         return absl::InternalError(absl::StrCat(
             subject, ": setting zstd level: ", ZSTD_getErrorName(rc)));
       }
