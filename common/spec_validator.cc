@@ -266,7 +266,32 @@ class Validator {
     }
 
     if (task.has_for_each()) CheckForEach(i, p, flow_known);
+    CheckSettings(p, task);
+  }
 
+public:
+  // A code session's task (docs/sessions.md): its name, output template
+  // and settings; the client renders each call's output itself.
+  absl::Status RunCodeTask(const v1::TaskSpec& task) {
+    const std::string p = "spec";
+    if (task.name().empty()) Add(p + ".name", "is empty; a task needs its qualified name");
+    if (task.run_size() > 0 || !task.handler().empty() || task.has_for_each() || task.needs_size() > 0 ||
+        !task.pool().empty() || task.has_timeout()) {
+      Add(p, "a code session's task has no run, handler, for_each, needs, pool or timeout");
+    }
+    if (!task.on().empty()) CheckRelativePath(p + ".on", task.on());
+    CheckSettings(p, task);
+    if (errors_.empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+  }
+
+ private:
+  // Limits, compression and error rules of a task at `p`.
+  void CheckSettings(const std::string& p, const v1::TaskSpec& task) {
+    if (task.compression_level() < 0 || task.compression_level() > 19) {
+      Add(p + ".compression_level",
+          absl::StrCat("must be 0 (the default) or 1..19 (gzip caps it at 9), got ", task.compression_level()));
+    }
     // Limits.
     if (task.limit() < 0) {
       Add(p + ".limit", absl::StrCat("must be >= 0, got ", task.limit()));
@@ -495,6 +520,10 @@ absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
 absl::Status ValidateFlowSpec(const v1::FlowSpec& spec, const SourceMap* where,
                               absl::Span<const std::string> extra_params) {
   return Validator(spec, where, extra_params).Run();
+}
+
+absl::Status ValidateCodeTask(const v1::TaskSpec& task) {
+  return Validator(v1::FlowSpec(), nullptr, {}).RunCodeTask(task);
 }
 
 }  // namespace asflow

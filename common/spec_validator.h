@@ -36,6 +36,12 @@ absl::Status ValidateFlowSpec(const v1::FlowSpec& spec,
 // A pool name (`pool:`, asflow-worker --pool): [A-Za-z0-9_.-]+.
 bool IsPoolName(absl::string_view name);
 
+// Checks a task a code session declares (docs/sessions.md): a name, no
+// run/handler/for_each/needs/pool/timeout, a relative `on`, and the same
+// limit, rate, compression and error rule checks as a flow file's task.
+// InvalidArgument lists each problem as "spec.FIELD: message".
+absl::Status ValidateCodeTask(const v1::TaskSpec& task);
+
 // Tokens per second of a task's `rate` ("2/s", "30/min", "0.5/h"); 0 for an
 // empty rate (unlimited). InvalidArgument quoting the text otherwise,
 // including a rate of 0.

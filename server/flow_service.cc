@@ -4,16 +4,19 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/session_reactor.h"
 #include "server/watch_reactor.h"
 
 namespace asflow {
 
 FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
-                                 const TokenCheck* auth, std::function<void()> request_shutdown)
+                                 SessionHub* sessions, const TokenCheck* auth,
+                                 std::function<void()> request_shutdown)
     : scheduler_(scheduler),
       store_(store),
       hub_(hub),
       workers_(workers),
+      sessions_(sessions),
       auth_(auth),
       request_shutdown_(std::move(request_shutdown)) {}
 
@@ -51,10 +54,15 @@ class PageBudget {
   bool full_ = false;
 };
 
-// A reactor that only reports an error.
+// Reactors that only report an error.
 class FailedWatch : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedWatch(grpc::Status s) { Finish(std::move(s)); }
+  void OnDone() override { delete this; }
+};
+class FailedSession : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
+ public:
+  explicit FailedSession(grpc::Status s) { Finish(std::move(s)); }
   void OnDone() override { delete this; }
 };
 
@@ -231,6 +239,12 @@ grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext*
   reactor->Finish(grpc::Status::OK);
   request_shutdown_();
   return reactor;
+}
+
+grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* FlowServiceImpl::Session(
+    grpc::CallbackServerContext* ctx) {
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedSession(ToGrpcStatus(auth));
+  return new SessionReactor(sessions_, ctx);
 }
 
 }  // namespace asflow

@@ -12,6 +12,7 @@
 #include "server/listener.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/session_hub.h"
 #include "server/worker_hub.h"
 
 namespace asflow {
@@ -22,7 +23,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
  public:
   // All pointers must outlive the service. `request_shutdown` is called
   // (once, from a gRPC thread) by the Shutdown RPC and must not block.
-  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
+  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers, SessionHub* sessions,
                   const TokenCheck* auth, std::function<void()> request_shutdown);
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
@@ -50,6 +51,8 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* ctx,
                                      const v1::ShutdownRequest* request,
                                      v1::ShutdownResponse* response) override;
+  grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   // The freshest copy of a run: the hub's view, else the store.
@@ -63,6 +66,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   Store* const store_;
   EventHub* const hub_;
   WorkerHub* const workers_;
+  SessionHub* const sessions_;
   const TokenCheck* const auth_;
   const std::function<void()> request_shutdown_;
 };

@@ -40,7 +40,12 @@ absl::Status StdoutSink::Open() {
   if (job_.output.empty()) return absl::OkStatus();
   absl::StatusOr<UniqueFd> root = OpenRoot(job_.workspace);
   if (!root.ok()) return root.status();
-  auto opened = AtomicFile::OpenBeneath(root->get(), job_.workspace, job_.output, file_options_);
+  AtomicFileOptions options = file_options_;
+  if (job_.compression_level > 0) {
+    options.codec.zstd_level = job_.compression_level;
+    options.codec.gzip_level = std::min(job_.compression_level, 9);
+  }
+  auto opened = AtomicFile::OpenBeneath(root->get(), job_.workspace, job_.output, options);
   if (!opened.ok()) return opened.status();
   file_ = std::move(*opened);
   return absl::OkStatus();

@@ -1,5 +1,6 @@
 #include "server/recorder.h"
 
+#include <optional>
 #include <utility>
 
 namespace asflow {
@@ -16,11 +17,32 @@ std::string FirstLine(absl::string_view text) { return std::string(text.substr(0
 
 }  // namespace
 
-Recorder::Recorder(StateStore* store, EventHub* hub, LostFn on_lost)
-    : store_(store), hub_(hub), on_lost_(std::move(on_lost)) {}
+Recorder::Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send)
+    : store_(store), hub_(hub), on_lost_(std::move(on_lost)), send_(std::move(send)) {}
 
-void Recorder::Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes,
-                        int64_t lines) {
+namespace {
+
+// What a committed instance record tells the calls waiting for it.
+struct CallAnswer {
+  int64_t session = 0;
+  absl::InlinedVector<int64_t, 1> calls;
+};
+
+CallAnswer TakeCalls(RunRt& run, int64_t seq) {
+  CallAnswer answer;
+  if (run.code == nullptr || !IsFinal(run.instances[seq].state)) return answer;
+  auto it = run.code->calls.find(seq);
+  if (it == run.code->calls.end()) return answer;
+  answer.session = run.code->session;
+  answer.calls = std::move(it->second);
+  run.code->calls.erase(it);
+  return answer;
+}
+
+}  // namespace
+
+void Recorder::Instance(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes, int64_t lines,
+                        const SelfProgress* self) {
   const InstanceRt& inst = run.instances[seq];
   InstanceRecord rec;
   rec.run_id = run.id;
@@ -41,9 +63,24 @@ void Recorder::Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind k
   // (~30 bytes; a v1::TaskCounters copy costs ~250 on the heap).
   std::string counters;
   if (kind != v1::InstanceEvent::KIND_UNSPECIFIED) counters = run.tasks[inst.task].counters.SerializeAsString();
-  store_->PutInstance(std::move(rec), [hub = hub_, lost = on_lost_, kind, counters = std::move(counters)](
+  std::optional<SelfProgress> progress;
+  if (self != nullptr) progress = *self;
+  store_->PutInstance(std::move(rec), [hub = hub_, lost = on_lost_, send = send_, kind, counters = std::move(counters),
+                                       answer = TakeCalls(run, seq), progress = std::move(progress)](
                                           const InstanceRecord& written, const absl::Status& status) {
     if (!status.ok()) return lost(written.run_id, status);
+    if (answer.session != 0 && send != nullptr) {
+      for (int64_t call : answer.calls) {
+        v1::SessionEvent event;
+        v1::CallState& cs = *event.mutable_call_state();
+        cs.set_call_id(call);
+        cs.set_state(written.state);
+        cs.set_error(written.error);
+        cs.set_run_id(written.run_id);
+        cs.set_seq(written.seq);
+        send(answer.session, std::move(event));
+      }
+    }
     if (kind == v1::InstanceEvent::KIND_UNSPECIFIED) return;
     v1::Event event;
     v1::InstanceEvent* ie = event.mutable_instance();
@@ -52,6 +89,11 @@ void Recorder::Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind k
     // Events carry the first line only (what watchers show); the full
     // text, up to a 16 KiB stderr tail, stays in SQLite for `show`.
     ie->mutable_instance()->set_error(FirstLine(written.error));
+    if (progress) {
+      ie->mutable_instance()->set_progress_total(progress->total);
+      ie->mutable_instance()->set_progress_completed(progress->completed);
+      ie->mutable_instance()->set_progress_description(progress->description);
+    }
     ie->mutable_counters()->ParseFromString(counters);
     hub->Publish(std::move(event));
   });
@@ -59,7 +101,7 @@ void Recorder::Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind k
 
 void Recorder::NewInstance(RunRt& run, int64_t seq) {
   const InstanceRt& inst = run.instances[seq];
-  if (run.expanding == nullptr || !inst.error.empty()) {
+  if (run.expanding == nullptr || !inst.error.empty() || run.code != nullptr) {
     Instance(run, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
     return;
   }
@@ -94,12 +136,38 @@ v1::Run Recorder::RunProto(const RunRt& run) {
   return proto;
 }
 
+namespace {
+
+// Tells a code run's session its run is over.
+void SendRunClosed(const Recorder::SessionSendFn& send, int64_t session, int64_t ref, const v1::Run& run) {
+  if (session == 0 || send == nullptr || run.state() == v1::RUN_RUNNING) return;
+  v1::SessionEvent event;
+  v1::RunClosed& rc = *event.mutable_run_closed();
+  rc.set_ref(ref);
+  rc.set_run_id(run.id());
+  rc.set_state(run.state());
+  rc.set_error(run.error());
+  send(session, std::move(event));
+}
+
+}  // namespace
+
 void Recorder::Run(const RunRt& run) {
-  store_->PutRun(RunProto(run), [hub = hub_, lost = on_lost_](const v1::Run& committed, const absl::Status& status) {
+  const int64_t session = run.code != nullptr ? run.code->session : 0;
+  const int64_t ref = run.code != nullptr ? run.code->ref : 0;
+  store_->PutRun(RunProto(run), [hub = hub_, lost = on_lost_, send = send_, session, ref](
+                                    const v1::Run& committed, const absl::Status& status) {
     if (!status.ok()) return lost(committed.id(), status);
     v1::Event event;
     *event.mutable_run()->mutable_run() = committed;
     hub->Publish(std::move(event));
+    SendRunClosed(send, session, ref, committed);
+  });
+}
+
+void Recorder::Request(const RunRt& run) {
+  store_->PutRunRequest(run.id, run.request.SerializeAsString(), [lost = on_lost_, id = run.id](const absl::Status& s) {
+    if (!s.ok()) lost(id, s);
   });
 }
 
@@ -109,6 +177,7 @@ void Recorder::RunLost(const RunRt& run) {
   // The counters as last committed (the hub's view only ever holds what
   // was): the scheduler's own include the states whose writes were lost.
   if (std::optional<v1::Run> committed = hub_->FindRun(run.id)) *proto.mutable_tasks() = committed->tasks();
+  if (run.code != nullptr) SendRunClosed(send_, run.code->session, run.code->ref, proto);
   v1::Event event;
   *event.mutable_run()->mutable_run() = std::move(proto);
   hub_->Publish(std::move(event));

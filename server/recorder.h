@@ -14,7 +14,9 @@
 
 #include "absl/status/status.h"
 #include "asflow/v1/service.pb.h"
+#include "asflow/v1/session.pb.h"
 #include "server/event_hub.h"
+#include "server/runner.h"
 #include "server/run_state.h"
 #include "server/state_store.h"
 
@@ -24,23 +26,31 @@ class Recorder {
  public:
   // Called on the store's writer thread: must only queue work.
   using LostFn = std::function<void(int64_t run_id, const absl::Status& status)>;
+  // Sends an event to a code session (thread-safe, never blocks).
+  using SessionSendFn = std::function<void(int64_t session, v1::SessionEvent event)>;
 
-  // `store` and `hub` must outlive the recorder.
-  Recorder(StateStore* store, EventHub* hub, LostFn on_lost);
+  // `store` and `hub` must outlive the recorder. `send` tells code
+  // sessions what became of their calls and runs, once committed.
+  Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send = nullptr);
 
   // Writes the instance's row; once committed, publishes an instance event
   // of `kind` (none for KIND_UNSPECIFIED) with its task's counters as they
   // are now. bytes and lines: its output so far (PROGRESS) or in all
-  // (FINISHED).
-  void Instance(const RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes = 0,
-                int64_t lines = 0);
+  // (FINISHED); `self`: the progress it reports itself. A final state of a
+  // code run's instance answers the calls waiting for it (taken from
+  // run.code->calls) once committed.
+  void Instance(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, int64_t bytes = 0, int64_t lines = 0,
+                const SelfProgress* self = nullptr);
   // A new instance's first row (queued, or cached without error): batched
   // with the others of the expansion under way, else written at once.
   void NewInstance(RunRt& run, int64_t seq);
   // Sends the expansion's batched rows.
   void FlushNewInstances(RunRt& run);
-  // Writes the run (state, counters); publishes it once committed.
+  // Writes the run (state, counters); publishes it once committed (and
+  // tells a code run's session when it is over).
   void Run(const RunRt& run);
+  // Stores a run's request again (a code run's declared tasks).
+  void Request(const RunRt& run);
   // The run failed because the store lost a write: its record is written
   // if the store can, and the event is published at once, since clients
   // must hear why their run stopped although the store may keep an older
@@ -57,6 +67,7 @@ class Recorder {
   StateStore* const store_;
   EventHub* const hub_;
   const LostFn on_lost_;
+  const SessionSendFn send_;
 };
 
 }  // namespace asflow

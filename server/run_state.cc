@@ -262,6 +262,12 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
   }
   run->tasks.resize(spec.tasks_size());
   for (int i = 0; i < spec.tasks_size(); ++i) run->task_index[spec.tasks(i).name()] = i;
+  if (run->request.from_code()) {
+    for (int i = 0; i < spec.tasks_size(); ++i) {
+      if (absl::Status s = BuildCodeTask(*run, i, default_limit); !s.ok()) return s;
+    }
+    return run;
+  }
   for (int i = 0; i < spec.tasks_size(); ++i) {
     const v1::TaskSpec& ts = spec.tasks(i);
     TaskRt& task = run->tasks[i];
@@ -451,12 +457,67 @@ std::vector<int> SettleTask(RunRt& run, int t) {
 std::optional<v1::RunState> RunOutcome(const RunRt& run) {
   if (run.state != v1::RUN_RUNNING) return std::nullopt;
   if (!run.error.empty() && !run.request.keep_going()) return v1::RUN_FAILED;
+  if (run.code != nullptr) return std::nullopt;
   bool all_settled = std::all_of(run.tasks.begin(), run.tasks.end(), [](const TaskRt& t) { return t.settled; });
   if (!all_settled) return std::nullopt;
   bool failed = !run.error.empty() || std::any_of(run.tasks.begin(), run.tasks.end(), [](const TaskRt& t) {
                   return t.blocked || t.counters.failed() > 0 || t.counters.cancelled() > 0;
                 });
   return failed ? v1::RUN_FAILED : v1::RUN_SUCCEEDED;
+}
+
+}  // namespace asflow
+
+namespace asflow {
+
+std::string CodeIdentity(absl::string_view task, absl::string_view params_json, absl::string_view output) {
+  return absl::StrCat(task, "\n", params_json, "\n", output);
+}
+
+absl::Status BuildCodeTask(RunRt& run, int t, int default_limit) {
+  const v1::TaskSpec& ts = run.request.spec().tasks(t);
+  TaskRt& task = run.tasks[t];
+  if (task.spec == nullptr) {
+    task.seen = decltype(task.seen)(0, SeqParams{&run.instances}, SeqParams{&run.instances});
+  }
+  task.spec = &ts;
+  task.key = ts.name();
+  task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
+  auto rate = ParseRatePerSecond(ts.rate());
+  if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.rate: ", rate.status().message()));
+  task.rate = *rate;
+  task.pool = "code";
+  auto rules = ErrorRules::Compile(ts);
+  if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.", rules.status().message()));
+  task.rules = *rules;
+  task.exec_def = std::make_shared<const ExecDef>(ExecDef{task.key, task.pool, task.rules});
+  task.counters.set_task(ts.name());
+  return absl::OkStatus();
+}
+
+NewInstance AddCodeInstance(RunRt& run, int t, std::string params_json, std::string output) {
+  TaskRt& task = run.tasks[t];
+  NewInstance out;
+  const std::string identity = CodeIdentity(task.spec->name(), params_json, output);
+  auto resumed = run.resumed.empty() ? run.resumed.end() : run.resumed.find(identity);
+  if (resumed != run.resumed.end()) {
+    out.seq = resumed->second.seq;
+    out.prior = resumed->second.state;
+    run.resumed.erase(resumed);
+  } else {
+    out.seq = run.next_seq++;
+  }
+  if (out.seq >= static_cast<int64_t>(run.instances.size())) run.instances.resize(out.seq + 1);
+  InstanceRt& inst = run.instances[out.seq];
+  inst.task = t;
+  inst.params = std::move(params_json);
+  inst.output = std::move(output);
+  task.seqs.push_back(out.seq);
+  task.counters.set_total(task.counters.total() + 1);
+  ++task.pending;
+  SetInstanceState(run, out.seq, v1::QUEUED);
+  run.code->by_identity[identity] = out.seq;
+  return out;
 }
 
 }  // namespace asflow

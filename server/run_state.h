@@ -16,8 +16,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/status/statusor.h"
 #include "asflow/v1/service.pb.h"
 #include "common/template.h"
@@ -126,6 +128,23 @@ struct ResumedRow {
   InstanceRecord record;  // to close it if this life of the run never reaches it
 };
 
+// What a run opened by a code session has besides (docs/sessions.md).
+struct CodeRun {
+  int64_t session = 0;  // the session it is attached to; 0 while detached
+  int64_t ref = 0;      // the client's name for it on that session
+  // While detached: when it fails unless its process comes back.
+  absl::Time detached_until = absl::InfiniteFuture();
+  // Its instances by identity: task, params and output (CodeIdentity).
+  absl::flat_hash_map<std::string, int64_t> by_identity;
+  // The calls (ids) waiting for each unfinished instance's outcome.
+  absl::flat_hash_map<int64_t, absl::InlinedVector<int64_t, 1>> calls;
+  // Unfinished instances not queued while the run was detached: queued
+  // again when their process calls them again.
+  absl::flat_hash_set<int64_t> parked;
+  // Why a task's declaration was refused, by name.
+  absl::flat_hash_map<std::string, std::string> refused;
+};
+
 struct RunRt {
   int64_t id = 0;
   // The workspace, open for the run's lifetime: outputs, .err files and
@@ -160,6 +179,8 @@ struct RunRt {
   // The store lost a write of this run: it fails, and its last event is
   // published without waiting for a commit that may never come.
   bool store_lost = false;
+  // Set for a run opened by a code session (request.from_code()).
+  std::unique_ptr<CodeRun> code;
   int64_t created_ms = 0;
   int64_t finished_ms = 0;
 };
@@ -189,9 +210,22 @@ NewInstance AddNewInstance(RunRt& run, int t, const Bindings& bindings, int64_t 
 // ready to expand (every task they depend on settled and not blocked).
 std::vector<int> SettleTask(RunRt& run, int t);
 
+// A code run's instance identity: task, params (canonical) and output.
+std::string CodeIdentity(absl::string_view task, absl::string_view params_json, absl::string_view output);
+
+// (Re)configures code task `t` from its spec (request.spec().tasks(t)):
+// key (its qualified name), limit, rate, pool "code", rules. Keeps its
+// instances and counters. InvalidArgument if its rules do not compile.
+absl::Status BuildCodeTask(RunRt& run, int t, int default_limit);
+
+// A new instance of code task `t` called with `params_json` and `output`:
+// its seq (the one it had before a restart, with its state then, if any).
+NewInstance AddCodeInstance(RunRt& run, int t, std::string params_json, std::string output);
+
 // How the run ends now: FAILED once it has an error and no --keep-going,
 // else once every task settled, FAILED if anything failed, was cancelled
-// or blocked, else SUCCEEDED; nullopt while work is left.
+// or blocked, else SUCCEEDED; nullopt while work is left. A code run ends
+// only by fail fast (or when it is closed, cancelled or abandoned).
 std::optional<v1::RunState> RunOutcome(const RunRt& run);
 
 // Builds the runtime form of a validated request: merged params, compiled

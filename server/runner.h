@@ -42,6 +42,14 @@ struct ExecJob {
   std::string params;
   // "task(param=value)", for logs.
   std::string label;
+  // zstd or gzip level of the output; 0: the daemon's default.
+  int compression_level = 0;
+  // Pool "code": the code session that runs it, and the call id it knows
+  // the instance by (FlowService.Session).
+  int64_t session = 0;
+  int64_t call_id = 0;
+  // Which attempt this is (1 for the first).
+  int attempt = 1;
   // Set by the runner: cancels the running command.
   std::shared_ptr<Canceller> canceller;
 };
@@ -68,6 +76,14 @@ struct ExecResult {
 // Progress of a running job: uncompressed bytes and lines of stdout so far.
 using ProgressFn = std::function<void(ExecId, int64_t bytes, int64_t lines)>;
 
+// Progress a job reports about itself (a code session's
+// flow.task.progress): a total (0: unknown), how much is done, a label.
+struct SelfProgress {
+  double total = 0;
+  double completed = 0;
+  std::string description;
+};
+
 // How often a running job reports progress at most.
 inline constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
@@ -82,6 +98,8 @@ struct RunnerEvents {
   // The slots now available in a pool whose capacity changes (remote
   // pools, as workers come and go).
   std::function<void(const std::string& pool, int slots)> on_pool_slots;
+  // Progress a job reports about itself (code sessions).
+  std::function<void(ExecId, SelfProgress)> on_self_progress;
 };
 
 // Runs ExecJobs somewhere and reports each result exactly once through the

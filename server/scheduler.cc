@@ -23,8 +23,11 @@ Scheduler::Scheduler(SchedulerOptions options) : options_(std::move(options)) {
     }
     auto r = runs_.find(run_id);
     if (r == runs_.end()) return false;
-    const InstanceRt& inst = r->second->instances[item];
-    return inst.state == v1::QUEUED && inst.exec == 0;
+    const RunRt& run = *r->second;
+    const InstanceRt& inst = run.instances[item];
+    // A code run's instance parked while its process was away is queued
+    // again when the process calls it again.
+    return inst.state == v1::QUEUED && inst.exec == 0 && (run.code == nullptr || !run.code->parked.contains(item));
   });
 }
 
@@ -40,15 +43,21 @@ RunnerEvents Scheduler::runner_events() {
   events.on_pool_slots = [this](const std::string& pool, int slots) {
     Post([this, pool, slots] { OnPoolSlots(pool, slots); });
   };
+  events.on_self_progress = [this](ExecId id, SelfProgress progress) {
+    Post([this, id, progress = std::move(progress)] { OnExecSelfProgress(id, progress); });
+  };
   return events;
 }
 
 void Scheduler::SetDeps(SchedulerDeps deps) {
   deps_ = deps;
-  recorder_ = std::make_unique<Recorder>(deps_.store, deps_.hub, [this](int64_t run_id, const absl::Status& s) {
-    Post([this, run_id, s] { OnStoreLost(run_id, s); });
-  });
+  recorder_ = std::make_unique<Recorder>(
+      deps_.store, deps_.hub,
+      [this](int64_t run_id, const absl::Status& s) { Post([this, run_id, s] { OnStoreLost(run_id, s); }); },
+      deps_.send_to_session);
   plan_.SetPoolSlots("local", options_.local_slots);
+  // A code session runs whatever its run's limits let start.
+  plan_.SetPoolSlots("code", 1 << 30);
 }
 
 absl::Status Scheduler::Resume() {
@@ -93,7 +102,13 @@ void Scheduler::Post(std::function<void()> fn) {
   commands_.push_back(std::move(fn));
 }
 
-absl::Time Scheduler::NextWakeup() const { return std::min(plan_.NextWakeup(), timers_.Next()); }
+absl::Time Scheduler::NextWakeup() const {
+  absl::Time next = std::min(plan_.NextWakeup(), timers_.Next());
+  for (const auto& [id, run] : runs_) {
+    if (run->code != nullptr && run->code->session == 0) next = std::min(next, run->code->detached_until);
+  }
+  return next;
+}
 
 void Scheduler::Loop() {
   Pump();  // resumed runs queued work before the loop started
@@ -129,7 +144,9 @@ void Scheduler::Step() {
 void Scheduler::RunCommands(std::vector<std::function<void()>> batch) {
   for (auto& fn : batch) fn();
   if (stopping_) return;
-  FireTimers(deps_.clock->Now());
+  const absl::Time now = deps_.clock->Now();
+  FireTimers(now);
+  ExpireDetachedRuns(now);
   Pump();
 }
 
@@ -171,9 +188,30 @@ absl::Status Scheduler::CheckWorkspace(v1::SubmitFlowRequest* request) const {
       return absl::OkStatus();
     }
   }
+  for (const std::string& root : options_.user_temp_roots) {
+    if (*real == root || !PathIsUnder(*real, root)) continue;
+    // Every directory from the one right below the temporary root down to
+    // the workspace is ours, and the first writable by nobody else: no
+    // other user can have made or redirected any of it.
+    bool ours = true;
+    for (size_t end = real->find('/', root.size() + 1);; end = real->find('/', end + 1)) {
+      const std::string dir = real->substr(0, end);
+      ours = ours && deps_.fs->IsPrivateDir(dir);
+      if (!ours || end == std::string::npos) break;
+    }
+    if (ours) {
+      request->set_workspace(*real);
+      return absl::OkStatus();
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "workspace ", *real, " is in ", root, " but not in a directory private to this user (owned by it, "
+        "writable by nobody else), which is what this daemon accepts there; start asflowd with --allow-root"));
+  }
   return absl::PermissionDeniedError(absl::StrCat(
       "workspace ", *real, " is outside the roots this daemon allows (",
-      absl::StrJoin(options_.allowed_roots, ", "), "); start asflowd with --allow-root"));
+      absl::StrJoin(options_.allowed_roots, ", "),
+      options_.user_temp_roots.empty() ? "" : "; and private directories in ",
+      absl::StrJoin(options_.user_temp_roots, ", "), "); start asflowd with --allow-root"));
 }
 
 void Scheduler::Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<Submitted>)> done) {
@@ -219,7 +257,9 @@ void Scheduler::Reset(v1::ResetTasksRequest request, std::function<void(absl::St
 }
 
 Runner* Scheduler::RunnerFor(const std::string& pool) const {
-  return pool == "local" ? deps_.local : deps_.remote;
+  if (pool == "local") return deps_.local;
+  if (pool == "code") return deps_.code;
+  return deps_.remote;
 }
 
 }  // namespace asflow

@@ -35,6 +35,7 @@
 #include "server/recorder.h"
 #include "server/run_state.h"
 #include "server/runner.h"
+#include "server/session_ops.h"
 #include "server/state_store.h"
 #include "server/timer_queue.h"
 #include "server/workspace_fs.h"
@@ -42,8 +43,14 @@
 namespace asflow {
 
 struct SchedulerOptions {
-  // Workspaces must be at or below one of these (absolute, symlink-free).
+  // Workspaces must be at or below one of these (absolute, symlink-free)...
   std::vector<std::string> allowed_roots;
+  // ...or below one of these temporary directories (/tmp...) inside a
+  // directory private to this user: one the user owns and nobody else may
+  // write, right below the temporary root (pytest's tmp_path,
+  // tempfile.TemporaryDirectory()), every directory below it the user's
+  // too. Empty unless the daemon runs with its default roots.
+  std::vector<std::string> user_temp_roots;
   // Slots of the in-process pool "local".
   int local_slots = 8;
   // `limit` of a task that sets none: the host's CPU count.
@@ -54,6 +61,9 @@ struct SchedulerOptions {
   int64_t max_instances_per_run = 10'000'000;
   // An instance whose worker is lost this many times fails.
   int max_losses = 3;
+  // How long a code run waits for its process to come back
+  // (docs/sessions.md).
+  absl::Duration code_reattach = absl::Seconds(60);
 };
 
 // What the scheduler works with; all must outlive it.
@@ -62,9 +72,13 @@ struct SchedulerDeps {
   EventHub* hub = nullptr;
   Clock* clock = nullptr;
   WorkspaceFs* fs = nullptr;
-  // Runs pool "local"; and every other pool (remote workers).
+  // Runs pool "local"; pool "code" (code sessions' calls); and every other
+  // pool (remote workers).
   Runner* local = nullptr;
   Runner* remote = nullptr;
+  Runner* code = nullptr;
+  // Sends an event to a code session; may be null without sessions.
+  std::function<void(int64_t session, v1::SessionEvent event)> send_to_session;
 };
 
 class Scheduler {
@@ -77,6 +91,9 @@ class Scheduler {
   // What runners report, as posts to this scheduler: build the runners
   // with it, then pass them in SetDeps.
   RunnerEvents runner_events();
+  // Code sessions' run, task and call ops, and their ends, as posts to
+  // this scheduler (for the SessionHub).
+  SessionOpsSink session_ops();
   // REQUIRES: before Resume/Start, once.
   void SetDeps(SchedulerDeps deps);
 
@@ -136,6 +153,24 @@ class Scheduler {
   void AfterChange(RunRt& run);
   void FinishRun(RunRt& run, v1::RunState state, std::string error);
   void OnStoreLost(int64_t run_id, const absl::Status& status);
+
+  // Code sessions: scheduler_code.cc (docs/sessions.md).
+  void OnSessionOp(int64_t session, const v1::SessionOp& op);
+  void OpenCodeRun(int64_t session, const v1::OpenRun& op);
+  void DeclareCodeTask(int64_t session, const v1::DeclareTask& op);
+  void CallCode(int64_t session, const v1::CallOp& op);
+  void CloseCodeRun(int64_t session, const v1::CloseRun& op);
+  void OnSessionEnded(int64_t session);
+  // The run's process is gone: its started calls are lost, the rest
+  // parked until the process calls them again (or the run times out).
+  void DetachCodeRun(RunRt& run);
+  // Queues a code instance (or finds it cached or shared).
+  void QueueCodeInstance(RunRt& run, int64_t seq, v1::InstanceState prior);
+  // The code run the session calls `ref`; null if none is open.
+  RunRt* FindCodeRun(int64_t session, int64_t ref);
+  void SendToSession(int64_t session, v1::SessionEvent event);
+  // Fails code runs whose process did not come back in time.
+  void ExpireDetachedRuns(absl::Time now);
   void DoReset(const v1::ResetTasksRequest& request, std::function<void(absl::StatusOr<int64_t>)> done);
 
   // Executions: scheduler_execs.cc.
@@ -158,6 +193,7 @@ class Scheduler {
   void DetachFromExec(RunRt& run, int64_t seq);
   void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
   void OnExecSpawned(ExecId id, pid_t pgid);
+  void OnExecSelfProgress(ExecId id, const SelfProgress& progress);
   void OnPoolSlots(const std::string& pool, int slots);
   // Sets `waiting` on the run's tasks from their pools' sizes; true if any
   // changed.
@@ -177,6 +213,8 @@ class Scheduler {
   absl::flat_hash_map<int64_t, std::unique_ptr<RunRt>> runs_;
   ExecTable execs_;
   TimerQueue timers_;  // executions waiting for a retry or a pause
+  // Code runs by (session, the client's ref).
+  absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> code_refs_;
   bool stopping_ = false;
   absl::BitGen rng_;  // retry jitter
   std::thread thread_;

@@ -15,8 +15,11 @@
 namespace asflow {
 
 std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst) {
-  return !inst.output.empty() ? absl::StrCat(run.workspace, "/", inst.output)
-                              : absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+  if (!inst.output.empty()) return absl::StrCat(run.workspace, "/", inst.output);
+  // A code call without output returns its value to its own process:
+  // never shared with another run.
+  if (run.code != nullptr) return absl::StrCat(run.workspace, "\n", run.id, "\n", task.key, "\n", inst.params);
+  return absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
 }
 
 void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
@@ -65,7 +68,8 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
   // and a run may have 100,000 instances queued.
   const auto& [first_run, first_seq] = exec.waiters.front();
   ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
-  exec.runner = RunnerFor(exec.def->pool);
+  job.attempt = exec.attempts;
+  exec.runner = RunnerFor(job.pool);
   for (const auto& [run_id, seq] : exec.waiters) {
     RunRt& run = *runs_.at(run_id);
     InstanceRt& inst = run.instances[seq];
@@ -95,6 +99,14 @@ ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   job.builtin = task.spec->handler();
   if (!job.builtin.empty()) job.params = inst.params;
   job.process.kill_grace = options_.kill_grace;
+  job.compression_level = task.spec->compression_level();
+  if (run.code != nullptr) {
+    // Its process runs it, as the call it knows it by.
+    job.session = run.code->session;
+    auto calls = run.code->calls.find(seq);
+    if (calls != run.code->calls.end() && !calls->second.empty()) job.call_id = calls->second.front();
+    return job;
+  }
   // The local pool runs a built-in handler in-process: no argv, no
   // environment (merging one costs more than the handler itself).
   if (!job.builtin.empty() && task.pool == "local") return job;
@@ -247,6 +259,16 @@ void Scheduler::OnExecSpawned(ExecId id, pid_t pgid) {
     if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
     r->second->instances[seq].pgid = pgid;
     recorder_->Instance(*r->second, seq, v1::InstanceEvent::KIND_UNSPECIFIED);
+  }
+}
+
+void Scheduler::OnExecSelfProgress(ExecId id, const SelfProgress& progress) {
+  Exec* exec = execs_.Find(id);
+  if (stopping_ || exec == nullptr || !exec->started) return;
+  for (const auto& [run_id, seq] : exec->waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end() || r->second->instances[seq].state != v1::RUNNING) continue;
+    recorder_->Instance(*r->second, seq, v1::InstanceEvent::PROGRESS, 0, 0, &progress);
   }
 }
 

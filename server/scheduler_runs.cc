@@ -31,6 +31,11 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
   auto ws = deps_.fs->Open((*run)->workspace);
   if (!ws.ok()) return fail(absl::StrCat("cannot resume: ", ws.status().message()));
   (*run)->ws = std::move(*ws);
+  if ((*run)->request.from_code()) {
+    // Its process reconnects (or it fails, as any detached code run).
+    (*run)->code = std::make_unique<CodeRun>();
+    (*run)->code->detached_until = deps_.clock->Now() + options_.code_reattach;
+  }
   auto rows = deps_.store->LoadInstances(rec.run.id());
   if (!rows.ok()) return rows.status();
   int64_t removed = 0;
@@ -41,7 +46,9 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
       spdlog::warn("run {}: killed process group {} left by {} before the restart", row.run_id, row.pgid,
                    InstanceLabel(row.task, row.params));
     }
-    (*run)->resumed[ResumeKey(row.task, row.params)] = ResumedRow{row.seq, row.state, row};
+    const std::string key = (*run)->code != nullptr ? CodeIdentity(row.task, row.params, row.output)
+                                                    : ResumeKey(row.task, row.params);
+    (*run)->resumed[key] = ResumedRow{row.seq, row.state, row};
     (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
     if (!IsFinal(row.state) && !row.output.empty()) {
       // The temporary of an instance that was running at the crash.
@@ -63,6 +70,7 @@ void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
   }
   UpdateWaiting(run);
   recorder_->Run(run);
+  if (run.code != nullptr) return;  // its instances are called, not expanded
   for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
     if (run.tasks[t].deps.empty()) Expand(run, t);
   }

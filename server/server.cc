@@ -78,10 +78,22 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     if (!real.ok()) return absl::InvalidArgumentError(absl::StrCat("--allow-root ", real.status().message()));
     roots.push_back(*real);
   }
+  std::vector<std::string> temp_roots;
   if (roots.empty()) {
     auto home = RealPath(HomeDir());
     if (!home.ok()) return home.status();
     roots.push_back(*home);
+    // The user's own temporary directories too (tests' tmp_path, scratch
+    // work): see SchedulerOptions::user_temp_roots.
+    const char* tmpdir = getenv("TMPDIR");
+    for (const std::string dir : {std::string(tmpdir != nullptr ? tmpdir : ""), std::string("/tmp"),
+                                  std::string("/var/tmp"), std::string("/dev/shm")}) {
+      if (dir.empty()) continue;
+      auto real = RealPath(dir);
+      if (real.ok() && std::find(temp_roots.begin(), temp_roots.end(), *real) == temp_roots.end()) {
+        temp_roots.push_back(*real);
+      }
+    }
   }
 
   StoreOptions store_options;
@@ -101,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   int cpus = std::max(1u, std::thread::hardware_concurrency());
   SchedulerOptions sched;
   sched.allowed_roots = roots;
+  sched.user_temp_roots = temp_roots;
   sched.local_slots = options.pool_size > 0 ? options.pool_size : std::max(8, 4 * cpus);
   sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
   sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
@@ -112,6 +125,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   d->scheduler_ = std::make_unique<Scheduler>(sched);
   d->local_pool_ = std::make_unique<LocalPool>(sched.local_slots, file_options, d->scheduler_->runner_events());
   d->workers_ = std::make_unique<WorkerHub>(worker_options, file_options, d->scheduler_->runner_events());
+  SessionHubOptions session_options;
+  session_options.reattach = sched.code_reattach;
+  d->sessions_ = std::make_unique<SessionHub>(session_options, file_options, d->scheduler_->runner_events());
+  d->sessions_->SetOpsSink(d->scheduler_->session_ops());
   SchedulerDeps deps;
   deps.store = d->store_.get();
   deps.hub = d->hub_.get();
@@ -119,6 +136,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   deps.fs = d->fs_.get();
   deps.local = d->local_pool_.get();
   deps.remote = d->workers_.get();
+  deps.code = d->sessions_.get();
+  deps.send_to_session = [s = d->sessions_.get()](int64_t session, v1::SessionEvent event) {
+    s->Send(session, std::move(event));
+  };
   d->scheduler_->SetDeps(deps);
   if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
 
@@ -137,7 +158,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   }
   Daemon* raw = d.get();
   d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
-                                                  d->workers_.get(), d->auth_.get(),
+                                                  d->workers_.get(), d->sessions_.get(), d->auth_.get(),
                                                   [raw] { raw->RequestShutdown(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -170,8 +191,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
                  l.token_file.empty() ? "" : ", client token required",
                  l.worker_token_file.empty() && l.token_file.empty() ? "" : ", worker token required");
   }
-  spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {})",
-               options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "));
+  spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {}{}{})",
+               options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "),
+               temp_roots.empty() ? "" : "; this user's private directories in ", absl::StrJoin(temp_roots, ", "));
   return d;
 }
 
@@ -185,6 +207,7 @@ void Daemon::Wait() {
   // Worker sessions end now (their instances resume at the next start);
   // Watch streams are cancelled by the deadline; unary calls finish.
   workers_->Close();
+  sessions_->Close();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   scheduler_->Stop();
   local_pool_.reset();  // joins its threads once their (cancelled) jobs end
@@ -197,6 +220,7 @@ Daemon::~Daemon() {
   if (scheduler_ != nullptr) scheduler_->Stop();
   local_pool_.reset();
   workers_.reset();
+  sessions_.reset();
   scheduler_.reset();
   store_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);

@@ -15,6 +15,7 @@
 #include "server/local_pool.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/session_hub.h"
 #include "server/worker_hub.h"
 #include "server/worker_service.h"
 #include "server/workspace_fs.h"
@@ -74,6 +75,7 @@ class Daemon {
   // The runners report to the scheduler: destroyed before it.
   std::unique_ptr<LocalPool> local_pool_;
   std::unique_ptr<WorkerHub> workers_;
+  std::unique_ptr<SessionHub> sessions_;
   std::unique_ptr<TokenCheck> auth_;
   std::unique_ptr<TokenCheck> worker_auth_;
   std::unique_ptr<FlowServiceImpl> service_;

@@ -398,6 +398,7 @@ absl::Status Store::PrepareStatements() {
             "UPDATE runs SET state=?2, finished_ms=?3, error=?4, run=?5"
             " WHERE id=?1",
             &update_run_},
+           {w, "UPDATE runs SET request=?2 WHERE id=?1", &update_request_},
            {w, UpsertInstancesSql(1), &upsert_instance_},
            {w, UpsertInstancesSql(kRowsPerUpsert), &upsert_instances_},
            {r, "SELECT id, run, request FROM runs WHERE id=?1", &get_run_},
@@ -489,6 +490,10 @@ void Store::PutRun(v1::Run run, RunDone done) {
   Enqueue(Write{RunWrite{std::move(run), std::move(done)}, {}});
 }
 
+void Store::PutRunRequest(int64_t run_id, std::string request, RowsDone done) {
+  Enqueue(Write{RequestWrite{run_id, std::move(request), std::move(done)}, {}});
+}
+
 absl::Status Store::Flush() {
   if (std::this_thread::get_id() == writer_id_) {
     return absl::FailedPreconditionError(
@@ -539,6 +544,8 @@ void Store::WriterLoop() {
         rw->done(rw->run, w.status);
       } else if (auto* nw = std::get_if<RowsWrite>(&w.op); nw != nullptr && nw->done) {
         nw->done(w.status);
+      } else if (auto* qw = std::get_if<RequestWrite>(&w.op); qw != nullptr && qw->done) {
+        qw->done(w.status);
       }
     }
     absl::MutexLock lock(&mu_);
@@ -694,6 +701,16 @@ absl::Status Store::ApplyWrite(Write& write) {
       return absl::NotFoundError(absl::StrCat("store ", path_, ": put run ",
                                               run.id(), ": run ", run.id(),
                                               " not found"));
+    }
+    return absl::OkStatus();
+  }
+  if (auto* rq = std::get_if<RequestWrite>(&write.op)) {
+    sqlite3_stmt* s = update_request_.get();
+    sqlite3_bind_int64(s, 1, rq->run_id);
+    BindBlob(s, 2, rq->request);
+    int rc = StepDone(s);
+    if (rc != SQLITE_DONE) {
+      return SqliteError(db, rc, absl::StrCat("store ", path_, ": put request of run ", rq->run_id));
     }
     return absl::OkStatus();
   }

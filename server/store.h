@@ -85,6 +85,8 @@ class Store final : public StateStore {
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
   // of run.id. A run that does not exist is a NotFound write error.
   void PutRun(v1::Run run, RunDone done = nullptr) override;
+  // Replaces the stored request of run `run_id`.
+  void PutRunRequest(int64_t run_id, std::string request, RowsDone done = nullptr) override;
 
   // Blocks until every write queued before the call is committed (and its
   // callback has run). Returns the first write error since the previous
@@ -152,12 +154,17 @@ class Store final : public StateStore {
     NewRows rows;
     RowsDone done;
   };
+  struct RequestWrite {
+    int64_t run_id;
+    std::string request;
+    RowsDone done;
+  };
   struct MetaWrite {
     std::string key;
     std::string value;
   };
   struct Write {
-    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite> op;
+    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite, RequestWrite> op;
     absl::Status status;  // this write's outcome, for its callback
   };
 
@@ -197,7 +204,7 @@ class Store final : public StateStore {
   // Owned by the writer thread once it starts (Open uses them before).
   Db writer_db_;
   Stmt begin_, commit_, rollback_;
-  Stmt insert_run_, update_run_, upsert_instance_;
+  Stmt insert_run_, update_run_, update_request_, upsert_instance_;
   Stmt upsert_instances_;  // kRowsPerUpsert rows at once
   std::thread writer_;
   std::thread::id writer_id_;

@@ -12,15 +12,6 @@
 
 namespace asflow {
 
-// One open assignment. `job` is immutable once placed; `sink` and the
-// statuses belong to the session's reader thread.
-struct WorkerHub::Open {
-  ExecJob job;
-  std::unique_ptr<StdoutSink> sink;
-  bool opened = false;
-  absl::Status open_status;
-  absl::Status write_status;
-};
 
 class WorkerHub::Session {
  public:
@@ -49,7 +40,8 @@ class WorkerHub::Session {
   bool closed = false;
   bool expired = false;
   std::deque<v1::DaemonMessage> outbox;
-  absl::flat_hash_map<ExecId, std::shared_ptr<Open>> open;
+  // Open assignments: their output belongs to the session's reader thread.
+  absl::flat_hash_map<ExecId, std::shared_ptr<RemoteOutput>> open;
 
   std::string Label() const { return absl::StrCat(info.name(), " (session ", id, ")"); }
   bool Offers(const std::string& handler) const {
@@ -60,42 +52,14 @@ class WorkerHub::Session {
 WorkerHub::WorkerHub(WorkerHubOptions options, AtomicFileOptions file_options, RunnerEvents events)
     : options_(std::move(options)),
       file_options_(std::move(file_options)),
-      events_(std::move(events)) {
+      events_(std::move(events)),
+      commits_(std::make_unique<CommitPool>(options_.commit_threads)) {
   watchdog_ = std::thread([this] { Watchdog(); });
-  for (int i = 0; i < std::max(1, options_.commit_threads); ++i) {
-    committers_.emplace_back([this] { CommitLoop(); });
-  }
 }
 
 WorkerHub::~WorkerHub() {
   Close();
-  {
-    absl::MutexLock lock(&commit_mu_);
-    commit_stop_ = true;
-  }
-  for (auto& t : committers_) t.join();  // after the queue is empty
-}
-
-void WorkerHub::Commit(std::function<void()> work) {
-  absl::MutexLock lock(&commit_mu_);
-  commits_.push_back(std::move(work));
-}
-
-void WorkerHub::CommitLoop() {
-  for (;;) {
-    std::function<void()> work;
-    {
-      absl::MutexLock lock(&commit_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) {
-        return commit_stop_ || !commits_.empty();
-      };
-      commit_mu_.Await(absl::Condition(&ready));
-      if (commits_.empty()) return;  // stopping, nothing left
-      work = std::move(commits_.front());
-      commits_.pop_front();
-    }
-    work();
-  }
+  commits_.reset();  // finishes the outputs still queued
 }
 
 void WorkerHub::Close() {
@@ -231,10 +195,8 @@ void WorkerHub::Start(ExecJob job) {
       a.set_label(job.label);
       a.set_wants_output(!job.output.empty());
       a.set_output(job.output);
-      auto open = std::make_shared<Open>();
-      open->job = std::move(job);
-      ExecId id = open->job.id;
-      best->open[id] = std::move(open);
+      ExecId id = job.id;
+      best->open[id] = std::make_shared<RemoteOutput>(std::move(job), file_options_, events_.on_progress);
       best->info.set_assigned_total(best->info.assigned_total() + 1);
       owner_[id] = best;
       Push(*best, std::move(message));
@@ -266,7 +228,7 @@ void WorkerHub::Cancel(ExecId id) {
 }
 
 absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& message) {
-  std::shared_ptr<Open> open;
+  std::shared_ptr<RemoteOutput> open;
   {
     absl::MutexLock lock(&mu_);
     session.last_recv = absl::Now();
@@ -304,36 +266,26 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
     }
   }
   // The file work happens outside the lock: only this thread touches it.
-  if (!open->opened) {
-    open->opened = true;
-    open->sink = std::make_unique<StdoutSink>(open->job, file_options_, events_.on_progress);
-    open->open_status = open->sink->Open();
-    if (!open->open_status.ok() && message.has_output()) Cancel(open->job.id);
-  }
   if (message.has_output()) {
-    if (open->open_status.ok() && open->write_status.ok()) {
-      open->write_status = open->sink->Append(message.output().data());
-      if (!open->write_status.ok()) Cancel(open->job.id);  // no point producing more
-    }
+    // A failed write makes more output pointless.
+    if (!open->Append(message.output().data())) Cancel(open->job().id);
     // Time spent writing is ours, not the worker's silence.
     absl::MutexLock lock(&mu_);
     session.last_recv = absl::Now();
     return absl::OkStatus();
   }
   ExecResult result;
-  result.id = open->job.id;
+  result.id = open->job().id;
   result.process = ResultFromProto(message.result());
-  absl::Status output_status = !open->open_status.ok() ? open->open_status : open->write_status;
-  if (output_status.ok() && !open->job.output.empty() && result.process.ok() &&
-      message.result().stdout_bytes() != open->sink->bytes()) {
+  absl::Status check;
+  if (!open->job().output.empty() && result.process.ok() && message.result().stdout_bytes() != open->bytes()) {
     // Cannot happen with a correct worker; never keep a short file.
-    output_status = absl::DataLossError(absl::StrCat(
-        "worker ", session.info.name(), " reported ", message.result().stdout_bytes(),
-        " bytes of output but sent ", open->sink->bytes()));
+    check = absl::DataLossError(absl::StrCat("worker ", session.info.name(), " reported ",
+                                             message.result().stdout_bytes(), " bytes of output but sent ",
+                                             open->bytes()));
   }
-  Commit([this, open, result = std::move(result), output_status]() mutable {
-    open->sink->Finish(output_status.ok() && result.process.ok(), &result);
-    if (!output_status.ok()) result.output_status = output_status;
+  commits_->Run([this, open, result = std::move(result), check]() mutable {
+    open->Finish(&result, check);
     events_.on_done(std::move(result));
   });
   return absl::OkStatus();
@@ -342,7 +294,7 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
 void WorkerHub::Leave(Session& session, const std::string& why) {
   // From here the handler may return and free what abort() refers to.
   session.ForgetAbort();
-  std::vector<std::shared_ptr<Open>> lost;
+  std::vector<std::shared_ptr<RemoteOutput>> lost;
   {
     absl::MutexLock lock(&mu_);
     const std::string reason = closed_ ? "asflowd is shutting down" : why;
@@ -363,8 +315,8 @@ void WorkerHub::Leave(Session& session, const std::string& why) {
     // never re-places them on the session that just went away.
     for (const auto& open : lost) {
       ExecResult result;
-      result.id = open->job.id;
-      if (open->sink != nullptr) open->sink->Finish(/*keep=*/false, &result);  // partial output discarded
+      result.id = open->job().id;
+      open->Finish(&result, absl::AbortedError("lost"));  // partial output discarded
       result.bytes = 0;
       result.lines = 0;
       result.infra = ExecResult::Infra::kLost;

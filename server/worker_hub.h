@@ -28,6 +28,7 @@
 #include "asflow/v1/worker.pb.h"
 #include "common/atomic_file.h"
 #include "server/local_pool.h"
+#include "server/remote_output.h"
 #include "server/runner.h"
 
 namespace asflow {
@@ -84,18 +85,11 @@ class WorkerHub : public Runner {
   void Close();
 
  private:
-  struct Open;
   void Watchdog();
   // Recomputes `pool`'s slots and reports them.
   void PublishPool(const std::string& pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PoolSlotsLocked(const std::string& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Push(Session& session, v1::DaemonMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Finishing an output (fsync, rename, directory fsync) is slow I/O: it
-  // runs on the commit threads, so a session's reader keeps reading (and
-  // its worker's lease stays fresh) and one worker's slots commit in
-  // parallel, as the in-process pool's threads do.
-  void Commit(std::function<void()> work);
-  void CommitLoop();
 
   const WorkerHubOptions options_;
   const AtomicFileOptions file_options_;
@@ -108,11 +102,11 @@ class WorkerHub : public Runner {
   int64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watchdog_;
-
-  absl::Mutex commit_mu_;
-  std::deque<std::function<void()>> commits_ ABSL_GUARDED_BY(commit_mu_);
-  bool commit_stop_ ABSL_GUARDED_BY(commit_mu_) = false;
-  std::vector<std::thread> committers_;
+  // Finishing an output (fsync, rename, directory fsync) is slow I/O: it
+  // runs on the commit threads, so a session's reader keeps reading (and
+  // its worker's lease stays fresh) and one worker's slots commit in
+  // parallel, as the in-process pool's threads do.
+  std::unique_ptr<CommitPool> commits_;
 };
 
 }  // namespace asflow

@@ -1,6 +1,8 @@
 #include "server/workspace_fs.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <utility>
@@ -75,6 +77,12 @@ absl::StatusOr<std::unique_ptr<Workspace>> RealWorkspaceFs::Open(const std::stri
   absl::StatusOr<UniqueFd> root = OpenRoot(abs_path);
   if (!root.ok()) return absl::Status(root.status().code(), absl::StrCat("workspace ", root.status().message()));
   return std::make_unique<RealWorkspace>(abs_path, std::move(*root), file_options_);
+}
+
+bool RealWorkspaceFs::IsPrivateDir(const std::string& dir) {
+  struct stat st;
+  return lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+         (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
 bool RealWorkspaceFs::KillProcessGroup(pid_t pgid) { return pgid > 1 && kill(-pgid, SIGKILL) == 0; }

@@ -72,6 +72,9 @@ class WorkspaceFs {
   virtual absl::StatusOr<std::string> RealPath(const std::string& path) = 0;
   // Opens the workspace at `abs_path` (absolute, symlink-free).
   virtual absl::StatusOr<std::unique_ptr<Workspace>> Open(const std::string& abs_path) = 0;
+  // Whether `dir` (absolute, symlink-free) is owned by this process's user
+  // and writable by nobody else.
+  virtual bool IsPrivateDir(const std::string& dir) = 0;
   // SIGKILLs process group `pgid`; true if it existed.
   virtual bool KillProcessGroup(pid_t pgid) = 0;
   // This boot's id (a pgid recorded before a reboot means nothing).
@@ -85,6 +88,7 @@ class RealWorkspaceFs final : public WorkspaceFs {
   explicit RealWorkspaceFs(AtomicFileOptions file_options) : file_options_(std::move(file_options)) {}
   absl::StatusOr<std::string> RealPath(const std::string& path) override;
   absl::StatusOr<std::unique_ptr<Workspace>> Open(const std::string& abs_path) override;
+  bool IsPrivateDir(const std::string& dir) override;
   bool KillProcessGroup(pid_t pgid) override;
   std::string BootId() override;
 

@@ -173,7 +173,7 @@ TEST(SpecParserTest, UnknownKeyListsKnownOnes) {
   EXPECT_EQ(ParseData("bad_unknown_key.yaml").status().message(),
             "bad_unknown_key.yaml:7:5: tasks[0].limt: unknown field 'limt' "
             "(expected one of: name, run, handler, on, needs, for_each, limit, "
-            "rate, pool, timeout, retry, skip, suppress)");
+            "rate, pool, timeout, retry, skip, suppress, compression_level)");
   EXPECT_EQ(YamlError("name: x\ntask: []\n"),
             "flow.yaml:2:1: task: unknown field 'task' (expected one of: "
             "name, params, tasks, imports)");

@@ -313,6 +313,26 @@ TEST_F(E2eTest, AutoStartsDaemonAndStopsIt) {
       << "asflowd " << pid << " still runs";
 }
 
+// Tests and scratch work happen in /tmp (pytest's tmp_path, tempfile): the
+// auto-started daemon (default roots) takes the user's own directories
+// there, but not one another user could have made or written.
+TEST_F(E2eTest, AutoStartedDaemonAcceptsTheUsersOwnTempDirectories) {
+  const std::string own = tmp_.Join("scratch/ws");  // tmp_ is mkdtemp's: 0700, ours
+  std::filesystem::create_directories(own);
+  std::filesystem::copy(kData + "/scripts", own + "/scripts", std::filesystem::copy_options::recursive);
+  CommandResult ok = RunProcess(MakeLaunch({kCtl, "run", Flow("fanout"), "-p", "n=2", "--plain"}, own), 30s);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_TRUE(FileExists(own + "/data/t/v02.jsonl.zst"));
+
+  const std::string open_dir = tmp_.Join("shared");
+  std::filesystem::create_directories(open_dir + "/ws");
+  chmod(open_dir.c_str(), 0777);  // anyone could have put things here
+  CommandResult refused = RunProcess(MakeLaunch({kCtl, "run", Flow("fanout"), "--plain"}, open_dir + "/ws"), 30s);
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_THAT(refused.err, HasSubstr("but not in a directory private to this user"));
+  CtlDefault({"daemon", "stop"});
+}
+
 TEST_F(E2eTest, OutputPathEscapeIsRejected) {
   StartDaemon();
   CommandResult r = Ctl({"run", Flow("escape")});
@@ -361,7 +381,7 @@ TEST_F(E2eTest, BadFlowFileCitesLocation) {
             "unknown field 'runn' "
             "(expected one of: name, run, handler, on, needs, "
             "for_each, limit, rate, pool, timeout, "
-            "retry, skip, suppress)\n");
+            "retry, skip, suppress, compression_level)\n");
 
   CommandResult name = Ctl({"run", "bad_unknown_template.flow.yaml"});
   EXPECT_EQ(name.exit_code, 2);

@@ -57,6 +57,16 @@ class FakeWorkspaceFs final : public WorkspaceFs {
     return absl::NotFoundError(absl::StrCat("\"", path, "\": No such file or directory"));
   }
   absl::StatusOr<std::unique_ptr<Workspace>> Open(const std::string& abs_path) override;
+  bool IsPrivateDir(const std::string& dir) override {
+    for (const std::string& d : private_dirs_) {
+      if (dir == d) return true;
+    }
+    return false;
+  }
+  void AddPrivateDir(const std::string& dir) {
+    AddDir(dir);
+    private_dirs_.push_back(dir);
+  }
   bool KillProcessGroup(pid_t pgid) override {
     killed_.push_back(pgid);
     return true;
@@ -67,6 +77,7 @@ class FakeWorkspaceFs final : public WorkspaceFs {
   friend class FakeWorkspace;
   std::map<std::string, std::string> files_;
   std::vector<std::string> dirs_;
+  std::vector<std::string> private_dirs_;
   std::vector<pid_t> killed_;
   std::string boot_id_ = "boot-1";
   std::string fail_prefix_;
@@ -252,6 +263,11 @@ class FakeStore final : public StateStore {
     absl::Status s = Write();
     if (s.ok()) runs_[run.id()].run = run;
     if (done) done(run, s);
+  }
+  void PutRunRequest(int64_t run_id, std::string request, RowsDone done = nullptr) override {
+    absl::Status s = Write();
+    if (s.ok()) runs_[run_id].request = std::move(request);
+    if (done) done(s);
   }
   absl::Status Flush() override { return std::exchange(first_error_, absl::OkStatus()); }
 

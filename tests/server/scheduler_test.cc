@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "common/spec_parser.h"
+#include "google/protobuf/text_format.h"
 #include "tests/server/scheduler_fakes.h"
 
 namespace asflow {
@@ -40,14 +41,20 @@ class SchedulerTest : public ::testing::Test {
     sched_.reset();
     SchedulerOptions options;
     options.allowed_roots = {"/ws"};
+    options.user_temp_roots = temp_roots_;
     options.local_slots = 8;
     options.default_limit = 2;
     sched_ = std::make_unique<Scheduler>(options);
     local_ = std::make_unique<FakeRunner>(&fs_);
     remote_ = std::make_unique<FakeRunner>(&fs_);
+    code_ = std::make_unique<FakeRunner>(&fs_);
     local_->SetEvents(sched_->runner_events());
     remote_->SetEvents(sched_->runner_events());
-    sched_->SetDeps(SchedulerDeps{&store_, &hub_, &clock_, &fs_, local_.get(), remote_.get()});
+    code_->SetEvents(sched_->runner_events());
+    sched_->SetDeps(SchedulerDeps{&store_, &hub_, &clock_, &fs_, local_.get(), remote_.get(), code_.get(),
+                                  [this](int64_t session, v1::SessionEvent e) {
+                                    sent_.emplace_back(session, std::move(e));
+                                  }});
     ASSERT_TRUE(sched_->Resume().ok());
     sched_->Step();
   }
@@ -90,12 +97,57 @@ class SchedulerTest : public ::testing::Test {
   }
   const InstanceRecord& Row(int64_t run, int64_t seq) { return *store_.Instance(run, seq); }
 
+  std::vector<std::string> temp_roots_;
   FakeClock clock_;
   FakeStore store_;
   FakeWorkspaceFs fs_;
   EventHub hub_;
   std::unique_ptr<FakeRunner> local_;
   std::unique_ptr<FakeRunner> remote_;
+  std::unique_ptr<FakeRunner> code_;
+  // What the scheduler sent to code sessions, in order.
+  std::vector<std::pair<int64_t, v1::SessionEvent>> sent_;
+
+  // A code session's op, as the SessionHub hands it over.
+  void Op(int64_t session, v1::SessionOp op) {
+    sched_->session_ops().on_op(session, std::move(op));
+    sched_->Step();
+  }
+  // Session 1 opens run ref 1 in /ws and declares t (`extra` added to its
+  // spec in text form); the run's id.
+  int64_t OpenCodeRun(const std::string& extra = "") {
+    v1::SessionOp open;
+    open.mutable_open_run()->set_ref(1);
+    open.mutable_open_run()->set_flow("py");
+    open.mutable_open_run()->set_workspace("/ws");
+    Op(1, open);
+    v1::SessionOp declare;
+    declare.mutable_declare_task()->set_run(1);
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        absl::StrCat("name: \"m.t\" on: \"out/{id}.txt\" ", extra), declare.mutable_declare_task()->mutable_spec()));
+    Op(1, declare);
+    for (const auto& [session, e] : sent_) {
+      if (e.has_run_opened()) return e.run_opened().run_id();
+    }
+    return 0;
+  }
+  void CallOp(int64_t call_id, const std::string& id) {
+    v1::SessionOp call;
+    call.mutable_call()->set_run(1);
+    call.mutable_call()->set_call_id(call_id);
+    call.mutable_call()->set_task("m.t");
+    (*call.mutable_call()->mutable_params())["id"] = id;
+    call.mutable_call()->set_output(absl::StrCat("out/", id, ".txt"));
+    Op(1, call);
+  }
+  // The call states sent so far, by call id.
+  std::map<int64_t, v1::InstanceState> CallStates() {
+    std::map<int64_t, v1::InstanceState> states;
+    for (const auto& [session, e] : sent_) {
+      if (e.has_call_state()) states[e.call_state().call_id()] = e.call_state().state();
+    }
+    return states;
+  }
   std::unique_ptr<Scheduler> sched_;
 };
 
@@ -483,6 +535,88 @@ TEST_F(SchedulerTest, WorkspaceOutsideTheAllowedRootsIsRefused) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(got.status().message(),
             "workspace /elsewhere is outside the roots this daemon allows (/ws); start asflowd with --allow-root");
+}
+
+TEST_F(SchedulerTest, PrivateDirectoriesInTemporaryRootsAreWorkspacesToo) {
+  temp_roots_ = {"/tmp"};
+  Boot();
+  fs_.AddPrivateDir("/tmp/pytest-of-me");
+  fs_.AddPrivateDir("/tmp/pytest-of-me/test0");
+  fs_.AddDir("/tmp/shared");  // not private: anyone may write it
+  fs_.AddDir("/tmp/shared/ws");
+  auto submit = [&](const std::string& ws) {
+    auto parsed = ParseFlowText(Flow("", "f", "[a]"), "test.yaml", SpecFormat::kYaml);
+    v1::SubmitFlowRequest request;
+    *request.mutable_spec() = parsed->spec;
+    request.set_workspace(ws);
+    absl::StatusOr<Scheduler::Submitted> got = absl::UnknownError("");
+    sched_->Submit(request, [&](absl::StatusOr<Scheduler::Submitted> s) { got = s; });
+    sched_->Step();
+    return got.status();
+  };
+  EXPECT_TRUE(submit("/tmp/pytest-of-me/test0").ok());
+  absl::Status refused = submit("/tmp/shared/ws");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("is in /tmp but not in a directory private to this user"));
+}
+
+TEST_F(SchedulerTest, CodeCallsAreCachedQueuedUnderTheLimitAndAnsweredOnceCommitted) {
+  fs_.Put("/ws/out/old.txt", "there before");
+  int64_t run = OpenCodeRun("limit: 1");
+  ASSERT_GT(run, 0);
+  CallOp(1, "old");
+  CallOp(2, "a");
+  CallOp(3, "b");
+  CallOp(4, "a");  // the same call again: one instance
+  EXPECT_EQ(CallStates(), (std::map<int64_t, v1::InstanceState>{{1, v1::CACHED}}));
+  ASSERT_EQ(code_->running().size(), 1u);
+  const ExecJob& job = code_->running().begin()->second;
+  EXPECT_EQ(job.session, 1);
+  EXPECT_EQ(job.call_id, 2);
+  EXPECT_EQ(job.pool, "code");
+  code_->FinishOk(job.id, "A");
+  sched_->Step();
+  EXPECT_EQ(CallStates(), (std::map<int64_t, v1::InstanceState>{{1, v1::CACHED}, {2, v1::DONE}, {4, v1::DONE}}));
+  ASSERT_EQ(code_->running().size(), 1u);  // b, now that a is done
+  EXPECT_EQ(code_->running().begin()->second.call_id, 3);
+  EXPECT_EQ(RunState(run), v1::RUN_RUNNING);  // a code run ends when closed
+}
+
+TEST_F(SchedulerTest, ALostWriteNeverAnswersACall) {
+  OpenCodeRun();
+  CallOp(1, "a");
+  ASSERT_EQ(code_->running().size(), 1u);
+  store_.FailNow();
+  code_->FinishOk(code_->running().begin()->first);
+  sched_->Step();
+  EXPECT_EQ(CallStates().count(1), 0u);  // DONE was never committed
+  bool closed = false;
+  for (const auto& [session, e] : sent_) {
+    if (e.has_run_closed()) {
+      closed = true;
+      EXPECT_EQ(e.run_closed().state(), v1::RUN_FAILED);
+      EXPECT_THAT(e.run_closed().error(), HasSubstr("database or disk is full"));
+    }
+  }
+  EXPECT_TRUE(closed);
+}
+
+TEST_F(SchedulerTest, ACodeRunWhoseProcessDoesNotComeBackFails) {
+  int64_t run = OpenCodeRun();
+  CallOp(1, "a");
+  ASSERT_EQ(code_->running().size(), 1u);
+  sched_->session_ops().on_ended(1);
+  code_->FinishLost(code_->running().begin()->first);
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::QUEUED);
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Seconds(60));
+  Advance(absl::Seconds(59));
+  EXPECT_EQ(RunState(run), v1::RUN_RUNNING);
+  EXPECT_EQ(code_->started().size(), 1u);  // not started again while detached
+  Advance(absl::Seconds(1));
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+  EXPECT_EQ(RunError(run), "its process went away (no session came back within 1m)");
+  EXPECT_EQ(State(run, 0), v1::CANCELLED);
 }
 
 }  // namespace

@@ -1,0 +1,348 @@
+#include "server/session_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "exec/protocol.h"
+#include "spdlog/spdlog.h"
+
+namespace asflow {
+
+class SessionHub::Session {
+ public:
+  int64_t id = 0;
+  std::string label;  // "client on host (pid N)"
+  std::string peer;
+
+  // Wakes the session's writer; ends its stream. Kept until the reader
+  // leaves (they refer to its reactor).
+  void Notify() {
+    absl::MutexLock lock(&fn_mu);
+    if (notify != nullptr) notify();
+  }
+  void Abort() {
+    absl::MutexLock lock(&fn_mu);
+    if (abort != nullptr) abort();
+  }
+  void Forget() {
+    absl::MutexLock lock(&fn_mu);
+    notify = nullptr;
+    abort = nullptr;
+  }
+  absl::Mutex fn_mu;
+  std::function<void()> notify ABSL_GUARDED_BY(fn_mu);
+  std::function<void()> abort ABSL_GUARDED_BY(fn_mu);
+
+  // Guarded by the hub's mu_.
+  absl::Time last_recv;
+  bool closed = false;
+  bool expired = false;
+  std::deque<v1::SessionEvent> outbox;
+  // Started calls, by call id; their outputs belong to the reader thread.
+  absl::flat_hash_map<int64_t, std::shared_ptr<RemoteOutput>> open;
+};
+
+SessionHub::SessionHub(SessionHubOptions options, AtomicFileOptions file_options, RunnerEvents events)
+    : options_(std::move(options)),
+      file_options_(std::move(file_options)),
+      events_(std::move(events)),
+      commits_(std::make_unique<CommitPool>(options_.commit_threads)) {
+  watchdog_ = std::thread([this] { Watchdog(); });
+}
+
+SessionHub::~SessionHub() {
+  Close();
+  commits_.reset();  // finishes the outputs still queued
+}
+
+void SessionHub::SetOpsSink(SessionOpsSink sink) { sink_ = std::move(sink); }
+
+void SessionHub::Close() {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    for (auto& [id, session] : sessions_) sessions.push_back(session);
+  }
+  for (auto& session : sessions) session->Abort();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+size_t SessionHub::session_count() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_.size();
+}
+
+void SessionHub::Push(Session& session, v1::SessionEvent event) { session.outbox.push_back(std::move(event)); }
+
+void SessionHub::Send(int64_t id, v1::SessionEvent event) {
+  std::shared_ptr<Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second->closed) return;
+    session = it->second;
+    Push(*session, std::move(event));
+  }
+  session->Notify();
+}
+
+absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::SessionHello& hello,
+                                                                      const std::string& peer,
+                                                                      std::function<void()> notify,
+                                                                      std::function<void()> abort) {
+  auto session = std::make_shared<Session>();
+  {
+    absl::MutexLock lock(&session->fn_mu);
+    session->notify = std::move(notify);
+    session->abort = std::move(abort);
+  }
+  session->peer = peer;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::UnavailableError("asflowd is shutting down");
+    if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("asflowd already has ", sessions_.size(), " code sessions (the most it serves)"));
+    }
+    session->id = next_session_++;
+    session->label = absl::StrCat(hello.client().empty() ? "client" : hello.client(), " on ",
+                                  hello.hostname().empty() ? peer : hello.hostname(), " (pid ", hello.pid(),
+                                  ", session ", session->id, ")");
+    session->last_recv = absl::Now();
+    sessions_[session->id] = session;
+    v1::SessionEvent welcome;
+    v1::SessionWelcome& w = *welcome.mutable_welcome();
+    w.set_session_id(session->id);
+    w.set_daemon_version(kAsflowVersion);
+    w.set_reattach_ms(absl::ToInt64Milliseconds(options_.reattach));
+    w.set_max_chunk_bytes(options_.max_chunk_bytes);
+    w.set_lease_ms(absl::ToInt64Milliseconds(options_.lease));
+    w.set_heartbeat_ms(absl::ToInt64Milliseconds(options_.lease / 3));
+    Push(*session, std::move(welcome));
+  }
+  spdlog::info("code session {} opened from {}", session->label, peer);
+  session->Notify();
+  return session;
+}
+
+void SessionHub::Start(ExecJob job) {
+  std::shared_ptr<Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(job.session);
+    if (it != sessions_.end() && !it->second->closed && !it->second->expired &&
+        !it->second->open.contains(job.call_id)) {
+      session = it->second;
+      v1::SessionEvent start;
+      start.mutable_start()->set_call_id(job.call_id);
+      start.mutable_start()->set_attempt(job.attempt);
+      owner_[job.id] = session.get();
+      const int64_t call_id = job.call_id;
+      session->open[call_id] = std::make_shared<RemoteOutput>(std::move(job), file_options_, events_.on_progress);
+      Push(*session, std::move(start));
+    }
+  }
+  if (session != nullptr) {
+    session->Notify();
+    return;
+  }
+  // Its session went away (the scheduler detaches the run next): lost,
+  // not the call's fault.
+  ExecResult lost;
+  lost.id = job.id;
+  lost.infra = ExecResult::Infra::kLost;
+  lost.output_status = absl::UnavailableError(absl::StrCat("code session ", job.session, " is gone"));
+  events_.on_done(std::move(lost));
+}
+
+void SessionHub::Cancel(ExecId id) {
+  std::shared_ptr<Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = owner_.find(id);
+    if (it == owner_.end()) return;
+    auto s = sessions_.find(it->second->id);
+    if (s == sessions_.end()) return;
+    session = s->second;
+    for (const auto& [call_id, open] : session->open) {
+      if (open->job().id != id) continue;
+      v1::SessionEvent cancel;
+      cancel.mutable_cancel()->set_call_id(call_id);
+      Push(*session, std::move(cancel));
+      break;
+    }
+  }
+  session->Notify();  // not under mu_: the writer it wakes takes it
+}
+
+absl::Status SessionHub::Handle(Session& session, const v1::SessionOp& op) {
+  {
+    absl::MutexLock lock(&mu_);
+    session.last_recv = absl::Now();
+  }
+  switch (op.op_case()) {
+    case v1::SessionOp::kHeartbeat:
+      return absl::OkStatus();
+    case v1::SessionOp::kOutput:
+      return HandleOutput(session, op.output());
+    case v1::SessionOp::kResult:
+      return HandleResult(session, op.result());
+    case v1::SessionOp::kProgress: {
+      ExecId id = 0;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = session.open.find(op.progress().call_id());
+        if (it == session.open.end()) return absl::OkStatus();  // finished meanwhile
+        id = it->second->job().id;
+      }
+      if (events_.on_self_progress != nullptr) {
+        events_.on_self_progress(
+            id, SelfProgress{op.progress().total(), op.progress().completed(), op.progress().description()});
+      }
+      return absl::OkStatus();
+    }
+    case v1::SessionOp::kOpenRun:
+    case v1::SessionOp::kDeclareTask:
+    case v1::SessionOp::kCall:
+    case v1::SessionOp::kCloseRun:
+      sink_.on_op(session.id, op);
+      return absl::OkStatus();
+    case v1::SessionOp::kHello:
+      return absl::InvalidArgumentError("hello sent twice");
+    default:
+      return absl::InvalidArgumentError("an empty op");
+  }
+}
+
+absl::Status SessionHub::HandleOutput(Session& session, const v1::OutputOp& op) {
+  if (static_cast<int64_t>(op.data().size()) > options_.max_chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("output chunk of ", op.data().size(), " bytes for call ",
+                                                   op.call_id(), "; at most ", options_.max_chunk_bytes,
+                                                   " are allowed"));
+  }
+  std::shared_ptr<RemoteOutput> open;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = session.open.find(op.call_id());
+    if (it == session.open.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("output for call ", op.call_id(), ", which is not started"));
+    }
+    open = it->second;
+  }
+  if (!open->Append(op.data())) Cancel(open->job().id);  // more output is pointless
+  return absl::OkStatus();
+}
+
+absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) {
+  std::shared_ptr<RemoteOutput> open;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = session.open.find(op.call_id());
+    if (it == session.open.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("result for call ", op.call_id(), ", which is not started"));
+    }
+    open = std::move(it->second);
+    session.open.erase(it);
+    owner_.erase(open->job().id);
+  }
+  ExecResult result;
+  result.id = open->job().id;
+  result.process.exit_code = 0;
+  if (op.cancelled()) {
+    result.process.cancelled = true;
+    result.process.exit_code = -1;
+  } else if (!op.ok()) {
+    result.process.exit_code = 1;
+    result.process.error_types.assign(op.error_types().begin(), op.error_types().end());
+    result.process.error_text = op.error_text();
+    if (result.process.error_types.empty()) result.process.error_types.push_back("Exception");
+  }
+  commits_->Run([this, open, result = std::move(result)]() mutable {
+    open->Finish(&result);
+    events_.on_done(std::move(result));
+  });
+  return absl::OkStatus();
+}
+
+void SessionHub::Leave(Session& session, const std::string& why) {
+  session.Forget();
+  std::vector<std::shared_ptr<RemoteOutput>> lost;
+  std::string reason;
+  {
+    absl::MutexLock lock(&mu_);
+    reason = closed_ ? "asflowd is shutting down" : why;
+    session.closed = true;
+    for (auto& [call_id, open] : session.open) {
+      lost.push_back(open);
+      owner_.erase(open->job().id);
+    }
+    session.open.clear();
+    sessions_.erase(session.id);
+  }
+  spdlog::info("code session {} ended ({}){}", session.label, reason,
+               lost.empty() ? "" : absl::StrCat(", ", lost.size(), " started calls lost"));
+  // The scheduler detaches the session's runs before it hears of the lost
+  // calls, so it never hands them back to this session.
+  sink_.on_ended(session.id);
+  for (const auto& open : lost) {
+    ExecResult result;
+    result.id = open->job().id;
+    open->Finish(&result, absl::AbortedError("lost"));  // partial output discarded
+    result.bytes = 0;
+    result.lines = 0;
+    result.infra = ExecResult::Infra::kLost;
+    result.output_status =
+        absl::UnavailableError(absl::StrCat("code session ", session.label, " ended: ", reason));
+    events_.on_done(std::move(result));
+  }
+}
+
+bool SessionHub::TakeOutgoing(Session& session, v1::SessionResponse* out) {
+  absl::MutexLock lock(&mu_);
+  if (session.outbox.empty()) return false;
+  size_t bytes = 0;
+  while (!session.outbox.empty()) {
+    size_t size = session.outbox.front().ByteSizeLong();
+    if (out->events_size() > 0 && bytes + size > options_.max_message_bytes) break;
+    bytes += size;
+    *out->add_events() = std::move(session.outbox.front());
+    session.outbox.pop_front();
+  }
+  return true;
+}
+
+bool SessionHub::Expired(const Session& session) const {
+  absl::MutexLock lock(&mu_);
+  return session.expired;
+}
+
+void SessionHub::Watchdog() {
+  const absl::Duration tick = std::max(options_.lease / 6, absl::Milliseconds(50));
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), tick)) return;
+    const absl::Time now = absl::Now();
+    std::vector<std::shared_ptr<Session>> expired;
+    for (auto& [id, s] : sessions_) {
+      if (s->closed || s->expired || now - s->last_recv <= options_.lease) continue;
+      s->expired = true;
+      spdlog::warn("code session {}: nothing received for {} (lease {}), ending it", s->label,
+                   absl::FormatDuration(absl::Trunc(now - s->last_recv, absl::Milliseconds(1))),
+                   absl::FormatDuration(options_.lease));
+      expired.push_back(s);
+    }
+    if (!expired.empty()) {
+      // Aborting takes gRPC's locks: not under ours.
+      mu_.Unlock();
+      for (auto& session : expired) session->Abort();
+      mu_.Lock();
+    }
+  }
+}
+
+}  // namespace asflow
