@@ -81,6 +81,8 @@ void EventHub::Publish(v1::Event event) {
     event.set_seq(++seq_);
     event.set_time_ms(absl::ToUnixMillis(absl::Now()));
     ApplyLocked(event);
+    ++published_;
+    for (const Observer& observer : observers_) observer(event);
     auto encoded = std::make_shared<EncodedEvent>();
     encoded->seq = event.seq();
     if (event.has_run()) {
@@ -180,6 +182,8 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
     auto run = runs_.find(sub->run_id);
     encoded->run_final = run != runs_.end() && run->second.state() != v1::RUN_RUNNING;
     SnapshotLocked(sub->run_id, sub->gap).SerializeToString(&encoded->bytes);
+    ++snapshots_;
+    if (sub->gap) ++gaps_;
     out->push_back(std::move(encoded));
     sub->needs_snapshot = false;
     sub->gap = false;
@@ -286,6 +290,31 @@ std::optional<v1::Run> EventHub::FindRun(int64_t run_id) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<v1::Run> EventHub::ActiveRuns() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Run> runs;
+  for (const auto& [id, run] : runs_) {
+    if (run.state() == v1::RUN_RUNNING) runs.push_back(run);
+  }
+  return runs;
+}
+
+void EventHub::AddObserver(Observer observer) {
+  absl::MutexLock lock(&mu_);
+  observers_.push_back(std::move(observer));
+}
+
+EventHub::Stats EventHub::stats() {
+  absl::MutexLock lock(&mu_);
+  Stats stats;
+  stats.subscribers = subs_.size();
+  stats.ring_events = ring_.size();
+  stats.published = published_;
+  stats.gaps = gaps_;
+  stats.snapshots = snapshots_;
+  return stats;
 }
 
 int64_t EventHub::last_seq() {

@@ -101,8 +101,28 @@ class EventHub {
 
   // The view's copy of a run, if it is there (active or recently finished).
   std::optional<v1::Run> FindRun(int64_t run_id);
+  // The view's runs that are still running, by id.
+  std::vector<v1::Run> ActiveRuns();
   int64_t last_seq();
   size_t subscriber_count();
+
+  // Called with every event Publish applies, in seq order, under the hub's
+  // lock: it must be quick and must not call the hub. Add observers before
+  // events are published (e.g. the daemon's metrics).
+  using Observer = std::function<void(const v1::Event&)>;
+  void AddObserver(Observer observer);
+
+  // Counts for /metrics.
+  struct Stats {
+    size_t subscribers = 0;
+    size_t ring_events = 0;
+    int64_t published = 0;  // events published by this hub
+    // Snapshots handed out in place of events a subscriber had not taken
+    // (it fell behind, or resumed from too far back).
+    int64_t gaps = 0;
+    int64_t snapshots = 0;  // every snapshot handed out, gaps included
+  };
+  Stats stats();
 
  private:
   void ApplyLocked(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -125,6 +145,10 @@ class EventHub {
   std::deque<int64_t> finished_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<int64_t, int64_t>, v1::Instance> running_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Subscription>> subs_ ABSL_GUARDED_BY(mu_);
+  std::vector<Observer> observers_ ABSL_GUARDED_BY(mu_);
+  int64_t published_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t gaps_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t snapshots_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   // The pacer sleeps until pacer_deadline_ unless pacer_wake_ is set (a
   // wake-up due earlier, or stop).

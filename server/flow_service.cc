@@ -18,7 +18,8 @@ FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* h
       workers_(workers),
       sessions_(sessions),
       auth_(auth),
-      request_shutdown_(std::move(request_shutdown)) {}
+      request_shutdown_(std::move(request_shutdown)),
+      reader_(hub, store) {}
 
 bool FlowServiceImpl::Authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const {
   absl::Status auth = auth_->Check(*ctx);
@@ -27,32 +28,6 @@ bool FlowServiceImpl::Authorized(grpc::CallbackServerContext* ctx, grpc::ServerU
 }
 
 namespace {
-
-// Bytes of items a list response may hold: under gRPC's default receive
-// limit (4 MiB; asflowctl allows 64) with room for the framing, whatever
-// the items hold, so a listing never breaks for good because some runs or
-// instances are large.
-constexpr size_t kMaxPageBytes = 3 << 20;
-
-// Counts a page's items against kMaxPageBytes; the first item always fits.
-class PageBudget {
- public:
-  // False (and full() from then on) if an item of `bytes` would pass the
-  // budget; the caller stops there.
-  bool Take(size_t bytes) {
-    if (used_ > 0 && used_ + bytes > kMaxPageBytes) {
-      full_ = true;
-      return false;
-    }
-    used_ += bytes;
-    return true;
-  }
-  bool full() const { return full_; }
-
- private:
-  size_t used_ = 0;
-  bool full_ = false;
-};
 
 // Reactors that only report an error.
 class FailedWatch : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
@@ -68,12 +43,7 @@ class FailedSession : public grpc::ServerBidiReactor<v1::SessionRequest, v1::Ses
 
 }  // namespace
 
-absl::StatusOr<v1::Run> FlowServiceImpl::LookupRun(int64_t run_id) {
-  if (std::optional<v1::Run> run = hub_->FindRun(run_id)) return *run;
-  auto rec = store_->GetRun(run_id);
-  if (!rec.ok()) return rec.status();
-  return rec->run;
-}
+absl::StatusOr<v1::Run> FlowServiceImpl::LookupRun(int64_t run_id) { return reader_.GetRun(run_id); }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContext* ctx,
                                                       const v1::SubmitFlowRequest* request,
@@ -105,26 +75,8 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListRuns(grpc::CallbackServerContext*
                                                     v1::ListRunsResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
-  int limit = request->limit() > 0 ? std::min(request->limit(), 10000) : 50;
-  int64_t before_id = 0;
-  if (!request->page_token().empty() && (!absl::SimpleAtoi(request->page_token(), &before_id) || before_id <= 0)) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 absl::StrCat("bad page_token '", request->page_token(), "'")));
-    return reactor;
-  }
-  auto runs = store_->ListRuns(limit, /*only_running=*/false, before_id, /*with_request=*/false);
-  if (runs.ok()) {
-    PageBudget budget;
-    for (RunRecord& rec : *runs) {
-      std::optional<v1::Run> fresh = hub_->FindRun(rec.run.id());
-      v1::Run run = fresh ? std::move(*fresh) : std::move(rec.run);
-      if (!budget.Take(run.ByteSizeLong())) break;
-      *response->add_runs() = std::move(run);
-    }
-    if (response->runs_size() > 0 && (response->runs_size() == limit || budget.full())) {
-      response->set_next_page_token(absl::StrCat(response->runs().rbegin()->id()));
-    }
-  }
+  auto runs = reader_.ListRuns(*request);
+  if (runs.ok()) *response = std::move(*runs);
   reactor->Finish(ToGrpcStatus(runs.status()));
   return reactor;
 }
@@ -134,40 +86,9 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ListTasks(grpc::CallbackServerContext
                                                      v1::ListTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
-  InstanceQuery query;
-  query.run_id = request->run_id();
-  query.task = request->task();
-  for (int s : request->states()) query.states.push_back(static_cast<v1::InstanceState>(s));
-  query.limit = request->page_size() > 0 ? std::min(request->page_size(), 10000) : 1000;
-  if (!request->params().empty()) {
-    if (request->task().empty()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a params filter needs a task"));
-      return reactor;
-    }
-    query.params = CanonicalParams({request->params().begin(), request->params().end()});
-  }
-  if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &query.after_seq)) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 absl::StrCat("bad page_token '", request->page_token(), "'")));
-    return reactor;
-  }
-  absl::Status status = LookupRun(request->run_id()).status();
-  if (status.ok()) {
-    auto rows = store_->ListInstances(query);
-    status = rows.status();
-    if (rows.ok()) {
-      PageBudget budget;
-      for (const InstanceRecord& row : *rows) {
-        v1::Instance instance = InstanceToProto(row);
-        if (!budget.Take(instance.ByteSizeLong())) break;
-        *response->add_instances() = std::move(instance);
-      }
-      if (response->instances_size() > 0 &&
-          (static_cast<int>(rows->size()) == query.limit || budget.full())) {
-        response->set_next_page_token(absl::StrCat(response->instances().rbegin()->seq()));
-      }
-    }
-  }
+  auto tasks = reader_.ListTasks(*request);
+  if (tasks.ok()) *response = std::move(*tasks);
+  absl::Status status = tasks.status();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

@@ -10,6 +10,7 @@
 #include "rpc/status.h"
 #include "server/event_hub.h"
 #include "server/listener.h"
+#include "server/run_reader.h"
 #include "server/scheduler.h"
 #include "server/store.h"
 #include "server/session_hub.h"
@@ -69,6 +70,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   SessionHub* const sessions_;
   const TokenCheck* const auth_;
   const std::function<void()> request_shutdown_;
+  const RunReader reader_;
 };
 
 }  // namespace asflow

@@ -23,12 +23,13 @@ bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options) {
-  size_t colon = options.address.rfind(':');
+absl::Status CheckTcpAddress(const TcpListenerTerms& terms, const std::string& address, const ListenOptions& options) {
+  const std::string flag(terms.flag);
+  size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--listen ", options.address, ": expected HOST:PORT"));
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", address, ": expected HOST:PORT"));
   }
-  std::string host = options.address.substr(0, colon);
+  std::string host = address.substr(0, colon);
   bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
   if (tls && (options.tls_cert.empty() || options.tls_key.empty())) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
@@ -39,29 +40,37 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const
   if (!tls && !IsLoopbackHost(host)) {
     if (!options.insecure) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--listen ", options.address,
+          flag, " ", address,
           " is not a loopback address: anyone on the network could submit commands. Give "
           "--tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --insecure to serve "
           "plaintext anyway"));
     }
-    spdlog::warn("INSECURE: --listen {} serves plaintext on a non-loopback address (--insecure): "
+    spdlog::warn("INSECURE: {} {} serves plaintext on a non-loopback address (--insecure): "
                  "tokens and everything else cross the network unencrypted",
-                 options.address);
+                 flag, address);
   }
-  // Workers are checked against --worker-token-file, else --token-file's
-  // token: a client token (or mutual TLS) covers both.
   if (options.tls_client_ca.empty() && options.token_file.empty()) {
     if (!options.insecure) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--listen ", options.address, ": TCP callers must prove who they are, even on loopback (any ",
-          "local user can connect to a loopback port). Give --token-file (and optionally "
-          "--worker-token-file) or mutual TLS (--tls-cert, --tls-key, --tls-client-ca), or --insecure "
-          "to let anyone who can connect run commands as this user"));
+          flag, " ", address, ": TCP callers must prove who they are, even on loopback (any ",
+          "local user can connect to a loopback port). Give ", terms.token_flags,
+          " or mutual TLS (--tls-cert, --tls-key, --tls-client-ca), or --insecure to let anyone who can connect ",
+          terms.risk));
     }
-    spdlog::warn("INSECURE: --listen {} accepts clients{} without a token or client certificate "
-                 "(--insecure): anyone who can connect can run commands as this user",
-                 options.address, options.worker_token_file.empty() ? " and workers" : "");
+    spdlog::warn("INSECURE: {} {} accepts {} without a token or client certificate (--insecure): anyone who can "
+                 "connect can {}",
+                 flag, address, std::string(terms.callers), std::string(terms.risk));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options) {
+  // Workers are checked against --worker-token-file, else --token-file's
+  // token: a client token (or mutual TLS) covers both.
+  TcpListenerTerms terms{"--listen", options.worker_token_file.empty() ? "clients and workers" : "clients",
+                         "--token-file (and optionally --worker-token-file)", "run commands as this user"};
+  if (absl::Status s = CheckTcpAddress(terms, options.address, options); !s.ok()) return s;
+  bool tls = !options.tls_cert.empty();
   if (!tls) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions ssl;
   auto cert = ReadSmallFile(options.tls_cert);
@@ -87,12 +96,14 @@ absl::StatusOr<std::unique_ptr<TokenCheck>> TokenCheck::Load(const std::string& 
   return check;
 }
 
+bool TokenCheck::Matches(absl::string_view presented) const { return ConstantTimeEquals(presented, token_); }
+
 absl::Status TokenCheck::Check(const grpc::ServerContextBase& ctx) const {
   if (token_.empty() || absl::StartsWith(ctx.peer(), "unix:")) return absl::OkStatus();
   auto range = ctx.client_metadata().equal_range("authorization");
   for (auto it = range.first; it != range.second; ++it) {
     absl::string_view value(it->second.data(), it->second.size());
-    if (absl::ConsumePrefix(&value, "Bearer ") && ConstantTimeEquals(value, token_)) {
+    if (absl::ConsumePrefix(&value, "Bearer ") && Matches(value)) {
       return absl::OkStatus();
     }
   }

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_context.h"
 
@@ -46,6 +47,22 @@ bool IsLoopbackHost(const std::string& host);
 // is logged as a warning.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options);
 
+// How a TCP listener names itself in CheckTcpAddress' refusals and warnings.
+struct TcpListenerTerms {
+  absl::string_view flag;         // "--listen", "--http"
+  absl::string_view callers;      // who connects: "callers", "clients and workers"
+  absl::string_view token_flags;  // where a token comes from: "--token-file"
+  absl::string_view risk;         // what anyone could do: "see and cancel runs"
+};
+
+// Whether `address` may be served with `options`' TLS, token and --insecure
+// settings: every TCP address needs a client token or mutual TLS, and a
+// non-loopback one needs TLS, unless --insecure (then a warning is logged).
+// InvalidArgument says why not, naming the flag; also for a malformed
+// HOST:PORT or TLS flags that do not go together. Shared by --listen and
+// --http.
+absl::Status CheckTcpAddress(const TcpListenerTerms& terms, const std::string& address, const ListenOptions& options);
+
 // Checks calls against the token. Thread-safe; immutable after Load.
 class TokenCheck {
  public:
@@ -55,6 +72,11 @@ class TokenCheck {
   // OK for calls over the unix socket and for calls with the right
   // "authorization: Bearer TOKEN"; Unauthenticated (no detail) otherwise.
   absl::Status Check(const grpc::ServerContextBase& ctx) const;
+  // Whether a token is required at all (--token-file was given).
+  bool required() const { return !token_.empty(); }
+  // True if `presented` is the token, compared in constant time (the
+  // HTTP listener's check; Check uses it too). False when none is required.
+  bool Matches(absl::string_view presented) const;
 
  private:
   std::string token_;

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
                  "Seconds a remote worker may stay silent before its instances are queued again")
       ->check(CLI::Range(0.3, 3600.0))
       ->capture_default_str();
+  app.add_option("--http", options.http.address,
+                 "Also serve the web dashboard, the JSON API and /metrics on HOST:PORT (port 0: any free port, "
+                 "logged); same rules and flags as --listen: --token-file or mutual TLS, and TLS off loopback, "
+                 "or --insecure");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -109,6 +109,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   if (!store.ok()) return store.status();
   d->store_ = std::move(*store);
   d->hub_ = std::make_unique<EventHub>();
+  // Counters for /metrics, from every event on.
+  d->run_metrics_ = std::make_unique<RunMetrics>(absl::Now());
+  d->hub_->AddObserver([m = d->run_metrics_.get()](const v1::Event& event) { m->Observe(event); });
 
   int cpus = std::max(1u, std::thread::hardware_concurrency());
   SchedulerOptions sched;
@@ -191,6 +194,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
                  l.token_file.empty() ? "" : ", client token required",
                  l.worker_token_file.empty() && l.token_file.empty() ? "" : ", worker token required");
   }
+  if (!options.http.address.empty()) {
+    HttpBackends http{d->scheduler_.get(), d->store_.get(), d->hub_.get(), d->run_metrics_.get(), d->auth_.get(),
+                      sched.local_slots};
+    auto served = HttpServer::Start(options.http, options.listen, http);
+    if (!served.ok()) return served.status();
+    d->http_ = std::move(*served);
+  }
   spdlog::info("asflowd listening on unix:{} (state {}, {} local slots, allowed roots: {}{}{})",
                options.socket_path, options.state_path, sched.local_slots, absl::StrJoin(roots, ", "),
                temp_roots.empty() ? "" : "; this user's private directories in ", absl::StrJoin(temp_roots, ", "));
@@ -204,6 +214,7 @@ void Daemon::RequestShutdown() {
 void Daemon::Wait() {
   shutdown_.WaitForNotification();
   spdlog::info("asflowd shutting down");
+  if (http_ != nullptr) http_->Stop();  // its event streams end now
   // Worker sessions end now (their instances resume at the next start);
   // Watch streams are cancelled by the deadline; unary calls finish.
   workers_->Close();
@@ -216,6 +227,7 @@ void Daemon::Wait() {
 }
 
 Daemon::~Daemon() {
+  http_.reset();
   if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
   if (scheduler_ != nullptr) scheduler_->Stop();
   local_pool_.reset();

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/event_hub.h"
 #include "server/flow_service.h"
+#include "server/http_server.h"
 #include "server/listener.h"
 #include "server/local_pool.h"
 #include "server/scheduler.h"
@@ -46,6 +47,9 @@ struct ServerOptions {
   ListenOptions listen;
   // A remote worker silent this long loses its running instances.
   double worker_lease_seconds = 10;
+  // The optional HTTP listener (dashboard, JSON API, /metrics); its TLS,
+  // token and --insecure are listen's.
+  HttpOptions http;
 };
 
 class Daemon {
@@ -61,6 +65,8 @@ class Daemon {
   void Wait();
   // Thread-safe, idempotent, non-blocking.
   void RequestShutdown();
+  // The HTTP listener's port (0: none).
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
  private:
   Daemon() = default;
@@ -71,6 +77,7 @@ class Daemon {
   std::unique_ptr<EventHub> hub_;
   RealClock clock_;
   std::unique_ptr<RealWorkspaceFs> fs_;
+  std::unique_ptr<RunMetrics> run_metrics_;
   std::unique_ptr<Scheduler> scheduler_;
   // The runners report to the scheduler: destroyed before it.
   std::unique_ptr<LocalPool> local_pool_;
@@ -81,6 +88,7 @@ class Daemon {
   std::unique_ptr<FlowServiceImpl> service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   absl::Notification shutdown_;
 };
 

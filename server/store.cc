@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 
 namespace asflow {
@@ -532,7 +533,9 @@ void Store::WriterLoop() {
         queue_.pop_front();
       }
     }
+    absl::Time start = absl::Now();
     absl::Status tx = ApplyGroup(group);
+    commit_latency_.Observe(absl::Now() - start);
     // Every callback runs, with its write's own status: callers count on
     // them (to publish what was committed, to hear what was lost).
     absl::Status first_error;
@@ -792,6 +795,46 @@ absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(int limit, bool only_runn
   sqlite3_bind_int64(s, 3, before_id);
   sqlite3_bind_int(s, 4, with_request ? 1 : 0);
   return ReadRuns(reader_db_.get(), s, absl::StrCat("store ", path_));
+}
+
+absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(const RunQuery& q) {
+  uint64_t mask = 0;
+  for (v1::RunState state : q.states) {
+    if (state >= 0 && state < 63) mask |= uint64_t{1} << state;
+  }
+  if (!q.states.empty() && mask == 0) return std::vector<RunRecord>();
+  absl::MutexLock lock(&reader_mu_);
+  // Prepared per call: listings are rare (a dashboard page), and the
+  // filters keep one statement for every combination.
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(reader_db_.get(),
+                              "SELECT id, run, '' FROM runs WHERE (?2 = 0 OR id < ?2)"
+                              " AND (?3 = '' OR flow = ?3) AND (?4 = 0 OR ((?4 >> state) & 1))"
+                              " ORDER BY id DESC LIMIT ?1",
+                              -1, &raw, nullptr);
+  Stmt s(raw);
+  if (rc != SQLITE_OK) return SqliteError(reader_db_.get(), rc, absl::StrCat("store ", path_, ": list runs"));
+  sqlite3_bind_int64(raw, 1, q.limit > 0 ? q.limit : -1);
+  sqlite3_bind_int64(raw, 2, q.before_id);
+  BindText(raw, 3, q.flow);
+  sqlite3_bind_int64(raw, 4, static_cast<int64_t>(mask));
+  return ReadRuns(reader_db_.get(), raw, absl::StrCat("store ", path_));
+}
+
+absl::StatusOr<std::vector<std::pair<v1::RunState, int64_t>>> Store::CountRuns() {
+  absl::MutexLock lock(&reader_mu_);
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(reader_db_.get(), "SELECT state, count(*) FROM runs GROUP BY state", -1, &raw,
+                              nullptr);
+  Stmt s(raw);
+  const std::string where = absl::StrCat("store ", path_, ": count runs");
+  if (rc != SQLITE_OK) return SqliteError(reader_db_.get(), rc, where);
+  std::vector<std::pair<v1::RunState, int64_t>> counts;
+  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+    counts.emplace_back(static_cast<v1::RunState>(sqlite3_column_int(raw, 0)), sqlite3_column_int64(raw, 1));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(reader_db_.get(), rc, where);
+  return counts;
 }
 
 absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(

@@ -20,6 +20,7 @@
 #include "asflow/v1/flow.pb.h"
 #include "server/state_store.h"
 #include "server/store_records.h"
+#include "server/histogram.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -37,6 +38,15 @@ struct StoreOptions {
   // PutInstance/PutRun block while this many writes are queued, so a burst of
   // state changes cannot grow memory without bound.
   size_t max_pending = 1 << 20;
+};
+
+// Filter for Store::ListRuns(const RunQuery&): newest first; page by
+// passing the last id seen as before_id.
+struct RunQuery {
+  int limit = 50;                    // <= 0: no limit
+  int64_t before_id = 0;             // only id < before_id; 0: any
+  std::string flow;                  // empty: any flow
+  std::vector<v1::RunState> states;  // empty: any state
 };
 
 // The daemon's SQLite database (WAL): the StateStore the daemon runs on.
@@ -97,6 +107,9 @@ class Store final : public StateStore {
   size_t pending_writes() const;
   // Transactions the writer has committed since Open (for tests and stats).
   uint64_t transactions_committed() const;
+  // How long each group transaction took, BEGIN to COMMIT (its fsync
+  // included), for /metrics.
+  const Histogram& commit_latency() const { return commit_latency_; }
 
   // Reads; each sees one committed snapshot. Concurrent reads are serialized
   // on one reader connection.
@@ -108,6 +121,10 @@ class Store final : public StateStore {
   // RunRecord::request left empty unless `with_request`.
   absl::StatusOr<std::vector<RunRecord>> ListRuns(int limit, bool only_running, int64_t before_id = 0,
                                                   bool with_request = true) override;
+  // Runs matching `q`, newest first, without their requests.
+  absl::StatusOr<std::vector<RunRecord>> ListRuns(const RunQuery& q);
+  // How many runs are stored in each state.
+  absl::StatusOr<std::vector<std::pair<v1::RunState, int64_t>>> CountRuns();
   // Instances of q.run_id matching q, in seq order.
   absl::StatusOr<std::vector<InstanceRecord>> ListInstances(
       const InstanceQuery& q);
@@ -228,6 +245,7 @@ class Store final : public StateStore {
   uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status first_error_ ABSL_GUARDED_BY(mu_);  // since the last Flush
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Histogram commit_latency_;
 };
 
 }  // namespace asflow

@@ -1,0 +1,475 @@
+// asflow's dashboard: the runs table, a run's live page, an instance and the
+// workers, drawn with Preact + htm from asflowd's JSON API (docs/http.md).
+// Live pages follow /api/v1/events?summary=1: a few coalesced events per
+// tick however busy the run, so a 100,000-instance run costs the page what
+// a small one does. Numbers that protobuf's JSON mapping writes as strings
+// (int64) go through num().
+import { h, render } from './vendor/preact.mjs';
+import { useEffect, useRef, useState } from './vendor/hooks.mjs';
+import htm from './vendor/htm.mjs';
+
+const html = htm.bind(h);
+
+// ---------------------------------------------------------------- helpers
+
+const num = (x) => Number(x || 0);
+
+async function api(path, options = {}) {
+  const res = await fetch(path, {
+    credentials: 'same-origin',
+    ...options,
+    // Asked of every call that changes something when the cookie is the
+    // credential (docs/http.md): a cross-site form cannot send it.
+    headers: { 'X-Asflow-Request': '1', ...(options.headers || {}) },
+  });
+  if (res.status === 401) {
+    location.reload();  // the token prompt
+    throw new Error('token required');
+  }
+  const body = await res.json();
+  if (!res.ok) throw new Error((body.error && body.error.message) || res.statusText);
+  return body;
+}
+
+const RUN_STATES = { RUN_RUNNING: 'running', RUN_SUCCEEDED: 'succeeded', RUN_FAILED: 'failed', RUN_CANCELLED: 'cancelled' };
+const runState = (run) => RUN_STATES[run.state] || 'unknown';
+const instState = (inst) => (inst.state || 'INSTANCE_STATE_UNSPECIFIED').toLowerCase();
+
+// The bar's segments, in the terminal view's order.
+const SEGMENTS = ['done', 'cached', 'skipped', 'suppressed', 'failed', 'cancelled', 'running', 'queued'];
+const FINISHED = ['done', 'cached', 'skipped', 'suppressed', 'failed', 'cancelled'];
+
+function clock(seconds) {
+  seconds = Math.max(0, Math.round(seconds));
+  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+  const pad = (n) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+function bytes(n) {
+  n = num(n);
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let i = -1;
+  do { n /= 1000; i++; } while (n >= 1000 && i < units.length - 1);
+  return `${n.toFixed(1)} ${units[i]}`;
+}
+
+function when(ms) {
+  ms = num(ms);
+  return ms ? new Date(ms).toLocaleString() : '';
+}
+
+function label(inst) {
+  const params = Object.entries(inst.params || {}).map(([k, v]) => `${k}=${v}`).join(', ');
+  return `${inst.task}(${params})`;
+}
+
+function firstLine(text) {
+  return (text || '').split('\n')[0];
+}
+
+// Sums a run's task counters.
+function totals(run) {
+  const t = { total: 0 };
+  for (const k of SEGMENTS) t[k] = 0;
+  for (const task of run.tasks || []) {
+    t.total += num(task.total);
+    for (const k of SEGMENTS) t[k] += num(task[k]);
+  }
+  return t;
+}
+
+// Re-renders every second (elapsed times, durations).
+function useTick() {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const id = setInterval(() => setTick((n) => n + 1), 1000);
+    return () => clearInterval(id);
+  }, []);
+}
+
+// Follows /api/v1/events?summary=1 (of one run, or of all runs' counters)
+// and hands each event to onEvent; onEnd when a run's stream ends.
+function useEvents(query, onEvent, onTruncated) {
+  const [live, setLive] = useState('connecting');
+  const handler = useRef(onEvent);
+  handler.current = onEvent;
+  const truncated = useRef(onTruncated);
+  truncated.current = onTruncated;
+  useEffect(() => {
+    const source = new EventSource(`/api/v1/events?summary=1${query}`);
+    source.onopen = () => setLive('live');
+    source.onerror = () => setLive(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+    source.onmessage = (m) => {
+      for (const event of JSON.parse(m.data)) handler.current(event);
+    };
+    source.addEventListener('truncated', () => truncated.current && truncated.current());
+    source.addEventListener('end', () => {
+      source.close();
+      setLive('ended');
+    });
+    return () => source.close();
+  }, [query]);
+  return live;
+}
+
+// ---------------------------------------------------------------- pieces
+
+function Bar({ counts, total }) {
+  const whole = Math.max(total, 1);
+  return html`<div class="bar" title=${SEGMENTS.map((k) => `${k} ${counts[k]}`).join(', ')}>
+    ${SEGMENTS.filter((k) => counts[k] > 0).map(
+      (k) => html`<span class=${`seg ${k}`} style=${`width:${(100 * counts[k]) / whole}%`}></span>`)}
+  </div>`;
+}
+
+function StateBadge({ state }) {
+  return html`<span class=${`badge ${state}`}>${state}</span>`;
+}
+
+function Header({ live }) {
+  return html`<header>
+    <a class="brand" href="/">asflow</a>
+    <nav><a href="/">Runs</a><a href="/workers">Workers</a></nav>
+    ${live && html`<span class=${`live ${live}`} id="live">${live}</span>`}
+  </header>`;
+}
+
+function ErrorNote({ error }) {
+  return error ? html`<p class="error">${String(error.message || error)}</p>` : null;
+}
+
+// ---------------------------------------------------------------- runs
+
+function RunsPage() {
+  const params = new URLSearchParams(location.search);
+  const [runs, setRuns] = useState(null);
+  const [next, setNext] = useState('');
+  const [error, setError] = useState(null);
+  const state = params.get('state') || '';
+  const flow = params.get('flow') || '';
+  const page = params.get('page_token') || '';
+  useTick();
+
+  useEffect(() => {
+    const q = new URLSearchParams({ limit: '25' });
+    if (state) q.set('state', state);
+    if (flow) q.set('flow', flow);
+    if (page) q.set('page_token', page);
+    api(`/api/v1/runs?${q}`)
+      .then((r) => { setRuns(r.runs || []); setNext(r.nextPageToken || ''); })
+      .catch(setError);
+  }, []);
+
+  const live = useEvents('', (event) => {
+    const run = event.run ? event.run.run : null;
+    if (!run) return;
+    setRuns((old) => {
+      if (!old) return old;
+      const i = old.findIndex((r) => r.id === run.id);
+      if (i >= 0) return [...old.slice(0, i), run, ...old.slice(i + 1)];
+      // A new run belongs on the first page if it passes the filters.
+      const fits = !page && (!flow || run.flow === flow) && (!state || runState(run) === state);
+      return fits && num(run.id) > num(old[0] && old[0].id) ? [run, ...old] : old;
+    });
+  });
+
+  const filter = (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    const q = new URLSearchParams();
+    for (const k of ['state', 'flow']) if (form.get(k)) q.set(k, form.get(k));
+    location.search = q.toString();
+  };
+
+  return html`<${Header} live=${live} />
+  <main>
+    <h1>Runs</h1>
+    <form class="filters" onSubmit=${filter}>
+      <label>State <select name="state" value=${state}>
+        <option value="">any</option>
+        ${Object.values(RUN_STATES).map((s) => html`<option value=${s} selected=${s === state}>${s}</option>`)}
+      </select></label>
+      <label>Flow <input name="flow" value=${flow} placeholder="any" /></label>
+      <button type="submit">Filter</button>
+    </form>
+    <${ErrorNote} error=${error} />
+    ${runs === null ? html`<p class="loading">Loading…</p>` : runs.length === 0
+      ? html`<p class="empty">No runs${state || flow ? ' match' : ' yet'}.</p>`
+      : html`<table class="runs">
+        <thead><tr><th>Run</th><th>Flow</th><th>State</th><th>Started</th><th>Duration</th>
+          <th class="wide">Instances</th><th>Workspace</th></tr></thead>
+        <tbody>${runs.map((run) => {
+          const t = totals(run);
+          const end = num(run.finishedMs) || Date.now();
+          return html`<tr data-run=${run.id}>
+            <td><a href=${`/runs/${run.id}`}>${run.id}</a></td>
+            <td>${run.flow}</td>
+            <td><${StateBadge} state=${runState(run)} /></td>
+            <td>${when(run.createdMs)}</td>
+            <td class="num">${clock((end - num(run.createdMs)) / 1000)}</td>
+            <td class="wide"><${Bar} counts=${t} total=${t.total} />
+              <span class="counts">${t.done + t.cached} / ${t.total}${t.failed ? ` · ${t.failed} failed` : ''}</span></td>
+            <td class="path">${run.workspace}</td>
+          </tr>`;
+        })}</tbody>
+      </table>`}
+    <p class="pager">
+      ${page && html`<a href=${`/?${new URLSearchParams({ ...(state && { state }), ...(flow && { flow }) })}`}>Newest</a>`}
+      ${next && html`<a id="older" href=${`/?${new URLSearchParams({ ...(state && { state }), ...(flow && { flow }), page_token: next })}`}>Older →</a>`}
+    </p>
+  </main>`;
+}
+
+// ---------------------------------------------------------------- a run
+
+// Finished instances per second over the last 10 s, from counter samples.
+class Rates {
+  constructor() { this.samples = new Map(); }
+  add(run) {
+    const now = Date.now();
+    for (const task of run.tasks || []) {
+      const finished = FINISHED.reduce((n, k) => n + num(task[k]), 0);
+      const list = this.samples.get(task.task) || [];
+      list.push([now, finished]);
+      while (list.length > 2 && now - list[0][0] > 10000) list.shift();
+      this.samples.set(task.task, list);
+    }
+  }
+  rate(task) {
+    const list = this.samples.get(task) || [];
+    if (list.length < 2) return null;
+    const [t0, f0] = list[0], [t1, f1] = list[list.length - 1];
+    return t1 > t0 ? ((f1 - f0) * 1000) / (t1 - t0) : null;
+  }
+}
+
+const PROBLEMS = 'failed,skipped,suppressed';
+
+function RunPage({ id }) {
+  const [run, setRun] = useState(null);
+  const [running, setRunning] = useState(new Map());
+  const [problems, setProblems] = useState([]);
+  const [problemsNext, setProblemsNext] = useState('');
+  const [error, setError] = useState(null);
+  const [cancelling, setCancelling] = useState(false);
+  const rates = useRef(new Rates());
+  useTick();
+
+  const loadProblems = (token = '') => {
+    const q = new URLSearchParams({ state: PROBLEMS, page_size: '100' });
+    if (token) q.set('page_token', token);
+    api(`/api/v1/runs/${id}/tasks?${q}`)
+      .then((r) => {
+        const list = (r.instances || []).slice().reverse();  // newest first
+        setProblems((old) => (token ? [...old, ...list] : list));
+        setProblemsNext(r.nextPageToken || '');
+      })
+      .catch(setError);
+  };
+
+  useEffect(() => {
+    api(`/api/v1/runs/${id}`).then(setRun).catch(setError);
+    loadProblems();
+  }, [id]);
+
+  const key = (inst) => `${inst.runId}/${inst.seq}`;
+  const live = useEvents(`&run_id=${id}`, (event) => {
+    if (event.snapshot) {
+      const snap = event.snapshot;
+      const r = (snap.runs || []).find((x) => x.id === String(id));
+      if (r) { setRun(r); rates.current.add(r); }
+      setRunning(new Map((snap.running || []).map((i) => [key(i), i])));
+      if (snap.gap) loadProblems();
+    } else if (event.run) {
+      const r = event.run.run;
+      setRun(r);
+      rates.current.add(r);
+      if (runState(r) !== 'running') setRunning(new Map());
+    } else if (event.instance) {
+      const { kind, instance } = event.instance;
+      setRunning((old) => {
+        const m = new Map(old);
+        if (kind === 'STARTED' || kind === 'PROGRESS') m.set(key(instance), instance);
+        else m.delete(key(instance));
+        return m;
+      });
+      if (kind === 'FINISHED' && PROBLEMS.includes(instState(instance))) {
+        setProblems((old) => [instance, ...old.filter((p) => key(p) !== key(instance))]);
+      }
+    }
+  }, () => loadProblems());
+
+  const cancel = () => {
+    if (!confirm(`Cancel run ${id}? Running instances are stopped.`)) return;
+    setCancelling(true);
+    api(`/api/v1/runs/${id}:cancel`, { method: 'POST' })
+      .then(() => api(`/api/v1/runs/${id}`).then(setRun))
+      .catch(setError)
+      .finally(() => setCancelling(false));
+  };
+
+  if (!run) return html`<${Header} live=${live} /><main><${ErrorNote} error=${error} /><p class="loading">Loading…</p></main>`;
+  const state = runState(run);
+  const t = totals(run);
+  const end = num(run.finishedMs) || Date.now();
+  const runningList = [...running.values()].sort((a, b) => num(a.startedMs) - num(b.startedMs));
+  return html`<${Header} live=${live} />
+  <main>
+    <h1>Run ${run.id} <small>${run.flow}</small></h1>
+    <p class="flowline">
+      <${StateBadge} state=${state} /> <span id="run-state" data-state=${state}>${state}</span>
+      · ${t.done + t.cached + t.skipped + t.suppressed + t.failed + t.cancelled} / ${t.total} instances
+      · ${clock((end - num(run.createdMs)) / 1000)}
+      · <span class="path">${run.workspace}</span>
+      ${state === 'running' && html`<button id="cancel" class="danger" disabled=${cancelling} onClick=${cancel}>
+        ${cancelling ? 'Cancelling…' : 'Cancel run'}</button>`}
+    </p>
+    ${run.error && html`<p class="error" id="run-error">${run.error}</p>`}
+    <${ErrorNote} error=${error} />
+    <section>
+      <h2>Tasks</h2>
+      <table class="tasks">
+        <thead><tr><th>Task</th><th class="wide">Progress</th><th>Done</th><th>Rate</th><th>ETA</th><th></th></tr></thead>
+        <tbody>${(run.tasks || []).map((task) => {
+          const c = {};
+          for (const k of SEGMENTS) c[k] = num(task[k]);
+          const total = num(task.total);
+          const finished = FINISHED.reduce((n, k) => n + c[k], 0);
+          const rate = rates.current.rate(task.task);
+          const eta = state !== 'running' ? '' : finished >= total && task.expanded ? 'done'
+            : task.expanded && rate > 0 ? clock((total - finished) / rate) : '--';
+          return html`<tr class="task" data-task=${task.task} data-finished=${finished} data-total=${total}>
+            <td>${task.task}</td>
+            <td class="wide"><${Bar} counts=${c} total=${total} /></td>
+            <td class="num">${finished} / ${total}${task.expanded ? '' : '+'}</td>
+            <td class="num">${rate === null ? '--/s' : `${rate.toFixed(1)}/s`}</td>
+            <td class="num">${eta}</td>
+            <td class="note">${[c.running && `${c.running} running`, c.queued && `${c.queued} queued`,
+              num(task.retrying) && `${num(task.retrying)} retrying`, c.failed && `${c.failed} failed`,
+              task.waiting].filter(Boolean).join(' · ')}</td>
+          </tr>`;
+        })}</tbody>
+      </table>
+    </section>
+    <section>
+      <h2>Running <small>${runningList.length}</small></h2>
+      ${runningList.length === 0 ? html`<p class="empty">Nothing running.</p>` : html`<table class="running">
+        <thead><tr><th>Instance</th><th>Elapsed</th><th>Output</th><th>Lines</th><th>Progress</th></tr></thead>
+        <tbody>${runningList.slice(0, 200).map((inst) => {
+          const total = Number(inst.progressTotal || 0);
+          return html`<tr class="running-row" data-seq=${inst.seq}>
+            <td><a href=${`/runs/${run.id}/instances/${inst.seq}`}>${label(inst)}</a></td>
+            <td class="num">${clock((Date.now() - num(inst.startedMs)) / 1000)}</td>
+            <td class="num">${bytes(inst.bytes)}</td>
+            <td class="num">${num(inst.lines)}</td>
+            <td>${total > 0 && html`<progress max=${total} value=${Number(inst.progressCompleted || 0)}></progress>
+              ${Number(inst.progressCompleted || 0)} / ${total} ${inst.progressDescription || ''}`}</td>
+          </tr>`;
+        })}</tbody>
+      </table>
+      ${runningList.length > 200 && html`<p class="note">… and ${runningList.length - 200} more running</p>`}`}
+    </section>
+    <section>
+      <h2>Failed, skipped and suppressed <small>${problems.length}${problemsNext ? '+' : ''}</small></h2>
+      ${problems.length === 0 ? html`<p class="empty">None.</p>` : html`<table class="problems">
+        <thead><tr><th>State</th><th>Instance</th><th>Error</th></tr></thead>
+        <tbody>${problems.map((inst) => html`<tr class="problem" data-seq=${inst.seq} data-state=${instState(inst)}>
+          <td><${StateBadge} state=${instState(inst)} /></td>
+          <td><a href=${`/runs/${run.id}/instances/${inst.seq}`}>${label(inst)}</a></td>
+          <td class="errtext">${firstLine(inst.error)}</td>
+        </tr>`)}</tbody>
+      </table>`}
+      ${problemsNext && html`<button onClick=${() => loadProblems(problemsNext)}>More</button>`}
+    </section>
+  </main>`;
+}
+
+// ---------------------------------------------------------------- an instance
+
+function InstancePage({ id, seq }) {
+  const [details, setDetails] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => { api(`/api/v1/runs/${id}/instances/${seq}`).then(setDetails).catch(setError); }, [id, seq]);
+  if (!details) return html`<${Header} /><main><${ErrorNote} error=${error} /><p class="loading">Loading…</p></main>`;
+  const inst = details.instance;
+  const duration = num(inst.finishedMs) && num(inst.startedMs) ? clock((num(inst.finishedMs) - num(inst.startedMs)) / 1000) : '';
+  return html`<${Header} />
+  <main>
+    <p class="crumbs"><a href=${`/runs/${id}`}>← run ${id}</a></p>
+    <h1>${label(inst)}</h1>
+    <table class="fields">
+      <tr><th>State</th><td><${StateBadge} state=${instState(inst)} /></td></tr>
+      <tr><th>Task</th><td>${inst.task}</td></tr>
+      <tr><th>Parameters</th><td>${Object.entries(inst.params || {}).map(([k, v]) => html`<div><code>${k}</code> = <code>${v}</code></div>`)}</td></tr>
+      <tr><th>Output</th><td class="path">${inst.output ? `${details.workspace}/${inst.output}` : '(not kept)'}</td></tr>
+      <tr><th>Output size</th><td>${details.outputExists ? bytes(details.outputSize) : inst.output ? 'not on disk' : ''}</td></tr>
+      <tr><th>Written</th><td>${bytes(inst.bytes)}, ${num(inst.lines)} lines (uncompressed)</td></tr>
+      <tr><th>Attempts</th><td>${num(inst.attempts)}</td></tr>
+      <tr><th>Started</th><td>${when(inst.startedMs)}</td></tr>
+      <tr><th>Finished</th><td>${when(inst.finishedMs)}${duration && ` (${duration})`}</td></tr>
+    </table>
+    ${inst.error && html`<h2>Error (last attempt; stderr tail)</h2><pre class="errtext" id="instance-error">${inst.error}</pre>`}
+  </main>`;
+}
+
+// ---------------------------------------------------------------- workers
+
+function WorkersPage() {
+  const [workers, setWorkers] = useState(null);
+  const [error, setError] = useState(null);
+  useTick();
+  useEffect(() => {
+    const load = () => api('/api/v1/workers').then((r) => setWorkers(r.workers || [])).catch(setError);
+    load();
+    const id = setInterval(load, 2000);
+    return () => clearInterval(id);
+  }, []);
+  const pools = new Map();
+  for (const w of workers || []) {
+    for (const p of w.pools || []) {
+      const pool = pools.get(p) || { workers: 0, slots: 0, running: 0 };
+      pool.workers++;
+      if (!w.draining) pool.slots += num(w.slots);
+      pool.running += num(w.running);
+      pools.set(p, pool);
+    }
+  }
+  const now = Date.now();
+  return html`<${Header} />
+  <main>
+    <h1>Workers</h1>
+    <${ErrorNote} error=${error} />
+    ${workers === null ? html`<p class="loading">Loading…</p>` : workers.length === 0
+      ? html`<p class="empty">No remote workers connected. Start one with <code>asflow-worker --server HOST:PORT --pool NAME</code>; tasks without a pool run in the daemon's own pool.</p>`
+      : html`
+      <h2>Pools</h2>
+      <table><thead><tr><th>Pool</th><th>Workers</th><th>Slots</th><th>Running</th></tr></thead>
+        <tbody>${[...pools].map(([name, p]) => html`<tr><td>${name}</td><td class="num">${p.workers}</td>
+          <td class="num">${p.slots}</td><td class="num">${p.running}</td></tr>`)}</tbody></table>
+      <h2>Sessions</h2>
+      <table class="workers"><thead><tr><th>Session</th><th>Name</th><th>Pool</th><th>Slots</th><th>Running</th>
+        <th>Assigned</th><th>Heartbeat</th><th>Uptime</th><th>State</th><th>Host / peer</th></tr></thead>
+        <tbody>${workers.map((w) => html`<tr>
+          <td>${w.sessionId}</td><td>${w.name}</td><td>${(w.pools || []).join(', ')}</td>
+          <td class="num">${num(w.slots)}</td><td class="num">${num(w.running)}</td><td class="num">${num(w.assignedTotal)}</td>
+          <td class="num">${clock((now - num(w.lastHeartbeatMs)) / 1000)} ago</td>
+          <td class="num">${clock((now - num(w.connectedMs)) / 1000)}</td>
+          <td>${w.draining ? 'draining' : 'active'}</td><td>${w.hostname} ${w.peer}</td>
+        </tr>`)}</tbody></table>`}
+  </main>`;
+}
+
+// ---------------------------------------------------------------- routes
+
+function App() {
+  const path = location.pathname;
+  let m;
+  if ((m = path.match(/^\/runs\/(\d+)\/instances\/(\d+)$/))) return html`<${InstancePage} id=${m[1]} seq=${m[2]} />`;
+  if ((m = path.match(/^\/runs\/(\d+)$/))) return html`<${RunPage} id=${m[1]} />`;
+  if (path === '/workers') return html`<${WorkersPage} />`;
+  return html`<${RunsPage} />`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));
