@@ -68,10 +68,12 @@ void EventStream::Close() {
 void EventStream::AppendMessage(const std::vector<v1::Event>& events, int64_t seq, std::string* out) {
   absl::StrAppend(out, "id: ", seq, "\ndata: [");
   std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;  // as the JSON API's answers
   for (size_t i = 0; i < events.size(); ++i) {
     json.clear();
     // Cannot fail for a message without Any fields.
-    (void)google::protobuf::util::MessageToJsonString(events[i], &json);
+    (void)google::protobuf::util::MessageToJsonString(events[i], &json, options);
     if (i > 0) out->push_back(',');
     out->append(json);
   }

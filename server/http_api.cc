@@ -94,6 +94,9 @@ void HttpApi::ReplyJson(const google::protobuf::Message& message, httplib::Respo
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
+  // Every field, zeros and empty strings too: "seq": "0" is clearer to a
+  // reader of curl's output than a missing key.
+  options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   json.push_back('\n');
   res.status = 200;

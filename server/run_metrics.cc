@@ -1,31 +1,29 @@
 #include "server/run_metrics.h"
 
 namespace asflow {
-namespace {
-
-int64_t CountOf(const v1::TaskCounters& c, v1::InstanceState state) {
-  switch (state) {
-    case v1::DONE: return c.done();
-    case v1::CACHED: return c.cached();
-    case v1::SKIPPED: return c.skipped();
-    case v1::SUPPRESSED: return c.suppressed();
-    case v1::FAILED: return c.failed();
-    case v1::CANCELLED: return c.cancelled();
-    default: return 0;
-  }
-}
-
-}  // namespace
 
 void RunMetrics::CountLocked(Track& track, const v1::TaskCounters& now) {
-  v1::TaskCounters& before = track.tasks[now.task()];
+  // `seen` keeps the highest count of each final state seen (they only
+  // grow within a run), so an event carrying older counters than one
+  // before it can never count an instance twice.
+  v1::TaskCounters& seen = track.tasks[now.task()];
   TaskTotals& totals = totals_[{track.flow, now.task()}];
-  for (size_t i = 0; i < kFinalStates.size(); ++i) {
-    int64_t grew = CountOf(now, kFinalStates[i]) - CountOf(before, kFinalStates[i]);
-    if (grew > 0) totals.finished[i] += grew;
-  }
-  if (now.retrying() > before.retrying()) totals.retries += now.retrying() - before.retrying();
-  before = now;
+  const v1::TaskCounters* r = &now;
+  auto bump = [&](int64_t (v1::TaskCounters::*get)() const, void (v1::TaskCounters::*set)(int64_t), size_t i) {
+    int64_t grew = (r->*get)() - (seen.*get)();
+    if (grew <= 0) return;
+    totals.finished[i] += grew;
+    (seen.*set)((r->*get)());
+  };
+  bump(&v1::TaskCounters::done, &v1::TaskCounters::set_done, 0);
+  bump(&v1::TaskCounters::cached, &v1::TaskCounters::set_cached, 1);
+  bump(&v1::TaskCounters::skipped, &v1::TaskCounters::set_skipped, 2);
+  bump(&v1::TaskCounters::suppressed, &v1::TaskCounters::set_suppressed, 3);
+  bump(&v1::TaskCounters::failed, &v1::TaskCounters::set_failed, 4);
+  bump(&v1::TaskCounters::cancelled, &v1::TaskCounters::set_cancelled, 5);
+  // retrying goes up (a retry is scheduled) and down (it starts).
+  if (now.retrying() > seen.retrying()) totals.retries += now.retrying() - seen.retrying();
+  seen.set_retrying(now.retrying());
 }
 
 void RunMetrics::Observe(const v1::Event& event) {

@@ -274,7 +274,7 @@ function RunPage({ id }) {
     loadProblems();
   }, [id]);
 
-  const key = (inst) => `${inst.runId}/${inst.seq}`;
+  const key = (inst) => `${num(inst.runId)}/${num(inst.seq)}`;
   const live = useEvents(`&run_id=${id}`, (event) => {
     if (event.snapshot) {
       const snap = event.snapshot;
@@ -472,4 +472,6 @@ function App() {
   return html`<${RunsPage} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = '';  // the "Loading…" placeholder
+render(html`<${App} />`, root);
