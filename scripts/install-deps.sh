@@ -13,6 +13,9 @@ packages=(
   python3-grpcio python3-protobuf python3-yaml python3-rich   # the asflow Python package (python/)
   python3-pytest python3-venv python3-pip python3-setuptools python3-wheel  # its tests
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
+  libcpp-httplib-dev               # asflowd --http (dashboard, JSON API, /metrics)
+  prometheus curl                  # tests/web/prometheus_test.sh: promtool, a real scrape
+  chromium nodejs                  # tests/web/dashboard_test.mjs: headless Chromium, playwright-core
 )
 
 missing=()
@@ -21,6 +24,11 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# npm comes with nodejs from some sources (NodeSource), as its own Debian
+# package with Debian's nodejs.
+if ! command -v npm >/dev/null && ! dpkg-query -W -f='${Status}' npm 2>/dev/null | grep -q "install ok installed"; then
+  missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

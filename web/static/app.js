@@ -61,7 +61,7 @@ function when(ms) {
 }
 
 function label(inst) {
-  const params = Object.entries(inst.params || {}).map(([k, v]) => `${k}=${v}`).join(', ');
+  const params = Object.entries(inst.params || {}).sort().map(([k, v]) => `${k}=${v}`).join(', ');
   return `${inst.task}(${params})`;
 }
 
@@ -319,10 +319,10 @@ function RunPage({ id }) {
   <main>
     <h1>Run ${run.id} <small>${run.flow}</small></h1>
     <p class="flowline">
-      <${StateBadge} state=${state} /> <span id="run-state" data-state=${state}>${state}</span>
+      <span id="run-state" class=${`badge ${state}`} data-state=${state}>${state}</span>
       · ${t.done + t.cached + t.skipped + t.suppressed + t.failed + t.cancelled} / ${t.total} instances
-      · ${clock((end - num(run.createdMs)) / 1000)}
-      · <span class="path">${run.workspace}</span>
+      · ${clock((end - num(run.createdMs)) / 1000)} ·
+      <span class="path">${run.workspace}</span>
       ${state === 'running' && html`<button id="cancel" class="danger" disabled=${cancelling} onClick=${cancel}>
         ${cancelling ? 'Cancelling…' : 'Cancel run'}</button>`}
     </p>
