@@ -69,6 +69,7 @@ function renderers(browserPid) {
 }
 
 let seq = 0;
+const live = new Set();  // daemons to stop if a measurement fails
 async function startDaemon() {
   const dir = join(B, `d${++seq}`);
   mkdirSync(join(dir, 'ws'), { recursive: true });
@@ -89,13 +90,16 @@ async function startDaemon() {
   if (!port) throw new Error(`asflowd did not start: ${readFileSync(logPath, 'utf8')}`);
   const ctl = (...a) => execFileSync(join(build, 'client/asflowctl'), ['--socket', join(dir, 'd.sock'), ...a],
     { cwd: join(dir, 'ws'), encoding: 'utf8' });
-  return {
+  const d = {
     proc, port, dir, ctl, base: `http://127.0.0.1:${port}`,
     async stop() {
-      proc.kill('SIGTERM');
+      live.delete(d);
+      if (proc.exitCode === null) proc.kill('SIGTERM');
       await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
     },
   };
+  live.add(d);
+  return d;
 }
 
 async function launch() {
@@ -195,7 +199,7 @@ async function measureW1(tabs) {
   const cpu = cpuSeconds(d.proc.pid) - cpu0;
   let shown = null;
   if (pages.length) {
-    await pages[0].waitForSelector('#run-state[data-state=succeeded]', { timeout: 10000 });
+    await pages[0].waitForSelector('#run-state[data-state=succeeded]', { timeout: 30000 });
     shown = await pages[0].$eval('tr.task[data-task=item]', (r) => Number(r.dataset.finished));
   }
   const streams = (await fetch(`${d.base}/metrics`, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.text()))
@@ -213,6 +217,7 @@ async function main() {
     for (const n of [N_SMALL, N_BIG]) {
       log(`D1 rep ${r + 1}: run page of ${n} instances`);
       pageRows.push(await measurePage(n));
+      log(JSON.stringify(pageRows[pageRows.length - 1]));
     }
   }
   const w1Rows = [];
@@ -220,6 +225,7 @@ async function main() {
     for (const tabs of [0, TABS]) {
       log(`D2 rep ${r + 1}: W1 (N=${N_W1}) with ${tabs} dashboards`);
       w1Rows.push(await measureW1(tabs));
+      log(JSON.stringify(w1Rows[w1Rows.length - 1]));
     }
   }
   const mb = (b) => (b / 1e6).toFixed(1);
@@ -246,6 +252,10 @@ async function main() {
 
 try {
   await main();
+} catch (e) {
+  console.error(`dashboard bench failed: ${e.stack || e}`);
+  process.exitCode = 1;
 } finally {
-  rmSync(B, { recursive: true, force: true });
+  for (const d of [...live]) await d.stop();
+  rmSync(B, { recursive: true, force: true, maxRetries: 5 });
 }
