@@ -2,12 +2,23 @@
 
 namespace asflow {
 
+RunMetrics::Seen& RunMetrics::SeenLocked(Track& track, const std::string& task) {
+  // One lookup per event, no allocation once the task is known (events
+  // are observed on the store's writer thread, under the hub's lock).
+  auto it = track.tasks.find(task);
+  if (it != track.tasks.end()) return it->second;
+  Seen& seen = track.tasks[task];
+  seen.totals = &totals_[{track.flow, task}];
+  return seen;
+}
+
 void RunMetrics::CountLocked(Track& track, const v1::TaskCounters& now) {
   // `seen` keeps the highest count of each final state seen (they only
   // grow within a run), so an event carrying older counters than one
   // before it can never count an instance twice.
-  v1::TaskCounters& seen = track.tasks[now.task()];
-  TaskTotals& totals = totals_[{track.flow, now.task()}];
+  Seen& entry = SeenLocked(track, now.task());
+  v1::TaskCounters& seen = entry.counters;
+  TaskTotals& totals = *entry.totals;
   const v1::TaskCounters* r = &now;
   auto bump = [&](int64_t (v1::TaskCounters::*get)() const, void (v1::TaskCounters::*set)(int64_t), size_t i) {
     int64_t grew = (r->*get)() - (seen.*get)();
@@ -36,7 +47,7 @@ void RunMetrics::Observe(const v1::Event& event) {
       it = runs_.emplace(run.id(), Track{run.flow(), {}}).first;
       if (run.created_ms() < since_ms_) {
         // Resumed: what it did before this daemon started is not ours.
-        for (const v1::TaskCounters& t : run.tasks()) it->second.tasks[t.task()] = t;
+        for (const v1::TaskCounters& t : run.tasks()) SeenLocked(it->second, t.task()).counters = t;
       } else {
         ++runs_started_;
       }
@@ -52,7 +63,7 @@ void RunMetrics::Observe(const v1::Event& event) {
   const v1::InstanceEvent& ie = event.instance();
   auto it = runs_.find(ie.instance().run_id());
   if (it == runs_.end()) return;  // every run announces itself first
-  if (ie.kind() == v1::InstanceEvent::STARTED) ++totals_[{it->second.flow, ie.instance().task()}].starts;
+  if (ie.kind() == v1::InstanceEvent::STARTED) ++SeenLocked(it->second, ie.instance().task()).totals->starts;
   if (ie.has_counters()) CountLocked(it->second, ie.counters());
 }
 

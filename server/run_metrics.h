@@ -49,11 +49,16 @@ class RunMetrics {
   std::map<v1::RunState, int64_t> RunsFinished() const;
 
  private:
+  struct Seen {
+    v1::TaskCounters counters;  // the highest counts seen
+    TaskTotals* totals = nullptr;  // in totals_ (a std::map: it never moves)
+  };
   struct Track {
     std::string flow;
-    // Per task: the last counters seen.
-    absl::flat_hash_map<std::string, v1::TaskCounters> tasks;
+    absl::flat_hash_map<std::string, Seen> tasks;
   };
+  // The task's entry in `track`, made on first sight.
+  Seen& SeenLocked(Track& track, const std::string& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds what grew from the track's counters to `now`, and keeps `now`.
   void CountLocked(Track& track, const v1::TaskCounters& now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
