@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "asflow/v1/http.pb.h"
-#include "common/safe_path.h"
+#include "common/beneath.h"
 #include "server/run_state.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -171,10 +171,13 @@ void HttpApi::GetInstance(const httplib::Request& req, httplib::Response& res) c
   *details.mutable_instance() = InstanceToProto(rows->front());
   details.set_workspace(run->workspace());
   const std::string& output = rows->front().output;
-  // Only a path that stays inside the workspace is looked at.
-  if (!output.empty() && CheckInsideWorkspace(run->workspace(), output).ok()) {
+  // Looked up below the workspace without following a symlink, as the
+  // daemon writes outputs: nothing outside the workspace is ever stat'ed.
+  if (!output.empty()) {
+    auto root = OpenRoot(run->workspace());
+    auto file = root.ok() ? OpenFileBeneath(root->get(), run->workspace(), output) : root.status();
     struct stat st;
-    if (lstat(absl::StrCat(run->workspace(), "/", output).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (file.ok() && fstat(file->get(), &st) == 0 && S_ISREG(st.st_mode)) {
       details.set_output_exists(true);
       details.set_output_size(st.st_size);
     }

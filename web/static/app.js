@@ -90,7 +90,10 @@ function useTick() {
 }
 
 // Follows /api/v1/events?summary=1 (of one run, or of all runs' counters)
-// and hands each event to onEvent; onEnd when a run's stream ends.
+// and hands each event to onEvent. A browser keeps at most 6 connections
+// to one host over HTTP/1.1, and every open stream holds one: a tab that is
+// hidden closes its stream and opens it again (from a fresh snapshot) when
+// it is shown, so many tabs of the dashboard never starve each other.
 function useEvents(query, onEvent, onTruncated) {
   const [live, setLive] = useState('connecting');
   const handler = useRef(onEvent);
@@ -98,18 +101,43 @@ function useEvents(query, onEvent, onTruncated) {
   const truncated = useRef(onTruncated);
   truncated.current = onTruncated;
   useEffect(() => {
-    const source = new EventSource(`/api/v1/events?summary=1${query}`);
-    source.onopen = () => setLive('live');
-    source.onerror = () => setLive(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
-    source.onmessage = (m) => {
-      for (const event of JSON.parse(m.data)) handler.current(event);
+    let source = null;
+    let ended = false;
+    const open = () => {
+      if (source || ended) return;
+      source = new EventSource(`/api/v1/events?summary=1${query}`);
+      const self = source;
+      source.onopen = () => setLive('live');
+      source.onerror = () => setLive(self.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+      source.onmessage = (m) => {
+        for (const event of JSON.parse(m.data)) handler.current(event);
+      };
+      source.addEventListener('truncated', () => truncated.current && truncated.current());
+      source.addEventListener('end', () => {
+        ended = true;
+        close();
+        setLive('ended');
+      });
     };
-    source.addEventListener('truncated', () => truncated.current && truncated.current());
-    source.addEventListener('end', () => {
-      source.close();
-      setLive('ended');
-    });
-    return () => source.close();
+    const close = () => {
+      if (source) source.close();
+      source = null;
+    };
+    const visibility = () => {
+      if (document.visibilityState === 'hidden') {
+        close();
+        if (!ended) setLive('paused');
+      } else {
+        open();
+      }
+    };
+    document.addEventListener('visibilitychange', visibility);
+    if (document.visibilityState !== 'hidden') open();
+    else setLive('paused');
+    return () => {
+      document.removeEventListener('visibilitychange', visibility);
+      close();
+    };
   }, [query]);
   return live;
 }
