@@ -106,13 +106,14 @@ async function main() {
   check(`the running instances change (${before} -> ${after})`, () => assert.notEqual(before, after));
 
   // A failed instance's error text, on the run page and on its own page.
-  const failedRow = await page.waitForSelector('tr.problem[data-state=failed]');
-  const errText = await failedRow.$eval('.errtext', (e) => e.textContent);
+  // (Rows are looked up afresh: the list grows while the run goes on.)
+  await page.waitForSelector('tr.problem[data-state=failed]');
+  const errText = await page.$eval('tr.problem[data-state=failed] .errtext', (e) => e.textContent);
   check('the failed instance shows its error', () =>
     assert.equal(errText, 'exit code 1: RateLimited: the API refused id 3 (HTTP 429)'));
   await page.screenshot({ path: join(shots, 'dashboard-run.png'), fullPage: true });
 
-  const href = await failedRow.$eval('a', (a) => a.getAttribute('href'));
+  const href = await page.$eval('tr.problem[data-state=failed] a', (a) => a.getAttribute('href'));
   await page.goto(`${base}${href}`);
   const detail = await page.waitForSelector('#instance-error');
   const full = await detail.textContent();
@@ -122,8 +123,19 @@ async function main() {
 
   // Cancel from the page; asflowctl agrees.
   await page.goto(`${base}/runs/${run}`);
+  await page.waitForSelector('#live.live');
   await page.click('#cancel');
-  await page.waitForSelector('#run-state[data-state=cancelled]');
+  try {
+    await page.waitForSelector('#run-state[data-state=cancelled]');
+  } catch (e) {
+    const seen = await page.evaluate(() => ({
+      live: document.querySelector('#live') && document.querySelector('#live').textContent,
+      state: document.querySelector('#run-state') && document.querySelector('#run-state').dataset.state,
+      visibility: document.visibilityState,
+      error: document.querySelector('.error') && document.querySelector('.error').textContent,
+    }));
+    throw new Error(`${e.message}\npage: ${JSON.stringify(seen)}`);
+  }
   const runs = ctl('runs');
   check('asflowctl runs shows the run cancelled', () =>
     assert.match(runs, new RegExp(`^${run} +cancelled +dash `, 'm')));

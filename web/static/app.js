@@ -231,7 +231,7 @@ function RunsPage() {
         <tbody>${runs.map((run) => {
           const t = totals(run);
           const end = num(run.finishedMs) || Date.now();
-          return html`<tr data-run=${run.id}>
+          return html`<tr key=${run.id} data-run=${run.id}>
             <td><a href=${`/runs/${run.id}`}>${run.id}</a></td>
             <td>${run.flow}</td>
             <td><${StateBadge} state=${runState(run)} /></td>
@@ -332,8 +332,10 @@ function RunPage({ id }) {
   const cancel = () => {
     if (!confirm(`Cancel run ${id}? Running instances are stopped.`)) return;
     setCancelling(true);
+    // The answer is the run's state now; the event stream brings the rest
+    // (the daemon's view may trail the answer by a commit).
     api(`/api/v1/runs/${id}:cancel`, { method: 'POST' })
-      .then(() => api(`/api/v1/runs/${id}`).then(setRun))
+      .then((r) => setRun((old) => ({ ...old, state: r.state })))
       .catch(setError)
       .finally(() => setCancelling(false));
   };
@@ -368,7 +370,7 @@ function RunPage({ id }) {
           const rate = rates.current.rate(task.task);
           const eta = state !== 'running' ? '' : finished >= total && task.expanded ? 'done'
             : task.expanded && rate > 0 ? clock((total - finished) / rate) : '--';
-          return html`<tr class="task" data-task=${task.task} data-finished=${finished} data-total=${total}>
+          return html`<tr class="task" key=${task.task} data-task=${task.task} data-finished=${finished} data-total=${total}>
             <td>${task.task}</td>
             <td class="wide"><${Bar} counts=${c} total=${total} /></td>
             <td class="num">${finished} / ${total}${task.expanded ? '' : '+'}</td>
@@ -387,7 +389,7 @@ function RunPage({ id }) {
         <thead><tr><th>Instance</th><th>Elapsed</th><th>Output</th><th>Lines</th><th>Progress</th></tr></thead>
         <tbody>${runningList.slice(0, 200).map((inst) => {
           const total = Number(inst.progressTotal || 0);
-          return html`<tr class="running-row" data-seq=${inst.seq}>
+          return html`<tr class="running-row" key=${key(inst)} data-seq=${inst.seq}>
             <td><a href=${`/runs/${run.id}/instances/${inst.seq}`}>${label(inst)}</a></td>
             <td class="num">${clock((Date.now() - num(inst.startedMs)) / 1000)}</td>
             <td class="num">${bytes(inst.bytes)}</td>
@@ -403,7 +405,7 @@ function RunPage({ id }) {
       <h2>Failed, skipped and suppressed <small>${problems.length}${problemsNext ? '+' : ''}</small></h2>
       ${problems.length === 0 ? html`<p class="empty">None.</p>` : html`<table class="problems">
         <thead><tr><th>State</th><th>Instance</th><th>Error</th></tr></thead>
-        <tbody>${problems.map((inst) => html`<tr class="problem" data-seq=${inst.seq} data-state=${instState(inst)}>
+        <tbody>${problems.map((inst) => html`<tr class="problem" key=${key(inst)} data-seq=${inst.seq} data-state=${instState(inst)}>
           <td><${StateBadge} state=${instState(inst)} /></td>
           <td><a href=${`/runs/${run.id}/instances/${inst.seq}`}>${label(inst)}</a></td>
           <td class="errtext">${firstLine(inst.error)}</td>
