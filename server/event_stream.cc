@@ -99,7 +99,8 @@ bool EventStream::Next(absl::Duration wait, std::string* out) {
     auto woken = [](Signal* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->ready || s->closed; };
     signal_->mu.AwaitWithTimeout(absl::Condition(+woken, signal_.get()), wait);
     if (signal_->closed) {
-      out->append(kEnd);
+      // The daemon is stopping: no "end" event, so a browser's EventSource
+      // reconnects (and resumes) once the daemon is back.
       ended_ = true;
       return false;
     }

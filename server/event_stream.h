@@ -49,8 +49,9 @@ class EventStream {
 
   // Waits up to `wait` for events, then appends the SSE text of what there
   // is to *out (possibly nothing, or a keep-alive comment). False once the
-  // stream is over: its run ended or Close was called (the last text, an
-  // "end" event, has then been appended).
+  // stream is over: its run ended (the last text, an "end" event, has then
+  // been appended) or Close was called (no "end": the daemon is stopping,
+  // and a browser should come back).
   bool Next(absl::Duration wait, std::string* out);
   // Ends the stream: a waiting Next returns false at once.
   void Close();

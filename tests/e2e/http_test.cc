@@ -6,7 +6,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <regex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -383,6 +385,29 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
                 });
   ASSERT_TRUE(res);
   EXPECT_THAT(body, HasSubstr("\"state\":\"RUN_FAILED\""));
+}
+
+// A daemon that stops closes its streams without an "end" event, so a
+// browser's EventSource comes back when the daemon does.
+TEST_F(HttpTest, StreamsCloseWithoutEndWhenTheDaemonStops) {
+  StartHttp();
+  std::string body;
+  std::atomic<bool> streaming{false};
+  std::thread stopper([&] {
+    WaitFor([&] { return streaming.load(); }, 10s);
+    Ctl({"daemon", "stop"});
+  });
+  httplib::Client cli = Client();
+  auto res = cli.Get("/api/v1/events", Bearer(), [&](const char* data, size_t n) {
+    body.append(data, n);
+    if (body.find("data: ") != std::string::npos) streaming = true;
+    return true;
+  });
+  stopper.join();
+  EXPECT_THAT(body, HasSubstr("retry: 2000\n\nid: "));
+  EXPECT_THAT(body, HasSubstr("\"snapshot\""));
+  EXPECT_THAT(body, ::testing::Not(HasSubstr("event: end")));
+  EXPECT_EQ(WaitChild(daemon_pid_, 10s), 0);
 }
 
 }  // namespace
