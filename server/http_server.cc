@@ -84,11 +84,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
 
 HttpServer::HttpServer(const HttpOptions& options, const HttpBackends& backends, bool tls)
     : options_(options), backends_(backends), tls_(tls) {
-  api_ = std::make_unique<HttpApi>(backends.scheduler, backends.store, backends.hub, backends.scheduler->workers());
+  api_ = std::make_unique<HttpApi>(backends.scheduler, backends.store, backends.hub, backends.workers);
   MetricsSources sources;
   sources.hub = backends.hub;
   sources.store = backends.store;
-  sources.workers = backends.scheduler->workers();
+  sources.workers = backends.workers;
   sources.runs = backends.run_metrics;
   sources.local_slots = backends.local_slots;
   sources.event_streams = [this] { return open_streams_.load(); };

@@ -24,6 +24,7 @@
 #include "server/run_metrics.h"
 #include "server/scheduler.h"
 #include "server/store.h"
+#include "server/worker_hub.h"
 
 namespace httplib {
 class Server;
@@ -49,6 +50,7 @@ struct HttpOptions {
 // What the routes read and act on; all must outlive the server.
 struct HttpBackends {
   Scheduler* scheduler = nullptr;
+  WorkerHub* workers = nullptr;
   Store* store = nullptr;
   EventHub* hub = nullptr;
   const RunMetrics* run_metrics = nullptr;

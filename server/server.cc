@@ -195,8 +195,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
                  l.worker_token_file.empty() && l.token_file.empty() ? "" : ", worker token required");
   }
   if (!options.http.address.empty()) {
-    HttpBackends http{d->scheduler_.get(), d->store_.get(), d->hub_.get(), d->run_metrics_.get(), d->auth_.get(),
-                      sched.local_slots};
+    HttpBackends http{d->scheduler_.get(), d->workers_.get(), d->store_.get(), d->hub_.get(),
+                      d->run_metrics_.get(), d->auth_.get(), sched.local_slots};
     auto served = HttpServer::Start(options.http, options.listen, http);
     if (!served.ok()) return served.status();
     d->http_ = std::move(*served);
