@@ -65,6 +65,16 @@ void EventStream::Close() {
   signal_->closed = true;
 }
 
+bool EventStream::RunEndedBefore() {
+  // Called when nothing arrived for a while. The hub's view shows a run
+  // final only once its final event is in the ring: if this stream has not
+  // taken it by now (the next PopBatch would), it resumed after it.
+  if (options_.run_id == 0) return false;
+  std::optional<v1::Run> run = hub_->FindRun(options_.run_id);
+  ended_before_ = run.has_value() && run->state() != v1::RUN_RUNNING;
+  return ended_before_;
+}
+
 void EventStream::AppendMessage(const std::vector<v1::Event>& events, int64_t seq, std::string* out) {
   absl::StrAppend(out, "id: ", seq, "\ndata: [");
   std::string json;
@@ -104,7 +114,7 @@ bool EventStream::Next(absl::Duration wait, std::string* out) {
       ended_ = true;
       return false;
     }
-    if (!signal_->ready) {
+    if (!signal_->ready && !RunEndedBefore()) {
       if (absl::Now() - last_write_ >= options_.keepalive) {
         out->append(": keepalive\n\n");
         last_write_ = absl::Now();
@@ -146,6 +156,11 @@ bool EventStream::Next(absl::Duration wait, std::string* out) {
   }
   if (!events.empty()) AppendMessage(events, last_seq, out);
   if (truncated) out->append("event: truncated\ndata: {}\n\n");
+  if (!final && ended_before_) {
+    // The run's final event came before this stream's first (it resumed
+    // after it): nothing more will come.
+    final = true;
+  }
   if (final) {
     out->append(kEnd);
     ended_ = true;

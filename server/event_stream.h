@@ -66,6 +66,10 @@ class EventStream {
   };
 
   EventStream(EventHub* hub, const EventStreamOptions& options);
+  // Whether the followed run ended before this stream's events begin (it
+  // resumed after the final event); sets ended_before_. With mu of
+  // signal_ held: only reads the hub.
+  bool RunEndedBefore();
   // Appends one SSE message holding `events` (JSON array) with id `seq`.
   static void AppendMessage(const std::vector<v1::Event>& events, int64_t seq, std::string* out);
 
@@ -77,6 +81,7 @@ class EventStream {
   // A finished run's stored state, sent instead of subscribing.
   std::optional<v1::Event> final_snapshot_;
   bool started_ = false;
+  bool ended_before_ = false;
   bool ended_ = false;
   absl::Time last_write_;
 };

@@ -363,7 +363,7 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
   httplib::Client first = Client();
   first.Get(path.c_str(), Bearer(), [&](const char* data, size_t n) {
     body.append(data, n);
-    return !absl::StrContains(body, "\"kind\":\"STARTED\"");
+    return !absl::StrContains(body, "\"kind\":");  // the first instance event after the snapshot
   });
   std::string last_id;
   static const std::regex kId("id: ([0-9]+)\n");
@@ -383,13 +383,26 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
     body.append(data, n);
     return true;
   });
-  ASSERT_TRUE(res);
+  ASSERT_TRUE(res) << httplib::to_string(res.error()) << " after Last-Event-ID " << last_id << ": " << body;
   EXPECT_THAT(body, HasSubstr(absl::StrCat("retry: 2000\n\nid: ")));
   EXPECT_THAT(body, HasSubstr(absl::StrCat("data: [{\"seq\":\"", seq + 1, "\"")));
   EXPECT_THAT(body, ::testing::Not(HasSubstr("\"snapshot\"")));
   EXPECT_THAT(body, HasSubstr("\"kind\":\"FINISHED\""));
   EXPECT_THAT(body, HasSubstr("\"state\":\"RUN_FAILED\""));
   EXPECT_TRUE(absl::EndsWith(body, "event: end\ndata: {}\n\n")) << body;
+  // Coming back after the run's last event: nothing more, the end at once.
+  std::string final_id;
+  for (std::sregex_iterator it(body.begin(), body.end(), kId), e; it != e; ++it) final_id = (*it)[1].str();
+  httplib::Headers after_end = Bearer();
+  after_end.emplace("Last-Event-ID", final_id);
+  body.clear();
+  httplib::Client third = Client();
+  res = third.Get(path.c_str(), after_end, [&](const char* data, size_t n) {
+    body.append(data, n);
+    return true;
+  });
+  ASSERT_TRUE(res) << httplib::to_string(res.error()) << ": " << body;
+  EXPECT_EQ(body, "retry: 2000\n\nevent: end\ndata: {}\n\n");
   // The summary stream of the same (finished) run says the same in one go.
   body.clear();
   res = cli.Get(absl::StrCat("/api/v1/events?summary=1&run_id=", id).c_str(), Bearer(),
