@@ -54,7 +54,7 @@ std::string Tail(const std::string& path, size_t max_lines) {
   return out;
 }
 
-// Starts `asflowd --socket SOCKET` detached from this process (own session,
+// Starts `asflowd --socket SOCKET --config USER_CONFIG` detached from this process (own session,
 // output appended to the log), so it outlives the client.
 absl::Status StartDaemon(const std::string& socket) {
   std::string binary = FindDaemonBinary();
@@ -72,7 +72,12 @@ absl::Status StartDaemon(const std::string& socket) {
       dup2(out, 1);
       dup2(out, 2);
     }
-    execlp(binary.c_str(), binary.c_str(), "--socket", socket.c_str(), static_cast<char*>(nullptr));
+    // The per-user configuration if there is one; never the system
+    // daemon's /etc/asflow/asflowd.conf (`--config ""` reads no file).
+    std::string config = UserDaemonConfigPath();
+    if (access(config.c_str(), F_OK) != 0) config.clear();
+    execlp(binary.c_str(), binary.c_str(), "--socket", socket.c_str(), "--config", config.c_str(),
+           static_cast<char*>(nullptr));
     dprintf(2, "asflowctl: cannot run %s: %s\n", binary.c_str(), strerror(errno));
     _exit(127);
   }

@@ -10,6 +10,7 @@
 #include "client/commands.h"
 #include "common/paths.h"
 #include "common/small_file.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   if (const char* server = std::getenv("ASFLOW_SERVER")) client.server = server;
 
   CLI::App app{"asflowctl: submit, watch and inspect asflow runs"};
+  app.set_version_flag("--version", asflow::VersionLine("asflowctl"));
   app.require_subcommand(1);
   app.add_option("--server", client.server, "HOST:PORT of a remote asflowd (env ASFLOW_SERVER)");
   app.add_option("--socket", client.socket, "Unix socket of the local asflowd")->capture_default_str();

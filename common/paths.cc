@@ -39,6 +39,10 @@ std::string DefaultStatePath() {
                       "/asflow/state.db");
 }
 
+std::string UserDaemonConfigPath() {
+  return absl::StrCat(EnvOr("XDG_CONFIG_HOME", HomeDir() + "/.config"), "/asflow/asflowd.conf");
+}
+
 std::string DefaultLogPath() {
   std::string state = DefaultStatePath();
   return state.substr(0, state.rfind('/')) + "/asflowd.log";

@@ -17,6 +17,9 @@ std::string HomeDir();
 std::string DefaultSocketPath();
 // $XDG_STATE_HOME/asflow/state.db, else ~/.local/state/asflow/state.db.
 std::string DefaultStatePath();
+// $XDG_CONFIG_HOME/asflow/asflowd.conf, else ~/.config/asflow/asflowd.conf:
+// the configuration of the daemon asflowctl starts on demand.
+std::string UserDaemonConfigPath();
 // asflowd.log next to the default state file.
 std::string DefaultLogPath();
 // Creates `dir` and its parents; the last component gets `mode`.

@@ -10,8 +10,9 @@
 namespace asflow {
 
 // The protocol version a worker and the daemon speak (WorkerHello.version
-// carries the release; this is checked for compatibility).
-inline constexpr char kAsflowVersion[] = "0.2.0";
+// carries the release; this is checked for compatibility): the project's
+// version (CMakeLists.txt, via asflow_common's ASFLOW_VERSION).
+inline constexpr char kAsflowVersion[] = ASFLOW_VERSION;
 
 v1::AssignmentResult ResultToProto(const SubprocessResult& result);
 // Spawn and output errors come back with their messages (the codes are

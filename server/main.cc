@@ -7,8 +7,11 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "client/health_command.h"
+#include "common/config_flags.h"
 #include "common/paths.h"
 #include "common/signals.h"
+#include "common/version.h"
 #include "grpc/grpc.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -22,6 +25,9 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
 
   CLI::App app{"asflowd: the asflow daemon (resumable data extraction over gRPC)"};
+  app.set_version_flag("--version", asflow::VersionLine("asflowd"));
+  // Every flag below can be set in the file (docs/configuration.md).
+  asflow::AddConfigFlag(&app, "/etc/asflow/asflowd.conf");
   app.add_option("--socket", options.socket_path, "Unix socket to serve on")->capture_default_str();
   app.add_option("--state", options.state_path, "SQLite state file")->capture_default_str();
   app.add_option("--allow-root", options.allowed_roots,
@@ -62,9 +68,17 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  asflow::HealthFlags health_flags;
+  CLI::App* health = asflow::AddHealthCommand(&app, &health_flags, /*connection_flags=*/true);
+  if (auto code = asflow::ParseFlags(&app, "asflowd", argc, argv)) return *code;
+  if (*health) {
+    health_flags.connection.socket = options.socket_path;
+    return asflow::RunHealthCommand("asflowd", health_flags);
+  }
 
   spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::info("{}{}", asflow::VersionLine("asflowd"),
+               asflow::ConfigFileUsed(&app).empty() ? "" : ", config " + asflow::ConfigFileUsed(&app));
   sigset_t sigs = asflow::BlockTerminationSignals();
 
   // The process holds a reference to the gRPC library until it exits and

@@ -10,7 +10,10 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "client/health_command.h"
+#include "common/config_flags.h"
 #include "common/signals.h"
+#include "common/version.h"
 #include "absl/strings/str_cat.h"
 #include "common/small_file.h"
 #include "common/spec_validator.h"
@@ -33,12 +36,15 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
 
   CLI::App app{"asflow-worker: runs instances of one pool for an asflowd"};
-  app.set_version_flag("--version", asflow::kAsflowVersion);
+  app.set_version_flag("--version", asflow::VersionLine("asflow-worker"));
+  // Every flag below can be set in the file (docs/configuration.md); no
+  // default file, since one host may run a worker per pool.
+  asflow::AddConfigFlag(&app, "");
   app.add_option("--server", options.connect.server,
                  "HOST:PORT of asflowd's --listen address, or unix:PATH (env ASFLOW_SERVER)")
       ->required()
       ->envname("ASFLOW_SERVER");
-  app.add_option("--pool", options.pool, "Pool to serve (tasks choose it with `pool:`)")->required();
+  app.add_option("--pool", options.pool, "Pool to serve (tasks choose it with `pool:`); required");
   app.add_option("--slots", options.slots, "Instances to run at once (default: CPU count)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--name", options.name, "Name in `asflowctl workers` (default: hostname:pid)");
@@ -56,9 +62,23 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  asflow::HealthFlags health_flags;
+  CLI::App* health = asflow::AddHealthCommand(&app, &health_flags, /*connection_flags=*/false);
+  if (auto code = asflow::ParseFlags(&app, "asflow-worker", argc, argv)) return *code;
+  if (*health) {
+    // The daemon this worker is configured for, with its credentials.
+    health_flags.connection = options.connect;
+    health_flags.token_file = token_file;
+    return asflow::RunHealthCommand("asflow-worker", health_flags);
+  }
+  if (options.pool.empty()) {
+    std::fprintf(stderr, "asflow-worker: --pool is required\nRun with --help for more information.\n");
+    return 2;
+  }
   options.drain_grace = absl::Seconds(drain_grace);
   spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::info("{}{}", asflow::VersionLine("asflow-worker"),
+               asflow::ConfigFileUsed(&app).empty() ? "" : ", config " + asflow::ConfigFileUsed(&app));
   if (!asflow::IsPoolName(options.pool) || options.pool == "local") {
     std::fprintf(stderr, "asflow-worker: --pool %s: expected a name of [A-Za-z0-9_.-]+ other than \"local\" "
                  "(the daemon's in-process pool)\n", options.pool.c_str());

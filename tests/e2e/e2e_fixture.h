@@ -199,7 +199,10 @@ class E2eTest : public ::testing::Test {
   // Starts asflowd on socket_ and state_ (allowing home_ unless told
   // otherwise) and waits until it answers.
   void StartDaemon(std::vector<std::string> extra = {}, std::string allow_root = "") {
+    // `--config ""`: no /etc/asflow/asflowd.conf of the machine's.
     std::vector<std::string> argv = {kDaemon,
+                                     "--config",
+                                     "",
                                      "--socket",
                                      socket_,
                                      "--state",
