@@ -1,0 +1,67 @@
+# Install rules and the Debian package (CPack).
+#
+#   cmake --install build [--prefix /usr/local]   # binaries, units, example config, docs
+#   (cd build && cpack -G DEB)                    # build/asflow_VERSION_ARCH.deb
+#
+# The systemd units in deploy/systemd name /usr/bin and /etc/asflow; an
+# install under another prefix gets copies naming its own directories.
+include(GNUInstallDirs)
+
+install(TARGETS asflowd asflowctl asflow-worker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The configuration goes to /etc/asflow whatever the prefix, where asflowd
+# looks by default and the units say (ASFLOW_INSTALL_CONFDIR moves it, e.g.
+# for an install without root).
+set(ASFLOW_INSTALL_CONFDIR /etc/asflow CACHE PATH "Where `cmake --install` puts asflowd.conf and asflow-worker.conf")
+# The package always installs under /usr, where the units' paths are right.
+set(_bindir ${CMAKE_INSTALL_FULL_BINDIR})
+set(_confdir ${ASFLOW_INSTALL_CONFDIR})
+foreach(unit asflowd.service asflow-worker@.service)
+  file(READ ${PROJECT_SOURCE_DIR}/deploy/systemd/${unit} text)
+  if(NOT _bindir STREQUAL "/usr/bin")
+    string(REPLACE "/usr/bin/" "${_bindir}/" text "${text}")
+  endif()
+  if(NOT _confdir STREQUAL "/etc/asflow")
+    string(REPLACE "/etc/asflow/" "${_confdir}/" text "${text}")
+    string(REPLACE "ConfigurationDirectory=asflow\n" "" text "${text}")
+  endif()
+  file(WRITE ${PROJECT_BINARY_DIR}/deploy/systemd/${unit} "${text}")
+  # systemd reads units from /usr/lib/systemd/system and, for a /usr/local
+  # install, /usr/local/lib/systemd/system.
+  install(FILES ${PROJECT_BINARY_DIR}/deploy/systemd/${unit} DESTINATION lib/systemd/system)
+endforeach()
+install(FILES deploy/asflowd.conf deploy/asflow-worker.conf
+  DESTINATION ${ASFLOW_INSTALL_CONFDIR} PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)
+install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+install(FILES deploy/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/deploy)
+install(DIRECTORY examples/demo DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+# Hook for the Python package (python/): its own install rules, once it
+# exists.
+if(EXISTS ${PROJECT_SOURCE_DIR}/python/CMakeLists.txt)
+  add_subdirectory(python)
+endif()
+
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME asflow)
+set(CPACK_PACKAGE_VENDOR asflow)
+set(CPACK_PACKAGE_CONTACT "asflow maintainers <asflow@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "resumable data extraction as a service (asflowd, asflowctl, asflow-worker)")
+set(CPACK_PACKAGE_DESCRIPTION "asflowd runs extraction flows, keeps their state in SQLite and writes every output atomically; asflowctl submits and follows them; asflow-worker runs tasks on other hosts.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION utils)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+# Runtime libraries from the binaries (dpkg-shlibdeps, from dpkg-dev), plus
+# what the maintainer scripts use.
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "sqlite3, zstd")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+  ${PROJECT_SOURCE_DIR}/deploy/debian/postinst
+  ${PROJECT_SOURCE_DIR}/deploy/debian/prerm
+  ${PROJECT_SOURCE_DIR}/deploy/debian/postrm
+  ${PROJECT_SOURCE_DIR}/deploy/debian/conffiles)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+include(CPack)

@@ -1,0 +1,53 @@
+# Shared by the deploy tests (sourced): podman set up for this kind of
+# machine, the base image, the asflow test image, cleanup of what a test
+# started. Every test gets ASFLOW_SOURCE and ASFLOW_BUILD from ctest.
+set -euo pipefail
+
+: "${ASFLOW_SOURCE:?}" "${ASFLOW_BUILD:?}"
+export DEBIAN_FRONTEND=noninteractive
+# runc rather than crun (which refuses this VM's hybrid cgroups) and
+# ulimits below what podman asks for by default (raising them needs
+# CAP_SYS_RESOURCE, which the VM lacks).
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$ASFLOW_SOURCE/deploy/tests/containers.conf}"
+DEPLOY_TMP=$(mktemp -d "${TMPDIR:-/tmp}/asflow-deploy.XXXXXX")
+# Names of everything this test creates carry this prefix.
+RUN_ID="asflowt$$"
+CLEANUP=()
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+pod() { podman "$@"; }
+# Container builds are the heavy part: below other work on 2 cores.
+nice_podman() { nice -n 10 podman "$@"; }
+
+on_exit() {
+  local rc=$?
+  set +e
+  for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do eval "${CLEANUP[i]}" >/dev/null 2>&1; done
+  rm -rf "$DEPLOY_TMP"
+  if [ $rc -eq 0 ]; then log "PASS: $(basename "$0")"; else log "FAIL: $(basename "$0") (exit $rc)"; fi
+  exit $rc
+}
+trap on_exit EXIT
+cleanup() { CLEANUP+=("$*"); }
+
+require() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/install-deps.sh installs it)"
+  done
+}
+
+# Polls "$@" every 0.5 s until it succeeds or SECONDS pass.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${seconds}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+BASE_IMAGE=docker.io/library/debian:bookworm-slim
+TEST_IMAGE=localhost/asflow:test
+DEB() { ls "$ASFLOW_BUILD"/asflow_*_*.deb 2>/dev/null | head -1; }
