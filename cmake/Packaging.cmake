@@ -13,22 +13,28 @@ install(TARGETS asflowd asflowctl asflow-worker RUNTIME DESTINATION ${CMAKE_INST
 # looks by default and the units say (ASFLOW_INSTALL_CONFDIR moves it, e.g.
 # for an install without root).
 set(ASFLOW_INSTALL_CONFDIR /etc/asflow CACHE PATH "Where `cmake --install` puts asflowd.conf and asflow-worker.conf")
-# The package always installs under /usr, where the units' paths are right.
-set(_bindir ${CMAKE_INSTALL_FULL_BINDIR})
-set(_confdir ${ASFLOW_INSTALL_CONFDIR})
+# The units, with their paths rewritten at install time when the binaries
+# or the configuration go elsewhere than /usr/bin and /etc/asflow (the
+# package installs under /usr: CPACK_SET_DESTDIR below keeps
+# CMAKE_INSTALL_PREFIX the real prefix while CPack stages). systemd reads
+# units from /usr/lib/systemd/system and /usr/local/lib/systemd/system.
 foreach(unit asflowd.service asflow-worker@.service)
-  file(READ ${PROJECT_SOURCE_DIR}/deploy/systemd/${unit} text)
-  if(NOT _bindir STREQUAL "/usr/bin")
-    string(REPLACE "/usr/bin/" "${_bindir}/" text "${text}")
-  endif()
-  if(NOT _confdir STREQUAL "/etc/asflow")
-    string(REPLACE "/etc/asflow/" "${_confdir}/" text "${text}")
-    string(REPLACE "ConfigurationDirectory=asflow\n" "" text "${text}")
-  endif()
-  file(WRITE ${PROJECT_BINARY_DIR}/deploy/systemd/${unit} "${text}")
-  # systemd reads units from /usr/lib/systemd/system and, for a /usr/local
-  # install, /usr/local/lib/systemd/system.
-  install(FILES ${PROJECT_BINARY_DIR}/deploy/systemd/${unit} DESTINATION lib/systemd/system)
+  install(CODE "
+    file(READ \"${PROJECT_SOURCE_DIR}/deploy/systemd/${unit}\" text)
+    set(bindir \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+    if(NOT bindir STREQUAL \"/usr/bin\")
+      string(REPLACE \"/usr/bin/\" \"\${bindir}/\" text \"\${text}\")
+    endif()
+    if(NOT \"${ASFLOW_INSTALL_CONFDIR}\" STREQUAL \"/etc/asflow\")
+      string(REPLACE \"/etc/asflow/\" \"${ASFLOW_INSTALL_CONFDIR}/\" text \"\${text}\")
+      string(REPLACE \"ConfigurationDirectory=asflow\\n\" \"\" text \"\${text}\")
+    endif()
+    file(MAKE_DIRECTORY \"${PROJECT_BINARY_DIR}/deploy/systemd\")
+    file(WRITE \"${PROJECT_BINARY_DIR}/deploy/systemd/${unit}\" \"\${text}\")
+    file(INSTALL \"${PROJECT_BINARY_DIR}/deploy/systemd/${unit}\"
+      DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\"
+      PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  ")
 endforeach()
 install(FILES deploy/asflowd.conf deploy/asflow-worker.conf
   DESTINATION ${ASFLOW_INSTALL_CONFDIR} PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)
@@ -49,6 +55,8 @@ set(CPACK_PACKAGE_CONTACT "asflow maintainers <asflow@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "resumable data extraction as a service (asflowd, asflowctl, asflow-worker)")
 set(CPACK_PACKAGE_DESCRIPTION "asflowd runs extraction flows, keeps their state in SQLite and writes every output atomically; asflowctl submits and follows them; asflow-worker runs tasks on other hosts.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION utils)
