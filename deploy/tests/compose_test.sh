@@ -17,10 +17,12 @@ export ASFLOW_IMAGE="$TEST_IMAGE" ASFLOW_SECRETS="$secrets" ASFLOW_PORT="$port" 
 
 cleanup "podman volume rm -f ${project}_state ${project}_data"
 cleanup "podman network rm -f ${project}_default"
-cleanup "podman rm -f -t 0 ${project}_asflowd_1 ${project}_worker_1 ${project}_worker_2 ${project}_worker_3"
+cleanup "podman rm -f -v -t 0 ${project}_asflowd_1 ${project}_worker_1 ${project}_worker_2 ${project}_worker_3"
 log "podman-compose up (project $project, port $port)"
 "${compose[@]}" up -d >"$DEPLOY_TMP/up.log" 2>&1 || { tail -30 "$DEPLOY_TMP/up.log"; fail "podman-compose up"; }
 daemon="${project}_asflowd_1"
+on_fail "podman logs $daemon"
+on_fail "podman logs ${project}_worker_1"
 wait_for 30 "asflowd health" pod exec "$daemon" asflowd health --timeout 1
 
 workers_connected() {

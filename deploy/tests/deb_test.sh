@@ -10,7 +10,7 @@ require podman
 deb=$(DEB)
 [ -n "$deb" ] || fail "no .deb in $ASFLOW_BUILD (setup.sh makes it)"
 name="$RUN_ID-deb"
-cleanup "podman rm -f -t 0 $name"
+cleanup "podman rm -f -v -t 0 $name"
 pod run -d --name "$name" -v "$deb:/tmp/asflow.deb:ro" "$BASE_IMAGE" sleep infinity >/dev/null
 ex() { pod exec "$name" "$@"; }
 log "apt-get install ./$(basename "$deb") in a clean $BASE_IMAGE"

@@ -7,9 +7,10 @@ source "$(dirname "$0")/lib.sh"
 require podman
 
 name="$RUN_ID-image"
-cleanup "podman rm -f -t 0 $name"
+cleanup "podman rm -f -v -t 0 $name"
 cleanup "podman volume rm -f $name-data $name-state"
 pod run -d --name "$name" -v "$name-state:/var/lib/asflow" -v "$name-data:/data" "$TEST_IMAGE" >/dev/null
+on_fail "podman logs $name"
 wait_for 20 "asflowd health in the container" pod exec "$name" asflowd health --timeout 1
 
 out=$(pod exec "$name" asflowd health)

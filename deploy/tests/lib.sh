@@ -13,6 +13,7 @@ DEPLOY_TMP=$(mktemp -d "${TMPDIR:-/tmp}/asflow-deploy.XXXXXX")
 # Names of everything this test creates carry this prefix.
 RUN_ID="asflowt$$"
 CLEANUP=()
+ON_FAIL=()  # commands whose output helps when the test fails
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -23,6 +24,9 @@ nice_podman() { nice -n 10 podman "$@"; }
 on_exit() {
   local rc=$?
   set +e
+  if [ $rc -ne 0 ]; then
+    for cmd in "${ON_FAIL[@]}"; do echo "--- $cmd" >&2; eval "$cmd" 2>&1 | tail -30 >&2; done
+  fi
   for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do eval "${CLEANUP[i]}" >/dev/null 2>&1; done
   rm -rf "$DEPLOY_TMP"
   if [ $rc -eq 0 ]; then log "PASS: $(basename "$0")"; else log "FAIL: $(basename "$0") (exit $rc)"; fi
@@ -30,6 +34,7 @@ on_exit() {
 }
 trap on_exit EXIT
 cleanup() { CLEANUP+=("$*"); }
+on_fail() { ON_FAIL+=("$*"); }
 
 require() {
   for tool in "$@"; do

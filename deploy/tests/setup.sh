@@ -34,7 +34,8 @@ SOURCES
   find "$root/usr/share/doc" -mindepth 2 ! -name copyright -type f -delete
   rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
     "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-  tar -C "$root" -c . | nice_podman import --change 'CMD ["bash"]' - localhost/bookworm-base >/dev/null
+  tar -C "$root" -c . | nice_podman import --change 'CMD ["bash"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - localhost/bookworm-base >/dev/null
   pod tag localhost/bookworm-base "$BASE_IMAGE"
   rm -rf "$root"
 fi
@@ -51,7 +52,8 @@ ctx="$DEPLOY_TMP/context"
 mkdir -p "$ctx/deploy-context"
 cp "$deb" "$ctx/deploy-context/"
 old=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE" 2>/dev/null || true)
-nice_podman build --format docker --pull=never --build-arg BINARIES=prebuilt \
+# --layers=false: no cached stage images left behind untagged.
+nice_podman build --layers=false --format docker --pull=never --build-arg BINARIES=prebuilt \
   -f "$ASFLOW_SOURCE/deploy/Containerfile" -t "$TEST_IMAGE" "$ctx" >"$DEPLOY_TMP/build.log" 2>&1 \
   || { tail -40 "$DEPLOY_TMP/build.log"; fail "podman build failed"; }
 new=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE")

@@ -22,9 +22,10 @@ new=$(pod image inspect --format '{{.Id}}' "$image")
 if [ -n "$old" ] && [ "$old" != "$new" ]; then pod rmi "$old" >/dev/null 2>&1 || true; fi
 
 name="$RUN_ID-systemd"
-cleanup "podman rm -f -t 0 $name"
+cleanup "podman rm -f -v -t 0 $name"
 pod run -d --name "$name" --privileged --systemd=always "$image" >/dev/null
 ex() { pod exec "$name" "$@"; }
+on_fail "podman exec $name journalctl --no-pager -n 40"
 booted() { ex systemctl is-system-running 2>/dev/null | grep -Eq '^(running|degraded)$'; }
 wait_for 60 "systemd to boot" booted
 
