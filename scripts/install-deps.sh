@@ -16,9 +16,19 @@ packages=(
   libcpp-httplib-dev               # asflowd --http (dashboard, JSON API, /metrics)
   prometheus curl                  # tests/web/prometheus_test.sh: promtool, a real scrape
   chromium nodejs                  # tests/web/dashboard_test.mjs: headless Chromium, playwright-core
+  # the deploy tests (deploy/tests): rootful podman with runc (crun refuses
+  # hybrid cgroups), its pause binary, network stack and iptables; the
+  # base image; compose; dpkg-shlibdeps for cpack's .deb
+  podman runc catatonit netavark aardvark-dns iptables debootstrap podman-compose dpkg-dev
 )
 
 missing=()
+# node and npm for the Kubernetes manifest checks, unless some node is
+# installed already (a node from elsewhere bundles its own npm, which
+# Debian's npm package would conflict with).
+if ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")

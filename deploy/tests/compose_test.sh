@@ -19,8 +19,13 @@ cleanup "podman volume rm -f ${project}_state ${project}_data"
 cleanup "podman network rm -f ${project}_default"
 cleanup "podman rm -f -v -t 0 ${project}_asflowd_1 ${project}_worker_1 ${project}_worker_2 ${project}_worker_3"
 log "podman-compose up (project $project, port $port)"
-"${compose[@]}" up -d >"$DEPLOY_TMP/up.log" 2>&1 || { tail -30 "$DEPLOY_TMP/up.log"; fail "podman-compose up"; }
+"${compose[@]}" up -d >"$DEPLOY_TMP/up.log" 2>&1 || {
+  tail -30 "$DEPLOY_TMP/up.log"
+  track_volumes "${project}_asflowd_1" "${project}_worker_1" "${project}_worker_2" "${project}_worker_3"
+  fail "podman-compose up"
+}
 daemon="${project}_asflowd_1"
+track_volumes "$daemon" "${project}_worker_1" "${project}_worker_2" "${project}_worker_3"
 on_fail "podman logs $daemon"
 on_fail "podman logs ${project}_worker_1"
 wait_for 30 "asflowd health" pod exec "$daemon" asflowd health --timeout 1
@@ -30,8 +35,10 @@ workers_connected() {
 }
 wait_for 60 "3 workers in pool crawl" workers_connected
 pod exec "$daemon" asflowctl workers >&2
+# As a probe with retries: the network's DNS (aardvark-dns) may miss a
+# beat while containers join it.
 for i in 1 2 3; do
-  pod exec "${project}_worker_$i" asflow-worker health --timeout 5 >/dev/null || fail "worker $i health"
+  wait_for 30 "worker $i health" pod exec "${project}_worker_$i" asflow-worker health --timeout 5
 done
 # The compose healthcheck commands (CMD-SHELL), run on demand.
 pod healthcheck run "$daemon" || fail "daemon healthcheck"
@@ -70,10 +77,14 @@ for i in 1 2 3; do
   echo "$hosts" | grep -q " $host\$" || fail "worker $i ($host) ran nothing: $hosts"
 done
 
-# Stop: workers drain and exit 0, the daemon exits 0.
-pod stop -t 90 "${project}_worker_1" "$daemon" >/dev/null
+# Stop: a worker drains and exits 0, the daemon exits 0, each promptly.
 for c in "${project}_worker_1" "$daemon"; do
+  start=$SECONDS
+  pod stop -t 90 "$c" >/dev/null
+  log "$c stopped in $((SECONDS - start)) s"
+  [ $((SECONDS - start)) -le 10 ] || fail "$c took $((SECONDS - start)) s to stop"
   code=$(pod inspect --format '{{.State.ExitCode}}' "$c")
   [ "$code" = 0 ] || fail "$c exited $code on SIGTERM"
 done
+log "podman-compose down"
 "${compose[@]}" down -v >"$DEPLOY_TMP/down.log" 2>&1 || { tail -20 "$DEPLOY_TMP/down.log"; fail "podman-compose down"; }

@@ -48,17 +48,11 @@ net="$RUN_ID-net"
 pod network create "$net" >/dev/null
 cleanup "podman network rm -f $net"
 cleanup "podman volume rm -f state-asflowd-0 data-asflowd-0 asflowd-config"
-cleanup "podman kube down $play; for v in \$(cat $DEPLOY_TMP/anon-volumes 2>/dev/null); do podman volume rm -f \$v; done"
+cleanup "podman kube down $play"
 log "podman kube play (network $net)"
-# Anonymous volumes (the image's VOLUMEs) of the pods' containers go too.
-record_volumes() {
-  for c in $(pod ps -a --format '{{.Names}}' --filter pod=asflowd --filter pod=asflow-worker-pod-0 \
-      --filter pod=asflow-worker-pod-1 --filter pod=asflow-worker-pod-2); do
-    pod inspect --format '{{range .Mounts}}{{.Name}} {{end}}' "$c"
-  done | tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' >>"$DEPLOY_TMP/anon-volumes" || true
-}
-pod kube play --network "$net" "$play" >"$DEPLOY_TMP/play.log" 2>&1 || { cat "$DEPLOY_TMP/play.log"; record_volumes; fail "podman kube play"; }
-record_volumes
+pods="asflowd-asflowd asflow-worker-pod-0-worker asflow-worker-pod-1-worker asflow-worker-pod-2-worker"
+pod kube play --network "$net" "$play" >"$DEPLOY_TMP/play.log" 2>&1 || { cat "$DEPLOY_TMP/play.log"; track_volumes $pods; fail "podman kube play"; }
+track_volumes $pods
 daemon=asflowd-asflowd
 on_fail "podman logs $daemon"
 on_fail "podman logs asflow-worker-pod-0-worker"

@@ -4,6 +4,10 @@
 set -euo pipefail
 
 : "${ASFLOW_SOURCE:?}" "${ASFLOW_BUILD:?}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "SKIP: the deploy tests need root (rootful podman, a privileged systemd container)" >&2
+  exit 77
+fi
 export DEBIAN_FRONTEND=noninteractive
 # runc rather than crun (which refuses this VM's hybrid cgroups) and
 # ulimits below what podman asks for by default (raising them needs
@@ -28,6 +32,7 @@ on_exit() {
     for cmd in "${ON_FAIL[@]}"; do echo "--- $cmd" >&2; eval "$cmd" 2>&1 | tail -30 >&2; done
   fi
   for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do eval "${CLEANUP[i]}" >/dev/null 2>&1; done
+  for v in $(cat "$DEPLOY_TMP/anon-volumes" 2>/dev/null); do podman volume rm -f "$v" >/dev/null 2>&1; done
   rm -rf "$DEPLOY_TMP"
   if [ $rc -eq 0 ]; then log "PASS: $(basename "$0")"; else log "FAIL: $(basename "$0") (exit $rc)"; fi
   exit $rc
@@ -35,6 +40,13 @@ on_exit() {
 trap on_exit EXIT
 cleanup() { CLEANUP+=("$*"); }
 on_fail() { ON_FAIL+=("$*"); }
+# Notes the anonymous volumes (the image's VOLUMEs) of these containers,
+# removed at exit: neither `podman-compose down -v` nor `podman kube down`
+# removes them.
+track_volumes() {
+  for c in "$@"; do pod inspect --format '{{range .Mounts}}{{.Name}} {{end}}' "$c" 2>/dev/null; done \
+    | tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' >>"$DEPLOY_TMP/anon-volumes" || true
+}
 
 require() {
   for tool in "$@"; do

@@ -52,11 +52,15 @@ ctx="$DEPLOY_TMP/context"
 mkdir -p "$ctx/deploy-context"
 cp "$deb" "$ctx/deploy-context/"
 old=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE" 2>/dev/null || true)
-# --layers=false: no cached stage images left behind untagged.
-nice_podman build --layers=false --format docker --pull=never --build-arg BINARIES=prebuilt \
+dangling_before=$(pod images -q --filter dangling=true | sort)
+nice_podman build --format docker --pull=never --build-arg BINARIES=prebuilt \
   -f "$ASFLOW_SOURCE/deploy/Containerfile" -t "$TEST_IMAGE" "$ctx" >"$DEPLOY_TMP/build.log" 2>&1 \
   || { tail -40 "$DEPLOY_TMP/build.log"; fail "podman build failed"; }
 new=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE")
 # The previous test image (now untagged) goes, with its layers.
 if [ -n "$old" ] && [ "$old" != "$new" ]; then pod rmi "$old" >/dev/null 2>&1 || true; fi
+# The build's own untagged stage images (the .deb stage) go too.
+for id in $(comm -13 <(echo "$dangling_before") <(pod images -q --filter dangling=true | sort)); do
+  pod rmi "$id" >/dev/null 2>&1 || true
+done
 log "image $TEST_IMAGE: $(pod image inspect --format '{{.Size}}' "$TEST_IMAGE") bytes; deb $(stat -c %s "$deb") bytes"
