@@ -1,6 +1,6 @@
 # Install rules and the Debian package (CPack).
 #
-#   cmake --install build [--prefix /usr/local]   # binaries, units, example config, docs
+#   cmake --install build [--prefix /usr/local]   # binaries, units, example config, Python package, docs
 #   (cd build && cpack -G DEB)                    # build/asflow_VERSION_ARCH.deb
 #
 # The systemd units in deploy/systemd name /usr/bin and /etc/asflow; an
@@ -42,11 +42,18 @@ install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES deploy/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/deploy)
 install(DIRECTORY examples/demo DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
-# Hook for the Python package (python/): its own install rules, once it
-# exists.
-if(EXISTS ${PROJECT_SOURCE_DIR}/python/CMakeLists.txt)
-  add_subdirectory(python)
-endif()
+# The Python package (python/, the `asflow` module): its sources and the
+# asflow.v1 stubs generated into build/python (target asflow_python), where
+# Debian's python3 looks (lib/python3/dist-packages under /usr). It needs
+# python3-grpcio, -protobuf, -yaml and -rich: the package recommends them
+# (the daemon and the CLIs do not need them). `pip install ./python` is the
+# other way to install it.
+set(ASFLOW_INSTALL_PYTHONDIR lib/python3/dist-packages CACHE PATH
+  "Where `cmake --install` puts the asflow Python package (relative to the prefix)")
+install(DIRECTORY python/asflow/ DESTINATION ${ASFLOW_INSTALL_PYTHONDIR}/asflow
+  FILES_MATCHING PATTERN "*.py" PATTERN "py.typed" PATTERN "__pycache__" EXCLUDE)
+install(DIRECTORY ${PROJECT_BINARY_DIR}/python/asflow/v1/ DESTINATION ${ASFLOW_INSTALL_PYTHONDIR}/asflow/v1
+  FILES_MATCHING PATTERN "*.py" PATTERN "*.pyi" PATTERN "__pycache__" EXCLUDE)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME asflow)
@@ -65,6 +72,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # what the maintainer scripts use.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3, python3-grpcio, python3-protobuf, python3-yaml, python3-rich")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "sqlite3, zstd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${PROJECT_SOURCE_DIR}/deploy/debian/postinst

@@ -2,7 +2,8 @@
 # The .deb installs with apt on a clean Debian 12 container (its declared
 # dependencies are enough), creates the service users and the
 # configuration, and `asflowctl run` works there for a normal user (the
-# daemon starts on demand). Upgrading to the same package again keeps an
+# daemon starts on demand); its Python package imports once the packages
+# it recommends are there. Upgrading to the same package again keeps an
 # edited configuration.
 source "$(dirname "$0")/lib.sh"
 require podman
@@ -43,6 +44,15 @@ pod exec -u alice -w /home/alice/ws -e HOME=/home/alice "$name" asflowctl run de
 [ "$(ex cat /home/alice/ws/squares/3.txt)" = 9 ] || fail "squares/3.txt"
 grep -q "run 1 succeeded" "$DEPLOY_TMP/run.out" || fail "no success line: $(cat "$DEPLOY_TMP/run.out")"
 pod exec -u alice -e HOME=/home/alice "$name" asflowctl daemon stop >/dev/null
+
+# The Python package, with the Debian packages the .deb recommends.
+ex sh -c 'apt-get install -y -qq --no-install-recommends python3-grpcio python3-protobuf python3-yaml python3-rich' \
+  >"$DEPLOY_TMP/apt-py.log" 2>&1 || { tail -20 "$DEPLOY_TMP/apt-py.log"; fail "apt-get install of the Python dependencies"; }
+pod exec -u alice -w /home/alice -e HOME=/home/alice "$name" python3 -c '
+import asflow, asflow.client
+from asflow.v1 import worker_pb2
+assert asflow.__file__.startswith("/usr/lib/python3/dist-packages/asflow/"), asflow.__file__
+print(asflow.__version__)' >"$DEPLOY_TMP/py.out" 2>&1 || { cat "$DEPLOY_TMP/py.out"; fail "import asflow from the .deb"; }
 
 # An edited conffile survives reinstalling the package.
 ex sh -c 'echo "pool-size = 3" >> /etc/asflow/asflowd.conf'
