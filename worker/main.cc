@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
   }
   options.drain_grace = absl::Seconds(drain_grace);
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::info("{}{}", asflow::VersionLine("asflow-worker"),
+  // Debug only: a refused worker's stderr is its one line of refusal.
+  spdlog::debug("{}{}", asflow::VersionLine("asflow-worker"),
                asflow::ConfigFileUsed(&app).empty() ? "" : ", config " + asflow::ConfigFileUsed(&app));
   if (!asflow::IsPoolName(options.pool) || options.pool == "local") {
     std::fprintf(stderr, "asflow-worker: --pool %s: expected a name of [A-Za-z0-9_.-]+ other than \"local\" "

@@ -56,6 +56,8 @@ track_volumes $pods
 daemon=asflowd-asflowd
 on_fail "podman logs $daemon"
 on_fail "podman logs asflow-worker-pod-0-worker"
+on_fail "podman logs asflow-worker-pod-1-worker"
+on_fail "podman logs asflow-worker-pod-2-worker"
 on_fail "podman pod ps"
 # The probe's command, as the kubelet would run it.
 probe=$(node -e '
@@ -67,7 +69,9 @@ wait_for 30 "the readiness probe ($probe)" pod exec "$daemon" $probe
 workers() { [ "$(pod exec "$daemon" asflowctl workers | grep -c ' crawl ')" = 3 ]; }
 wait_for 60 "3 workers of the Deployment in pool crawl" workers
 pod exec "$daemon" asflowctl workers >&2
-pod exec asflow-worker-pod-0-worker asflow-worker health --timeout 5 >/dev/null || fail "worker readiness command"
+# As the kubelet would, with retries: the network's DNS (aardvark-dns) may
+# miss a beat while containers join it.
+wait_for 30 "the workers' readiness command" pod exec asflow-worker-pod-0-worker asflow-worker health --timeout 5
 
 pod exec -i "$daemon" sh -c 'mkdir -p /data/ws && cat > /data/ws/k.flow.yaml' <<'FLOW'
 name: k

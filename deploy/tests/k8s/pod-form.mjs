@@ -90,5 +90,10 @@ for (const o of objs) {
       left.push(`${o.kind}/${o.metadata.name}`);
   }
 }
+// Pods last, the daemon's first: in Kubernetes the Service's name resolves
+// before any pod runs; on a podman network a pod's name resolves only once
+// it exists, so the workers must not come up before it.
+const rank = (o) => (o.kind === "Pod" ? 1 : o.kind === "Deployment" ? 2 : 0);
+out.sort((a, b) => rank(a) - rank(b));
 writeFileSync(output, out.map((o) => stringify(o)).join("---\n"));
 console.error(`pod form: ${out.map((o) => `${o.kind}/${o.metadata.name}`).join(", ")}; not run by podman: ${left.join(", ")}`);
