@@ -2,7 +2,7 @@
 # Fixture of the deploy tests: the base image debian:bookworm-slim (made
 # with debootstrap when no registry is reachable; kept in podman's storage
 # between runs), the .deb of this build (cpack), and localhost/asflow:test
-# built from deploy/Containerfile with that .deb (BINARIES=prebuilt, so
+# built from deploy/Containerfile with that .deb (PREBUILT_DEB, so
 # nothing compiles inside the image).
 source "$(dirname "$0")/lib.sh"
 require podman runc debootstrap cpack dpkg-shlibdeps
@@ -49,11 +49,11 @@ deb=$(DEB)
 
 log "building $TEST_IMAGE from deploy/Containerfile with $(basename "$deb")"
 ctx="$DEPLOY_TMP/context"
-mkdir -p "$ctx/deploy-context"
-cp "$deb" "$ctx/deploy-context/"
+mkdir -p "$ctx"
+cp "$deb" "$ctx/"
 old=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE" 2>/dev/null || true)
 dangling_before=$(pod images -q --filter dangling=true | sort)
-nice_podman build --format docker --pull=never --build-arg BINARIES=prebuilt \
+nice_podman build --format docker --pull=never --build-arg PREBUILT_DEB="$(basename "$deb")" \
   -f "$ASFLOW_SOURCE/deploy/Containerfile" -t "$TEST_IMAGE" "$ctx" >"$DEPLOY_TMP/build.log" 2>&1 \
   || { tail -40 "$DEPLOY_TMP/build.log"; fail "podman build failed"; }
 new=$(pod image inspect --format '{{.Id}}' "$TEST_IMAGE")
