@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "client/connection.h"
+#include "rpc/channel.h"
 
 namespace asflow {
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "client/connection.h"
+#include "rpc/channel.h"
 
 namespace asflow {
 
