@@ -59,8 +59,11 @@ wait_for() {
   local seconds=$1 what=$2
   shift 2
   local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "timed out after ${seconds}s waiting for $what"
+  until "$@" >"$DEPLOY_TMP/wait.out" 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      tail -5 "$DEPLOY_TMP/wait.out" >&2
+      fail "timed out after ${seconds}s waiting for $what"
+    fi
     sleep 0.5
   done
 }
