@@ -530,7 +530,7 @@ int CatCommand(const std::vector<std::string>& paths) {
   return kExitOk;
 }
 
-int DaemonStopCommand(const ClientOptions& client) {
+int DaemonStopCommand(const ClientOptions& client, bool now) {
   auto stub = Stub(client, false);
   if (!stub.ok()) {
     absl::PrintF("asflowd is not running (%s)\n", stub.status().message());
@@ -538,13 +538,32 @@ int DaemonStopCommand(const ClientOptions& client) {
   }
   grpc::ClientContext ctx;
   PrepareContext(client, &ctx);
+  v1::ShutdownRequest request;
+  request.set_now(now);
   v1::ShutdownResponse response;
-  grpc::Status status = (*stub)->Shutdown(&ctx, v1::ShutdownRequest(), &response);
+  grpc::Status status = (*stub)->Shutdown(&ctx, request, &response);
   if (!status.ok()) return FailRpc(status);
-  if (client.server.empty()) {
-    // Wait until the socket is gone, so a following start finds it free.
-    struct stat st;
-    for (int i = 0; i < 150 && stat(client.socket.c_str(), &st) == 0; ++i) absl::SleepFor(absl::Milliseconds(100));
+  if (!client.server.empty()) {
+    absl::PrintF("asflowd is stopping\n");
+    return kExitOk;
+  }
+  // Wait until the socket is gone, so a following start finds it free:
+  // running instances may take the daemon's --stop-grace to finish.
+  struct stat st;
+  const absl::Time start = absl::Now();
+  bool told = false;
+  while (stat(client.socket.c_str(), &st) == 0) {
+    absl::Duration waited = absl::Now() - start;
+    if (waited > absl::Minutes(10)) {
+      absl::PrintF("asflowd is still stopping after %s\n", absl::FormatDuration(waited));
+      return kExitUnavailable;
+    }
+    if (!told && waited > absl::Seconds(1)) {
+      absl::PrintF("waiting for running instances to finish (`asflowctl daemon stop --now` kills them)\n");
+      std::fflush(stdout);
+      told = true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
   }
   absl::PrintF("asflowd stopped\n");
   return kExitOk;

@@ -53,7 +53,7 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
 // must run before any gRPC channel (and its threads) exists.
 void InstallInterruptHandler(const ClientOptions& client);
 int CatCommand(const std::vector<std::string>& paths);
-int DaemonStopCommand(const ClientOptions& client);
+int DaemonStopCommand(const ClientOptions& client, bool now);
 int DaemonStatusCommand(const ClientOptions& client);
 
 }  // namespace asflow

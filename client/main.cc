@@ -98,7 +98,11 @@ int main(int argc, char** argv) {
 
   CLI::App* daemon = app.add_subcommand("daemon", "Control the local daemon");
   daemon->require_subcommand(1);
-  CLI::App* stop = daemon->add_subcommand("stop", "Stop asflowd (running runs resume at next start)");
+  CLI::App* stop = daemon->add_subcommand(
+      "stop", "Stop asflowd: running instances get its --stop-grace to finish, nothing new starts (runs resume at "
+              "the next start)");
+  bool stop_now = false;
+  stop->add_flag("--now", stop_now, "Kill running instances at once instead (they run again at the next start)");
   CLI::App* status = daemon->add_subcommand("status", "Say whether asflowd is running");
 
   try {
@@ -128,7 +132,7 @@ int main(int argc, char** argv) {
   if (*tasks) return asflow::TasksCommand(client, run_id, task, states);
   if (*cancel) return asflow::CancelCommand(client, run_id);
   if (*cat) return asflow::CatCommand(paths);
-  if (*stop) return asflow::DaemonStopCommand(client);
+  if (*stop) return asflow::DaemonStopCommand(client, stop_now);
   if (*status) return asflow::DaemonStatusCommand(client);
   return asflow::kExitUsage;
 }

@@ -11,7 +11,7 @@ namespace asflow {
 
 FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
                                  SessionHub* sessions, const TokenCheck* auth,
-                                 std::function<void()> request_shutdown)
+                                 std::function<void(bool now)> request_shutdown)
     : scheduler_(scheduler),
       store_(store),
       hub_(hub),
@@ -158,7 +158,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::Shutdown(grpc::CallbackServerContext*
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
   reactor->Finish(grpc::Status::OK);
-  request_shutdown_();
+  request_shutdown_(request->now());
   return reactor;
 }
 

@@ -23,9 +23,10 @@ namespace asflow {
 class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watch<v1::FlowService::CallbackService> {
  public:
   // All pointers must outlive the service. `request_shutdown` is called
-  // (once, from a gRPC thread) by the Shutdown RPC and must not block.
+  // (from a gRPC thread) by each Shutdown RPC, with its `now`, and must not
+  // block.
   FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers, SessionHub* sessions,
-                  const TokenCheck* auth, std::function<void()> request_shutdown);
+                  const TokenCheck* auth, std::function<void(bool now)> request_shutdown);
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
                                        const v1::SubmitFlowRequest* request,
@@ -69,7 +70,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   WorkerHub* const workers_;
   SessionHub* const sessions_;
   const TokenCheck* const auth_;
-  const std::function<void()> request_shutdown_;
+  const std::function<void(bool now)> request_shutdown_;
   const RunReader reader_;
 };
 

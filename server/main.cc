@@ -41,6 +41,11 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", options.kill_grace_seconds,
                  "Seconds from SIGTERM to SIGKILL when instances are cancelled")
       ->capture_default_str();
+  app.add_option("--stop-grace", options.stop_grace_seconds,
+                 "Seconds running instances get to finish when the daemon is asked to stop (nothing new "
+                 "starts meanwhile; a second SIGTERM ends the wait); 0: kill them at once")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("!--no-sync", options.sync_outputs, "Do not fsync outputs (faster, less durable)");
   app.add_option("--listen", options.listen.address,
                  "Also serve TCP on HOST:PORT (port 0: any free port, logged); needs --token-file or "
@@ -99,11 +104,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "asflowd: %s\n", std::string(daemon.status().message()).c_str());
     return 1;
   }
+  // The first SIGTERM/SIGINT starts a graceful stop, the next ends its
+  // grace.
   std::thread([&sigs, d = daemon->get()] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    spdlog::info("asflowd: got signal {}", sig);
-    d->RequestShutdown();
+    for (;;) {
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      spdlog::info("asflowd: got signal {}", sig);
+      d->RequestShutdown();
+    }
   }).detach();
   (*daemon)->Wait();
   return 0;

@@ -76,6 +76,8 @@ class Plan {
   void Finished(ExecId id);
 
   int running(const std::string& task_key) const;
+  // Executions running in every pool.
+  int running_total() const { return static_cast<int>(running_.size()); }
   int queued(const std::string& task_key) const;
   int pool_used(const std::string& pool) const;
   // Slots of `pool` as last declared; 0 for a pool never declared.

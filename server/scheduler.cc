@@ -82,6 +82,14 @@ absl::Status Scheduler::Start() {
   return absl::OkStatus();
 }
 
+void Scheduler::Drain(std::function<void()> idle) {
+  Post([this, idle = std::move(idle)]() mutable {
+    draining_ = true;
+    drained_ = std::move(idle);
+    spdlog::info("draining: {} attempts running, nothing new starts", plan_.running_total());
+  });
+}
+
 void Scheduler::Stop() {
   if (!thread_.joinable()) return;
   Post([this] {
@@ -147,7 +155,12 @@ void Scheduler::RunCommands(std::vector<std::function<void()>> batch) {
   const absl::Time now = deps_.clock->Now();
   FireTimers(now);
   ExpireDetachedRuns(now);
-  Pump();
+  if (!draining_) return Pump();
+  if (drained_ != nullptr && plan_.running_total() == 0) {
+    auto idle = std::move(drained_);
+    drained_ = nullptr;
+    idle();
+  }
 }
 
 void Scheduler::FireTimers(absl::Time now) {
@@ -216,7 +229,7 @@ absl::Status Scheduler::CheckWorkspace(v1::SubmitFlowRequest* request) const {
 
 void Scheduler::Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<Submitted>)> done) {
   Post([this, request = std::move(request), done = std::move(done)]() mutable {
-    if (stopping_) return done(absl::UnavailableError("asflowd is shutting down"));
+    if (stopping_ || draining_) return done(absl::UnavailableError("asflowd is shutting down"));
     if (absl::Status s = ValidateFlowSpec(request.spec()); !s.ok()) return done(s);
     if (absl::Status s = CheckWorkspace(&request); !s.ok()) return done(s);
     auto run = BuildRun(request, options_.default_limit);

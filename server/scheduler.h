@@ -102,6 +102,13 @@ class Scheduler {
   absl::Status Resume();
   // Resume, then the driver thread.
   absl::Status Start();
+  // The first half of a graceful stop: nothing new starts (queued and
+  // retrying instances wait for the next start; new runs and code calls
+  // are refused), and `idle` runs on the scheduler thread once no attempt
+  // is running — at once if none is. The running ones finish and are
+  // recorded as usual. Stop ends the drain whenever the caller's grace is
+  // over.
+  void Drain(std::function<void()> idle);
   // Kills running commands (their runs resume at the next start) and joins
   // the thread.
   void Stop();
@@ -216,6 +223,9 @@ class Scheduler {
   // Code runs by (session, the client's ref).
   absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> code_refs_;
   bool stopping_ = false;
+  // Set by Drain: start nothing; call `drained_` once nothing runs.
+  bool draining_ = false;
+  std::function<void()> drained_;
   absl::BitGen rng_;  // retry jitter
   std::thread thread_;
 };

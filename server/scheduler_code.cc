@@ -93,6 +93,7 @@ void Scheduler::OpenCodeRun(int64_t session, const v1::OpenRun& op) {
     code_refs_[{session, op.ref()}] = run.id;
     spdlog::info("run {} ({}): its process is back (session {})", run.id, run.flow, session);
   } else {
+    if (draining_) return refuse(0, v1::RUN_FAILED, "asflowd is shutting down");
     v1::SubmitFlowRequest request;
     request.mutable_spec()->set_name(op.flow().empty() ? "code" : op.flow());
     for (const auto& [k, v] : op.params()) (*request.mutable_spec()->mutable_params())[k] = v;

@@ -162,7 +162,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   Daemon* raw = d.get();
   d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
                                                   d->workers_.get(), d->sessions_.get(), d->auth_.get(),
-                                                  [raw] { raw->RequestShutdown(); });
+                                                  [raw](bool now) { raw->RequestShutdown(now); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -207,12 +207,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   return d;
 }
 
-void Daemon::RequestShutdown() {
-  if (!shutdown_.HasBeenNotified()) shutdown_.Notify();
+void Daemon::RequestShutdown(bool now) {
+  absl::MutexLock lock(&stop_mu_);
+  stop_requests_ += now ? 2 : 1;
 }
 
 void Daemon::Wait() {
-  shutdown_.WaitForNotification();
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stop_mu_.Await(absl::Condition(
+        +[](int* requests) { return *requests > 0; }, &stop_requests_));
+  }
+  Drain();
   spdlog::info("asflowd shutting down");
   if (http_ != nullptr) http_->Stop();  // its event streams end now
   // Worker sessions end now (their instances resume at the next start);
@@ -224,6 +230,32 @@ void Daemon::Wait() {
   local_pool_.reset();  // joins its threads once their (cancelled) jobs end
   if (absl::Status s = store_->Flush(); !s.ok()) spdlog::error("store flush: {}", std::string(s.message()));
   unlink(options_.socket_path.c_str());
+}
+
+void Daemon::Drain() {
+  const absl::Duration grace = absl::Seconds(options_.stop_grace_seconds);
+  if (grace <= absl::ZeroDuration()) return;
+  {
+    absl::MutexLock lock(&stop_mu_);
+    if (stop_requests_ > 1) return;  // asked to stop now
+  }
+  const absl::Time start = absl::Now();
+  spdlog::info("asflowd stopping: running instances get up to {} to finish; nothing new starts "
+               "(a second SIGTERM or `asflowctl daemon stop` ends the wait)",
+               absl::FormatDuration(grace));
+  scheduler_->Drain([this] {
+    absl::MutexLock lock(&stop_mu_);
+    drained_ = true;
+  });
+  absl::MutexLock lock(&stop_mu_);
+  auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stop_mu_) { return drained_ || stop_requests_ > 1; };
+  stop_mu_.AwaitWithDeadline(absl::Condition(&over), start + grace);
+  if (drained_) {
+    spdlog::info("asflowd: running instances finished in {}", absl::FormatDuration(absl::Now() - start));
+  } else {
+    spdlog::warn("asflowd: {}; instances still running are killed and run again at the next start",
+                 stop_requests_ > 1 ? "stop requested again" : "stop grace over");
+  }
 }
 
 Daemon::~Daemon() {

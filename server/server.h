@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "server/event_hub.h"
 #include "server/flow_service.h"
 #include "server/http_server.h"
@@ -41,6 +41,9 @@ struct ServerOptions {
   int default_limit = 0;
   // Seconds between SIGTERM and SIGKILL for cancelled instances.
   double kill_grace_seconds = 5;
+  // On a stop request, how long running instances get to finish (nothing
+  // new starts meanwhile) before they are killed; 0: killed at once.
+  double stop_grace_seconds = 20;
   // fsync outputs and their directories on commit.
   bool sync_outputs = true;
   // The optional TCP listener, its TLS and its tokens.
@@ -59,17 +62,23 @@ class Daemon {
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(const ServerOptions& options);
   ~Daemon();
 
-  // Blocks until RequestShutdown, then stops in order: stop accepting,
-  // stop the scheduler (running commands are killed; their runs resume at
-  // the next start), flush the store, remove the socket.
+  // Blocks until RequestShutdown, then stops in order: start nothing new
+  // and refuse new runs while running instances finish (up to the stop
+  // grace, or until a second RequestShutdown), stop accepting, stop the
+  // scheduler (what still runs is killed; its runs resume at the next
+  // start), flush the store, remove the socket.
   void Wait();
-  // Thread-safe, idempotent, non-blocking.
-  void RequestShutdown();
+  // Thread-safe, non-blocking. The first call starts the graceful stop;
+  // a second one, or one with `now`, ends its grace at once.
+  void RequestShutdown(bool now = false);
   // The HTTP listener's port (0: none).
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
  private:
   Daemon() = default;
+  // The graceful part of stopping: waits (up to the stop grace, or a
+  // second RequestShutdown) for the scheduler's running attempts to end.
+  void Drain();
 
   ServerOptions options_;
   int lock_fd_ = -1;
@@ -89,7 +98,9 @@ class Daemon {
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
-  absl::Notification shutdown_;
+  absl::Mutex stop_mu_;
+  int stop_requests_ ABSL_GUARDED_BY(stop_mu_) = 0;
+  bool drained_ ABSL_GUARDED_BY(stop_mu_) = false;  // nothing runs any more
 };
 
 }  // namespace asflow

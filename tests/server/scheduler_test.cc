@@ -178,6 +178,29 @@ TEST_F(SchedulerTest, LimitHoldsAcrossTwoRuns) {
   EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
 }
 
+TEST_F(SchedulerTest, DrainStartsNothingNewAndSaysWhenIdle) {
+  int64_t run = Submit(Flow("    limit: 2\n"));
+  ASSERT_EQ(local_->running().size(), 2u);
+  bool idle = false;
+  sched_->Drain([&] { idle = true; });
+  sched_->Step();
+  EXPECT_FALSE(idle);
+  // A finished attempt is recorded as usual, and frees no slot for c.
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  EXPECT_FALSE(idle);
+  EXPECT_EQ(local_->started().size(), 2u);
+  EXPECT_EQ(State(run, 0), v1::DONE);
+  EXPECT_EQ(State(run, 2), v1::QUEUED);
+  // New runs are refused meanwhile.
+  EXPECT_THAT(TrySubmit(Flow("", "g")).status().message(), HasSubstr("shutting down"));
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  EXPECT_TRUE(idle);
+  EXPECT_EQ(local_->started().size(), 2u);
+  EXPECT_EQ(RunState(run), v1::RUN_RUNNING);
+}
+
 TEST_F(SchedulerTest, RunsShareATaskRoundRobin) {
   Submit(Flow("    limit: 1\n"));
   Submit(Flow("    limit: 1\n", "f", "[d, e, f]"));
