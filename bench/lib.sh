@@ -41,7 +41,7 @@ make_bench_dir() {
   trap bench_cleanup EXIT
   trap 'exit 130' INT TERM
   mkdir -p "$B/bin" "$B/ws"
-  cp "$@" "$B/bin/"
+  [ $# -eq 0 ] || cp "$@" "$B/bin/"
 }
 bench_cleanup() {
   if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
