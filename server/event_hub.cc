@@ -157,6 +157,16 @@ std::shared_ptr<EventHub::Subscription> EventHub::Subscribe(int64_t run_id, int6
     sub->needs_snapshot = true;
     sub->gap = from_seq > 0;
   }
+  if (replayable && run_id != 0 && !sub->urgent) {
+    // Resumed at or after the run's final event (a client whose stream
+    // broke just after it): nothing more comes for the run. Its final
+    // snapshot ends the stream at once instead of leaving it open.
+    auto run = runs_.find(run_id);
+    if (run != runs_.end() && run->second.state() != v1::RUN_RUNNING) {
+      sub->needs_snapshot = true;
+      sub->pending = 0;
+    }
+  }
   subs_.push_back(sub);
   return sub;
 }

@@ -297,6 +297,30 @@ TEST(EventHubTest, BatchEndsWithTheRunsFinalEvent) {
   EXPECT_EQ(batch.size(), 3u);
 }
 
+TEST(EventHubTest, ResumedAfterTheRunsFinalEventGetsItsFinalSnapshotAtOnce) {
+  EventHub hub;
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  hub.Publish(RunEvent(1, v1::RUN_SUCCEEDED));
+  hub.Publish(RunEvent(2, v1::RUN_RUNNING));
+  // The client took everything up to the final event, then its stream broke.
+  for (int64_t from : {hub.last_seq() - 1, hub.last_seq()}) {
+    auto sub = hub.Subscribe(1, from, [] {});
+    std::vector<EncodedEventPtr> batch;
+    ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch)) << "from " << from;
+    ASSERT_EQ(batch.size(), 1u);
+    EXPECT_TRUE(batch[0]->run_final);
+    EXPECT_TRUE(Decode(batch)[0].has_snapshot());
+    EXPECT_EQ(Decode(batch)[0].snapshot().runs(0).state(), v1::RUN_SUCCEEDED);
+  }
+  // Resumed before it: the events, the final one last.
+  auto sub = hub.Subscribe(1, hub.last_seq() - 2, [] {});
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_TRUE(batch[0]->run_final);
+  EXPECT_FALSE(Decode(batch)[0].has_snapshot());
+}
+
 TEST(EventHubTest, SnapshotOfAFinishedRunIsFinal) {
   EventHub hub;
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
