@@ -390,7 +390,8 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
   EXPECT_THAT(body, HasSubstr("\"kind\":\"FINISHED\""));
   EXPECT_THAT(body, HasSubstr("\"state\":\"RUN_FAILED\""));
   EXPECT_TRUE(absl::EndsWith(body, "event: end\ndata: {}\n\n")) << body;
-  // Coming back after the run's last event: nothing more, the end at once.
+  // Coming back after the run's last event: the run's final snapshot and
+  // the end, at once.
   std::string final_id;
   for (std::sregex_iterator it(body.begin(), body.end(), kId), e; it != e; ++it) final_id = (*it)[1].str();
   httplib::Headers after_end = Bearer();
@@ -402,7 +403,10 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
     return true;
   });
   ASSERT_TRUE(res) << httplib::to_string(res.error()) << ": " << body;
-  EXPECT_EQ(body, "retry: 2000\n\nevent: end\ndata: {}\n\n");
+  EXPECT_TRUE(absl::StartsWith(body, "retry: 2000\n\nid: ")) << body;
+  EXPECT_THAT(body, HasSubstr("\"snapshot\":{\"runs\":[{\"id\":\"" + std::to_string(id) + "\""));
+  EXPECT_THAT(body, HasSubstr("\"state\":\"RUN_FAILED\""));
+  EXPECT_TRUE(absl::EndsWith(body, "event: end\ndata: {}\n\n")) << body;
   // The summary stream of the same (finished) run says the same in one go.
   body.clear();
   res = cli.Get(absl::StrCat("/api/v1/events?summary=1&run_id=", id).c_str(), Bearer(),
