@@ -4,20 +4,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/small_file.h"
+#include "grpc/grpc_security.h"
+#include "server/call_gate.h"
 #include "grpcpp/security/server_credentials.h"
 #include "spdlog/spdlog.h"
 
 namespace asflow {
-namespace {
-
-// Equal without revealing, through timing, where two strings differ.
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
-  return diff == 0 && !b.empty();
-}
-
-}  // namespace
 
 bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
@@ -64,27 +56,36 @@ absl::Status CheckTcpAddress(const TcpListenerTerms& terms, const std::string& a
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options,
+                                                                           std::shared_ptr<const CallGate> gate) {
   // Workers are checked against --worker-token-file, else --token-file's
   // token: a client token (or mutual TLS) covers both.
   TcpListenerTerms terms{"--listen", options.worker_token_file.empty() ? "clients and workers" : "clients",
                          "--token-file (and optionally --worker-token-file)", "run commands as this user"};
   if (absl::Status s = CheckTcpAddress(terms, options.address, options); !s.ok()) return s;
   bool tls = !options.tls_cert.empty();
-  if (!tls) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions ssl;
+  // Tokens are checked from the headers, before gRPC reads a request's
+  // body (CallGate).
+  if (!tls) return std::make_shared<GatedCredentials>(grpc_insecure_server_credentials_create(), std::move(gate));
   auto cert = ReadSmallFile(options.tls_cert);
   if (!cert.ok()) return cert.status();
   auto key = ReadSmallFile(options.tls_key);
   if (!key.ok()) return key.status();
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  std::string ca;
   if (!options.tls_client_ca.empty()) {
-    auto ca = ReadSmallFile(options.tls_client_ca);
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    auto read = ReadSmallFile(options.tls_client_ca);
+    if (!read.ok()) return read.status();
+    ca = std::move(*read);
   }
-  return grpc::SslServerCredentials(ssl);
+  grpc_ssl_pem_key_cert_pair pair{key->c_str(), cert->c_str()};
+  grpc_server_credentials* ssl = grpc_ssl_server_credentials_create_ex(
+      ca.empty() ? nullptr : ca.c_str(), &pair, 1,
+      ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY,
+      nullptr);
+  if (ssl == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot use ", options.tls_cert, " and ", options.tls_key));
+  }
+  return std::make_shared<GatedCredentials>(ssl, std::move(gate));
 }
 
 absl::StatusOr<std::unique_ptr<TokenCheck>> TokenCheck::Load(const std::string& token_file) {

@@ -19,6 +19,8 @@
 
 namespace asflow {
 
+class CallGate;
+
 struct ListenOptions {
   // HOST:PORT to listen on (port 0 picks a free one); empty: unix only.
   std::string address;
@@ -45,7 +47,10 @@ bool IsLoopbackHost(const std::string& host);
 // calls (neither a client token nor mutual TLS), without --insecure;
 // a certificate file that cannot be read. What --insecure lets through
 // is logged as a warning.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options);
+// Every call over them passes `gate` (checked from its headers, before its
+// body is read).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(const ListenOptions& options,
+                                                                           std::shared_ptr<const CallGate> gate);
 
 // How a TCP listener names itself in CheckTcpAddress' refusals and warnings.
 struct TcpListenerTerms {
@@ -77,6 +82,8 @@ class TokenCheck {
   // True if `presented` is the token, compared in constant time (the
   // HTTP listener's check; Check uses it too). False when none is required.
   bool Matches(absl::string_view presented) const;
+  // The token ("" if none is required).
+  const std::string& token() const { return token_; }
 
  private:
   std::string token_;

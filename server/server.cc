@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/paths.h"
+#include "server/call_gate.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -155,7 +156,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   d->worker_auth_ = std::move(*worker_auth);
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (!options.listen.address.empty()) {
-    auto creds = ListenCredentials(options.listen);
+    auto creds = ListenCredentials(options.listen,
+                                   std::make_shared<CallGate>(d->auth_->token(), d->worker_auth_->token()));
     if (!creds.ok()) return creds.status();
     tcp_credentials = *creds;
   }
@@ -175,6 +177,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   builder.RegisterService(d->service_.get());
   builder.RegisterService(d->worker_service_.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
+  // Streams one connection may hold open at once (Watch, sessions,
+  // calls): bounds what one caller, authenticated or not, makes the
+  // transport track.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
   mode_t old_umask = umask(0077);  // the socket is born 0600
   d->server_ = builder.BuildAndStart();
   umask(old_umask);
