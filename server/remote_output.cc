@@ -17,6 +17,10 @@ bool RemoteOutput::Append(absl::string_view data) {
   return status_.ok();
 }
 
+void RemoteOutput::Refuse(absl::Status why) {
+  if (status_.ok()) status_ = std::move(why);
+}
+
 void RemoteOutput::Finish(ExecResult* result, const absl::Status& check) {
   // A job that sent nothing still makes its (empty) output if it succeeded;
   // one that failed or was lost before sending anything makes no file.

@@ -33,6 +33,9 @@ class RemoteOutput {
   // Appends the next chunk (opening the file first). False once writing
   // has failed: more output is pointless, the caller cancels the job.
   bool Append(absl::string_view data);
+  // Fails the output with `why` (unless it failed already): nothing more is
+  // written and Finish removes it.
+  void Refuse(absl::Status why);
   // Uncompressed bytes received so far.
   int64_t bytes() const { return sink_ == nullptr ? 0 : sink_->bytes(); }
   // Ends the output and fills `result`'s bytes, lines and output_status:

@@ -267,8 +267,18 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
   }
   // The file work happens outside the lock: only this thread touches it.
   if (message.has_output()) {
-    // A failed write makes more output pointless.
-    if (!open->Append(message.output().data())) Cancel(open->job().id);
+    const std::string& data = message.output().data();
+    if (static_cast<int64_t>(data.size()) > options_.max_chunk_bytes) {
+      // Never written: the instance fails naming the chunk, the session
+      // (and everyone else's work on it) goes on.
+      open->Refuse(absl::InvalidArgumentError(
+          absl::StrCat("worker ", session.info.name(), " sent an output chunk of ", data.size(), " bytes for ",
+                       open->job().label, "; at most ", options_.max_chunk_bytes, " are allowed")));
+      Cancel(open->job().id);
+    } else if (!open->Append(data)) {
+      // A failed write makes more output pointless.
+      Cancel(open->job().id);
+    }
     // Time spent writing is ours, not the worker's silence.
     absl::MutexLock lock(&mu_);
     session.last_recv = absl::Now();

@@ -42,6 +42,9 @@ struct WorkerHubOptions {
   int max_slots = 4096;
   // Threads that finish outputs (fsync, rename) for all sessions.
   int commit_threads = 4;
+  // Largest output chunk a worker may send (docs/workers.md); a larger one
+  // fails its instance, naming it, and is never written.
+  int64_t max_chunk_bytes = 256 << 10;
 };
 
 class WorkerHub : public Runner {

@@ -18,6 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "asflow/v1/worker.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "tests/e2e/tcp_fixture.h"
 
 namespace asflow::testing {
@@ -273,6 +276,66 @@ TEST_F(WorkerTest, StalledWorkerLosesItsLeaseAndItsInstancesMoveOn) {
       15s))
       << ReadAll(WorkerLog("w1"));
   EXPECT_THAT(ReadAll(WorkerLog("w1")), HasSubstr("session ended"));
+}
+
+// Issue 12, defect 6: the documented 256 KiB limit on a worker's output
+// chunk was not enforced (a 15 MB chunk was written). A worker speaking the
+// protocol by hand sends one: its instance fails naming the worker, the
+// instance and the limit, nothing is written, the daemon cancels the
+// assignment, and the session and the daemon go on serving.
+TEST_F(WorkerTest, OversizedOutputChunkFailsItsInstanceAndTheDaemonKeepsServing) {
+  StartListeningDaemon();
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(32 << 20);
+  auto channel = grpc::CreateCustomChannel(server_, grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::WorkerService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer worker-test-token");
+  auto stream = stub->Connect(&ctx);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->add_pools("remote");
+  hello.mutable_hello()->set_slots(1);
+  hello.mutable_hello()->set_name("big");
+  ASSERT_TRUE(stream->Write(hello));
+  v1::DaemonMessage in;
+  ASSERT_TRUE(stream->Read(&in));
+  ASSERT_TRUE(in.has_welcome());
+  int64_t run = SubmitRemote({"n=1"});
+  do {
+    ASSERT_TRUE(stream->Read(&in));
+  } while (!in.has_assign());
+  const int64_t id = in.assign().id();
+  v1::WorkerMessage chunk;
+  chunk.mutable_output()->set_id(id);
+  chunk.mutable_output()->set_data(std::string(15 << 20, 'x'));
+  ASSERT_TRUE(stream->Write(chunk));
+  do {
+    ASSERT_TRUE(stream->Read(&in));
+  } while (!in.has_cancel());
+  EXPECT_EQ(in.cancel().id(), id);
+  v1::WorkerMessage result;
+  result.mutable_result()->set_id(id);
+  result.mutable_result()->set_cancelled(true);
+  result.mutable_result()->set_exit_code(-1);
+  result.mutable_result()->set_term_signal(SIGTERM);
+  result.mutable_result()->set_stdout_bytes(15 << 20);
+  ASSERT_TRUE(stream->Write(result));
+
+  CommandResult watch = Ctl({"watch", absl::StrCat(run), "--plain"}, "", 30s);
+  EXPECT_EQ(watch.exit_code, 1) << watch.out << watch.err;
+  const std::string label = absl::StrCat("item(dir=", ws_, ", ext=txt, i=1, lines=5, pause=0.05)");
+  EXPECT_THAT(watch.out, HasSubstr(absl::StrCat("error: ", label, ": worker big sent an output chunk of 15728640 "
+                                                "bytes for ", label, "; at most 262144 are allowed")));
+  EXPECT_FALSE(FileExists(ws_ + "/data/1.txt"));
+  EXPECT_THAT(Temporaries(), ::testing::IsEmpty());
+  // Still connected, and the daemon still serves.
+  std::vector<std::string> rows = Workers();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_THAT(rows[0], ::testing::ContainsRegex("^1 +big "));
+  EXPECT_EQ(Ctl({"daemon", "status"}).exit_code, 0);
+  stream->WritesDone();
+  ctx.TryCancel();
+  (void)stream->Finish();
 }
 
 TEST_F(WorkerTest, WrongOrMissingWorkerTokenIsRefused) {
