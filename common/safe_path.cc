@@ -66,12 +66,13 @@ std::string ErrorPathFor(absl::string_view output_path,
   return absl::StrCat(stem, ".err");
 }
 
-std::string ExpandStar(absl::string_view path, absl::string_view hash) {
+std::string ExpandStar(absl::string_view path, absl::string_view hash, const std::vector<size_t>* only_at) {
   size_t slash = path.rfind('/');
   size_t start = slash == absl::string_view::npos ? 0 : slash + 1;
   std::string out(path.substr(0, start));
-  for (char c : path.substr(start)) {
-    if (c == '*') {
+  for (size_t i = start; i < path.size(); ++i) {
+    const char c = path[i];
+    if (c == '*' && (only_at == nullptr || std::binary_search(only_at->begin(), only_at->end(), i))) {
       out.append(hash.data(), hash.size());
     } else {
       out.push_back(c);

@@ -6,6 +6,7 @@
 #define ASFLOW_COMMON_SAFE_PATH_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,8 +28,11 @@ std::string ErrorPathFor(absl::string_view output_path,
                          absl::string_view on_template);
 
 // Replaces each '*' in the file-name part of path (after the last '/') with
-// hash; '*' in directory parts is left alone.
-std::string ExpandStar(absl::string_view path, absl::string_view hash);
+// hash; '*' in directory parts is left alone. With `only_at`, only the '*'
+// at those offsets (ascending) are candidates: the template's own, not a
+// parameter value's.
+std::string ExpandStar(absl::string_view path, absl::string_view hash,
+                       const std::vector<size_t>* only_at = nullptr);
 
 }  // namespace asflow
 

@@ -237,6 +237,11 @@ class Validator {
         Add(rp, "program is empty");
         continue;
       }
+      if (task.run(j).find('\0') != std::string::npos) {
+        // exec would see the argument end there.
+        Add(rp, "contains a NUL byte, which no command argument can carry");
+        continue;
+      }
       CheckTemplate(rp, task.run(j), known);
     }
 

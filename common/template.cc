@@ -80,7 +80,8 @@ absl::StatusOr<Template> Template::Compile(absl::string_view text) {
 }
 
 absl::StatusOr<std::string> Template::Render(
-    absl::FunctionRef<const std::string*(absl::string_view)> lookup) const {
+    absl::FunctionRef<const std::string*(absl::string_view)> lookup,
+    std::vector<size_t>* literal_stars) const {
   std::vector<const std::string*> values(names_.size());
   for (size_t i = 0; i < names_.size(); ++i) {
     values[i] = lookup(names_[i]);
@@ -93,6 +94,11 @@ absl::StatusOr<std::string> Template::Render(
   std::string out;
   for (const Piece& p : pieces_) {
     if (p.name_index < 0) {
+      if (literal_stars != nullptr) {
+        for (size_t i = p.literal.find('*'); i != std::string::npos; i = p.literal.find('*', i + 1)) {
+          literal_stars->push_back(out.size() + i);
+        }
+      }
       out += p.literal;
     } else {
       out += *values[p.name_index];

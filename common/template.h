@@ -26,9 +26,12 @@ class Template {
 
   // Substitutes every placeholder with lookup(name). lookup returns nullptr
   // for an unknown name, which yields InvalidArgument
-  // "unknown parameter 'x' in \"<text>\"".
+  // "unknown parameter 'x' in \"<text>\"". With `literal_stars`, appends
+  // the offsets in the result of the template's own '*' characters (not
+  // those a parameter value brought).
   absl::StatusOr<std::string> Render(
-      absl::FunctionRef<const std::string*(absl::string_view)> lookup) const;
+      absl::FunctionRef<const std::string*(absl::string_view)> lookup,
+      std::vector<size_t>* literal_stars = nullptr) const;
 
   // The source text as given to Compile.
   const std::string& text() const { return text_; }

@@ -161,8 +161,16 @@ bool BindsAsItself(absl::string_view value) {
          value.find('\0') == absl::string_view::npos;
 }
 
+// Why no value may hold a NUL: every parameter reaches commands as an
+// environment variable (and maybe an argument), C strings that would end
+// at it silently.
+constexpr absl::string_view kNoNul = "a NUL byte, which no command argument or environment variable can carry";
+
 absl::Status CheckBindingSizes(const Bindings& bindings) {
   for (const auto& [k, v] : bindings) {
+    if (v.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("the value bound to '", k, "' contains ", kNoNul));
+    }
     if (v.size() > kMaxParamValueBytes) {
       return absl::InvalidArgumentError(absl::StrCat("the value bound to '", k, "' is ", v.size(),
                                                      " bytes; at most ", kMaxParamValueBytes, " are allowed"));
@@ -175,6 +183,10 @@ absl::Status CheckBindingSizes(const Bindings& bindings) {
 
 absl::StatusOr<Bindings> BindValue(absl::string_view value,
                                    const google::protobuf::Map<std::string, std::string>& as) {
+  // Raw text with a NUL is no JSON, and no parameter either.
+  if (value.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("the value contains ", kNoNul));
+  }
   // The usual `as: NAME` of lines that are ids or numbers: no parse.
   if (as.size() == 1 && as.begin()->second.empty() && BindsAsItself(value) &&
       value.size() <= kMaxParamValueBytes) {
@@ -222,6 +234,9 @@ absl::StatusOr<Bindings> BindValue(absl::string_view value,
 absl::Status CheckParamSizes(const std::map<std::string, std::string>& params, absl::string_view field) {
   size_t total = 0;
   for (const auto& [k, v] : params) {
+    if (v.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".", k, ": the value contains ", kNoNul));
+    }
     if (v.size() > kMaxParamValueBytes) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".", k, ": the value is ", v.size(),
                                                      " bytes; at most ", kMaxParamValueBytes, " are allowed"));
@@ -365,11 +380,13 @@ namespace {
 // The instance's output path from the task's `on`, or why it has none.
 absl::StatusOr<std::string> RenderOutput(const RunRt& run, const TaskRt& task, const InstanceRt& inst,
                                          const Bindings& bindings) {
-  auto rendered = task.on->Render([&](absl::string_view name) { return LookupParam(bindings, run.params, name); });
+  std::vector<size_t> stars;  // the template's own '*'; a value's stays as it is
+  auto rendered =
+      task.on->Render([&](absl::string_view name) { return LookupParam(bindings, run.params, name); }, &stars);
   if (!rendered.ok()) return rendered.status();
   std::string path = *rendered;
-  if (path.find('*') != std::string::npos) {
-    path = ExpandStar(path, StableHash(absl::StrCat(task.spec->name(), "\n", inst.params)));
+  if (!stars.empty()) {
+    path = ExpandStar(path, StableHash(absl::StrCat(task.spec->name(), "\n", inst.params)), &stars);
   }
   auto rel = NormalizeOutputPath(path);
   if (!rel.ok()) return absl::InvalidArgumentError(absl::StrCat("output path: ", rel.status().message()));

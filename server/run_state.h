@@ -235,11 +235,13 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
 // Binds one for_each value (JSON text, or a plain string when it is not a
 // JSON object/array/literal) to parameters per `as` (name -> dotted path;
 // "" = the whole value). NotFound names the missing field; InvalidArgument
-// a bound value over kMaxParamValueBytes.
+// a bound value over kMaxParamValueBytes or one holding a NUL byte.
 absl::StatusOr<Bindings> BindValue(absl::string_view value, const google::protobuf::Map<std::string, std::string>& as);
 
 // InvalidArgument naming `field`.NAME if a value is over
-// kMaxParamValueBytes, or `field` if all of them are over kMaxRunParamsBytes.
+// kMaxParamValueBytes or holds a NUL byte (commands get every parameter as
+// an environment variable, which would end there), or `field` if all of
+// them are over kMaxRunParamsBytes.
 absl::Status CheckParamSizes(const std::map<std::string, std::string>& params, absl::string_view field);
 // {"k":"v",...} with sorted keys: the identity of an instance's parameters.
 std::string CanonicalParams(const std::map<std::string, std::string>& params);

@@ -1,5 +1,7 @@
 #include "common/safe_path.h"
 
+#include <vector>
+
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -53,6 +55,17 @@ TEST(ErrorPathForTest, StripsTheTemplatesSuffixes) {
   EXPECT_EQ(ErrorPathFor("out/a.b", "out/{id}"), "out/a.b.err");
   EXPECT_EQ(ErrorPathFor("d.x/.hidden", "d.x/.hidden"), "d.x/.hidden.err");
   EXPECT_EQ(ErrorPathFor("v/x.y/1.gz", "v/{id}/{n}.gz"), "v/x.y/1.err");
+}
+
+// Issue 12, defect 6: a '*' a parameter value brought was replaced by the
+// hash too; with the template's own offsets only those are.
+TEST(ExpandStarTest, OnlyTheGivenOffsetsAreReplaced) {
+  std::vector<size_t> own = {8};  // "out/a*b-*.txt": the template's '*' is the second
+  EXPECT_EQ(ExpandStar("out/a*b-*.txt", "h", &own), "out/a*b-h.txt");
+  std::vector<size_t> none;
+  EXPECT_EQ(ExpandStar("out/a*b.txt", "h", &none), "out/a*b.txt");
+  std::vector<size_t> in_dir = {1};
+  EXPECT_EQ(ExpandStar("d*/x.txt", "h", &in_dir), "d*/x.txt");
 }
 
 TEST(ExpandStarTest, ReplacesStarsInFileNameOnly) {

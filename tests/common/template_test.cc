@@ -116,5 +116,21 @@ TEST(StableHashTest, KnownFnv1aValues) {
   EXPECT_NE(StableHash(absl::string_view("extract\0a", 9)), StableHash("extracta"));
 }
 
+TEST(TemplateTest, RenderReportsOnlyTheTemplatesOwnStars) {
+  auto t = Template::Compile("out/{name}-*.{ext}*");
+  ASSERT_TRUE(t.ok());
+  std::map<std::string, std::string> values = {{"name", "a*b"}, {"ext", "t*t"}};
+  std::vector<size_t> stars;
+  auto out = t->Render(
+      [&](absl::string_view n) -> const std::string* {
+        auto it = values.find(std::string(n));
+        return it == values.end() ? nullptr : &it->second;
+      },
+      &stars);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, "out/a*b-*.t*t*");
+  EXPECT_THAT(stars, ::testing::ElementsAre(8, 13));
+}
+
 }  // namespace
 }  // namespace asflow

@@ -23,6 +23,7 @@ namespace asflow::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 inline const std::string kHostile = ASFLOW_TEST_DATA_DIR "/hostile";
 
@@ -222,6 +223,83 @@ TEST_F(HostileTest, FullStateFileSystemFailsTheRunNamingTheStoreError) {
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_EQ(FilesUnder(ws_ + "/after/d").size(), 50u);
   KillDaemon();  // before the mount goes
+}
+
+// Issue 12, defect 6: a NUL inside an argument was silently cut (exec
+// sees a C string). It is refused wherever it can come from: a literal
+// argument and a parameter value at submit, naming the field; a for_each
+// line when the run expands it, naming the file and line.
+TEST_F(HostileTest, NulInsideAnArgumentOrParameterIsRefused) {
+  StartDaemon();
+  CommandResult arg = Ctl({"run", kHostile + "/nul_arg.flow.yaml", "--plain"});
+  EXPECT_EQ(arg.exit_code, 2) << arg.out << arg.err;
+  EXPECT_THAT(arg.err, HasSubstr("tasks[0].run[1]: contains a NUL byte, which no command argument can carry"));
+  EXPECT_FALSE(FileExists(ws_ + "/out.txt"));
+
+  WriteFileOrDie(ws_ + "/lines.txt", "one\n");
+  // A flow parameter given with a NUL (JSON's \u0000, via a flow file).
+  WriteFileOrDie(ws_ + "/nul_param.flow.json",
+                 R"({"name": "nul_param", "params": {"p": "x\u0000y"},
+                     "tasks": [{"name": "t", "on": "t.txt", "run": ["echo", "{p}"]}]})");
+  CommandResult param = Ctl({"run", ws_ + "/nul_param.flow.json", "--plain"});
+  EXPECT_EQ(param.exit_code, 2) << param.out << param.err;
+  EXPECT_THAT(param.err, HasSubstr("params.p: the value contains a NUL byte, which no command argument or "
+                                   "environment variable can carry"));
+  EXPECT_FALSE(FileExists(ws_ + "/t.txt"));
+
+  WriteFileOrDie(ws_ + "/lines.txt", std::string("one\ntw\0o\nthree\n", 14));
+  CommandResult line = Ctl({"run", kHostile + "/nul_lines.flow.yaml", "--plain"});
+  EXPECT_EQ(line.exit_code, 1) << line.out << line.err;
+  EXPECT_THAT(line.out + line.err, HasSubstr("lines.txt:2: the value contains a NUL byte, which no command "
+                                             "argument or environment variable can carry"));
+  for (const std::string& f : FilesUnder(ws_)) EXPECT_THAT(f, Not(HasSubstr("/echo/tw"))) << f;
+  EXPECT_EQ(Ctl({"daemon", "status"}).exit_code, 0);
+}
+
+// Issue 12, defect 6: a '*' inside a parameter value was replaced by the
+// instance's hash like the template's own '*'. Only the template's is.
+TEST_F(HostileTest, StarInsideAParameterValueIsNotReplacedByTheHash) {
+  StartDaemon();
+  CommandResult r = Ctl({"run", kHostile + "/star.flow.yaml", "--plain"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<std::string> files = FilesUnder(ws_ + "/out");
+  ASSERT_EQ(files.size(), 1u);
+  const std::string name = std::filesystem::path(files[0]).filename().string();
+  EXPECT_THAT(name, ::testing::MatchesRegex("a\\*b-[0-9a-f]+\\.txt")) << name;
+  EXPECT_EQ(ReadAll(files[0]), "a*b\n");
+  // The value's '*' and the template's, both in the file name.
+  CommandResult two = Ctl({"run", kHostile + "/star.flow.yaml", "--plain", "-p", "name=*"});
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  EXPECT_EQ(FilesUnder(ws_ + "/out").size(), 2u);
+  int starred = 0;
+  for (const std::string& f : FilesUnder(ws_ + "/out")) {
+    std::string base = std::filesystem::path(f).filename().string();
+    if (::testing::Matches(::testing::MatchesRegex("\\*-[0-9a-f]+\\.txt"))(base)) ++starred;
+  }
+  EXPECT_EQ(starred, 1);
+}
+
+// Issue 12, defect 6: control characters and escape sequences from
+// parameter values and error text were printed raw to terminals. --plain,
+// tasks and show render them escaped (the live view: ProgressViewTest).
+TEST_F(HostileTest, ControlCharactersFromValuesAndErrorsAreShownEscaped) {
+  StartDaemon();
+  const std::string value = "a\x1b]0;pwned\x07" "b";
+  CommandResult run = Ctl({"run", kHostile + "/escape.flow.yaml", "--plain", "-p", "v=" + value});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_THAT(run.out, HasSubstr("  failed     t(v=a\\x1b]0;pwned\\x07b)  exit code 3: "
+                                 "a\\x1b]0;pwned\\x07b\\x1b[2J\n"));
+  CommandResult tasks = Ctl({"tasks", "1"});
+  EXPECT_THAT(tasks.out, HasSubstr("t(v=a\\x1b]0;pwned\\x07b)"));
+  CommandResult show = Ctl({"show", "1", "t", "v=" + value});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("t(v=a\\x1b]0;pwned\\x07b) in run 1 (seq 0)\n"));
+  EXPECT_THAT(show.out, HasSubstr("    a\\x1b]0;pwned\\x07b\\x1b[2J\n"));
+  for (const CommandResult* r : {&run, &tasks, &show}) {
+    for (char c : r->out + r->err) {
+      EXPECT_TRUE(static_cast<unsigned char>(c) >= 0x20 || c == '\n') << static_cast<int>(c) << " in " << r->out;
+    }
+  }
 }
 
 }  // namespace
