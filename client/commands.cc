@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "client/escape.h"
 #include "client/event_json.h"
 #include "client/line_printer.h"
 #include "common/beneath.h"
@@ -319,10 +320,10 @@ int RunsCommand(const ClientOptions& client, int limit) {
     }
     int64_t end = run.finished_ms() > 0 ? run.finished_ms() : absl::ToUnixMillis(absl::Now());
     absl::PrintF("%-6d %-10s %-16s %-20s %9s %8d %8d %8d %8d  %s\n", run.id(), RunStateName(run.state()),
-                 run.flow(),
+                 EscapeLine(run.flow()),
                  absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(run.created_ms()),
                                   absl::LocalTimeZone()),
-                 FormatDuration(end - run.created_ms()), total, done, cached, failed, run.workspace());
+                 FormatDuration(end - run.created_ms()), total, done, cached, failed, EscapeLine(run.workspace()));
   }
   return kExitOk;
 }
@@ -343,11 +344,11 @@ int WorkersCommand(const ClientOptions& client) {
                "RUNNING", "ASSIGNED", "HEARTBEAT", "UPTIME", "STATE", "HOST / PEER");
   const int64_t now = absl::ToUnixMillis(absl::Now());
   for (const v1::WorkerInfo& w : response.workers()) {
-    absl::PrintF("%-8d %-20s %-12s %5d %7d %9d %10s %9s %-9s %s %s\n", w.session_id(), w.name(),
-                 absl::StrJoin(w.pools(), ","), w.slots(), w.running(), w.assigned_total(),
+    absl::PrintF("%-8d %-20s %-12s %5d %7d %9d %10s %9s %-9s %s %s\n", w.session_id(), EscapeLine(w.name()),
+                 EscapeLine(absl::StrJoin(w.pools(), ",")), w.slots(), w.running(), w.assigned_total(),
                  absl::StrCat(FormatDuration(std::max<int64_t>(0, now - w.last_heartbeat_ms())), " ago"),
                  FormatDuration(std::max<int64_t>(0, now - w.connected_ms())),
-                 w.draining() ? "draining" : "ready", w.hostname(), w.peer());
+                 w.draining() ? "draining" : "ready", EscapeLine(w.hostname()), EscapeLine(w.peer()));
   }
   return kExitOk;
 }
@@ -380,7 +381,8 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
       std::string duration = inst.finished_ms() > 0 && inst.started_ms() > 0
                                  ? FormatDuration(inst.finished_ms() - inst.started_ms())
                                  : "-";
-      std::string tail = inst.error().empty() ? inst.output() : inst.error().substr(0, inst.error().find('\n'));
+      std::string tail =
+          EscapeLine(inst.error().empty() ? inst.output() : inst.error().substr(0, inst.error().find('\n')));
       absl::PrintF("%-7d %-10s %-10s %8d %8d  %-40s %s\n", inst.seq(), InstanceStateName(inst.state()),
                    duration, inst.lines(), inst.attempts(), Label(inst), tail);
     }
@@ -432,7 +434,7 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   };
   absl::PrintF("%s in run %d (seq %d)\n", Label(inst), inst.run_id(), inst.seq());
   absl::PrintF("  state     %s\n", InstanceStateName(inst.state()));
-  absl::PrintF("  output    %s\n", inst.output().empty() ? "-" : inst.output());
+  absl::PrintF("  output    %s\n", inst.output().empty() ? "-" : EscapeLine(inst.output()));
   absl::PrintF("  attempts  %d\n", inst.attempts());
   absl::PrintF("  started   %s\n", when(inst.started_ms()));
   absl::PrintF("  finished  %s\n", when(inst.finished_ms()));
@@ -442,7 +444,7 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   absl::PrintF("  written   %d bytes, %d lines\n", inst.bytes(), inst.lines());
   if (!inst.error().empty()) {
     absl::PrintF("  error:\n");
-    for (absl::string_view line : absl::StrSplit(inst.error(), '\n')) absl::PrintF("    %s\n", line);
+    for (absl::string_view line : absl::StrSplit(inst.error(), '\n')) absl::PrintF("    %s\n", EscapeLine(line));
   }
   return kExitOk;
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/escape.h"
 
 namespace asflow {
 
@@ -15,8 +16,8 @@ std::string Label(const v1::Instance& instance) {
                                                           instance.params().end());
   std::sort(params.begin(), params.end());
   std::vector<std::string> parts;
-  for (const auto& [k, v] : params) parts.push_back(absl::StrCat(k, "=", v));
-  return absl::StrCat(instance.task(), "(", absl::StrJoin(parts, ", "), ")");
+  for (const auto& [k, v] : params) parts.push_back(absl::StrCat(EscapeLine(k), "=", EscapeLine(v)));
+  return absl::StrCat(EscapeLine(instance.task()), "(", absl::StrJoin(parts, ", "), ")");
 }
 
 std::string FormatDuration(int64_t ms) {
@@ -85,15 +86,14 @@ void LinePrinter::Handle(const v1::Event& event) {
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
       Print("  start      %s\n", Label(inst));
     } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {
-      Print("  retry      %s  %s\n", Label(inst), inst.error().substr(0, inst.error().find('\n')));
+      Print("  retry      %s  %s\n", Label(inst), EscapeLine(inst.error().substr(0, inst.error().find('\n'))));
     } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
       std::string detail;
       if (inst.state() == v1::DONE) {
         detail = absl::StrCat(FormatDuration(inst.finished_ms() - inst.started_ms()), "  ", inst.lines(),
-                              " lines", inst.output().empty() ? "" : absl::StrCat("  -> ", inst.output()));
+                              " lines", inst.output().empty() ? "" : absl::StrCat("  -> ", EscapeLine(inst.output())));
       } else {
-        std::string err = inst.error().substr(0, inst.error().find('\n'));
-        detail = err;
+        detail = EscapeLine(inst.error().substr(0, inst.error().find('\n')));
       }
       Print("  %-10s %s  %s\n", InstanceStateName(inst.state()), Label(inst), detail);
     }
@@ -118,14 +118,14 @@ void LinePrinter::PrintSummary() const {
   const v1::Run& run = *run_;
   int64_t end = run.finished_ms() > 0 ? run.finished_ms() : run.created_ms();
   Print("run %d %s in %s (flow %s, workspace %s)\n", run.id(), RunStateName(run.state()),
-                FormatDuration(end - run.created_ms()), run.flow(), run.workspace());
+                FormatDuration(end - run.created_ms()), EscapeLine(run.flow()), EscapeLine(run.workspace()));
   Print("  %-20s %8s %8s %8s %8s %10s %8s %9s\n", "task", "total", "done", "cached",
                 "skipped", "suppressed", "failed", "cancelled");
   for (const v1::TaskCounters& t : run.tasks()) {
     Print("  %-20s %8d %8d %8d %8d %10d %8d %9d\n", t.task(), t.total(), t.done(), t.cached(),
                   t.skipped(), t.suppressed(), t.failed(), t.cancelled());
   }
-  if (!run.error().empty()) Print("error: %s\n", run.error());
+  if (!run.error().empty()) Print("error: %s\n", EscapeText(run.error()));
   if (out_ != nullptr) std::fflush(out_);
 }
 

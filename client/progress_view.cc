@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/escape.h"
 #include "client/line_printer.h"
 
 namespace asflow {
@@ -43,14 +44,10 @@ std::string FormatRate(double per_second) {
   return per_second >= 10 ? absl::StrFormat("%.0f/s", per_second) : absl::StrFormat("%.1f/s", per_second);
 }
 
-// Control characters (a newline in a parameter value, say) would break the frame.
-std::string Sanitize(absl::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return out;
-}
+// Control characters and escape sequences (a newline in a parameter value,
+// ESC from an error) would break the frame or drive the terminal: shown
+// escaped.
+std::string Sanitize(absl::string_view text) { return EscapeLine(text); }
 
 // How long a running instance has run; "-" if its start is unknown.
 std::string Elapsed(const v1::Instance& inst, int64_t now_ms) {
@@ -272,7 +269,7 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
   const int flow_bar_w = std::min(bar_w, width - DisplayWidth(head) - DisplayWidth(tail) - 4);
   add(flow_bar_w >= kMinBar ? absl::StrCat(head, "  ", Bar(all_final, all_total, flow_bar_w), "  ", tail)
                             : absl::StrCat(head, "  ", tail));
-  if (!run.error().empty()) add(absl::StrCat("error: ", FirstLine(run.error())));
+  if (!run.error().empty()) add(absl::StrCat("error: ", Sanitize(FirstLine(run.error()))));
 
   for (const Row& row : rows) {
     std::string line = absl::StrCat("  ", PadRight(Fit(row.name, name_w), name_w));
@@ -338,14 +335,14 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
                    [](const RetryNote* a, const RetryNote* b) { return a->time_ms > b->time_ms; });
   for (size_t i = 0; i < notes.size() && static_cast<int>(i) < options_.max_retries; ++i) {
     const v1::Instance& inst = notes[i]->instance;
-    add(absl::StrCat("  retry ", Label(inst), ": ", FirstLine(inst.error())));
+    add(absl::StrCat("  retry ", Label(inst), ": ", Sanitize(FirstLine(inst.error()))));
   }
 
   for (const v1::Instance& inst : finished_) {
     std::string detail = inst.state() == v1::DONE
                              ? absl::StrCat(FormatDuration(inst.finished_ms() - inst.started_ms()), "  ",
                                             inst.lines(), " lines")
-                             : FirstLine(inst.error());
+                             : Sanitize(FirstLine(inst.error()));
     add(absl::StrCat("  ", PadRight(InstanceStateName(inst.state()), 10), " ", Label(inst), "  ", detail));
   }
   return lines;

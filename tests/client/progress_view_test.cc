@@ -164,6 +164,31 @@ TEST(ProgressViewTest, TruncatesLongLabelsWithEllipsis) {
                           "    download_everything_from_the_archiv…  0 B  0 lines  3.0s"));
 }
 
+// Issue 12, defect 6: control characters and escape sequences from
+// parameter values and error text reached the terminal raw.
+TEST(ProgressViewTest, ControlCharactersFromValuesAndErrorsAreShownEscaped) {
+  ProgressView view(7);
+  view.Apply(Ev(1, 0, absl::StrCat(R"pb(
+    snapshot {
+      runs { id: 7 flow: "demo" state: RUN_RUNNING created_ms: )pb", kT0, R"pb(
+             tasks { task: "t" total: 2 running: 1 failed: 1 expanded: true } }
+      running { run_id: 7 seq: 1 task: "t" params { key: "v" value: "x\033[2Jy" } started_ms: )pb", kT0, R"pb( }
+    })pb")));
+  view.Apply(Ev(2, 1'000, absl::StrCat(R"pb(
+    instance {
+      kind: FINISHED
+      instance { run_id: 7 seq: 2 task: "t" params { key: "v" value: "\033]0;pwned\007" } state: FAILED
+                 error: "exit 1: \033[31mred\r" started_ms: )pb", kT0, " finished_ms: ", kT0 + 1'000, R"pb( }
+      counters { task: "t" total: 2 running: 1 failed: 1 expanded: true }
+    })pb")));
+  std::vector<std::string> lines = view.Render(At(2'000), 100);
+  EXPECT_THAT(lines, ::testing::Contains("    t(v=x\\x1b[2Jy)  0 B  0 lines  2.0s"));
+  EXPECT_THAT(lines, ::testing::Contains("  failed     t(v=\\x1b]0;pwned\\x07)  exit 1: \\x1b[31mred\\r"));
+  for (const std::string& line : lines) {
+    for (char c : line) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << line;
+  }
+}
+
 TEST(ProgressViewTest, PlainUsesAscii) {
   ProgressViewOptions options;
   options.plain = true;
