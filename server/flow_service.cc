@@ -120,6 +120,11 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowServiceImpl::Watch(grpc::CallbackServerContext* ctx,
                                                                    const grpc::ByteBuffer* raw_request) {
   if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedWatch(ToGrpcStatus(auth));
+  if (size_t open = hub_->subscriber_count(); open >= max_watchers_) {
+    return new FailedWatch(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(open, " watchers are open; at most ", max_watchers_, " are allowed (asflowd --max-watchers)")));
+  }
   v1::WatchRequest request;
   grpc::ByteBuffer request_bytes(*raw_request);  // shares the slices; Deserialize consumes it
   if (!grpc::SerializationTraits<v1::WatchRequest>::Deserialize(&request_bytes, &request).ok()) {

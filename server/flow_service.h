@@ -27,6 +27,11 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   // block.
   FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers, SessionHub* sessions,
                   const TokenCheck* auth, std::function<void(bool now)> request_shutdown);
+  // Most Watch streams open at once (each holds a subscription and its
+  // queue); one more is refused with RESOURCE_EXHAUSTED. Call before the
+  // server starts.
+  void set_max_watchers(size_t n) { max_watchers_ = n; }
+  static constexpr size_t kDefaultMaxWatchers = 1024;
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
                                        const v1::SubmitFlowRequest* request,
@@ -70,6 +75,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   WorkerHub* const workers_;
   SessionHub* const sessions_;
   const TokenCheck* const auth_;
+  size_t max_watchers_ = kDefaultMaxWatchers;
   const std::function<void(bool now)> request_shutdown_;
   const RunReader reader_;
 };

@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
                  "Also serve the web dashboard, the JSON API and /metrics on HOST:PORT (port 0: any free port, "
                  "logged); same rules and flags as --listen: --token-file or mutual TLS, and TLS off loopback, "
                  "or --insecure");
+  app.add_option("--max-watchers", options.max_watchers, "Most Watch streams open at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -165,6 +165,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
                                                   d->workers_.get(), d->sessions_.get(), d->auth_.get(),
                                                   [raw](bool now) { raw->RequestShutdown(now); });
+  d->service_->set_max_watchers(options.max_watchers);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

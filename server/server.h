@@ -53,6 +53,8 @@ struct ServerOptions {
   // The optional HTTP listener (dashboard, JSON API, /metrics); its TLS,
   // token and --insecure are listen's.
   HttpOptions http;
+  // Most Watch streams open at once.
+  int max_watchers = 1024;
 };
 
 class Daemon {

@@ -302,5 +302,34 @@ TEST_F(HostileTest, ControlCharactersFromValuesAndErrorsAreShownEscaped) {
   }
 }
 
+// Watch streams are bounded (--max-watchers, default 1,024): one past the
+// limit is refused with a message naming it, and a slot freed is usable
+// again.
+TEST_F(HostileTest, WatchersPastTheLimitAreRefused) {
+  StartDaemon({"--max-watchers", "2"});
+  auto stub = v1::FlowService::NewStub(grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::Event>>> streams;
+  auto open = [&]() {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Watch(contexts.back().get(), v1::WatchRequest()));
+    v1::Event first;
+    return streams.back()->Read(&first);
+  };
+  ASSERT_TRUE(open());
+  ASSERT_TRUE(open());
+  EXPECT_FALSE(open());
+  grpc::Status refused = streams.back()->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(refused.error_message(), "2 watchers are open; at most 2 are allowed (asflowd --max-watchers)");
+  streams.pop_back();
+  contexts.pop_back();
+  contexts[0]->TryCancel();
+  (void)streams[0]->Finish();
+  EXPECT_TRUE(WaitFor([&] { return open(); }, 5s));
+  for (size_t i = 1; i < contexts.size(); ++i) contexts[i]->TryCancel();
+  for (size_t i = 1; i < streams.size(); ++i) (void)streams[i]->Finish();
+}
+
 }  // namespace
 }  // namespace asflow::testing
