@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/line_reader.h"
+#include "common/spec_validator.h"
 #include "google/protobuf/map.h"
 #include "server/run_state.h"
 #include "tests/fuzz/fuzz_input.h"
