@@ -449,6 +449,27 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   return kExitOk;
 }
 
+namespace {
+
+// "task(k=v, ...)" of a reset target.
+std::string TargetLabel(const v1::ResetTarget& target) {
+  v1::Instance inst;
+  inst.set_task(target.task());
+  *inst.mutable_params() = target.params();
+  return Label(inst);
+}
+
+// Asks on the terminal; true for an answer starting with y or Y.
+bool Confirm(const std::string& question) {
+  absl::FPrintF(stderr, "%s [y/N] ", question);
+  std::fflush(stderr);
+  char answer[16] = {0};
+  if (fgets(answer, sizeof(answer), stdin) == nullptr) return false;
+  return answer[0] == 'y' || answer[0] == 'Y';
+}
+
+}  // namespace
+
 int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options) {
   v1::ResetTasksRequest request;
   request.set_run_id(options.run_id);
@@ -462,6 +483,10 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
     if (!dir.ok()) return Fail(kExitUsage, absl::StrCat("--path ", dir.status().message()));
     request.set_path(absl::StrCat(*dir == "/" ? "" : *dir, "/", path.substr(slash + 1)));
   }
+  // A run or a path names its workspace; a task name alone means this
+  // workspace's instances unless told otherwise.
+  const bool scoped = options.run_id == 0 && options.path.empty() && !options.all_workspaces;
+  if (scoped) request.set_workspace(Cwd());
   for (const std::string& s : options.states) {
     v1::InstanceState state;
     if (!v1::InstanceState_Parse(absl::AsciiStrToUpper(s), &state) ||
@@ -472,11 +497,53 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
   }
   auto stub = Stub(client, false);
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
-  grpc::ClientContext ctx;
-  PrepareContext(client, &ctx);
+  auto call = [&](const v1::ResetTasksRequest& req, v1::ResetTasksResponse* response) {
+    grpc::ClientContext ctx;
+    PrepareContext(client, &ctx);
+    return (*stub)->ResetTasks(&ctx, req, response);
+  };
+  // First what would be reset; then only the runs seen (and confirmed).
+  v1::ResetTasksRequest preview = request;
+  preview.set_dry_run(true);
+  v1::ResetTasksResponse planned;
+  if (grpc::Status status = call(preview, &planned); !status.ok()) return FailRpc(status);
+  if (planned.reset() == 0) {
+    absl::PrintF("nothing to reset: no suppressed or failed instance matched%s\n",
+                 scoped ? absl::StrCat(" in ", request.workspace()) : "");
+    if (scoped) {
+      // Say where they are, without touching them.
+      preview.clear_workspace();
+      v1::ResetTasksResponse elsewhere;
+      if (call(preview, &elsewhere).ok() && elsewhere.reset() > 0) {
+        absl::PrintF("(%d matched in %d other workspace%s: asflowctl reset --all-workspaces ... lists them)\n",
+                     elsewhere.reset(), elsewhere.workspaces_size(), elsewhere.workspaces_size() == 1 ? "" : "s");
+      }
+    }
+    return kExitOk;
+  }
+  if (planned.run_ids_size() > 1 && !options.yes) {
+    absl::PrintF("this resets %d instance%s in %d runs and %d workspace%s:\n", planned.reset(),
+                 planned.reset() == 1 ? "" : "s", planned.run_ids_size(), planned.workspaces_size(),
+                 planned.workspaces_size() == 1 ? "" : "s");
+    for (const v1::ResetTarget& t : planned.targets()) {
+      absl::PrintF("  run %-5d %-10s %-40s %s/%s\n", t.run_id(), InstanceStateName(t.state()), TargetLabel(t),
+                   t.workspace(), t.output());
+    }
+    if (planned.reset() > planned.targets_size()) {
+      absl::PrintF("  ... and %d more\n", planned.reset() - planned.targets_size());
+    }
+    std::fflush(stdout);
+    if (!isatty(STDIN_FILENO)) {
+      return Fail(kExitUsage, "not resetting without a terminal to ask on: pass --yes to reset them");
+    }
+    if (!Confirm("reset them?")) {
+      absl::PrintF("nothing reset\n");
+      return kExitUsage;
+    }
+  }
+  for (int64_t id : planned.run_ids()) request.add_only_runs(id);
   v1::ResetTasksResponse response;
-  grpc::Status status = (*stub)->ResetTasks(&ctx, request, &response);
-  if (!status.ok()) return FailRpc(status);
+  if (grpc::Status status = call(request, &response); !status.ok()) return FailRpc(status);
   if (response.reset() == 0) {
     absl::PrintF("nothing to reset: no suppressed or failed instance matched\n");
   } else {

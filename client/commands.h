@@ -45,6 +45,11 @@ struct ResetCommandOptions {
   std::string task;
   std::string path;
   std::vector<std::string> states;
+  // Without a run or a path, instances of every workspace, not only the
+  // current directory's.
+  bool all_workspaces = false;
+  // Reset without asking when more than one run is touched.
+  bool yes = false;
 };
 int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options);
 // Makes Ctrl-C during `run` and `watch` ask whether to cancel the run or

@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
   reset->add_option("--task", reset_opts.task, "Only this task (name or flow.task)");
   reset->add_option("--path", reset_opts.path, "Only the instance with this output path");
   reset->add_option("--state", reset_opts.states, "suppressed or failed (default: both)");
+  reset->add_flag("--all-workspaces", reset_opts.all_workspaces,
+                  "With --task alone: instances of every workspace, not only the current directory's");
+  reset->add_flag("-y,--yes", reset_opts.yes, "Reset without asking when more than one run is touched");
 
   std::vector<std::string> paths;
   CLI::App* cat = app.add_subcommand("cat", "Print output files, decompressing .zst and .gz");

@@ -110,9 +110,9 @@ grpc::ServerUnaryReactor* FlowServiceImpl::ResetTasks(grpc::CallbackServerContex
                                                       v1::ResetTasksResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
-  scheduler_->Reset(*request, [reactor, response](absl::StatusOr<int64_t> count) {
-    if (count.ok()) response->set_reset(*count);
-    reactor->Finish(ToGrpcStatus(count.status()));
+  scheduler_->Reset(*request, [reactor, response](absl::StatusOr<v1::ResetTasksResponse> answer) {
+    if (answer.ok()) *response = std::move(*answer);
+    reactor->Finish(ToGrpcStatus(answer.status()));
   });
   return reactor;
 }

@@ -265,7 +265,8 @@ void Scheduler::Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::Run
   });
 }
 
-void Scheduler::Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<int64_t>)> done) {
+void Scheduler::Reset(v1::ResetTasksRequest request,
+                      std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done) {
   Post([this, request = std::move(request), done = std::move(done)]() mutable { DoReset(request, std::move(done)); });
 }
 

@@ -131,9 +131,11 @@ class Scheduler {
   // NotFound.
   void Cancel(int64_t run_id, std::function<void(absl::StatusOr<v1::RunState>)> done);
   // Clears suppressed/failed instances (removes their .err files, marks
-  // them RESET) so the next run runs them again; `done` gets the count once
-  // the store has committed. Instances of runs still active are left alone.
-  void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<int64_t>)> done);
+  // them RESET) so the next run runs them again; `done` gets the count and
+  // the instances once the store has committed (with dry_run: what would
+  // be reset, nothing changed). Instances of runs still active are left
+  // alone.
+  void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done);
 
  private:
   void Post(std::function<void()> fn);
@@ -178,7 +180,8 @@ class Scheduler {
   void SendToSession(int64_t session, v1::SessionEvent event);
   // Fails code runs whose process did not come back in time.
   void ExpireDetachedRuns(absl::Time now);
-  void DoReset(const v1::ResetTasksRequest& request, std::function<void(absl::StatusOr<int64_t>)> done);
+  void DoReset(const v1::ResetTasksRequest& request,
+               std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done);
 
   // Executions: scheduler_execs.cc.
   // What identifies an instance's execution across runs: the absolute

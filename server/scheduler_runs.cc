@@ -2,8 +2,11 @@
 // finding outputs already there, settling tasks and finishing runs, and
 // reset. Executions are in scheduler_execs.cc.
 #include <algorithm>
+#include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/safe_path.h"
@@ -12,6 +15,12 @@
 #include "spdlog/spdlog.h"
 
 namespace asflow {
+
+namespace {
+// A reset answers with at most this many of its instances (the count is
+// exact).
+constexpr int kMaxResetTargetsListed = 1000;
+}  // namespace
 
 absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
   auto fail = [&](const std::string& why) {
@@ -199,7 +208,8 @@ void Scheduler::OnStoreLost(int64_t run_id, const absl::Status& status) {
   FinishRun(run, v1::RUN_FAILED, absl::StrCat("state not recorded: ", status.message()));
 }
 
-void Scheduler::DoReset(const v1::ResetTasksRequest& request, std::function<void(absl::StatusOr<int64_t>)> done) {
+void Scheduler::DoReset(const v1::ResetTasksRequest& request,
+                        std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done) {
   if (request.run_id() == 0 && request.task().empty() && request.path().empty()) {
     return done(absl::InvalidArgumentError("reset needs a run id, a task or a path"));
   }
@@ -210,7 +220,19 @@ void Scheduler::DoReset(const v1::ResetTasksRequest& request, std::function<void
     filter.flow = filter.task.substr(0, dot);  // "flow.task"
     filter.task = filter.task.substr(dot + 1);
   }
-  filter.path = request.path();
+  // An .err file's path names the instance whose error it keeps: its
+  // output shares the path up to the extension.
+  const bool by_err = absl::EndsWith(request.path(), ".err");
+  if (by_err) {
+    filter.path_prefix = request.path().substr(0, request.path().size() - 4);
+  } else {
+    filter.path = request.path();
+  }
+  if (!request.workspace().empty()) {
+    // Compared with runs' workspaces, which were resolved the same way.
+    auto real = deps_.fs->RealPath(request.workspace());
+    filter.workspace = real.ok() ? *real : request.workspace();
+  }
   for (int s : request.states()) {
     if (s != v1::SUPPRESSED && s != v1::FAILED) {
       return done(absl::InvalidArgumentError(
@@ -222,33 +244,68 @@ void Scheduler::DoReset(const v1::ResetTasksRequest& request, std::function<void
   if (filter.states.empty()) filter.states = {v1::SUPPRESSED, v1::FAILED};
   auto rows = deps_.store->FindInstances(filter);
   if (!rows.ok()) return done(rows.status());
+  const absl::flat_hash_set<int64_t> only(request.only_runs().begin(), request.only_runs().end());
   absl::flat_hash_map<int64_t, v1::FlowSpec> specs;  // run -> its spec
-  int64_t count = 0;
+  // The task's `on` in the run's spec (null if the task is gone from it).
+  auto on_of = [&](const InstanceRecord& row) -> absl::StatusOr<const std::string*> {
+    auto spec = specs.find(row.run_id);
+    if (spec == specs.end()) {
+      auto rec = deps_.store->GetRun(row.run_id);
+      if (!rec.ok()) return rec.status();
+      v1::SubmitFlowRequest submitted;
+      submitted.ParseFromString(rec->request);
+      spec = specs.emplace(row.run_id, submitted.spec()).first;
+    }
+    for (const v1::TaskSpec& task : spec->second.tasks()) {
+      if (task.name() == row.task) return &task.on();
+    }
+    return nullptr;
+  };
+  v1::ResetTasksResponse response;
+  std::set<int64_t> run_ids;
+  std::set<std::string> workspaces;
   for (FoundInstance& row : *rows) {
     if (runs_.contains(row.record.run_id)) continue;  // still active
-    if (row.record.state == v1::SUPPRESSED && !row.record.output.empty()) {
-      auto spec = specs.find(row.record.run_id);
-      if (spec == specs.end()) {
-        auto rec = deps_.store->GetRun(row.record.run_id);
-        if (!rec.ok()) return done(rec.status());
-        v1::SubmitFlowRequest submitted;
-        submitted.ParseFromString(rec->request);
-        spec = specs.emplace(row.record.run_id, submitted.spec()).first;
+    if (!only.empty() && !only.contains(row.record.run_id)) continue;
+    if (by_err) {
+      auto on = on_of(row.record);
+      if (!on.ok()) return done(on.status());
+      if (*on == nullptr || row.record.output.empty() ||
+          absl::StrCat(row.workspace, "/", ErrorPathFor(row.record.output, **on)) != request.path()) {
+        continue;
       }
-      for (const v1::TaskSpec& task : spec->second.tasks()) {
-        if (task.name() != row.record.task) continue;
+    }
+    if (response.targets_size() < kMaxResetTargetsListed) {
+      v1::ResetTarget* target = response.add_targets();
+      target->set_run_id(row.record.run_id);
+      target->set_workspace(row.workspace);
+      target->set_task(row.record.task);
+      for (const auto& [k, v] : DecodeParams(row.record.params)) (*target->mutable_params())[k] = v;
+      target->set_state(row.record.state);
+      target->set_output(row.record.output);
+    }
+    run_ids.insert(row.record.run_id);
+    workspaces.insert(row.workspace);
+    response.set_reset(response.reset() + 1);
+    if (request.dry_run()) continue;
+    if (row.record.state == v1::SUPPRESSED && !row.record.output.empty()) {
+      auto on = on_of(row.record);
+      if (!on.ok()) return done(on.status());
+      if (*on != nullptr) {
         auto ws = deps_.fs->Open(row.workspace);
-        absl::Status removed = ws.ok() ? (*ws)->Remove(ErrorPathFor(row.record.output, task.on())) : ws.status();
+        absl::Status removed = ws.ok() ? (*ws)->Remove(ErrorPathFor(row.record.output, **on)) : ws.status();
         if (!removed.ok() && !absl::IsNotFound(removed)) return done(removed);
       }
     }
     row.record.state = v1::RESET;
     deps_.store->PutInstance(std::move(row.record));
-    ++count;
   }
+  for (int64_t id : run_ids) response.add_run_ids(id);
+  for (const std::string& ws : workspaces) response.add_workspaces(ws);
+  if (request.dry_run()) return done(std::move(response));
   if (absl::Status s = deps_.store->Flush(); !s.ok()) return done(s);
-  spdlog::info("reset {} instances", count);
-  done(count);
+  spdlog::info("reset {} instances in {} runs", response.reset(), run_ids.size());
+  done(std::move(response));
 }
 
 }  // namespace asflow

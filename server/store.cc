@@ -421,7 +421,9 @@ absl::Status Store::PrepareStatements() {
             " FROM instances i JOIN runs r ON r.id=i.run_id"
             " WHERE (?1=0 OR i.run_id=?1) AND (?2='' OR r.flow=?2) AND (?3='' OR i.task=?3)"
             " AND (?4='' OR (r.workspace || '/' || i.output)=?4)"
-            " AND ((?5>>i.state)&1)=1 ORDER BY i.run_id, i.seq",
+            " AND ((?5>>i.state)&1)=1 AND (?6='' OR r.workspace=?6)"
+            " AND (?7='' OR substr(r.workspace || '/' || i.output, 1, length(?7))=?7)"
+            " ORDER BY i.run_id, i.seq",
             &find_instances_},
        }) {
     absl::Status status = prepare(db, sql, *stmt);
@@ -876,6 +878,8 @@ absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFi
   BindText(s, 3, f.task);
   BindText(s, 4, f.path);
   sqlite3_bind_int64(s, 5, static_cast<int64_t>(mask));
+  BindText(s, 6, f.workspace);
+  BindText(s, 7, f.path_prefix);
   std::vector<FoundInstance> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

@@ -93,6 +93,10 @@ struct InstanceFilter {
   std::string flow;      // empty: any flow
   std::string task;      // empty: any task
   std::string path;      // absolute output path (workspace + "/" + output)
+  // The absolute output path starts with this (an .err file's path less
+  // its extension names its output that way).
+  std::string path_prefix;
+  std::string workspace;  // the run's workspace; empty: any
   std::vector<v1::InstanceState> states;  // required, non-empty
 };
 

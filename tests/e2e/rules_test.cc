@@ -480,6 +480,82 @@ TEST_F(RulesTest, BadRulesRejectedAtSubmit) {
   EXPECT_EQ(TableRows(runs.out).size(), 0u) << runs.out;
 }
 
+// Issue 15 defect 1: `reset --task` in one project reset instances of
+// every workspace and deleted their .err files (permanent suppressions).
+TEST_F(RulesTest, ResetByTaskTouchesOnlyTheCurrentWorkspace) {
+  const std::string other = home_ + "/other";
+  fs::create_directories(other);
+  fs::copy(ws_ + "/scripts", other + "/scripts", fs::copy_options::recursive);
+  for (const std::string &dir : {ws_, other}) {
+    CommandResult r = Ctl({"run", RulesFlow("suppress"), "--plain"}, dir);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    ASSERT_TRUE(FileExists(dir + "/data/t/a1.err")) << dir;
+  }
+
+  CommandResult here = Ctl({"reset", "--task", "fetch"});
+  ASSERT_EQ(here.exit_code, 0) << here.out << here.err;
+  EXPECT_EQ(here.out, "reset 1 instance; the next run runs it again\n");
+  EXPECT_FALSE(FileExists(ws_ + "/data/t/a1.err"));
+  EXPECT_TRUE(FileExists(other + "/data/t/a1.err"));
+  CommandResult kept = Ctl({"tasks", "2", "--state", "suppressed"});
+  EXPECT_EQ(TableRows(kept.out).size(), 1u) << kept.out;
+
+  // Nothing left here; the other workspace's is named, not touched.
+  CommandResult again = Ctl({"reset", "--task", "fetch"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(again.out, absl::StrCat("nothing to reset: no suppressed or failed instance matched in ", ws_,
+                                    "\n(1 matched in 1 other workspace: asflowctl reset --all-workspaces ... "
+                                    "lists them)\n"));
+  EXPECT_TRUE(FileExists(other + "/data/t/a1.err"));
+
+  // Suppressed here again (run 3): widened, the reset touches two runs. It
+  // lists them and, with no terminal to ask on, refuses.
+  CommandResult third = Ctl({"run", RulesFlow("suppress"), "--plain"});
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  CommandResult wide = Ctl({"reset", "--task", "fetch", "--all-workspaces"});
+  EXPECT_EQ(wide.exit_code, 2) << wide.out << wide.err;
+  EXPECT_EQ(wide.out, absl::StrFormat("this resets 2 instances in 2 runs and 2 workspaces:\n"
+                                      "  run %-5d %-10s %-40s %s\n"
+                                      "  run %-5d %-10s %-40s %s\n",
+                                      2, "suppressed", "fetch(id=a1)", other + "/data/t/a1.jsonl.zst", 3,
+                                      "suppressed", "fetch(id=a1)", ws_ + "/data/t/a1.jsonl.zst"));
+  EXPECT_EQ(wide.err, "asflowctl: not resetting without a terminal to ask on: pass --yes to reset them\n");
+  EXPECT_TRUE(FileExists(ws_ + "/data/t/a1.err"));
+  EXPECT_TRUE(FileExists(other + "/data/t/a1.err"));
+
+  if (HaveTmux()) {
+    // On a terminal it asks; anything but y leaves everything as it was.
+    std::string server = StartTmux({kCtl, "--socket", socket_, "reset", "--task", "fetch", "--all-workspaces"});
+    std::string screen;
+    ASSERT_TRUE(WaitForScreen(
+        server, [](const std::string &s) { return absl::StrContains(s, "reset them? [y/N]"); }, 10s, &screen))
+        << screen;
+    SendKeys(server, {"n", "Enter"});
+    EXPECT_TRUE(WaitForScreen(
+        server, [](const std::string &s) { return absl::StrContains(s, "\nexited with "); }, 10s, &screen))
+        << screen;
+    EXPECT_THAT(screen, HasSubstr("reset them? [y/N] n\nnothing reset\nexited with 2\n"));
+    EXPECT_TRUE(FileExists(ws_ + "/data/t/a1.err"));
+    EXPECT_TRUE(FileExists(other + "/data/t/a1.err"));
+  }
+
+  CommandResult yes = Ctl({"reset", "--task", "fetch", "--all-workspaces", "--yes"});
+  ASSERT_EQ(yes.exit_code, 0) << yes.out << yes.err;
+  EXPECT_EQ(yes.out, "reset 2 instances; the next run runs them again\n");
+  EXPECT_FALSE(FileExists(ws_ + "/data/t/a1.err"));
+  EXPECT_FALSE(FileExists(other + "/data/t/a1.err"));
+}
+
+// Issue 15 defect 6: the .err file's own path names the instance.
+TEST_F(RulesTest, ResetByTheErrFilesPath) {
+  CommandResult r = Ctl({"run", RulesFlow("suppress"), "--plain"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  CommandResult reset = Ctl({"reset", "--path", "data/t/a1.err"});
+  ASSERT_EQ(reset.exit_code, 0) << reset.out << reset.err;
+  EXPECT_EQ(reset.out, "reset 1 instance; the next run runs it again\n");
+  EXPECT_FALSE(FileExists(ws_ + "/data/t/a1.err"));
+}
+
 TEST_F(RulesTest, DetachOnInterruptWithoutTty) {
   Launch launch;
   pid_t ctl = SpawnCtl({"run", RulesFlow("detach"), "--plain"}, &launch);

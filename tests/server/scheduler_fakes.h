@@ -303,6 +303,10 @@ class FakeStore final : public StateStore {
       if (!f.flow.empty() && run.run.flow() != f.flow) continue;
       if (!f.task.empty() && r.task != f.task) continue;
       if (!f.path.empty() && absl::StrCat(run.run.workspace(), "/", r.output) != f.path) continue;
+      if (!f.path_prefix.empty() && !absl::StartsWith(absl::StrCat(run.run.workspace(), "/", r.output), f.path_prefix)) {
+        continue;
+      }
+      if (!f.workspace.empty() && run.run.workspace() != f.workspace) continue;
       if (std::find(f.states.begin(), f.states.end(), r.state) == f.states.end()) continue;
       out.push_back(FoundInstance{r, run.run.workspace()});
     }
