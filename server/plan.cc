@@ -48,9 +48,20 @@ void Plan::SetLiveness(std::function<bool(int64_t run_id, int64_t item)> live) {
 
 void Plan::Enqueue(int64_t item, const std::string& task_key, int64_t run_id) {
   TaskDef* task = tasks_.at(task_key).get();
-  auto& fifo = task->by_run[run_id];
-  if (fifo.empty()) task->rotation.push_back(run_id);
-  fifo.push_back(item);
+  Fifo& fifo = task->by_run[run_id];
+  if (fifo.items.empty()) task->rotation.push_back(run_id);
+  fifo.items.push_back(item);
+  ++task->queued;
+  MaybeAddToRing(task);
+}
+
+void Plan::EnqueueAhead(int64_t item, const std::string& task_key, int64_t run_id) {
+  TaskDef* task = tasks_.at(task_key).get();
+  Fifo& fifo = task->by_run[run_id];
+  if (fifo.items.empty()) task->rotation.push_front(run_id);
+  // Few are ever ahead at once, so the insert moves few items.
+  fifo.items.insert(fifo.items.begin() + static_cast<std::ptrdiff_t>(fifo.ahead), item);
+  ++fifo.ahead;
   ++task->queued;
   MaybeAddToRing(task);
 }
@@ -61,20 +72,20 @@ std::optional<PlanPick> Plan::PopFrom(TaskDef* task) {
     task->rotation.pop_front();
     auto fifo = task->by_run.find(run_id);
     if (fifo == task->by_run.end()) continue;  // stale rotation entry
-    auto& q = fifo->second;
+    Fifo& q = fifo->second;
     // Lazy removal: cancelling a large run costs nothing until its items
     // come up here, and then O(1) each.
-    while (!q.empty() && live_ && !live_(run_id, q.front())) {
-      q.pop_front();
+    while (!q.items.empty() && live_ && !live_(run_id, q.items.front())) {
+      q.PopFront();
       --task->queued;
     }
-    if (q.empty()) {
+    if (q.items.empty()) {
       task->by_run.erase(fifo);
       continue;
     }
-    int64_t item = q.front();
-    q.pop_front();
-    if (q.empty()) {
+    int64_t item = q.items.front();
+    q.PopFront();
+    if (q.items.empty()) {
       task->by_run.erase(fifo);
     } else {
       task->rotation.push_back(run_id);  // round-robin across runs

@@ -60,6 +60,12 @@ class Plan {
   // Queues `item` behind the other items of `run_id` for `task_key`.
   // REQUIRES: SetTaskDef(task_key) was called.
   void Enqueue(int64_t item, const std::string& task_key, int64_t run_id);
+  // Queues `item` ahead of the items of `run_id` for `task_key` queued with
+  // Enqueue, behind those queued ahead before it (work that started before
+  // — a retry whose backoff ended — goes before work that never started).
+  // A run with nothing else queued takes the next turn of its task.
+  // REQUIRES: SetTaskDef(task_key) was called.
+  void EnqueueAhead(int64_t item, const std::string& task_key, int64_t run_id);
   // Picks the next live item allowed to start at `now` (its task's limit,
   // rate and its pool's slots permit) and counts it as running.
   // REQUIRES: the previous pick was bound or released.
@@ -85,6 +91,16 @@ class Plan {
 
  private:
   struct Pool;
+  // One run's queued items of one task: the first `ahead` were queued with
+  // EnqueueAhead.
+  struct Fifo {
+    std::deque<int64_t> items;
+    size_t ahead = 0;
+    void PopFront() {
+      items.pop_front();
+      if (ahead > 0) --ahead;
+    }
+  };
   struct TaskDef {
     std::string key;
     int limit = 1;
@@ -97,7 +113,7 @@ class Plan {
     bool rate_waiting = false;  // in rate_waiting_, not in the ring
     // One FIFO per run, visited round-robin: `rotation` holds run ids that
     // may have queued work (stale entries are dropped lazily).
-    absl::flat_hash_map<int64_t, std::deque<int64_t>> by_run;
+    absl::flat_hash_map<int64_t, Fifo> by_run;
     std::deque<int64_t> rotation;
   };
   struct Pool {

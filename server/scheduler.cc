@@ -168,7 +168,8 @@ void Scheduler::FireTimers(absl::Time now) {
     Exec* exec = execs_.Find(id);
     // Gone, or its runs were cancelled meanwhile.
     if (exec == nullptr || !exec->WaitsToStart()) continue;
-    plan_.Enqueue(-id, exec->def->task_key, exec->waiters.front().first);
+    // Its backoff (or pause) is over: ahead of what never started.
+    plan_.EnqueueAhead(-id, exec->def->task_key, exec->waiters.front().first);
   }
 }
 

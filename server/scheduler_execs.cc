@@ -165,7 +165,7 @@ void Scheduler::Requeue(Exec& exec, const AttemptOutcome& outcome) {
   if (!retry) --exec.attempts;  // not the command's fault: not an attempt
   if (outcome.lost) ++exec.losses;
   if (outcome.kind == AttemptOutcome::Kind::kRequeue) {
-    plan_.Enqueue(-exec.id, exec.def->task_key, exec.waiters.front().first);
+    plan_.EnqueueAhead(-exec.id, exec.def->task_key, exec.waiters.front().first);
   } else {
     timers_.Add(deps_.clock->Now() + outcome.delay, exec.id);
   }

@@ -50,6 +50,20 @@ TEST(PlanTest, PoolSlotsCapAcrossTaskDefinitions) {
   EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{12}));
 }
 
+TEST(PlanTest, ItemsQueuedAheadStartFirstInTheirOwnOrder) {
+  Plan plan;
+  plan.SetPoolSlots("local", 100);
+  plan.SetTaskDef("f.t", 100, "local");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", 1);
+  plan.EnqueueAhead(-7, "f.t", 1);
+  plan.EnqueueAhead(-8, "f.t", 1);
+  plan.Enqueue(4, "f.t", 1);
+  // A run with nothing queued gets the next turn for its one retry.
+  plan.EnqueueAhead(-9, "f.t", 2);
+  EXPECT_EQ(plan.queued("f.t"), 7);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{-9, -7, -8, 1, 2, 3, 4}));
+}
+
 TEST(PlanTest, RunsShareATaskDefinitionRoundRobin) {
   Plan plan;
   plan.SetPoolSlots("local", 100);

@@ -259,6 +259,37 @@ TEST_F(SchedulerTest, RetryWaitsBackoffTimesTwoToTheAttemptPlusJitter) {
   EXPECT_EQ(RunState(run), v1::RUN_FAILED);
 }
 
+// Issue 15 defect 2: a retry went to the back of its task's queue, so with
+// a long queue it started long after its backoff ended.
+TEST_F(SchedulerTest, ARetryGoesAheadOfInstancesThatNeverStartedOnceItsBackoffEnds) {
+  Submit(Flow("    limit: 1\n    retry: {attempts: 2, backoff: 1s, exit_codes: [75]}\n", "f", "[a, b, c, d, e]"));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+  local_->FinishExit(local_->IdOf("t(id=a)"), 75);
+  sched_->Step();
+  // a waits for its backoff: b takes the slot.
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=b)"));
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=c)"));
+  // The backoff ends while c runs; a is next, ahead of d and e.
+  Advance(absl::Seconds(1));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=c)"));
+  local_->FinishOk(local_->IdOf("t(id=c)"));
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+  // Its second failure waits 2s; d and e go meanwhile.
+  local_->FinishExit(local_->IdOf("t(id=a)"), 75);
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=d)"));
+  Advance(absl::Seconds(2));
+  local_->FinishOk(local_->IdOf("t(id=d)"));
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=e)"));
+}
+
 TEST_F(SchedulerTest, RulesApplyInOrderRetrySkipSuppressFail) {
   const std::string rules =
       "    retry: {attempts: 1, exit_codes: [2]}\n"
