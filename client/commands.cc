@@ -408,24 +408,54 @@ int CancelCommand(const ClientOptions& client, int64_t run_id) {
 
 int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                 const std::vector<std::string>& params) {
+  auto stub = Stub(client, false);
+  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
+  auto list = [&](const v1::ListTasksRequest& request, v1::ListTasksResponse* response) {
+    grpc::ClientContext ctx;
+    PrepareContext(client, &ctx);
+    return (*stub)->ListTasks(&ctx, request, response);
+  };
   v1::ListTasksRequest request;
   request.set_run_id(run_id);
   request.set_task(task);
+  v1::ListTasksResponse response;
+  // Every binding given whole: the one instance with exactly those.
+  bool whole = true;
   for (const std::string& p : params) {
     size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) return Fail(kExitUsage, absl::StrCat(p, ": expected name=value"));
+    if (eq == 0) return Fail(kExitUsage, absl::StrCat(p, ": expected name=value or a value"));
+    if (eq == std::string::npos) {
+      whole = false;
+      continue;
+    }
     (*request.mutable_params())[p.substr(0, eq)] = p.substr(eq + 1);
   }
-  auto stub = Stub(client, false);
-  if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
-  grpc::ClientContext ctx;
-  PrepareContext(client, &ctx);
-  v1::ListTasksResponse response;
-  grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
-  if (!status.ok()) return FailRpc(status);
+  if (whole) {
+    request.set_page_size(1);
+    if (grpc::Status status = list(request, &response); !status.ok()) return FailRpc(status);
+  }
   if (response.instances().empty()) {
-    return Fail(kExitUsage, absl::StrCat("run ", run_id, " has no instance ", task, "(",
-                                         absl::StrJoin(params, ", "), ")"));
+    // Else a unique prefix: each name=text (or bare text) starts a binding.
+    constexpr int kCandidates = 10;
+    request.clear_params();
+    request.set_page_size(kCandidates + 1);
+    for (const std::string& p : params) request.add_match(p);
+    if (grpc::Status status = list(request, &response); !status.ok()) return FailRpc(status);
+    const std::string asked = absl::StrCat(task, "(", absl::StrJoin(params, ", "), ")");
+    if (response.instances().empty()) {
+      return Fail(kExitUsage, absl::StrCat("run ", run_id, " has no instance ", asked,
+                                           " (asflowctl tasks ", run_id, " --task ", task, " lists them)"));
+    }
+    if (response.instances_size() > 1) {
+      std::string list = absl::StrCat("run ", run_id, ": ",
+                                      response.instances_size() > kCandidates ? "more than 10" : absl::StrCat(response.instances_size()),
+                                      " instances match ", asked, "; say which:");
+      for (int i = 0; i < std::min(response.instances_size(), kCandidates); ++i) {
+        const v1::Instance& c = response.instances(i);
+        absl::StrAppend(&list, "\n  ", Label(c), "  ", InstanceStateName(c.state()));
+      }
+      return Fail(kExitUsage, list);
+    }
   }
   const v1::Instance& inst = response.instances(0);
   auto when = [](int64_t ms) {

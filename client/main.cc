@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
   CLI::App* show = app.add_subcommand("show", "Show one instance with its full error text");
   show->add_option("run", run_id, "Run id")->required();
   show->add_option("task", task, "Task name")->required();
-  show->add_option("params", params, "Its parameters, name=value");
+  show->add_option("params", params,
+                   "Its bindings, name=value; or a unique prefix: name=start or a value's start");
 
   asflow::ResetCommandOptions reset_opts;
   CLI::App* reset = app.add_subcommand(

@@ -81,6 +81,17 @@ absl::StatusOr<v1::ListTasksResponse> RunReader::ListTasks(const v1::ListTasksRe
     if (request.task().empty()) return absl::InvalidArgumentError("a params filter needs a task");
     query.params = CanonicalParams({request.params().begin(), request.params().end()});
   }
+  if (request.match_size() > 0) {
+    if (request.task().empty() || request.match_size() > kMaxParamNeedles) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a match filter needs a task and has at most ", kMaxParamNeedles, " terms"));
+    }
+    for (const std::string& m : request.match()) {
+      const size_t eq = m.find('=');
+      query.needles.push_back(eq == std::string::npos ? ParamNeedle("", m)
+                                                      : ParamNeedle(m.substr(0, eq), m.substr(eq + 1)));
+    }
+  }
   if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &query.after_seq)) {
     return absl::InvalidArgumentError(absl::StrCat("bad page_token '", request.page_token(), "'"));
   }

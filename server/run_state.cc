@@ -86,6 +86,16 @@ std::string CanonicalParams(const std::map<std::string, std::string>& params) {
   return out;
 }
 
+std::string ParamNeedle(absl::string_view name, absl::string_view prefix) {
+  auto quoted = [](absl::string_view s) {
+    return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  std::string value = quoted(prefix);
+  value.pop_back();  // the closing quote: a prefix
+  if (name.empty()) return absl::StrCat("\":", value);
+  return absl::StrCat(quoted(name), ":", value);
+}
+
 const std::string* LookupParam(const Bindings& bindings, const std::map<std::string, std::string>& params,
                                absl::string_view name) {
   for (const auto& [k, v] : bindings) {
@@ -130,6 +140,24 @@ std::string InstanceLabel(absl::string_view task, absl::string_view params_json)
 
 std::string ResumeKey(absl::string_view task, absl::string_view params_json) {
   return absl::StrCat(task, "\n", params_json);
+}
+
+std::string StoredIdentity(const RunRt& run, absl::string_view task_name, const std::string& params_json) {
+  auto t = run.task_index.find(std::string(task_name));
+  if (t == run.task_index.end()) return params_json;
+  const TaskRt& task = run.tasks[t->second];
+  // Rows of a task that uses no flow parameter never carried one.
+  if (task.flow_params_used.empty()) return params_json;
+  std::map<std::string, std::string> bound;
+  bool dropped = false;
+  for (auto& [k, v] : DecodeParams(params_json)) {
+    if (task.spec->for_each().bind().contains(k)) {
+      bound[k] = std::move(v);
+    } else {
+      dropped = true;
+    }
+  }
+  return dropped ? CanonicalParams(bound) : params_json;
 }
 
 namespace {
@@ -331,7 +359,7 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
       task.file = std::make_unique<Template>(std::move(*t));
     }
     for (const auto& n : used) {
-      if (run->params.count(n) > 0 && !ts.for_each().bind().contains(n)) task.identity_params.push_back(n);
+      if (run->params.count(n) > 0 && !ts.for_each().bind().contains(n)) task.flow_params_used.push_back(n);
     }
     auto add_dep = [&](const std::string& name, absl::string_view field) -> absl::Status {
       auto it = run->task_index.find(name);
@@ -397,9 +425,10 @@ absl::StatusOr<std::string> RenderOutput(const RunRt& run, const TaskRt& task, c
 
 NewInstance AddNewInstance(RunRt& run, int t, const Bindings& bindings, int64_t now_ms) {
   TaskRt& task = run.tasks[t];
-  std::map<std::string, std::string> identity;
-  for (const std::string& name : task.identity_params) identity[name] = run.params.at(name);
-  for (const auto& [k, v] : bindings) identity[k] = v;
+  // Its identity is its bindings: flow parameters are the same for every
+  // instance of the run, and one that `on` uses changes the output path
+  // itself (docs/flows.md).
+  std::map<std::string, std::string> identity(bindings.begin(), bindings.end());
   std::string params = CanonicalParams(identity);
   NewInstance out;
   if (task.seen.contains(absl::string_view(params))) return out;  // identical bindings run once

@@ -69,7 +69,10 @@ struct TaskRt {
   std::vector<Template> argv;
   std::unique_ptr<Template> on;        // null: output not kept
   std::unique_ptr<Template> file;      // for_each.file
-  std::vector<std::string> identity_params;  // flow params the templates use
+  // Flow params the templates use. Not part of an instance's identity
+  // (its bindings are): only of the execution key of a task without `on`,
+  // whose command they change.
+  std::vector<std::string> flow_params_used;
   std::vector<int> deps;        // needs + lines_of, as task indices
   std::vector<int> dependents;
   int lines_of = -1;
@@ -191,10 +194,9 @@ struct RunRt {
 // retrying count right.
 void SetInstanceState(RunRt& run, int64_t seq, v1::InstanceState state, bool retrying = false);
 
-// A new instance of task `t` bound to `bindings` (plus the flow parameters
-// the task's templates use): its identity, its seq (the one it had before
-// a restart, if any), its output path. Identical bindings within a task
-// make one instance.
+// A new instance of task `t` bound to `bindings` (its identity): its seq
+// (the one it had before a restart, if any), its output path. Identical
+// bindings within a task make one instance.
 struct NewInstance {
   int64_t seq = -1;  // -1: the same bindings were seen before in this task
   // Its final state before a restart, if it had one.
@@ -245,6 +247,10 @@ absl::StatusOr<Bindings> BindValue(absl::string_view value, const google::protob
 absl::Status CheckParamSizes(const std::map<std::string, std::string>& params, absl::string_view field);
 // {"k":"v",...} with sorted keys: the identity of an instance's parameters.
 std::string CanonicalParams(const std::map<std::string, std::string>& params);
+// What CanonicalParams text holds where parameter `name`'s value begins
+// with `prefix`: `"name":"prefix` (escaped as it escapes them); with an
+// empty name, `":"prefix` (any parameter's value).
+std::string ParamNeedle(absl::string_view name, absl::string_view prefix);
 // A template's value for `name`: a binding, else a flow parameter; null if
 // neither defines it.
 const std::string* LookupParam(const Bindings& bindings, const std::map<std::string, std::string>& params,
@@ -256,6 +262,10 @@ v1::Instance InstanceToProto(const InstanceRecord& row);
 // "task(k=v, k2=v2)" for messages.
 std::string InstanceLabel(absl::string_view task, absl::string_view params_json);
 std::string ResumeKey(absl::string_view task, absl::string_view params_json);
+// The identity a stored row of task `t` has today: its params less the
+// flow parameters that rows written before issue 15 carried (only the
+// names `t` binds are kept). Unchanged for a row written since.
+std::string StoredIdentity(const RunRt& run, absl::string_view task, const std::string& params_json);
 bool IsFinal(v1::InstanceState state);
 // Adds `delta` to the counter of `state`.
 void CountState(v1::TaskCounters* counters, v1::InstanceState state, int delta);

@@ -19,7 +19,11 @@ std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const Insta
   // A code call without output returns its value to its own process:
   // never shared with another run.
   if (run.code != nullptr) return absl::StrCat(run.workspace, "\n", run.id, "\n", task.key, "\n", inst.params);
-  return absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+  // Without an output, the flow parameters its command uses tell two
+  // runs' commands apart.
+  std::string key = absl::StrCat(run.workspace, "\n", task.key, "\n", inst.params);
+  for (const std::string& name : task.flow_params_used) absl::StrAppend(&key, "\n", name, "=", run.params.at(name));
+  return key;
 }
 
 void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
@@ -86,8 +90,8 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
 ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   const InstanceRt& inst = run.instances[seq];
   const TaskRt& task = run.tasks[inst.task];
-  // The instance's params hold every binding (and the flow params its
-  // templates use): together with the run's params they render the job.
+  // The instance's params hold its bindings: together with the run's
+  // params they render the job.
   Bindings params = DecodeParams(inst.params);
   auto lookup = [&](absl::string_view name) { return LookupParam(params, run.params, name); };
   ExecJob job;

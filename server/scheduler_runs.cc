@@ -56,7 +56,7 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
                    InstanceLabel(row.task, row.params));
     }
     const std::string key = (*run)->code != nullptr ? CodeIdentity(row.task, row.params, row.output)
-                                                    : ResumeKey(row.task, row.params);
+                                                    : ResumeKey(row.task, StoredIdentity(**run, row.task, row.params));
     (*run)->resumed[key] = ResumedRow{row.seq, row.state, row};
     (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
     if (!IsFinal(row.state) && !row.output.empty()) {

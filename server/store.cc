@@ -413,7 +413,13 @@ absl::Status Store::PrepareStatements() {
             &list_instances_},
            {r,
             absl::StrCat(select_instances,
-                         " AND task=?5 AND (?6='' OR params=?6) ORDER BY seq LIMIT ?4"),
+                         " AND task=?5 AND (?6='' OR params=?6)"
+                         // Each needle is `"name":"prefix` or `":"prefix`
+                         // as canonical JSON writes it: it can only match
+                         // where a name meets its value.
+                         " AND (?7 IS NULL OR instr(params, ?7)>0) AND (?8 IS NULL OR instr(params, ?8)>0)"
+                         " AND (?9 IS NULL OR instr(params, ?9)>0) AND (?10 IS NULL OR instr(params, ?10)>0)"
+                         " ORDER BY seq LIMIT ?4"),
             &list_task_instances_},
            {r,
             "SELECT i.run_id, i.seq, i.task, i.params, i.output, i.state, i.error,"
@@ -846,7 +852,10 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(
     if (state >= 0 && state < 63) mask |= uint64_t{1} << state;
   }
   if (!q.states.empty() && mask == 0) return std::vector<InstanceRecord>();
-  return QueryInstances(q.run_id, q.task, mask, q.after_seq, q.limit, q.params);
+  if (q.needles.size() > static_cast<size_t>(kMaxParamNeedles)) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxParamNeedles, " params matches"));
+  }
+  return QueryInstances(q.needles, q.run_id, q.task, mask, q.after_seq, q.limit, q.params);
 }
 
 absl::StatusOr<std::string> Store::GetMeta(const std::string& key) {
@@ -895,11 +904,11 @@ absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFi
 }
 
 absl::StatusOr<std::vector<InstanceRecord>> Store::LoadInstances(int64_t run_id) {
-  return QueryInstances(run_id, "", 0, -1, 0, "");
+  return QueryInstances({}, run_id, "", 0, -1, 0, "");
 }
 
 absl::StatusOr<std::vector<InstanceRecord>> Store::QueryInstances(
-    int64_t run_id, const std::string& task, uint64_t state_mask,
+    const std::vector<std::string>& needles, int64_t run_id, const std::string& task, uint64_t state_mask,
     int64_t after_seq, int limit, const std::string& params) {
   absl::MutexLock lock(&reader_mu_);
   sqlite3_stmt* s = task.empty() ? list_instances_.get() : list_task_instances_.get();
@@ -911,6 +920,7 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::QueryInstances(
   if (!task.empty()) {
     BindText(s, 5, task);
     BindText(s, 6, params);
+    for (size_t i = 0; i < needles.size(); ++i) BindText(s, 7 + static_cast<int>(i), needles[i]);
   }
   std::vector<InstanceRecord> out;
   int rc;

@@ -207,7 +207,7 @@ class Store final : public StateStore {
   absl::Status UpsertNewRows(const NewRows& rows);
   absl::Status ExecWriter(const char* sql);
 
-  absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(
+  absl::StatusOr<std::vector<InstanceRecord>> QueryInstances(const std::vector<std::string>& needles,
       int64_t run_id, const std::string& task, uint64_t state_mask,
       int64_t after_seq, int limit, const std::string& params);
 

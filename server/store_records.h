@@ -85,7 +85,11 @@ struct InstanceQuery {
   int64_t after_seq = -1;                // only seq > after_seq
   int limit = 1000;                      // <= 0: no limit
   std::string params;  // canonical params JSON; only with task; empty: any
+  // Only with task: params (canonical JSON text) contain each of these
+  // (ParamNeedle); at most kMaxParamNeedles.
+  std::vector<std::string> needles;
 };
+inline constexpr int kMaxParamNeedles = 4;
 
 // Instances across runs, for ResetTasks. Every non-empty field must match.
 struct InstanceFilter {

@@ -127,6 +127,46 @@ TEST_F(E2eTest, SecondRunIsAllCached) {
   EXPECT_THAT(second.out, Not(HasSubstr("\n  done ")));
 }
 
+// Issue 15 defect 3: flow parameters the command uses (ext, sleep, lines)
+// were part of every label and needed by `show`; now an instance is its
+// bindings, and `show` takes a unique prefix of them.
+TEST_F(E2eTest, LabelsAreBindingsAndShowTakesAUniquePrefix) {
+  StartDaemon();
+  CommandResult run = Ctl({"run", Flow("fanout"), "--plain", "-p", "sleep=0"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\n  done       item(id=v30)  0."));
+  EXPECT_THAT(run.out, Not(HasSubstr("sleep=")));
+
+  for (const std::vector<std::string> &args : std::vector<std::vector<std::string>>{
+           {"id=v30"}, {"id=v3"}, {"v30"}, {"v3"}}) {
+    std::vector<std::string> argv = {"show", "1", "item"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult show = Ctl(argv);
+    ASSERT_EQ(show.exit_code, 0) << args[0] << ": " << show.err;
+    EXPECT_THAT(show.out, HasSubstr("item(id=v30) in run 1 (seq "));
+    EXPECT_THAT(show.out, HasSubstr("  output    data/t/v30.jsonl.zst\n"));
+  }
+  CommandResult ambiguous = Ctl({"show", "1", "item", "id=v0"});
+  EXPECT_EQ(ambiguous.exit_code, 2);
+  EXPECT_EQ(ambiguous.out, "");
+  std::string expected = "asflowctl: run 1: 9 instances match item(id=v0); say which:";
+  for (int i = 1; i <= 9; ++i) absl::StrAppendFormat(&expected, "\n  item(id=v%02d)  done", i);
+  EXPECT_EQ(ambiguous.err, expected + "\n");
+  CommandResult many = Ctl({"show", "1", "item", "v"});
+  EXPECT_EQ(many.exit_code, 2);
+  EXPECT_THAT(many.err, HasSubstr("asflowctl: run 1: more than 10 instances match item(v); say which:\n"
+                                  "  item(id=v01)  done\n"));
+  CommandResult none = Ctl({"show", "1", "item", "id=w"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_EQ(none.err, "asflowctl: run 1 has no instance item(id=w) (asflowctl tasks 1 --task item lists them)\n");
+
+  // Another value of a flow parameter the command uses: the same
+  // instances, all cached.
+  CommandResult again = Ctl({"run", Flow("fanout"), "--plain", "-p", "sleep=0.01"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_THAT(again.out, HasSubstr("  item: 30 instances, 30 cached\n"));
+}
+
 TEST_F(E2eTest, IdenticalBindingsRunOnce) {
   StartDaemon();
   CommandResult run = Ctl({"run", Flow("dedupe"), "--plain"});

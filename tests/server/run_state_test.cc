@@ -133,8 +133,8 @@ TEST(BuildRunTest, IdentityUsesOnlyReferencedFlowParams) {
   (*e->mutable_for_each()->mutable_bind())["video_id"] = "id";
   auto run = BuildRun(req, 3);
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ((*run)->tasks[0].identity_params, std::vector<std::string>{"channel"});
-  EXPECT_TRUE((*run)->tasks[1].identity_params.empty());
+  EXPECT_EQ((*run)->tasks[0].flow_params_used, std::vector<std::string>{"channel"});
+  EXPECT_TRUE((*run)->tasks[1].flow_params_used.empty());
   EXPECT_EQ((*run)->tasks[1].deps, std::vector<int>{0});
   EXPECT_EQ((*run)->tasks[0].dependents, std::vector<int>{1});
   EXPECT_EQ((*run)->tasks[1].limit, 3);  // the default limit

@@ -60,13 +60,15 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Submits a flow file's text in /ws; the run's id, or the error.
-  absl::StatusOr<int64_t> TrySubmit(const std::string& yaml, bool keep_going = false) {
+  absl::StatusOr<int64_t> TrySubmit(const std::string& yaml, bool keep_going = false,
+                                     const std::map<std::string, std::string>& params = {}) {
     auto parsed = ParseFlowText(yaml, "test.yaml", SpecFormat::kYaml);
     if (!parsed.ok()) return parsed.status();
     v1::SubmitFlowRequest request;
     *request.mutable_spec() = parsed->spec;
     request.set_workspace("/ws");
     request.set_keep_going(keep_going);
+    for (const auto& [k, v] : params) (*request.mutable_params())[k] = v;
     absl::StatusOr<Scheduler::Submitted> got = absl::UnknownError("not answered");
     sched_->Submit(request, [&](absl::StatusOr<Scheduler::Submitted> s) { got = s; });
     sched_->Step();
@@ -446,6 +448,85 @@ TEST_F(SchedulerTest, LinesOfAnUpstreamOutputBecomeInstances) {
     sched_->Step();
   }
   EXPECT_EQ(RunState(run), v1::RUN_SUCCEEDED);
+}
+
+// Issue 15 defect 3: a flow parameter used in `run` became part of every
+// instance's identity and label.
+TEST_F(SchedulerTest, FlowParametersOutsideOnAreNotPartOfTheIdentity) {
+  const std::string flow =
+      "name: f\nparams: {api: \"http://127.0.0.1:8765\"}\ntasks:\n  - name: t\n"
+      "    for_each: {values: [a, b], as: id}\n    on: out/{id}.txt\n    run: [get, \"{api}\", \"{id}\"]\n";
+  int64_t r1 = Submit(flow);
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)"));
+  EXPECT_EQ(Row(r1, 0).params, "{\"id\":\"a\"}");
+  EXPECT_THAT(local_->running().at(local_->IdOf("t(id=a)")).process.argv,
+              ElementsAre("get", "http://127.0.0.1:8765", "a"));
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  sched_->Step();
+  // Another api: the same instances, cached.
+  absl::StatusOr<int64_t> r2 = TrySubmit(flow, false, {{"api", "http://other"}});
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_THAT(local_->RunningLabels(), IsEmpty());
+  EXPECT_EQ(State(*r2, 0), v1::CACHED);
+  EXPECT_EQ(Row(*r2, 1).params, "{\"id\":\"b\"}");
+  EXPECT_EQ(RunState(*r2), v1::RUN_SUCCEEDED);
+}
+
+// A task without `on` keeps no output to be the same instance by: runs
+// whose commands differ by a flow parameter do not share an execution.
+TEST_F(SchedulerTest, TasksWithoutOutputShareOnlyWhenTheirFlowParametersAgree) {
+  const std::string flow =
+      "name: f\nparams: {api: x}\ntasks:\n  - name: t\n"
+      "    for_each: {values: [a], as: id}\n    run: [get, \"{api}\", \"{id}\"]\n";
+  Submit(flow);
+  Submit(flow);
+  EXPECT_EQ(local_->started().size(), 1u);  // shared
+  ASSERT_TRUE(TrySubmit(flow, false, {{"api", "y"}}).ok());
+  EXPECT_EQ(local_->started().size(), 2u);
+}
+
+// State files written before issue 15 keyed rows with the flow parameters
+// their task used: resumed, they are the same instances (same seq, state).
+TEST_F(SchedulerTest, RowsStoredWithFlowParametersResumeAsTheSameInstances) {
+  auto parsed = ParseFlowText(
+      "name: f\nparams: {api: x}\ntasks:\n  - name: t\n    for_each: {values: [a, b, c], as: id}\n"
+      "    on: out/{id}.txt\n    run: [get, \"{api}\", \"{id}\"]\n",
+      "test.yaml", SpecFormat::kYaml);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/ws");
+  RunRecord rec;
+  rec.run.set_flow("f");
+  rec.run.set_workspace("/ws");
+  rec.run.set_state(v1::RUN_RUNNING);
+  rec.request = request.SerializeAsString();
+  int64_t run = store_.AddRun(rec);
+  auto row = [&](int64_t seq, const std::string& id, v1::InstanceState state) {
+    InstanceRecord r;
+    r.run_id = run;
+    r.seq = seq;
+    r.task = "t";
+    r.params = absl::StrCat("{\"api\":\"x\",\"id\":\"", id, "\"}");
+    r.output = absl::StrCat("out/", id, ".txt");
+    r.state = state;
+    store_.AddInstance(r);
+  };
+  row(0, "c", v1::DONE);
+  row(1, "a", v1::SKIPPED);
+  row(2, "b", v1::QUEUED);
+  fs_.Put("/ws/out/c.txt", "c");
+  Boot();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)"));
+  EXPECT_EQ(State(run, 0), v1::DONE);
+  EXPECT_EQ(Row(run, 2).params, "{\"id\":\"b\"}");
+  EXPECT_EQ(store_.Instance(run, 3), nullptr);  // no new seq for any of them
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  local_->FinishOk(local_->IdOf("t(id=b)"));
+  sched_->Step();
+  EXPECT_EQ(RunState(run), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(Row(run, 1).state, v1::DONE);
 }
 
 TEST_F(SchedulerTest, ARunningInstanceResumesAfterARestart) {
