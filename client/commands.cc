@@ -238,6 +238,7 @@ std::string Cwd() {
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   auto parsed = ParseFlowFile(options.flow_file);
   if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
+  for (const std::string& warning : parsed->warnings) absl::FPrintF(stderr, "asflowctl: warning: %s\n", warning);
   v1::SubmitFlowRequest request;
   *request.mutable_spec() = parsed->spec;
   for (const std::string& p : options.params) {

@@ -38,6 +38,11 @@ std::string RunStateName(v1::RunState state) {
   }
 }
 
+std::string MergedNote(const v1::TaskCounters& t) {
+  if (t.merged() == 0) return "";
+  return absl::StrCat(", ", t.merged(), " identical binding", t.merged() == 1 ? "" : "s", " merged");
+}
+
 std::string InstanceStateName(v1::InstanceState state) {
   if (state == v1::INSTANCE_STATE_UNSPECIFIED) return "unknown";
   return absl::AsciiStrToLower(v1::InstanceState_Name(state));
@@ -52,8 +57,8 @@ void LinePrinter::UpdateRun(const v1::Run& run) {
     if (t.expanded() && !announced) {
       announced = true;
       std::string cached = t.cached() > 0 ? absl::StrCat(", ", t.cached(), " cached") : "";
-      Print("  %s: %d instance%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s",
-                    cached);
+      Print("  %s: %d instance%s%s%s\n", t.task(), t.total(), t.total() == 1 ? "" : "s", cached,
+            MergedNote(t));
     }
     // Said once each time it starts (e.g. the pool's last worker left).
     std::string& waiting = waiting_[t.task()];
@@ -124,6 +129,9 @@ void LinePrinter::PrintSummary() const {
   for (const v1::TaskCounters& t : run.tasks()) {
     Print("  %-20s %8d %8d %8d %8d %10d %8d %9d\n", t.task(), t.total(), t.done(), t.cached(),
                   t.skipped(), t.suppressed(), t.failed(), t.cancelled());
+  }
+  for (const v1::TaskCounters& t : run.tasks()) {
+    if (t.merged() > 0) Print("  %s:%s\n", EscapeText(t.task()), MergedNote(t).substr(1));
   }
   if (!run.error().empty()) Print("error: %s\n", EscapeText(run.error()));
   if (out_ != nullptr) std::fflush(out_);

@@ -52,6 +52,8 @@ class LinePrinter {
 
 // "task(k=v, ...)".
 std::string Label(const v1::Instance& instance);
+// ", N identical bindings merged" for a task that merged some; else "".
+std::string MergedNote(const v1::TaskCounters& counters);
 // "1.2s", "3m04s".
 std::string FormatDuration(int64_t ms);
 std::string RunStateName(v1::RunState state);

@@ -371,6 +371,9 @@ std::vector<std::string> ProgressView::Summary() const {
     for (size_t c = 1; c < cells.size(); ++c) absl::StrAppend(&line, "  ", PadLeft(cells[c], widths[c]));
     lines.push_back(line);
   }
+  for (const v1::TaskCounters& t : run.tasks()) {
+    if (t.merged() > 0) lines.push_back(absl::StrCat("  ", Sanitize(t.task()), ":", MergedNote(t).substr(1)));
+  }
   if (!run.error().empty()) lines.push_back(absl::StrCat("error: ", Sanitize(FirstLine(run.error()))));
   return lines;
 }

@@ -724,6 +724,7 @@ absl::StatusOr<ParsedFlow> ParseFlowText(absl::string_view text,
   if (absl::Status valid = ValidateFlowSpec(out.spec, &out.where); !valid.ok()) {
     return valid;
   }
+  out.warnings = DeprecationWarnings(out.spec, &out.where);
   return out;
 }
 

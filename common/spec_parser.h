@@ -6,6 +6,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -44,6 +45,9 @@ SpecFormat SpecFormatForPath(absl::string_view path);
 struct ParsedFlow {
   v1::FlowSpec spec;
   SourceMap where;
+  // Settings that still work but should change ("FILE:LINE:COL: field:
+  // message"), e.g. the deprecated retry.attempts.
+  std::vector<std::string> warnings;
 };
 
 // Largest flow file accepted.

@@ -318,9 +318,15 @@ public:
         Add(p + ".retry.attempts",
             absl::StrCat("must be >= 0, got ", r.attempts()));
       }
+      if (r.retries() < 0) {
+        Add(p + ".retry.retries", absl::StrCat("must be >= 0, got ", r.retries()));
+      }
+      if (r.attempts() != 0 && r.retries() != 0) {
+        Add(p + ".retry.attempts", "set retries alone (attempts is its deprecated name)");
+      }
       bool any_matcher = r.exit_codes_size() > 0 || r.signals_size() > 0 || !r.stderr().empty() ||
                          r.timeout() || r.errors_size() > 0;
-      if (r.attempts() > 0 && !any_matcher) {
+      if (RetriesOf(r) > 0 && !any_matcher) {
         // Unknown errors are never retried silently: say which to retry.
         Add(p + ".retry",
             "retries only the failures a matcher names: add exit_codes, signals, stderr, "
@@ -485,6 +491,22 @@ public:
 };
 
 }  // namespace
+
+int RetriesOf(const v1::RetryRule& rule) { return rule.retries() != 0 ? rule.retries() : rule.attempts(); }
+
+std::vector<std::string> DeprecationWarnings(const v1::FlowSpec& spec, const SourceMap* where) {
+  std::vector<std::string> out;
+  for (int i = 0; i < spec.tasks_size(); ++i) {
+    const v1::RetryRule& r = spec.tasks(i).retry();
+    if (r.attempts() <= 0 || r.retries() != 0) continue;
+    const std::string path = absl::StrCat("tasks[", i, "].retry.attempts");
+    const std::string location = where != nullptr ? where->Locate(path) : "";
+    out.push_back(absl::StrCat(location, location.empty() ? "" : ": ", path, ": deprecated: it counts retries (",
+                               "attempts: ", r.attempts(), " runs up to ", r.attempts() + 1,
+                               " times); write retries: ", r.attempts(), " (same meaning)"));
+  }
+  return out;
+}
 
 bool IsPoolName(absl::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), IsFlowNameChar);

@@ -4,6 +4,7 @@
 #define ASFLOW_COMMON_SPEC_VALIDATOR_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,6 +33,14 @@ inline constexpr size_t kMaxRunParamsBytes = 256 << 10;
 absl::Status ValidateFlowSpec(const v1::FlowSpec& spec,
                               const SourceMap* where = nullptr,
                               absl::Span<const std::string> extra_params = {});
+
+// How many retries a rule allows: `retries`, or the deprecated `attempts`
+// (the same count under its old name).
+int RetriesOf(const v1::RetryRule& rule);
+
+// One warning per deprecated setting in spec ("LOCATION: field.path:
+// message"), e.g. retry.attempts.
+std::vector<std::string> DeprecationWarnings(const v1::FlowSpec& spec, const SourceMap* where = nullptr);
 
 // A pool name (`pool:`, asflow-worker --pool): [A-Za-z0-9_.-]+.
 bool IsPoolName(absl::string_view name);

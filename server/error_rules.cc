@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/spec_validator.h"
 #include "re2/re2.h"
 
 namespace asflow {
@@ -55,7 +56,7 @@ absl::StatusOr<std::shared_ptr<const ErrorRules>> ErrorRules::Compile(const v1::
   if (absl::Status s = CompileMatcher(task.retry(), "retry", &rules->retry_); !s.ok()) return s;
   if (absl::Status s = CompileMatcher(task.skip(), "skip", &rules->skip_); !s.ok()) return s;
   if (absl::Status s = CompileMatcher(task.suppress(), "suppress", &rules->suppress_); !s.ok()) return s;
-  rules->retry_attempts_ = task.retry().attempts();
+  rules->retry_attempts_ = RetriesOf(task.retry());
   rules->backoff_ = FromProto(task.retry().backoff());
   rules->jitter_ = FromProto(task.retry().jitter());
   return std::shared_ptr<const ErrorRules>(std::move(rules));

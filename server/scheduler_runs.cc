@@ -108,7 +108,11 @@ void Scheduler::Expand(RunRt& run, int t) {
 
 void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   NewInstance added = AddNewInstance(run, t, bindings, NowMs());
-  if (added.seq < 0) return;  // identical bindings run once
+  if (added.seq < 0) {  // identical bindings run once: counted, said
+    TaskRt& task = run.tasks[t];
+    task.counters.set_merged(task.counters.merged() + 1);
+    return;
+  }
   if (added.failed) {
     recorder_->Instance(run, added.seq, v1::InstanceEvent::FINISHED);
     return;

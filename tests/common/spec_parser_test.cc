@@ -687,5 +687,26 @@ TEST(SpecValidatorTest, ManyProblemsAreCapped) {
                         "neither\n... and 50 more problems"));
 }
 
+// Issue 15 defect 5: `attempts: 3` meant 4 tries. `retries` says so; the
+// old name still works, with a warning at its location.
+TEST(SpecParserTest, RetryAttemptsIsADeprecatedNameOfRetries) {
+  const std::string head =
+      "name: f\ntasks:\n  - name: t\n    run: [x]\n    retry: {exit_codes: [75], ";
+  absl::StatusOr<ParsedFlow> old = ParseYaml(head + "attempts: 3}\n");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(RetriesOf(old->spec.tasks(0).retry()), 3);
+  EXPECT_THAT(old->warnings,
+              ElementsAre("flow.yaml:5:31: tasks[0].retry.attempts: deprecated: it counts retries (attempts: 3 "
+                          "runs up to 4 times); write retries: 3 (same meaning)"));
+  absl::StatusOr<ParsedFlow> now = ParseYaml(head + "retries: 3}\n");
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(RetriesOf(now->spec.tasks(0).retry()), 3);
+  EXPECT_TRUE(now->warnings.empty());
+  EXPECT_EQ(ParseYaml(head + "retries: 3, attempts: 3}\n").status().message(),
+            "flow.yaml:5:43: tasks[0].retry.attempts: set retries alone (attempts is its deprecated name)");
+  EXPECT_EQ(ParseYaml(head + "retries: -1}\n").status().message(),
+            "flow.yaml:5:31: tasks[0].retry.retries: must be >= 0, got -1");
+}
+
 }  // namespace
 }  // namespace asflow

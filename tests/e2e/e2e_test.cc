@@ -171,6 +171,12 @@ TEST_F(E2eTest, IdenticalBindingsRunOnce) {
   StartDaemon();
   CommandResult run = Ctl({"run", Flow("dedupe"), "--plain"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  // Issue 15 defect 4: said, not dropped silently.
+  EXPECT_THAT(run.out, HasSubstr("\n  word: 3 instances, 3 identical bindings merged\n"));
+  EXPECT_THAT(run.out, HasSubstr("\n  again: 3 instances, 3 identical bindings merged\n"));
+  EXPECT_THAT(run.out, HasSubstr("        0         0\n"
+                                 "  word: 3 identical bindings merged\n"
+                                 "  again: 3 identical bindings merged\n"));
   // task, total, done, cached, skipped, suppressed, failed, cancelled
   EXPECT_THAT(run.out, HasSubstr("\n  word                        3        3        0        0          0"
                                  "        0         0\n"
@@ -184,10 +190,16 @@ TEST_F(E2eTest, IdenticalBindingsRunOnce) {
   // again, once per binding.
   CommandResult second = Ctl({"run", Flow("dedupe"), "--plain"});
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  EXPECT_THAT(second.out, HasSubstr("  word: 3 instances, 3 cached\n"));
+  EXPECT_THAT(second.out, HasSubstr("  word: 3 instances, 3 cached, 3 identical bindings merged\n"));
   EXPECT_THAT(second.out, HasSubstr("\n  again                       3        3        0        0          0"
                                     "        0         0\n"));
   EXPECT_EQ(CountLines(ws_ + "/counter.txt")["again-b"], 2);
+
+  // And in the run's events: the task's counters carry it.
+  CommandResult json = Ctl({"run", Flow("dedupe"), "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.out << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"task\":\"word\",\"total\":\"3\""));
+  EXPECT_THAT(json.out, ::testing::ContainsRegex("\"task\":\"word\",[^}]*\"merged\":\"3\""));
 }
 
 // An output that appears after its task expanded (the instance queued; the

@@ -230,6 +230,21 @@ TEST_F(RulesTest, RetryRunsExactlyAttemptsPlusOneWithGrowingDelays) {
   EXPECT_THAT(RunsRow(1), HasSubstr(" failed "));
 }
 
+// Issue 15 defect 5: `attempts` counted retries. Renamed `retries`; the old
+// name keeps its meaning, with a warning that says so.
+TEST_F(RulesTest, RetryAttemptsStillMeansRetriesWithADeprecationWarning) {
+  std::string flow = ReadFileOrDie(RulesFlow("retry"));
+  ASSERT_THAT(flow, HasSubstr("{retries: 2,"));
+  flow.replace(flow.find("{retries: 2,"), 12, "{attempts: 2,");
+  WriteFileOrDie(ws_ + "/old.flow.yaml", flow);
+  CommandResult r = Ctl({"run", "old.flow.yaml", "--plain"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("asflowctl: warning: old.flow.yaml:10:13: tasks[0].retry.attempts: deprecated: it "
+                               "counts retries (attempts: 2 runs up to 3 times); write retries: 2 (same meaning)\n"));
+  EXPECT_EQ(StartTimes(ws_ + "/starts.txt").size(), 3u);
+  EXPECT_THAT(r.out, HasSubstr("attempt 2 of 3 failed, retrying in 400ms"));
+}
+
 TEST_F(RulesTest, TimeoutKillsProcessGroup) {
   // The command ignores SIGTERM (and so do its children): only the SIGKILL
   // after --kill-grace ends it.
