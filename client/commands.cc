@@ -3,9 +3,12 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -25,6 +28,7 @@
 #include "common/paths.h"
 #include "common/safe_path.h"
 #include "common/spec_parser.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/sync_stream.h"
@@ -94,6 +98,30 @@ Interrupt& TheInterrupt() {
   return *interrupt;
 }
 
+// The terminal's modes before asflowctl changed them (stdin a terminal).
+std::optional<struct termios>& TermiosAtStart() {
+  static std::optional<struct termios> modes;
+  return modes;
+}
+void RestoreTerminal() {
+  if (TermiosAtStart()) tcsetattr(STDIN_FILENO, TCSANOW, &*TermiosAtStart());
+}
+
+// One key from the terminal, without waiting for Enter or echoing it.
+char ReadKey() {
+  struct termios now;
+  if (tcgetattr(STDIN_FILENO, &now) != 0) return 0;
+  struct termios raw = now;
+  raw.c_lflag &= ~(ICANON | ECHO);
+  raw.c_cc[VMIN] = 1;
+  raw.c_cc[VTIME] = 0;
+  tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+  char c = 0;
+  if (read(STDIN_FILENO, &c, 1) != 1) c = 0;
+  tcsetattr(STDIN_FILENO, TCSANOW, &now);
+  return c;
+}
+
 void OnInterrupt() {
   Interrupt& in = TheInterrupt();
   int64_t run_id;
@@ -103,13 +131,17 @@ void OnInterrupt() {
     run_id = in.run_id;
     sink = in.sink;
   }
-  if (run_id == 0) _exit(kExitDetached);
+  if (run_id == 0) {
+    RestoreTerminal();
+    _exit(kExitDetached);
+  }
   bool cancel = false;
   if (isatty(STDIN_FILENO)) {
     if (sink != nullptr) sink->Suspend(true);
     absl::FPrintF(stderr, "\nrun %d: [c]ancel it, or [d]etach and let it go on? [d] ", run_id);
-    char answer[16] = {0};
-    if (fgets(answer, sizeof(answer), stdin) != nullptr) cancel = answer[0] == 'c' || answer[0] == 'C';
+    const char key = ReadKey();
+    cancel = key == 'c' || key == 'C';
+    absl::FPrintF(stderr, "%s\n", cancel ? "c" : "d");
     if (sink != nullptr) sink->Suspend(false);
   }
   if (cancel) {
@@ -228,6 +260,16 @@ int Follow(const ClientOptions& client, std::shared_ptr<grpc::Channel> first_cha
   return sink->run()->state() == v1::RUN_SUCCEEDED ? kExitOk : kExitRunFailed;
 }
 
+// One message as a JSON line: protobuf's JSON mapping with proto field
+// names, as `--json` events are (64-bit integers as strings).
+void PrintJsonLine(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) json = "{}";
+  absl::PrintF("%s\n", json);
+}
+
 std::string Cwd() {
   char buf[PATH_MAX];
   return getcwd(buf, sizeof(buf)) != nullptr ? std::string(buf) : std::string(".");
@@ -291,8 +333,8 @@ int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, 
   return Follow(client, nullptr, run_id, from_seq, mode, max_running);
 }
 
-int RunsCommand(const ClientOptions& client, int limit) {
-  auto stub = Stub(client, false);
+int RunsCommand(const ClientOptions& client, int limit, bool json) {
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   // Pages until `limit` runs are in: the daemon may send fewer per page
   // when runs are large.
@@ -309,34 +351,49 @@ int RunsCommand(const ClientOptions& client, int limit) {
     if (page.next_page_token().empty() || response.runs_size() >= limit) break;
     request.set_page_token(page.next_page_token());
   }
-  absl::PrintF("%-6s %-10s %-16s %-20s %9s %8s %8s %8s %8s  %s\n", "RUN", "STATE", "FLOW", "STARTED",
-               "DURATION", "TOTAL", "DONE", "CACHED", "FAILED", "WORKSPACE");
+  if (json) {
+    for (const v1::Run& run : response.runs()) PrintJsonLine(run);
+    return kExitOk;
+  }
+  // Every final state has its column: they add up to TOTAL with QUEUED and
+  // RUNNING of a run still going.
+  absl::PrintF("%-6s %-10s %-16s %-20s %9s %8s %8s %8s %8s %10s %8s %9s  %s\n", "RUN", "STATE", "FLOW",
+               "STARTED", "DURATION", "TOTAL", "DONE", "CACHED", "SKIPPED", "SUPPRESSED", "FAILED", "CANCELLED",
+               "WORKSPACE");
   for (const v1::Run& run : response.runs()) {
-    int64_t total = 0, done = 0, cached = 0, failed = 0;
+    int64_t total = 0, done = 0, cached = 0, skipped = 0, suppressed = 0, failed = 0, cancelled = 0;
     for (const auto& t : run.tasks()) {
       total += t.total();
       done += t.done();
       cached += t.cached();
+      skipped += t.skipped();
+      suppressed += t.suppressed();
       failed += t.failed();
+      cancelled += t.cancelled();
     }
     int64_t end = run.finished_ms() > 0 ? run.finished_ms() : absl::ToUnixMillis(absl::Now());
-    absl::PrintF("%-6d %-10s %-16s %-20s %9s %8d %8d %8d %8d  %s\n", run.id(), RunStateName(run.state()),
-                 EscapeLine(run.flow()),
+    absl::PrintF("%-6d %-10s %-16s %-20s %9s %8d %8d %8d %8d %10d %8d %9d  %s\n", run.id(),
+                 RunStateName(run.state()), EscapeLine(run.flow()),
                  absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(run.created_ms()),
                                   absl::LocalTimeZone()),
-                 FormatDuration(end - run.created_ms()), total, done, cached, failed, EscapeLine(run.workspace()));
+                 FormatDuration(end - run.created_ms()), total, done, cached, skipped, suppressed, failed,
+                 cancelled, EscapeLine(run.workspace()));
   }
   return kExitOk;
 }
 
-int WorkersCommand(const ClientOptions& client) {
-  auto stub = Stub(client, false);
+int WorkersCommand(const ClientOptions& client, bool json) {
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
   PrepareContext(client, &ctx);
   v1::ListWorkersResponse response;
   grpc::Status status = (*stub)->ListWorkers(&ctx, v1::ListWorkersRequest(), &response);
   if (!status.ok()) return FailRpc(status);
+  if (json) {
+    for (const v1::WorkerInfo& w : response.workers()) PrintJsonLine(w);
+    return kExitOk;
+  }
   if (response.workers_size() == 0) {
     absl::PrintF("no workers connected (start one with: asflow-worker --server HOST:PORT --pool NAME)\n");
     return kExitOk;
@@ -355,7 +412,7 @@ int WorkersCommand(const ClientOptions& client) {
 }
 
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
-                 const std::vector<std::string>& states) {
+                 const std::vector<std::string>& states, bool json) {
   v1::ListTasksRequest request;
   request.set_run_id(run_id);
   request.set_task(task);
@@ -368,9 +425,9 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
     }
     request.add_states(state);
   }
-  auto stub = Stub(client, false);
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
-  absl::PrintF("%-7s %-10s %-10s %8s %8s  %-40s %s\n", "SEQ", "STATE", "DURATION", "LINES", "ATTEMPTS",
+  if (!json) absl::PrintF("%-7s %-10s %-10s %8s %8s  %-40s %s\n", "SEQ", "STATE", "DURATION", "LINES", "ATTEMPTS",
                "INSTANCE", "OUTPUT / ERROR");
   for (;;) {
     grpc::ClientContext ctx;
@@ -379,6 +436,10 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
     grpc::Status status = (*stub)->ListTasks(&ctx, request, &response);
     if (!status.ok()) return FailRpc(status);
     for (const v1::Instance& inst : response.instances()) {
+      if (json) {
+        PrintJsonLine(inst);
+        continue;
+      }
       std::string duration = inst.finished_ms() > 0 && inst.started_ms() > 0
                                  ? FormatDuration(inst.finished_ms() - inst.started_ms())
                                  : "-";
@@ -394,7 +455,7 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
 }
 
 int CancelCommand(const ClientOptions& client, int64_t run_id) {
-  auto stub = Stub(client, false);
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   grpc::ClientContext ctx;
   PrepareContext(client, &ctx);
@@ -408,8 +469,8 @@ int CancelCommand(const ClientOptions& client, int64_t run_id) {
 }
 
 int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
-                const std::vector<std::string>& params) {
-  auto stub = Stub(client, false);
+                const std::vector<std::string>& params, bool json) {
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   auto list = [&](const v1::ListTasksRequest& request, v1::ListTasksResponse* response) {
     grpc::ClientContext ctx;
@@ -459,6 +520,10 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
     }
   }
   const v1::Instance& inst = response.instances(0);
+  if (json) {
+    PrintJsonLine(inst);
+    return kExitOk;
+  }
   auto when = [](int64_t ms) {
     return ms == 0 ? std::string("-")
                    : absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::FromUnixMillis(ms), absl::LocalTimeZone());
@@ -526,7 +591,7 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
     }
     request.add_states(state);
   }
-  auto stub = Stub(client, false);
+  auto stub = Stub(client, client.server.empty());
   if (!stub.ok()) return Fail(kExitUnavailable, stub.status().message());
   auto call = [&](const v1::ResetTasksRequest& req, v1::ResetTasksResponse* response) {
     grpc::ClientContext ctx;
@@ -588,6 +653,14 @@ void InstallInterruptHandler(const ClientOptions& client) {
   {
     absl::MutexLock lock(&TheInterrupt().mu);
     TheInterrupt().client = client;
+  }
+  struct termios modes;
+  if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &modes) == 0) {
+    // Ctrl-C would echo "^C" into the live view: not while asflowctl runs.
+    TermiosAtStart() = modes;
+    std::atexit(RestoreTerminal);
+    modes.c_lflag &= ~ECHOCTL;
+    tcsetattr(STDIN_FILENO, TCSANOW, &modes);
   }
   static sigset_t set;
   sigemptyset(&set);

@@ -31,15 +31,18 @@ struct RunCommandOptions {
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options);
 int WatchCommand(const ClientOptions& client, int64_t run_id, int64_t from_seq, ProgressMode mode,
                  int max_running);
-int RunsCommand(const ClientOptions& client, int limit);
+// With `json`, these print one JSON object per line (protobuf's JSON
+// mapping with proto field names: the v1::Run, v1::WorkerInfo or
+// v1::Instance) instead of a table.
+int RunsCommand(const ClientOptions& client, int limit, bool json = false);
 // Connected remote workers: pool, slots, running, last heartbeat.
-int WorkersCommand(const ClientOptions& client);
+int WorkersCommand(const ClientOptions& client, bool json = false);
 int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
-                 const std::vector<std::string>& states);
+                 const std::vector<std::string>& states, bool json = false);
 int CancelCommand(const ClientOptions& client, int64_t run_id);
 // Shows one instance: state, attempts, timings and its full stored error.
 int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
-                const std::vector<std::string>& params);
+                const std::vector<std::string>& params, bool json = false);
 struct ResetCommandOptions {
   int64_t run_id = 0;
   std::string task;

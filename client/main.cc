@@ -65,8 +65,11 @@ int main(int argc, char** argv) {
   int limit = 20;
   CLI::App* runs = app.add_subcommand("runs", "List recent runs");
   runs->add_option("-n,--limit", limit, "How many")->capture_default_str();
+  const char* kJsonLines = "One JSON object per line (protobuf's JSON mapping; 64-bit integers as strings)";
+  runs->add_flag("--json", json, kJsonLines);
 
   CLI::App* workers = app.add_subcommand("workers", "List connected remote workers");
+  workers->add_flag("--json", json, kJsonLines);
 
   std::string task;
   std::vector<std::string> states;
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
   tasks->add_option("run", run_id, "Run id")->required();
   tasks->add_option("--task", task, "Only this task");
   tasks->add_option("--state", states, "Only these states (repeatable)");
+  tasks->add_flag("--json", json, kJsonLines);
 
   CLI::App* cancel = app.add_subcommand("cancel", "Cancel a run");
   cancel->add_option("run", run_id, "Run id")->required();
@@ -84,6 +88,7 @@ int main(int argc, char** argv) {
   show->add_option("task", task, "Task name")->required();
   show->add_option("params", params,
                    "Its bindings, name=value; or a unique prefix: name=start or a value's start");
+  show->add_flag("--json", json, "The instance as one JSON object");
 
   asflow::ResetCommandOptions reset_opts;
   CLI::App* reset = app.add_subcommand(
@@ -129,11 +134,11 @@ int main(int argc, char** argv) {
   if (*run || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
   if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode, run_opts.max_running);
-  if (*show) return asflow::ShowCommand(client, run_id, task, params);
+  if (*show) return asflow::ShowCommand(client, run_id, task, params, json);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
-  if (*runs) return asflow::RunsCommand(client, limit);
-  if (*workers) return asflow::WorkersCommand(client);
-  if (*tasks) return asflow::TasksCommand(client, run_id, task, states);
+  if (*runs) return asflow::RunsCommand(client, limit, json);
+  if (*workers) return asflow::WorkersCommand(client, json);
+  if (*tasks) return asflow::TasksCommand(client, run_id, task, states, json);
   if (*cancel) return asflow::CancelCommand(client, run_id);
   if (*cat) return asflow::CatCommand(paths);
   if (*stop) return asflow::DaemonStopCommand(client, stop_now);

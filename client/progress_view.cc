@@ -20,8 +20,10 @@ constexpr int kMaxBar = 20;
 // Room kept for a task's extra counts ("12 cached, 1 failed") before the bar grows.
 constexpr int kExtrasReserve = 20;
 
+// Instances that got an outcome. Not the cancelled: a cancelled run's bar
+// shows what was done, not a full bar (issue 15).
 int64_t Final(const v1::TaskCounters& t) {
-  return t.done() + t.cached() + t.skipped() + t.suppressed() + t.failed() + t.cancelled();
+  return t.done() + t.cached() + t.skipped() + t.suppressed() + t.failed();
 }
 
 // Whole percent, never 100 before everything is final.
@@ -129,6 +131,7 @@ void ProgressView::ApplyInstance(const v1::InstanceEvent& event, int64_t time_ms
       if (!inst.error().empty()) retries_[inst.seq()] = RetryNote{inst, time_ms};
       break;
     case v1::InstanceEvent::STARTED:
+      first_start_ms_.emplace(inst.task(), time_ms);
       running_[inst.seq()] = inst;
       retries_.erase(inst.seq());
       break;
@@ -167,7 +170,11 @@ std::optional<double> ProgressView::Rate(const std::string& task, int64_t now_ms
   if (count == 0) return std::nullopt;
   // A window reaching back before the run (or the last snapshot) would
   // count time when nothing could have been seen as idle.
-  int64_t from = std::max({window_start, history_since_ms_, run_ ? run_->created_ms() : 0});
+  // Nor time before the task's first start (its upstream tasks running):
+  // counted, it made early ETAs far too long.
+  auto first = first_start_ms_.find(task);
+  int64_t from = std::max({window_start, history_since_ms_, run_ ? run_->created_ms() : 0,
+                           first != first_start_ms_.end() ? first->second : 0});
   int64_t span_ms = std::max<int64_t>(now_ms - from, 1000);
   return count * 1000.0 / span_ms;
 }
@@ -269,7 +276,8 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
   const int flow_bar_w = std::min(bar_w, width - DisplayWidth(head) - DisplayWidth(tail) - 4);
   add(flow_bar_w >= kMinBar ? absl::StrCat(head, "  ", Bar(all_final, all_total, flow_bar_w), "  ", tail)
                             : absl::StrCat(head, "  ", tail));
-  if (!run.error().empty()) add(absl::StrCat("error: ", Sanitize(FirstLine(run.error()))));
+  // A finished run's error is the summary's last line: said once.
+  if (!run.error().empty() && running) add(absl::StrCat("error: ", Sanitize(FirstLine(run.error()))));
 
   for (const Row& row : rows) {
     std::string line = absl::StrCat("  ", PadRight(Fit(row.name, name_w), name_w));

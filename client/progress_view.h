@@ -83,6 +83,8 @@ class ProgressView {
   std::map<std::string, std::deque<int64_t>> finish_times_;
   // Finish times are complete only from here on (the last snapshot).
   int64_t history_since_ms_ = 0;
+  // Per task: when its first instance started (as seen by this view).
+  std::map<std::string, int64_t> first_start_ms_;
   int64_t last_seq_ = 0;
 };
 
