@@ -17,6 +17,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/yaml.h>
 
+#include "nlohmann/json.hpp"
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -581,16 +583,51 @@ void LocateJsonFields(absl::string_view text, SourceMap* where) {
   }
 }
 
+// "FILE:LINE:COL" of byte `offset` (0-based) of text.
+std::string LocationOfOffset(absl::string_view source, absl::string_view text, size_t offset) {
+  offset = std::min(offset, text.size());
+  int line = 1, column = 1;
+  for (size_t i = 0; i < offset; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return Location(source, line, column);
+}
+
 absl::Status ParseJson(absl::string_view text, ParsedFlow* out) {
+  const std::string& source = out->where.source;
+  // Syntax first, by a strict JSON parser that says where it stopped.
+  try {
+    (void)nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string why = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, column 9:
+    // syntax error while parsing value - unexpected '}'; ..."
+    if (size_t at = why.find(": ", why.find("column ")); at != std::string::npos) why = why.substr(at + 2);
+    return absl::InvalidArgumentError(absl::StrCat(LocationOfOffset(source, text, e.byte > 0 ? e.byte - 1 : 0),
+                                                   ": invalid JSON: ", why));
+  }
   auto status = pb::util::JsonStringToMessage(
       pb::StringPiece(text.data(), text.size()), &out->spec);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        out->where.source, ": invalid JSON flow spec: ",
-        std::string(status.message())));
+  if (status.ok()) {
+    LocateJsonFields(text, &out->where);
+    return absl::OkStatus();
   }
-  LocateJsonFields(text, &out->where);
-  return absl::OkStatus();
+  // JSON is YAML: the YAML reader says what is wrong, and where (protobuf's
+  // JSON parser says neither line nor column).
+  out->spec.Clear();
+  YamlConverter converter(&out->where, /*lenient=*/false);
+  try {
+    converter.ConvertMessage(YAML::Load(std::string(text)), "", &out->spec);
+  } catch (const YAML::Exception&) {
+  }
+  if (!converter.errors().empty()) return JoinErrors(converter.errors());
+  return absl::InvalidArgumentError(
+      absl::StrCat(source, ": invalid JSON flow spec: ", std::string(status.message())));
 }
 
 // Collects TextFormat errors as "FILE:LINE:COL: message".
@@ -720,7 +757,18 @@ absl::StatusOr<ParsedFlow> ParseFlowText(absl::string_view text,
       status = ParseText(text, &out);
       break;
   }
-  if (!status.ok()) return status;
+  if (!status.ok()) {
+    // Problems of form (unknown keys, wrong types) do not hide the others:
+    // what the form let through is checked too, so one pass lists all.
+    if (format == SpecFormat::kText || !absl::IsInvalidArgument(status) ||
+        absl::StrContains(status.message(), "invalid YAML") || absl::StrContains(status.message(), "invalid JSON") ||
+        absl::StrContains(status.message(), "empty flow")) {
+      return status;
+    }
+    absl::Status valid = ValidateFlowSpec(out.spec, &out.where);
+    if (valid.ok()) return status;
+    return absl::InvalidArgumentError(absl::StrCat(status.message(), "\n", valid.message()));
+  }
   if (absl::Status valid = ValidateFlowSpec(out.spec, &out.where); !valid.ok()) {
     return valid;
   }

@@ -347,7 +347,9 @@ TEST(ProgressViewTest, IgnoresOtherRuns) {
   EXPECT_EQ(view.last_seq(), 2);
 }
 
-TEST(ProgressViewTest, FinishedRunShowsFinalDurationAndError) {
+// Issue 15 defect 6: the error was in the last frame and again in the
+// summary printed under it.
+TEST(ProgressViewTest, FinishedRunShowsFinalDurationAndLeavesTheErrorToTheSummary) {
   ProgressView view(7);
   view.Apply(Ev(5, 9'000, absl::StrCat(R"pb(run { run {
       id: 7 flow: "demo" state: RUN_FAILED created_ms: )pb", kT0, " finished_ms: ", kT0 + 125'000, R"pb(
@@ -357,8 +359,40 @@ TEST(ProgressViewTest, FinishedRunShowsFinalDurationAndError) {
   EXPECT_TRUE(view.finished());
   EXPECT_THAT(view.Render(At(500'000), 100),
               ElementsAre("demo  run 7  failed  2:05  ████████████████████  100%  3/3",
-                          "error: fetch(page=3): exit status 1",
                           "  fetch  ████████████████████  100%  3/3  --/s  ETA 0:00  1 failed"));
+  EXPECT_THAT(view.Summary().back(), "error: fetch(page=3): exit status 1");
+}
+
+// Issue 15 defect 6: a cancelled run showed a full 100% bar.
+TEST(ProgressViewTest, CancelledRunShowsWhatWasDoneNotAFullBar) {
+  ProgressView view(7);
+  view.Apply(Ev(5, 9'000, absl::StrCat(R"pb(run { run {
+      id: 7 flow: "demo" state: RUN_CANCELLED created_ms: )pb", kT0, " finished_ms: ", kT0 + 10'000, R"pb(
+      error: "cancelled"
+      tasks { task: "fetch" total: 10 done: 3 cancelled: 7 expanded: true } } })pb")));
+  EXPECT_THAT(view.Render(At(500'000), 100),
+              ElementsAre("demo  run 7  cancelled  0:10  ██████░░░░░░░░░░░░░░  30%  3/10",
+                          "  fetch  ██████░░░░░░░░░░░░░░   30%  3/10  --/s  ETA --  7 cancelled"));
+}
+
+// Issue 15 defect 6: early ETAs ran ~40% high: the rate counted the time
+// before the task's first start (its upstream task running) as idle.
+TEST(ProgressViewTest, RateCountsFromTheTasksFirstStart) {
+  ProgressViewOptions options;
+  options.max_finished = 0;
+  ProgressView view(7, options);
+  view.Apply(Ev(1, 0, absl::StrCat(R"pb(snapshot { runs { id: 7 flow: "demo" state: RUN_RUNNING created_ms: )pb",
+                                   kT0, R"pb( tasks { task: "fetch" total: 100 expanded: true } } })pb")));
+  // The playlist took 8 s; fetch starts then, and 4 finish by 10 s.
+  view.Apply(Ev(2, 8'000, R"pb(instance { kind: STARTED instance { run_id: 7 seq: 1 task: "fetch" }
+                                  counters { task: "fetch" total: 100 running: 1 expanded: true } })pb"));
+  for (int i = 1; i <= 4; ++i) {
+    view.Apply(Finished(2 + i, 8'000 + i * 500, "fetch", i,
+                        absl::StrCat(R"pb(task: "fetch" total: 100 expanded: true done: )pb", i)));
+  }
+  // 4 in the 2 s since the first start: 2/s, 96 left: 48 s (not 0.4/s
+  // and 4 minutes, counting from the run's start).
+  EXPECT_THAT(view.Render(At(10'000), 100)[1], "  fetch  ░░░░░░░░░░░░░░░░░░░░    4%  4/100  2.0/s  ETA 0:48");
 }
 
 TEST(ProgressViewTest, SummaryOfSucceededRun) {

@@ -355,12 +355,36 @@ TEST(SpecParserTest, JsonValidationErrorsHavePositions) {
             "(known: none)");
 }
 
-TEST(SpecParserTest, JsonSyntaxErrorNamesTheFile) {
+// Issue 15 defect 6: JSON flow files' errors had no line:col.
+TEST(SpecParserTest, JsonSyntaxErrorNamesTheFileLineAndColumn) {
   absl::StatusOr<ParsedFlow> parsed =
-      ParseFlowText("{\"name\": }", "flow.json", SpecFormat::kJson);
+      ParseFlowText("{\"name\": \"x\",\n \"tasks\": }", "flow.json", SpecFormat::kJson);
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(parsed.status().message()),
-              StartsWith("flow.json: invalid JSON flow spec: "));
+              StartsWith("flow.json:2:11: invalid JSON: syntax error while parsing value - unexpected '}'"));
+}
+
+TEST(SpecParserTest, JsonFieldErrorsHavePositions) {
+  absl::StatusOr<ParsedFlow> parsed = ParseFlowText(
+      "{\"name\": \"x\",\n"
+      " \"tasks\": [{\"name\": \"t\", \"limt\": 2,\n"
+      "            \"run\": [\"echo\"], \"limit\": \"many\"}]}\n",
+      "flow.json", SpecFormat::kJson);
+  EXPECT_THAT(std::string(parsed.status().message()),
+              StartsWith("flow.json:2:28: tasks[0].limt: unknown field 'limt'"));
+  EXPECT_THAT(std::string(parsed.status().message()),
+              HasSubstr("\nflow.json:3:40: tasks[0].limit: expected an integer, got 'many'"));
+}
+
+// Issue 15 defect 6: with several errors, those of form (unknown keys)
+// hid those of meaning (unknown template parameters).
+TEST(SpecParserTest, FormAndMeaningErrorsAreListedTogether) {
+  absl::StatusOr<ParsedFlow> parsed = ParseYaml(
+      "name: f\ntasks:\n  - name: t\n    limt: 2\n    run: [echo, \"{nope}\"]\n");
+  EXPECT_EQ(std::string(parsed.status().message()),
+            "flow.yaml:4:5: tasks[0].limt: unknown field 'limt' (expected one of: name, run, handler, on, needs, "
+            "for_each, limit, rate, pool, timeout, retry, skip, suppress, compression_level)\n"
+            "flow.yaml:5:17: tasks[0].run[1]: unknown parameter 'nope' (known: none)");
 }
 
 TEST(SpecParserTest, ParsesProtobufText) {

@@ -444,8 +444,7 @@ TEST_F(WatchTest, TtyViewUnderTmux) {
           flow = flow || absl::StartsWith(line, "tty  run 1  running  ");
           bar = bar || (absl::StartsWith(line, "  nap  ") && absl::StrContains(line, "%") &&
                         absl::StrContains(line, "/20") && absl::StrContains(line, "ETA "));
-          running = running || (absl::StartsWith(line, "    " + label) &&
-                                absl::StrContains(line, ", marker=" + marker + ")"));
+          running = running || absl::StartsWith(line, "    " + label);
         }
         return flow && bar && running;
       },
@@ -474,11 +473,12 @@ TEST_F(WatchTest, TtyViewUnderTmux) {
       [](const std::string &s) { return absl::StrContains(s, "run 2: [c]ancel it, or [d]etach and let it go on? [d]"); },
       10s, &screen))
       << screen;
-  SendKeys(server2, {"c", "Enter"});
+  SendKeys(server2, {"c"});  // one key, no Enter
   EXPECT_TRUE(WaitForScreen(
       server2, [](const std::string &s) { return absl::StrContains(s, "\nexited with "); }, 20s, &screen))
       << screen;
-  EXPECT_THAT(screen, HasSubstr("cancelling run 2...\n"));
+  EXPECT_THAT(screen, HasSubstr("[c]ancel it, or [d]etach and let it go on? [d] c\ncancelling run 2...\n"));
+  EXPECT_THAT(screen, Not(HasSubstr("^C")));
   EXPECT_THAT(screen, HasSubstr("\nrun 2 cancelled in "));
   EXPECT_THAT(screen, HasSubstr("\nexited with 1\n"));
   CommandResult runs = Ctl({"runs"});
@@ -489,8 +489,8 @@ TEST_F(WatchTest, PlainOutputHasNoEscapeCodes) {
   StartDaemon();
   CommandResult plain = Ctl({"run", WatchFlow("items"), "--plain", "-p", "n=20", "-p", "sleep=0"});
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
-  EXPECT_THAT(plain.out, HasSubstr("\n  start      item(id=v20, sleep=0)\n"));
-  EXPECT_THAT(plain.out, HasSubstr("\n  done       item(id=v20, sleep=0)  "));
+  EXPECT_THAT(plain.out, HasSubstr("\n  start      item(id=v20)\n"));
+  EXPECT_THAT(plain.out, HasSubstr("\n  done       item(id=v20)  "));
   EXPECT_THAT(plain.out, HasSubstr("\nrun 1 succeeded in "));
   EXPECT_EQ(plain.out.find('\x1b'), std::string::npos) << plain.out;
   EXPECT_EQ(plain.err.find('\x1b'), std::string::npos) << plain.err;
@@ -498,7 +498,7 @@ TEST_F(WatchTest, PlainOutputHasNoEscapeCodes) {
   // No flag, stdout a file: plain lines too.
   CommandResult auto_mode = Ctl({"run", WatchFlow("items"), "-p", "n=40", "-p", "sleep=0"});
   ASSERT_EQ(auto_mode.exit_code, 0) << auto_mode.err;
-  EXPECT_THAT(auto_mode.out, HasSubstr("\n  done       item(id=v40, sleep=0)  "));
+  EXPECT_THAT(auto_mode.out, HasSubstr("\n  done       item(id=v40)  "));
   EXPECT_THAT(auto_mode.out, HasSubstr("\nrun 2 succeeded in "));
   EXPECT_EQ(auto_mode.out.find('\x1b'), std::string::npos) << auto_mode.out;
   EXPECT_EQ(auto_mode.err.find('\x1b'), std::string::npos) << auto_mode.err;
