@@ -509,14 +509,14 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
                                            " (asflowctl tasks ", run_id, " --task ", task, " lists them)"));
     }
     if (response.instances_size() > 1) {
-      std::string list = absl::StrCat("run ", run_id, ": ",
+      std::string candidates = absl::StrCat("run ", run_id, ": ",
                                       response.instances_size() > kCandidates ? "more than 10" : absl::StrCat(response.instances_size()),
                                       " instances match ", asked, "; say which:");
       for (int i = 0; i < std::min(response.instances_size(), kCandidates); ++i) {
         const v1::Instance& c = response.instances(i);
-        absl::StrAppend(&list, "\n  ", Label(c), "  ", InstanceStateName(c.state()));
+        absl::StrAppend(&candidates, "\n  ", Label(c), "  ", InstanceStateName(c.state()));
       }
-      return Fail(kExitUsage, list);
+      return Fail(kExitUsage, candidates);
     }
   }
   const v1::Instance& inst = response.instances(0);
