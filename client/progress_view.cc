@@ -111,6 +111,14 @@ void ProgressView::Apply(const v1::Event& event) {
     retries_.clear();
     finish_times_.clear();
     history_since_ms_ = event.time_ms();
+    // A task that had started before the snapshot: its start is before
+    // history_since_ms_, which already bounds its rate.
+    first_start_ms_.clear();
+    if (run_) {
+      for (const v1::TaskCounters& t : run_->tasks()) {
+        if (t.running() + Final(t) - t.cached() > 0) first_start_ms_.emplace(t.task(), 0);
+      }
+    }
     for (const v1::Instance& inst : event.snapshot().running()) {
       if (inst.run_id() == run_id_) running_[inst.seq()] = inst;
     }

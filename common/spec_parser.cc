@@ -182,11 +182,14 @@ class YamlConverter {
   }
 
   const std::vector<std::string>& errors() const { return errors_; }
+  // The field path of each error ("" for the document).
+  const std::vector<std::string>& error_paths() const { return error_paths_; }
 
   // Adds an error at a position; public for document-level errors.
   void Error(const YAML::Mark& mark, const std::string& path,
              absl::string_view message) {
     if (lenient_) return;
+    error_paths_.push_back(path);
     std::string loc = mark.is_null()
                           ? where_->Locate(path)
                           : Location(where_->source, mark.line + 1,
@@ -539,10 +542,21 @@ class YamlConverter {
   const bool lenient_;
   int nodes_ = 0;
   std::vector<std::string> errors_;
+  std::vector<std::string> error_paths_;
 };
 
 absl::Status JoinErrors(const std::vector<std::string>& errors) {
   return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+}
+
+// The converter's errors of form (unknown keys, wrong types), then those of
+// meaning in what it let through that do not follow from them: one pass
+// lists every class of problem.
+absl::Status FormErrors(const YamlConverter& converter, const ParsedFlow& out) {
+  std::vector<std::string> errors = converter.errors();
+  absl::Status valid = ValidateFlowSpecBeside(out.spec, &out.where, converter.error_paths());
+  if (!valid.ok()) errors.push_back(std::string(valid.message()));
+  return JoinErrors(errors);
 }
 
 absl::Status ParseYaml(absl::string_view text, ParsedFlow* out) {
@@ -567,7 +581,7 @@ absl::Status ParseYaml(absl::string_view text, ParsedFlow* out) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": invalid YAML: ", e.what()));
   }
-  if (!converter.errors().empty()) return JoinErrors(converter.errors());
+  if (!converter.errors().empty()) return FormErrors(converter, *out);
   return absl::OkStatus();
 }
 
@@ -625,7 +639,7 @@ absl::Status ParseJson(absl::string_view text, ParsedFlow* out) {
     converter.ConvertMessage(YAML::Load(std::string(text)), "", &out->spec);
   } catch (const YAML::Exception&) {
   }
-  if (!converter.errors().empty()) return JoinErrors(converter.errors());
+  if (!converter.errors().empty()) return FormErrors(converter, *out);
   return absl::InvalidArgumentError(
       absl::StrCat(source, ": invalid JSON flow spec: ", std::string(status.message())));
 }
@@ -757,18 +771,7 @@ absl::StatusOr<ParsedFlow> ParseFlowText(absl::string_view text,
       status = ParseText(text, &out);
       break;
   }
-  if (!status.ok()) {
-    // Problems of form (unknown keys, wrong types) do not hide the others:
-    // what the form let through is checked too, so one pass lists all.
-    if (format == SpecFormat::kText || !absl::IsInvalidArgument(status) ||
-        absl::StrContains(status.message(), "invalid YAML") || absl::StrContains(status.message(), "invalid JSON") ||
-        absl::StrContains(status.message(), "empty flow")) {
-      return status;
-    }
-    absl::Status valid = ValidateFlowSpec(out.spec, &out.where);
-    if (valid.ok()) return status;
-    return absl::InvalidArgumentError(absl::StrCat(status.message(), "\n", valid.message()));
-  }
+  if (!status.ok()) return status;
   if (absl::Status valid = ValidateFlowSpec(out.spec, &out.where); !valid.ok()) {
     return valid;
   }

@@ -59,6 +59,12 @@ struct Edge {
   std::string path;
 };
 
+// `path` is `of` or below it ("tasks[0]" -> "tasks[0].run", "tasks[0][1]").
+bool Related(const std::string& path, const std::string& of) {
+  if (!absl::StartsWith(path, of)) return false;
+  return path.size() == of.size() || path[of.size()] == '.' || path[of.size()] == '[';
+}
+
 // Collects problems in spec order.
 class Validator {
  public:
@@ -68,6 +74,9 @@ class Validator {
     for (const auto& [name, value] : spec.params()) params_.insert(name);
     for (const std::string& name : extra_params) params_.insert(name);
   }
+
+  // Leaves out problems at, under or above these paths.
+  void SkipAround(std::vector<std::string> paths) { skip_ = std::move(paths); }
 
   absl::Status Run() {
     CheckTop();
@@ -86,7 +95,13 @@ class Validator {
   }
 
  private:
+  // Problems that follow from an error the reader already reported.
+  std::vector<std::string> skip_;
+
   void Add(const std::string& path, absl::string_view message) {
+    for (const std::string& f : skip_) {
+      if (f.empty() || Related(path, f) || Related(f, path)) return;
+    }
     std::string location = where_ != nullptr ? where_->Locate(path) : "";
     errors_.push_back(location.empty()
                           ? absl::StrCat(path, ": ", message)
@@ -547,6 +562,13 @@ absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
 absl::Status ValidateFlowSpec(const v1::FlowSpec& spec, const SourceMap* where,
                               absl::Span<const std::string> extra_params) {
   return Validator(spec, where, extra_params).Run();
+}
+
+absl::Status ValidateFlowSpecBeside(const v1::FlowSpec& spec, const SourceMap* where,
+                                    const std::vector<std::string>& form_error_paths) {
+  Validator validator(spec, where, {});
+  validator.SkipAround(form_error_paths);
+  return validator.Run();
 }
 
 absl::Status ValidateCodeTask(const v1::TaskSpec& task) {

@@ -42,6 +42,13 @@ int RetriesOf(const v1::RetryRule& rule);
 // message"), e.g. retry.attempts.
 std::vector<std::string> DeprecationWarnings(const v1::FlowSpec& spec, const SourceMap* where = nullptr);
 
+// As ValidateFlowSpec, for a spec a flow file's reader converted with
+// errors at `form_error_paths` (field paths; "" the whole document):
+// problems at, under or above one of those paths are left out, since they
+// follow from it (an unknown key leaves its field unset).
+absl::Status ValidateFlowSpecBeside(const v1::FlowSpec& spec, const SourceMap* where,
+                                    const std::vector<std::string>& form_error_paths);
+
 // A pool name (`pool:`, asflow-worker --pool): [A-Za-z0-9_.-]+.
 bool IsPoolName(absl::string_view name);
 

@@ -371,9 +371,9 @@ TEST(SpecParserTest, JsonFieldErrorsHavePositions) {
       "            \"run\": [\"echo\"], \"limit\": \"many\"}]}\n",
       "flow.json", SpecFormat::kJson);
   EXPECT_THAT(std::string(parsed.status().message()),
-              StartsWith("flow.json:2:28: tasks[0].limt: unknown field 'limt'"));
+              StartsWith("flow.json:2:26: tasks[0].limt: unknown field 'limt'"));
   EXPECT_THAT(std::string(parsed.status().message()),
-              HasSubstr("\nflow.json:3:40: tasks[0].limit: expected an integer, got 'many'"));
+              HasSubstr("\nflow.json:3:30: tasks[0].limit: expected an integer, got 'many'"));
 }
 
 // Issue 15 defect 6: with several errors, those of form (unknown keys)
