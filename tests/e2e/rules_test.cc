@@ -325,7 +325,7 @@ TEST_F(RulesTest, FailFastSparesInstanceSharedWithAnotherRun) {
   CommandResult fails =
       Ctl({"run", RulesFlow("share"), "--plain", "-p", "fail=yes", "-p", "marker=" + marker});
   EXPECT_EQ(fails.exit_code, 1) << fails.out << fails.err;
-  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(fail=yes): exit code 1: broken\n"));
+  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(): exit code 1: broken\n"));
 
   CommandResult watch = Ctl({"watch", absl::StrCat(keeps)});
   EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
@@ -347,7 +347,7 @@ TEST_F(RulesTest, RunAfterFailFastDoesNotInheritKilledInstance) {
   CommandResult fails =
       Ctl({"run", RulesFlow("stubborn"), "--plain", "-p", "fail=yes", "-p", "marker=" + marker});
   EXPECT_EQ(fails.exit_code, 1) << fails.out << fails.err;
-  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(fail=yes): exit code 1: broken\n"));
+  EXPECT_THAT(fails.out, HasSubstr("\nerror: check(): exit code 1: broken\n"));
 
   // Submitted while `w` of the failed run still ignores its SIGTERM.
   CommandResult next = Ctl({"run", RulesFlow("stubborn"), "--plain", "-p", "marker=" + marker});
