@@ -248,7 +248,7 @@ TEST_F(HttpTest, TlsAndMutualTls) {
 TEST_F(HttpTest, JsonApiAnswersWhatAsflowctlShows) {
   StartHttp();
   std::string out = RunDash("12");
-  EXPECT_THAT(out, HasSubstr("error: fetch(id=3, sleep=0): exit code 1: RateLimited: the API refused id 3 (HTTP 429)"));
+  EXPECT_THAT(out, HasSubstr("error: fetch(id=3): exit code 1: RateLimited: the API refused id 3 (HTTP 429)"));
 
   Json runs = GetJson("/api/v1/runs");
   ASSERT_EQ(runs["runs"].size(), 1u) << runs.dump();
@@ -257,7 +257,7 @@ TEST_F(HttpTest, JsonApiAnswersWhatAsflowctlShows) {
   EXPECT_EQ(run["flow"], "dash");
   EXPECT_EQ(run["state"], "RUN_FAILED");
   EXPECT_EQ(run["workspace"], ws_);
-  EXPECT_EQ(run["error"], "fetch(id=3, sleep=0): exit code 1: RateLimited: the API refused id 3 (HTTP 429)");
+  EXPECT_EQ(run["error"], "fetch(id=3): exit code 1: RateLimited: the API refused id 3 (HTTP 429)");
   // The same counts as asflowctl runs (TOTAL DONE CACHED FAILED).
   CommandResult table = Ctl({"runs"});
   int64_t total = 0, done = 0, failed = 0, skipped = 0;
@@ -277,7 +277,9 @@ TEST_F(HttpTest, JsonApiAnswersWhatAsflowctlShows) {
   EXPECT_EQ(failed, 1);
   EXPECT_EQ(skipped, 1);
   EXPECT_THAT(table.out, HasSubstr(absl::StrCat("1      failed     dash")));
-  EXPECT_THAT(table.out, HasSubstr(absl::StrFormat("%8d %8d %8d %8d  %s", total, done, 0, failed, ws_)));
+  // TOTAL DONE CACHED SKIPPED SUPPRESSED FAILED CANCELLED WORKSPACE
+  EXPECT_THAT(table.out, HasSubstr(absl::StrFormat("%8d %8d %8d %8d %10d %8d %9d  %s", total, done, 0, skipped, 0,
+                                                   failed, 0, ws_)));
 
   // Filters and pages.
   EXPECT_EQ(GetJson("/api/v1/runs?state=failed")["runs"].size(), 1u);

@@ -441,7 +441,7 @@ TEST_F(WorkerTest, LargeOutputStreamsFromTheWorkerIntoZstd) {
     EXPECT_EQ(cat.out.size(), Expected(i, 300000, "w1").size());
     EXPECT_TRUE(cat.out == Expected(i, 300000, "w1")) << "content differs for " << path;
   }
-  EXPECT_THAT(watch.out, ::testing::ContainsRegex("done +item\\(.*i=1,.*\\) +[0-9.]+s +300001 lines"));
+  EXPECT_THAT(watch.out, ::testing::ContainsRegex("done +item\\(i=1\\) +[0-9.]+s +300001 lines"));
 }
 
 // The daemon and a worker on different addresses: the worker in its own
