@@ -623,7 +623,7 @@ int ResetCommand(const ClientOptions& client, const ResetCommandOptions& options
                  planned.workspaces_size() == 1 ? "" : "s");
     for (const v1::ResetTarget& t : planned.targets()) {
       absl::PrintF("  run %-5d %-10s %-40s %s/%s\n", t.run_id(), InstanceStateName(t.state()), TargetLabel(t),
-                   t.workspace(), t.output());
+                   EscapeLine(t.workspace()), EscapeLine(t.output()));
     }
     if (planned.reset() > planned.targets_size()) {
       absl::PrintF("  ... and %d more\n", planned.reset() - planned.targets_size());
