@@ -67,17 +67,6 @@ def test_task_wrappers_keep_kind_and_metadata(tmp_path):
     assert (tmp_path / "data").is_dir() and (tmp_path / "o").is_dir()  # parents made when decorated
 
 
-def test_calls_need_the_session_until_phase_2(tmp_path):
-    f = Flow(tmp_path)
-
-    @f.task
-    def t():
-        pass
-
-    with pytest.raises(NotImplementedError, match="FlowService.Session"):
-        t()
-
-
 def test_bad_retry_is_a_type_error_at_decoration(tmp_path):
     f = Flow(tmp_path)
     for bad in ("3", 1.5, True, [1]):
