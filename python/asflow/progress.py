@@ -211,7 +211,8 @@ class ProgressView:
             elapsed = self._clock() - inst.started
             if self._progress is None:
                 tail = f": {error}" if error else ""
-                self._line(f" @task {t.label} {inst.label}: {state} in {elapsed:.1f}s "
+                label = f" {inst.label}" if inst.label else ""
+                self._line(f" @task {t.label}{label}: {state} in {elapsed:.1f}s "
                            f"({t.finished}/{t.started}){tail}")
                 return
             if inst.bar is not None:
