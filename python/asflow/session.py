@@ -51,7 +51,7 @@ from asflow.exceptions import CallCancelled, RunEnded, TaskFailed, error_text, e
 from asflow.naming import bind_arguments
 from asflow.progress import ProgressView
 from asflow.stream import CALL, CLOSE_RUN, DECLARE, OPEN_RUN, OUTPUT, PROGRESS, RESULT, Stream
-from asflow.task import TaskCancelled, TaskRun
+from asflow.task import TaskRun
 from asflow.v1 import flow_pb2
 
 if TYPE_CHECKING:

@@ -19,7 +19,6 @@ from asflow.naming import check_on, encode_params, err_path_for, star_hash
 from asflow.retry import Retry
 from asflow.serializers import JSONLSerializer, JSONSerializer, TextSerializer, serializer_for
 from asflow.task import TaskCancelled, TaskRun
-from asflow.v1 import flow_pb2
 
 
 def test_default_flow_and_path(tmp_path):

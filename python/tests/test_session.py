@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from asflow.connection import ConnectOptions
-from asflow.exceptions import CallCancelled, RunEnded, module_name
+from asflow.exceptions import RunEnded, module_name
 from asflow.flow import Flow
 from asflow.retry import Retry
 from asflow.session import SessionEngine
