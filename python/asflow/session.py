@@ -491,13 +491,18 @@ class SessionEngine:
             self._calls[c.id] = c
             ops.append((CALL, run.ref, c.id, task.qualname, call.params, call.output or ""))
             stream.push_locked(ops, stream.epoch)
+        if run.view is not None:
+            run.view.instance_queued(task.qualname, f"{task.name}()", c.id, call.label)
         return c
 
     def _abandon(self, call: _Call) -> None:
         """The caller went away (cancelled, interrupted) before a final state."""
         with self.cv:
-            if call.id in self._calls:
+            abandoned = call.id in self._calls
+            if abandoned:
                 call.abandoned = True
+        if abandoned and call.run.view is not None:
+            call.run.view.instance_finished(call.id, "cancelled")
 
     def _prepare(self, call: _Call, epoch: int) -> tuple[_Sink, TaskRun | None]:
         """The attempt's sink and TaskRun; no TaskRun if a cancel came first."""
@@ -602,14 +607,7 @@ class SessionEngine:
         run = call.run
         name = STATE_NAMES.get(state, "unknown")
         if run.view is not None:
-            if not call.shown:
-                if state == flow_pb2.CACHED:
-                    run.view.instance_cached(call.task.qualname, f"{call.task.name}()", call.id, call.call.label)
-                else:
-                    run.view.instance_started(call.task.qualname, f"{call.task.name}()", call.id, call.call.label)
-                    run.view.instance_finished(call.id, name, last_line(cs.error))
-            else:
-                run.view.instance_finished(call.id, name, last_line(cs.error) if state != flow_pb2.DONE else "")
+            run.view.instance_finished(call.id, name, last_line(cs.error) if state != flow_pb2.DONE else "")
         flow = call.task.flow
         if flow is not None and getattr(flow, "verbose", False):
             print(f"{call.task.name}({call.call.label}): {name} in {time.monotonic() - call.started_at:.3f}s",
