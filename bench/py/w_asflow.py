@@ -70,14 +70,18 @@ def main():
     asyncio.run(warm())  # connect, so the baseline includes the session
     base = rss_kb()
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     asyncio.run(bench())
     t = time.perf_counter() - t0
+    cpu_loop = time.thread_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     engine = flow.engine
     stream = getattr(engine, "stream", None)
     print(json.dumps({"n": a.n, "seconds": t, "rss_base_kb": base, "rss_peak_kb": peak,
                       "requests": getattr(stream, "requests_sent", 0), "ops": getattr(stream, "ops_sent", 0),
-                      "responses": getattr(stream, "responses", 0)}))
+                      "responses": getattr(stream, "responses", 0), "cpu_loop": cpu_loop,
+                      "cpu_reader": getattr(stream, "cpu_reader", 0.0), "cpu_sender": getattr(stream, "cpu_sender", 0.0),
+                      "cpu_process": time.process_time()}))
     sys.stdout.flush()
 
 
