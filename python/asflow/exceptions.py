@@ -48,6 +48,15 @@ def qualified_name(cls: Any) -> str:
     return f"{module_name(module)}.{name}"
 
 
+def rule_name(cls: type) -> str:
+    """The name an `errors:` rule gives an exception class: its qualified
+    name, or its bare name when the class cannot be named from outside
+    (defined inside a function: `mod.f.<locals>.E`). The daemon matches a
+    rule on a type's qualified name or its last component."""
+    name = qualified_name(cls)
+    return cls.__name__ if "<" in name else name
+
+
 def error_types(error: BaseException) -> list[str]:
     """type(error) and its bases (object left out), most derived first."""
     return [qualified_name(c) for c in type(error).__mro__ if c is not object]

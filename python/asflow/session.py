@@ -82,7 +82,7 @@ class _Waitable:
 
 class _Run(_Waitable):
     __slots__ = ("ref", "flow", "workspace", "params", "source", "view", "run_id", "opened", "tasks",
-                 "close", "closed", "ended", "error", "flow_task", "cancel_sent", "standalone")
+                 "close", "closed", "ended", "error", "flow_task", "cancels", "standalone")
 
     def __init__(self, ref: int, flow: str, workspace: str, params: dict[str, str], source: str,
                  loop: asyncio.AbstractEventLoop | None, view: ProgressView | None) -> None:
@@ -101,7 +101,7 @@ class _Run(_Waitable):
         self.ended: Any = None                       # run_closed the daemon sent on its own
         self.error: BaseException | None = None      # the session failed for good
         self.flow_task: asyncio.Task[Any] | None = None
-        self.cancel_sent = False
+        self.cancels = 0  # cancels the engine delivered to flow_task
         self.standalone = False  # a task called outside any flow
 
 
@@ -297,8 +297,7 @@ class SessionEngine:
             run.ended = rc
             if rc.state == flow_pb2.RUN_CANCELLED and run.flow_task is not None and run.loop is not None:
                 # asflowctl cancel: stop the flow function too.
-                run.cancel_sent = True
-                self._post(run.loop, run.flow_task.cancel, "asflowd cancelled the run")
+                self._post(run.loop, self._cancel_flow, run)
         if run.close is not None or rc.run_id == 0:
             run.closed = rc
             if rc.run_id == 0 and run.ended is None:
@@ -425,8 +424,9 @@ class SessionEngine:
                              _source_of(fn), loop, view)
         fr.session = run
         run.flow_task = asyncio.current_task()
+        state = "failed"
         try:
-            await self._await_run(run, lambda: run.opened)
+            await self._settle(run, lambda: run.opened)
             error = self._run_error(run)
             if error is not None:
                 raise error
@@ -435,39 +435,60 @@ class SessionEngine:
                 view.flow_started(key, fr.label)
             try:
                 value = await fn(*fr.args, **fr.kwargs)
-            except asyncio.CancelledError:
-                if run.cancel_sent:
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
-                    if view is not None:
-                        view.flow_finished(key, "cancelled")
-                    raise self._run_error(run) or RunEnded(run.run_id, "cancelled", "") from None
-                self._close_run(run, flow_pb2.RUN_CANCELLED, "the flow was cancelled")
-                if view is not None:
-                    view.flow_finished(key, "cancelled")
-                raise
+            except asyncio.CancelledError as e:
+                state = "cancelled"
+                if not (run.cancels or isinstance(e, CallCancelled)):
+                    # Cancelled here (Ctrl-C, an enclosing timeout): say so, go on.
+                    self._close_run(run, flow_pb2.RUN_CANCELLED, "the flow was cancelled")
+                    raise
+                # asflowd cancelled the run (asflowctl cancel): the flow ends with RunEnded.
+                self._close_run(run, flow_pb2.RUN_CANCELLED, "cancelled by asflowd")
+                await self._settle(run, lambda: run.closed is not None)
+                raise self._run_error(run) or RunEnded(run.run_id, "cancelled", "") from None
             except BaseException as e:
                 self._close_run(run, flow_pb2.RUN_FAILED, last_line(error_text(e)) or type(e).__name__)
-                if view is not None:
-                    view.flow_finished(key, "failed")
-                await self._await_run(run, lambda: run.closed is not None)
+                await self._settle(run, lambda: run.closed is not None)
                 raise
             self._close_run(run, flow_pb2.RUN_SUCCEEDED, "")
-            await self._await_run(run, lambda: run.closed is not None)
+            await self._settle(run, lambda: run.closed is not None)
             if run.error is not None:
                 raise run.error
             if run.ended is not None and run.ended.state == flow_pb2.RUN_CANCELLED:
-                if view is not None:
-                    view.flow_finished(key, "cancelled")
+                state = "cancelled"
                 raise self._run_error(run)  # type: ignore[misc]
-            if view is not None:
-                view.flow_finished(key, "succeeded")
+            state = "succeeded"
             return value
         finally:
             run.flow_task = None
+            task = asyncio.current_task()
+            for _ in range(run.cancels):  # our own cancels, delivered and handled
+                if task is not None:
+                    task.uncancel()
+            run.cancels = 0
             if view is not None:
+                view.flow_finished(key, state)
                 view.close()
+
+    async def _settle(self, run: _Run, done: Callable[[], bool]) -> None:
+        """Waits for the run's answer (opened, closed), absorbing the
+        cancels the engine itself sent the flow (the daemon ended the run);
+        a cancel from elsewhere propagates."""
+        task = asyncio.current_task()
+        while True:
+            try:
+                await self._await_run(run, done)
+                return
+            except asyncio.CancelledError:
+                if task is None or run.cancels == 0 or task.cancelling() > run.cancels:
+                    raise
+
+    def _cancel_flow(self, run: _Run) -> None:
+        """On the flow's loop: asflowd ended the run on its own (asflowctl
+        cancel); the flow function stops at its next await."""
+        task = run.flow_task
+        if task is not None and not task.done():
+            run.cancels += 1
+            task.cancel("asflowd cancelled the run")
 
     # Calls.
 
@@ -515,7 +536,7 @@ class SessionEngine:
                     if self.stream is not None:
                         self.stream.progress_locked((PROGRESS, call.id, total, completed, description), epoch)
         task_run = TaskRun(call.call.label, call.call.output, sink,
-                           call.task.serializer if call.call.output is not None else None,
+                           call.task.serializer_for(call.call.output) if call.call.output is not None else None,
                            run.view, call.id, on_progress, has_progress=not run.standalone)
         with self.cv:
             if call.cancel_by is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asflow.compressors import Compressor, compressor_for
-from asflow.exceptions import qualified_name
+from asflow.exceptions import qualified_name, rule_name
 from asflow.naming import bind_arguments, check_on, encode_params, err_path_for, render_on, template_names
 from asflow.progress import InstanceProgress, ProgressView
 from asflow.retry import Retry
@@ -92,6 +92,12 @@ class TaskDef:
         sample = on or ""
         self.serializer: Serializer = serializer_for(sample, serializer)
         self.compressor: Compressor = compressor_for(sample, compressor)
+        # Whether the suffixes (so the serializer) are the same for every
+        # call: `data/{id}.jsonl.zst` yes, `out/{name}` no (chosen per call).
+        self._serializer_option = serializer
+        name = sample.rsplit("/", 1)[-1]
+        self._fixed_suffix = "{" not in name[name.rfind("}") + 1:] and "." in name[name.rfind("}") + 1:] \
+            if "}" in name else True
         if self.template is not None:
             unknown = [n for n in template_names(self.template) if n != "hash" and n not in self.signature.parameters]
             has_var_kw = any(p.kind == p.VAR_KEYWORD for p in self.signature.parameters.values())
@@ -100,6 +106,13 @@ class TaskDef:
             parent = Path(self.template).parent
             if not template_names(str(parent)):
                 (base / parent).mkdir(parents=True, exist_ok=True)
+
+    def serializer_for(self, output: str | None) -> Serializer:
+        """The serializer of one call's output path: the one chosen when
+        decorating, unless the suffixes come from the arguments."""
+        if self._fixed_suffix or output is None or isinstance(self._serializer_option, (str, Serializer, type)):
+            return self.serializer
+        return serializer_for(output, self._serializer_option)
 
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> "Call":
         """One call: its bound arguments (defaults applied; TypeError as the
@@ -118,8 +131,8 @@ class TaskDef:
             spec.compression_level = self.compressor.level
         if self.retry is not None and self.retry.total > 0:
             spec.retry.CopyFrom(self.retry.to_rule())
-        spec.skip.errors.extend(qualified_name(e) for e in self.skip)
-        spec.suppress.errors.extend(qualified_name(e) for e in self.suppress)
+        spec.skip.errors.extend(rule_name(e) for e in self.skip)
+        spec.suppress.errors.extend(rule_name(e) for e in self.suppress)
         return spec
 
     def __repr__(self) -> str:

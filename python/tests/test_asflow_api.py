@@ -215,3 +215,17 @@ def test_task_run_follows_asyncio_tasks():
 
     asyncio.run(main())
     assert sorted(seen) == [("a", b"a\n"), ("b", b"b\n")]
+
+
+def test_the_serializer_follows_the_rendered_suffix_when_the_template_leaves_it_open(tmp_path):
+    from asflow.task import TaskDef
+
+    def f(name):
+        pass
+
+    open_ = TaskDef(f, tmp_path, on="r/{name}")
+    assert isinstance(open_.serializer_for("r/a.json"), JSONSerializer)
+    assert isinstance(open_.serializer_for("r/a.jsonl.zst"), JSONLSerializer)
+    assert isinstance(open_.serializer_for("r/a.txt"), TextSerializer)
+    fixed = TaskDef(f, tmp_path, on="r/{name}.jsonl")
+    assert fixed.serializer_for("r/x.json.jsonl") is fixed.serializer

@@ -90,7 +90,7 @@ def test_second_run_is_cached_and_the_function_not_called(flow: Flow, daemon, wo
         json.dumps({"video_id": "b", "i": i}) for i in range(3)]
     run = run_of(daemon, first)
     assert (run.flow, run.workspace, dict(run.params)) == ("transcripts", str(workspace), {"ids": "['a', 'b', 'c']"})
-    assert instance_state_name(run.state) == "succeeded"
+    assert run.state == flow_pb2.RUN_SUCCEEDED
     assert set(states(daemon, first).values()) == {"done"}
 
     calls.clear()
