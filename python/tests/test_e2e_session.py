@@ -504,3 +504,31 @@ def test_cancelled_by_asflowctl_stops_the_flow(flow: Flow, daemon):
     threading.Thread(target=cancel).start()
     with pytest.raises(RunEnded, match="cancelled"):
         asyncio.run(main())
+
+
+def test_a_call_its_caller_stopped_waiting_for_is_cancelled_not_run(flow: Flow, daemon):
+    gate = threading.Event()
+    ran: list[str] = []
+
+    @flow.task(limit=1)
+    async def slot(name):
+        ran.append(name)
+        if name == "first":
+            await asyncio.to_thread(gate.wait, 20)
+
+    @flow(progress=False)
+    async def main():
+        first = asyncio.create_task(slot("first"))
+        while not ran:
+            await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(slot("late"), 0.3)  # queued behind "first" (limit 1)
+        gate.set()
+        await first
+        return flow.run.run_id
+
+    run_id = asyncio.run(main())
+    assert ran == ["first"]
+    with Client(server=daemon.server) as c:
+        late = c.show(run_id, slot.task.qualname, {"name": "late"})
+    assert instance_state_name(late.state) == "cancelled", late.error
