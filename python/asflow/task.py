@@ -143,9 +143,10 @@ class Call:
     """One call of a task: identity (task + `params`, each str()), output
     path relative to the flow's base (None without `on`), label."""
 
+    __slots__ = ("task", "params", "output", "label")
+
     def __init__(self, task: TaskDef, arguments: dict[str, Any], output: str | None, label: str) -> None:
         self.task = task
-        self.arguments = arguments
         self.params = {k: str(v) for k, v in arguments.items()}
         self.output = output
         self.label = label
