@@ -49,7 +49,7 @@ from asflow.errors import AsflowError
 from asflow.exceptions import CallCancelled, RunEnded, TaskFailed, error_text, error_types, last_line
 from asflow.naming import bind_arguments
 from asflow.progress import ProgressView
-from asflow.stream import CALL, CLOSE_RUN, DECLARE, OPEN_RUN, OUTPUT, PROGRESS, RESULT, Stream
+from asflow.stream import CALL, CLOSE_RUN, DECLARE, DROP, OPEN_RUN, OUTPUT, PROGRESS, RESULT, Stream
 from asflow.task import TaskRun
 from asflow.v1 import flow_pb2
 
@@ -248,10 +248,9 @@ class SessionEngine:
                 if kind == "start":
                     s = event.start
                     call = self._calls.get(s.call_id)
-                    if call is None:
-                        continue
-                    if call.abandoned:
-                        stream.push_locked([(RESULT, call.id, False, (), "", True)], epoch)
+                    if call is None or call.abandoned:
+                        # Dropped meanwhile (the drop crossed this start): stopped at once.
+                        stream.push_locked([(RESULT, s.call_id, False, (), "", True)], epoch)
                         continue
                     call.cancel_by = None  # a cancel that follows applies to this start
                     call.events.append((START, s.attempt, epoch))
@@ -518,11 +517,18 @@ class SessionEngine:
         return c
 
     def _abandon(self, call: _Call) -> None:
-        """The caller went away (cancelled, interrupted) before a final state."""
+        """The caller went away (cancelled, interrupted) before a final state:
+        the daemon is told (drop) and forgets the call; a start that crosses
+        the drop is answered cancelled. A running attempt drops before it
+        sends its result, so the daemon never judges that result."""
         with self.cv:
-            abandoned = call.id in self._calls
+            abandoned = self._calls.pop(call.id, None) is not None
             if abandoned:
                 call.abandoned = True
+                stream = self.stream
+                if stream is not None:
+                    stream.push_locked([(DROP, call.run.ref, call.id, call.task.qualname, call.call.params,
+                                         call.call.output or "")], stream.epoch)
         if abandoned and call.run.view is not None:
             call.run.view.instance_finished(call.id, "cancelled")
 
@@ -682,6 +688,7 @@ class SessionEngine:
             if c.cancel_by is not None:
                 self._result(c, sink, cancelled=True)
             elif isinstance(e, (KeyboardInterrupt, SystemExit)):
+                self._abandon(c)  # before the result: the daemon must not judge it
                 self._result(c, sink, cancelled=True)
                 raise
             else:
@@ -762,7 +769,9 @@ class SessionEngine:
                 if isinstance(e, asyncio.CancelledError) and not ours:
                     raise  # cancelled by the caller as well
             elif isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                # Cancelled by the caller (a TaskGroup after a sibling failed, a timeout).
+                # Cancelled by the caller (a TaskGroup after a sibling failed, a timeout):
+                # dropped before the result, so the daemon does not judge it.
+                self._abandon(c)
                 self._result(c, sink, cancelled=True)
                 raise
             else:

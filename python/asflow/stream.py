@@ -51,6 +51,7 @@ RESULT = 5         # (RESULT, call_id, ok, error_types, error_text, cancelled)
 PROGRESS = 6       # (PROGRESS, call_id, total, completed, description)
 CLOSE_RUN = 7      # (CLOSE_RUN, run_ref, RunState, error)
 HEARTBEAT = 8      # (HEARTBEAT,)
+DROP = 9           # (DROP, run_ref, call_id, task, params, output): the caller stopped waiting
 
 # A request carries at most this much (well under gRPC's 4 MiB message limit).
 MESSAGE_BYTES = 1 << 20
@@ -86,7 +87,7 @@ def _op_size(op: tuple[Any, ...]) -> int:
     kind = op[0]
     if kind == OUTPUT:
         return len(op[2]) + 16
-    if kind == CALL:
+    if kind == CALL or kind == DROP:
         return 64 + sum(len(k) + len(v) for k, v in op[4].items()) + len(op[5])
     if kind == RESULT:
         return 64 + len(op[4])
@@ -108,6 +109,14 @@ def build_request(ops: list[tuple[Any, ...]]) -> session_pb2.SessionRequest:
             o.data = op[2]
         elif kind == CALL:
             c = m.call
+            c.run = op[1]
+            c.call_id = op[2]
+            c.task = op[3]
+            c.params.update(op[4])
+            if op[5]:
+                c.output = op[5]
+        elif kind == DROP:
+            c = m.drop
             c.run = op[1]
             c.call_id = op[2]
             c.task = op[3]

@@ -11,6 +11,7 @@ rules kept as simple as the tests need:
   suffix on an ok result; retry (no backoff), skip, suppress (.err with
   the traceback), fail fast (cancel started calls, CANCELLED the rest,
   run_closed FAILED);
+- drop: a call forgotten, its queued instance cancelled when nobody waits;
 - a stream that ends detaches: its started calls are queued again and its
   runs wait for a resume_run_id.
 
@@ -226,6 +227,8 @@ class FakeDaemon(service_pb2_grpc.FlowServiceServicer):
             inst.progress = (op.progress.total, op.progress.completed, op.progress.description)
         elif kind == "result":
             self._result(conn, op.result)
+        elif kind == "drop":
+            self._drop(conn, op.drop)
         elif kind == "close_run":
             run = self._run(conn, op.close_run.run)
             if run.state == flow_pb2.RUN_RUNNING:
@@ -303,6 +306,21 @@ class FakeDaemon(service_pb2_grpc.FlowServiceServicer):
                 self._finish(inst, flow_pb2.CACHED, "suppressed earlier: " + err.read_text().strip().splitlines()[-1])
                 return
         self.queues[c.task].append(inst)
+
+    def _drop(self, conn: Conn, c: session_pb2.CallOp) -> None:
+        """The caller stopped waiting: the call is forgotten; its instance is
+        cancelled when no other call waits (a started one when its result,
+        cancelled, comes)."""
+        inst = conn.calls.get(c.call_id)
+        if inst is None:
+            return
+        inst.waiters = [(cn, i) for cn, i in inst.waiters if (cn, i) != (conn, c.call_id)]
+        if inst.runner == (conn, c.call_id):
+            return  # its result follows
+        conn.calls.pop(c.call_id, None)
+        if not inst.waiters and inst.state == flow_pb2.QUEUED:
+            inst.state = flow_pb2.CANCELLED
+            inst.error = "its caller stopped waiting"
 
     def _schedule(self) -> None:
         if self.hold:
