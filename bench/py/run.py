@@ -3,7 +3,7 @@
 package) beside a plain asyncio + python3-zstandard script doing the same
 writes, in the same run, on /dev/shm. See bench/README.md.
 
-  bench/py/run.py [--reps 3] [--only W3,W1,W3-100k] [--quick] [--progress]
+  bench/py/run.py [--reps 3] [--only W3,W1,W3-100k] [--quick] [--progress] [--daemon-b PATH]
 
 W3-py: N = 20,000 async tasks, each writing 10 JSON lines to its own
 data/ID.jsonl.zst, limit = CPU count. W3-100k: the same with N = 100,000,
@@ -15,7 +15,9 @@ state are fsynced as in production; /dev/shm makes that cheap) and records
 its RSS after start and its VmHWM and CPU before it stops. After the daemon
 stops, the run's instances are read back from state.db: all N must be DONE
 (durably recorded). Reps are interleaved (package, plain, package, ...);
-medians are reported.
+medians are reported. --daemon-b PATH adds a third tool, `asflow-b`: the
+package against another asflowd binary (a baseline build), interleaved
+with the others, to compare two daemons in one session.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def main() -> None:
     p.add_argument("--only", default="W3,W1")
     p.add_argument("--quick", action="store_true", help="small N, one rep: checks the driver")
     p.add_argument("--progress", action="store_true", help="the package with progress on (plain lines)")
+    p.add_argument("--daemon-b", help="another asflowd binary, run as tool asflow-b")
     a = p.parse_args()
     cpus = os.cpu_count() or 1
     sizes = {"W3": (20000, cpus, 10), "W3-100k": (100000, cpus, 10), "W1": (2000, 4, 100)}
@@ -140,6 +143,12 @@ def main() -> None:
         shutil.copy(binary, bench / "asflowd")
         shutil.copy(ROOT / "bench" / "item.sh", bench / "item.sh")
         daemon = Daemon(bench, bench / "asflowd")
+        daemons = {"asflow": daemon}
+        tools = ["asflow", "plain"]
+        if a.daemon_b:
+            shutil.copy(a.daemon_b, bench / "asflowd-b")
+            daemons["asflow-b"] = Daemon(bench, bench / "asflowd-b")
+            tools.append("asflow-b")
         env = dict(os.environ, PYTHONPATH=PYTHONPATH, ASFLOW_SERVER=f"unix:{daemon.sock}",
                    HOME=str(bench), XDG_RUNTIME_DIR=str(bench), XDG_STATE_HOME=str(bench))
         results: dict[tuple[str, str], list[dict]] = {}
@@ -148,12 +157,13 @@ def main() -> None:
             for w in work:
                 n, limit, lines = sizes[w]
                 kind = "w1" if w == "W1" else "w3"
-                for tool in ("asflow", "plain"):
+                for tool in tools:
                     ws = bench / "ws"
                     shutil.rmtree(ws, ignore_errors=True)
                     ws.mkdir()
                     shutil.copy(bench / "item.sh", ws / "item.sh")
-                    if tool == "asflow":
+                    if tool in daemons:
+                        daemon = daemons[tool]
                         daemon.start()
                         r = run_script("w_asflow.py", kind, n, limit, ws, env, ["--progress"] if a.progress else [])
                         r["daemon_base_kb"] = daemon.base_kb
@@ -176,7 +186,7 @@ def main() -> None:
             med = statistics.median(r["seconds"] for r in rs)
             py_kb = max(r["rss_peak_kb"] - r["rss_base_kb"] for r in rs)
             row = [w + "-py", tool, f"{n:,}", f"{med:.3f}", f"{n / med:,.0f}", f"{py_kb * 1024 / n:,.0f} B"]
-            if tool == "asflow":
+            if tool in ("asflow", "asflow-b"):
                 d_kb = max(r["daemon_hwm_kb"] - r["daemon_base_kb"] for r in rs)
                 row += [f"{d_kb * 1024 / n:,.0f} B", f"{statistics.median(r['daemon_cpu'] for r in rs):.2f}",
                         f"{statistics.median(r['cpu_process'] for r in rs):.2f} "

@@ -76,9 +76,10 @@ class _Waitable:
         self.loop = loop
         self.future: asyncio.Future[None] | None = None
         self.event: threading.Event | None = None
-        # A call gets one to three events in its life: a list, not a deque (a
-        # deque is ~760 bytes, and 20,000 calls wait at once in a fan-out).
-        self.events: list[tuple[Any, Any, int]] = []
+        # A call gets one to three events in its life: a tuple replaced on
+        # each change, so a waiting call holds none (20,000 calls wait at
+        # once in a fan-out).
+        self.events: tuple[tuple[Any, Any, int], ...] = ()
 
 
 class _Run(_Waitable):
@@ -129,7 +130,7 @@ class _Call(_Waitable):
         self.attempt_task: asyncio.Task[Any] | None = None
         self.abandoned = False
         self.shown = False
-        self.started_at = time.monotonic()
+        self.started_at = 0.0  # set when it starts (or is submitted, for verbose)
         self.gen = 0  # attempts run here
 
 
@@ -218,7 +219,7 @@ class SessionEngine:
     def lost_locked(self, error: AsflowError, fatal: bool) -> None:
         wake: dict[asyncio.AbstractEventLoop, list[_Waitable]] = {}
         for call in self._calls.values():
-            call.events = [e for e in call.events if e[0] != START]
+            call.events = tuple(e for e in call.events if e[0] != START)
             if call.running and call.cancel_by is None:
                 call.cancel_by = "lost"
                 if call.task_run is not None:
@@ -226,7 +227,7 @@ class SessionEngine:
                 if call.loop is not None:
                     self._post(call.loop, self._cancel_attempt, call, call.gen)
             if fatal:
-                call.events.append((FAIL, error, 0))
+                call.events += ((FAIL, error, 0),)
                 self._wake_locked(call, wake)
         if fatal:
             for run in self._runs.values():
@@ -253,14 +254,14 @@ class SessionEngine:
                         stream.push_locked([(RESULT, s.call_id, False, (), "", True)], epoch)
                         continue
                     call.cancel_by = None  # a cancel that follows applies to this start
-                    call.events.append((START, s.attempt, epoch))
+                    call.events += ((START, s.attempt, epoch),)
                     self._wake_locked(call, wake)
                 elif kind == "call_state":
                     cs = event.call_state
                     call = self._calls.pop(cs.call_id, None)
                     if call is None or call.abandoned:
                         continue
-                    call.events.append((FINAL, cs, epoch))
+                    call.events += ((FINAL, cs, epoch),)
                     self._wake_locked(call, wake)
                 elif kind == "cancel":
                     call = self._calls.get(event.cancel.call_id)
@@ -508,6 +509,8 @@ class SessionEngine:
                 run.tasks[task.qualname] = (task, spec)
                 ops.append((DECLARE, run.ref, spec))
             c = _Call(self._next_call, run, task, call, args, kwargs, loop)
+            if getattr(task.flow, "verbose", False):
+                c.started_at = time.monotonic()
             self._next_call += 1
             self._calls[c.id] = c
             ops.append((CALL, run.ref, c.id, task.qualname, call.params, call.output or ""))
@@ -613,7 +616,9 @@ class SessionEngine:
         while True:
             with self.cv:
                 if w.events:
-                    return w.events.pop(0)
+                    first = w.events[0]
+                    w.events = w.events[1:]
+                    return first
                 if w.event is None:
                     w.event = threading.Event()
                 w.event.clear()
@@ -623,7 +628,9 @@ class SessionEngine:
         while True:
             with self.cv:
                 if w.events:
-                    return w.events.pop(0)
+                    first = w.events[0]
+                    w.events = w.events[1:]
+                    return first
                 future = w.future = w.loop.create_future()  # type: ignore[union-attr]
             try:
                 await future
@@ -702,38 +709,7 @@ class SessionEngine:
                 self._result(c, sink, ok=True)
 
     async def call_async(self, task: "TaskDef", args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from asflow.flow import _current_flow
-        call = task.bind(args, kwargs)
-        fr = _current_flow.get()
-        if fr is None:
-            return await self._standalone_async(task, call, args, kwargs)
-        c = self._submit(fr.session, task, call, args, kwargs, asyncio.get_running_loop())
-        # _drive_async inline: one coroutine frame per waiting call, not three
-        # (20,000 calls wait at once in a fan-out).
-        cv = self.cv
-        try:
-            while True:
-                with cv:
-                    if c.events:
-                        kind, payload, epoch = c.events.pop(0)
-                        future = None
-                    else:
-                        future = c.future = c.loop.create_future()  # type: ignore[union-attr]
-                if future is not None:
-                    try:
-                        await future
-                    finally:
-                        c.future = None
-                    continue
-                if kind == START:
-                    await self._attempt_async(c, epoch)
-                elif kind == FINAL:
-                    return self._outcome(c, payload)
-                else:
-                    raise payload
-        except BaseException:
-            self._abandon(c)
-            raise
+        return await async_call(lambda: self, task)(*args, **kwargs)
 
     async def _drive_async(self, c: _Call) -> Any:
         try:
@@ -860,6 +836,51 @@ class SessionEngine:
         stream.close(max(0.5, deadline - time.monotonic()))
         with self.cv:
             self.stream = None
+
+
+def async_call(get_engine: Callable[[], Any], task: "TaskDef") -> Callable[..., Any]:
+    """The coroutine function that an async task's wrapper is: a call's
+    whole life in one coroutine frame, not one frame calling another (in a
+    fan-out 20,000 calls wait at once; a frame is ~340 bytes). Engines
+    other than SessionEngine get their call_async."""
+    from asflow.flow import _current_flow
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        engine = get_engine()
+        if not isinstance(engine, SessionEngine):
+            return await engine.call_async(task, args, kwargs)
+        bound = task.bind(args, kwargs)
+        fr = _current_flow.get()
+        if fr is None:
+            return await engine._standalone_async(task, bound, args, kwargs)
+        c = engine._submit(fr.session, task, bound, args, kwargs, asyncio.get_running_loop())
+        cv = engine.cv
+        try:
+            while True:
+                with cv:
+                    if c.events:
+                        kind, payload, epoch = c.events[0]
+                        c.events = c.events[1:]
+                        future = None
+                    else:
+                        future = c.future = c.loop.create_future()  # type: ignore[union-attr]
+                if future is not None:
+                    try:
+                        await future
+                    finally:
+                        c.future = None
+                    continue
+                if kind == START:
+                    await engine._attempt_async(c, epoch)
+                elif kind == FINAL:
+                    return engine._outcome(c, payload)
+                else:
+                    raise payload
+        except BaseException:
+            engine._abandon(c)
+            raise
+
+    return call
 
 
 _default: SessionEngine | None = None

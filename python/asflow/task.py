@@ -237,9 +237,8 @@ class Task:
         flow = self._flow
         task.flow = flow
         if task.is_async:
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await flow.engine.call_async(task, args, kwargs)
-            wrapper: Callable[..., Any] = async_wrapper
+            from asflow.session import async_call  # (session imports this module)
+            wrapper: Callable[..., Any] = async_call(lambda: flow.engine, task)
         else:
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return flow.engine.call_sync(task, args, kwargs)
