@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -400,7 +401,13 @@ def test_daemon_restarted_mid_flow_the_flow_goes_on(daemon, env, tmp_path: Path)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: any(p.name.startswith("started-0-") for p in gate.parent.iterdir()), 20)
-        daemon.stop()
+        # A stop that does not wait for item(0) (it waits for the gate):
+        # the second SIGTERM ends asflowd's --stop-grace at once.
+        daemon.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        if daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(20)
         daemon.start()
         gate.touch()
         out, err = proc.communicate(timeout=60)
