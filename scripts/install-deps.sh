@@ -12,6 +12,7 @@ packages=(
   iproute2                         # tests/e2e/worker_test (network namespaces)
   python3-grpcio python3-protobuf python3-yaml python3-rich   # the asflow Python package (python/)
   python3-pytest python3-venv python3-pip python3-setuptools python3-wheel  # its tests
+  python3-zstandard python3-pandas # its tests (reading outputs; the tutorial's DataFrame in examples/youtube/flows)
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
   libcpp-httplib-dev               # asflowd --http (dashboard, JSON API, /metrics)
   prometheus curl                  # tests/web/prometheus_test.sh: promtool, a real scrape

@@ -49,6 +49,11 @@ AttemptOutcome JudgeAttempt(const ExecResult& result, const ErrorRules& rules, c
     out.kind = AttemptOutcome::Kind::kRequeue;
     return out;
   }
+  if (result.infra == ExecResult::Infra::kWithdrawn) {
+    out.kind = AttemptOutcome::Kind::kRequeue;
+    out.error = "its process stopped it (the caller went away); queued again";
+    return out;
+  }
   if (result.infra == ExecResult::Infra::kUnplaced) {
     out.kind = AttemptOutcome::Kind::kRequeueLater;
     out.delay = kUnplacedPause;

@@ -66,7 +66,9 @@ struct ExecResult {
   // Infrastructure, not the command: the worker running it was lost (its
   // partial output was discarded), or no worker could take it. Either way
   // the instance is queued again; kLost counts towards the loss limit.
-  enum class Infra { kNone, kLost, kUnplaced };
+  // kWithdrawn: a code session stopped the call on its own (its caller
+  // went away); queued again for whoever still waits, not an attempt.
+  enum class Infra { kNone, kLost, kUnplaced, kWithdrawn };
   Infra infra = Infra::kNone;
   bool ok() const { return infra == Infra::kNone && process.ok() && output_status.ok(); }
   // One line for users: the output error, else the process outcome.

@@ -168,6 +168,9 @@ class Scheduler {
   void OpenCodeRun(int64_t session, const v1::OpenRun& op);
   void DeclareCodeTask(int64_t session, const v1::DeclareTask& op);
   void CallCode(int64_t session, const v1::CallOp& op);
+  // The caller of a call stopped waiting: forgets the call; cancels its
+  // instance if no other call of the run waits for it.
+  void DropCode(int64_t session, const v1::CallOp& op);
   void CloseCodeRun(int64_t session, const v1::CloseRun& op);
   void OnSessionEnded(int64_t session);
   // The run's process is gone: its started calls are lost, the rest

@@ -4,6 +4,7 @@
 // shared with other runs, queued under its task's limit and rate, judged by
 // its rules. Its process runs it (pool "code", the SessionHub), and hears
 // of its outcome once committed (Recorder).
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,6 +66,8 @@ void Scheduler::OnSessionOp(int64_t session, const v1::SessionOp& op) {
       return DeclareCodeTask(session, op.declare_task());
     case v1::SessionOp::kCall:
       return CallCode(session, op.call());
+    case v1::SessionOp::kDrop:
+      return DropCode(session, op.drop());
     case v1::SessionOp::kCloseRun:
       return CloseCodeRun(session, op.close_run());
     default:
@@ -205,6 +208,52 @@ void Scheduler::CallCode(int64_t session, const v1::CallOp& op) {
     return;
   }
   QueueCodeInstance(*run, added.seq, added.prior);
+}
+
+void Scheduler::DropCode(int64_t session, const v1::CallOp& op) {
+  RunRt* run = FindCodeRun(session, op.run());
+  if (run == nullptr) return;  // over: nothing of it runs any more
+  std::string output;
+  if (!op.output().empty()) {
+    auto rel = NormalizeOutputPath(op.output());
+    if (!rel.ok()) return;  // its call was refused for it
+    output = std::move(*rel);
+  }
+  std::map<std::string, std::string> params(op.params().begin(), op.params().end());
+  auto known = run->code->by_identity.find(CodeIdentity(op.task(), CanonicalParams(params), output));
+  if (known == run->code->by_identity.end()) return;
+  const int64_t seq = known->second;
+  auto calls = run->code->calls.find(seq);
+  if (calls == run->code->calls.end()) return;  // final: its answer is on its way
+  auto& ids = calls->second;
+  auto id = std::find(ids.begin(), ids.end(), op.call_id());
+  if (id == ids.end()) return;
+  const bool first = id == ids.begin();
+  ids.erase(id);
+  InstanceRt& inst = run->instances[seq];
+  // Is this the call its process is running? (A job is started for the
+  // first waiter's first call.)
+  Exec* exec = inst.exec == 0 ? nullptr : execs_.Find(inst.exec);
+  const ExecId exec_id = exec == nullptr ? 0 : exec->id;
+  const bool ran_it = exec != nullptr && exec->started && first && !exec->waiters.empty() &&
+                      exec->waiters.front() == std::make_pair(run->id, seq);
+  if (ids.empty()) {
+    run->code->calls.erase(calls);
+    run->code->parked.erase(seq);
+    if (inst.exec != 0) DetachFromExec(*run, seq);  // cancelled if nobody else needs it
+    inst.finished_ms = NowMs();
+    inst.error = std::string("its caller stopped waiting");
+    SetInstanceState(*run, seq, v1::CANCELLED);
+    recorder_->Instance(*run, seq, v1::InstanceEvent::FINISHED);
+    TaskProgress(*run, inst.task);
+  }
+  // Others wait for it (this run's other calls, other runs): a fresh
+  // attempt for them once its stopped function reports (kWithdrawn).
+  exec = ran_it ? execs_.Find(exec_id) : nullptr;
+  if (exec != nullptr && exec->started && !exec->cancelling) {
+    exec->cancelling = true;
+    exec->runner->Cancel(exec->id);
+  }
 }
 
 void Scheduler::QueueCodeInstance(RunRt& run, int64_t seq, v1::InstanceState prior) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "exec/protocol.h"
@@ -42,6 +43,8 @@ class SessionHub::Session {
   std::deque<v1::SessionEvent> outbox;
   // Started calls, by call id; their outputs belong to the reader thread.
   absl::flat_hash_map<int64_t, std::shared_ptr<RemoteOutput>> open;
+  // Started calls the daemon asked to stop (cancel sent).
+  absl::flat_hash_set<int64_t> cancel_sent;
 };
 
 SessionHub::SessionHub(SessionHubOptions options, AtomicFileOptions file_options, RunnerEvents events)
@@ -172,6 +175,7 @@ void SessionHub::Cancel(ExecId id) {
       if (open->job().id != id) continue;
       v1::SessionEvent cancel;
       cancel.mutable_cancel()->set_call_id(call_id);
+      session->cancel_sent.insert(call_id);
       Push(*session, std::move(cancel));
       break;
     }
@@ -208,6 +212,7 @@ absl::Status SessionHub::Handle(Session& session, const v1::SessionOp& op) {
     case v1::SessionOp::kOpenRun:
     case v1::SessionOp::kDeclareTask:
     case v1::SessionOp::kCall:
+    case v1::SessionOp::kDrop:
     case v1::SessionOp::kCloseRun:
       sink_.on_op(session.id, op);
       return absl::OkStatus();
@@ -239,6 +244,7 @@ absl::Status SessionHub::HandleOutput(Session& session, const v1::OutputOp& op) 
 
 absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) {
   std::shared_ptr<RemoteOutput> open;
+  bool asked = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = session.open.find(op.call_id());
@@ -248,6 +254,7 @@ absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) 
     open = std::move(it->second);
     session.open.erase(it);
     owner_.erase(open->job().id);
+    asked = session.cancel_sent.erase(op.call_id()) > 0;
   }
   ExecResult result;
   result.id = open->job().id;
@@ -255,6 +262,10 @@ absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) 
   if (op.cancelled()) {
     result.process.cancelled = true;
     result.process.exit_code = -1;
+    // Stopped without being asked (its caller went away, the process is
+    // exiting): not the function's failure, whoever still waits gets a
+    // fresh attempt.
+    if (!asked) result.infra = ExecResult::Infra::kWithdrawn;
   } else if (!op.ok()) {
     result.process.exit_code = 1;
     result.process.error_types.assign(op.error_types().begin(), op.error_types().end());

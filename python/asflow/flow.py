@@ -11,7 +11,8 @@
 Decoration checks what AsFlow checks when the decorator is applied
 (AssertionError for @flow on a plain function; see task.TaskDef for
 @flow.task). Calling a decorated flow or task goes through `flow.engine`
-(engine.Engine), the daemon-backed session of phase 2.
+(engine.Engine): by default the process's code session with asflowd
+(session.SessionEngine, connected on first use).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from asflow.engine import Engine, SessionRequired
+from asflow.engine import Engine
 from asflow.naming import encode_params
 from asflow.task import Task
 
@@ -57,6 +58,16 @@ class FlowRun:
         self.parent = parent
         self.label = f"{flow_def.name}({encode_params(args, kwargs)})"
         self.run_id: int | None = parent.run_id if parent is not None else None
+        # The engine's handle of the daemon run (shared by nested flows).
+        self.session: Any = parent.session if parent is not None else None
+
+    @property
+    def root(self) -> "FlowRun":
+        """The outermost flow call: its run is this one's."""
+        run = self
+        while run.parent is not None:
+            run = run.parent
+        return run
 
     def __enter__(self) -> "FlowRun":
         self._token = _current_flow.set(self)
@@ -74,8 +85,21 @@ class Flow:
                  engine: Engine | None = None) -> None:
         self.base = Path(base)
         self.verbose = verbose
-        self.engine: Engine = engine or SessionRequired()
+        self._engine = engine
         self.task = Task(self)
+
+    @property
+    def engine(self) -> Engine:
+        """What runs calls: the one given, else the process's session with
+        asflowd (asflow.session.default_engine())."""
+        if self._engine is not None:
+            return self._engine
+        from asflow.session import default_engine
+        return default_engine()
+
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        self._engine = engine
 
     def path(self, p: str | os.PathLike[str]) -> Path:
         return self.base / p

@@ -171,16 +171,29 @@ class ProgressView:
             self._progress.update(line.bar, total=line.started, completed=line.finished,
                                   counts=f"{line.finished}/{line.started}")
 
-    def instance_started(self, task: str, task_label: str, key: Any, label: str) -> None:
-        """`task`: the task's key; `task_label`: "extract()"; `label`: the
-        instance's arguments ("F6PqxbvOCUI")."""
+    def instance_queued(self, task: str, task_label: str, key: Any, label: str) -> None:
+        """A call was made: counted in its task's total, not shown running
+        until instance_started."""
         with self._lock:
             t = self._task(task, task_label)
             t.started += 1
             self._update_task(t)
-            inst = self._instances[key] = _InstanceLine(task, label, self._clock())
-            if self._progress is not None and self._shown() < self.max_instances:
-                inst.bar = self._progress.add_task(f"       {label}", total=1, counts="")
+            self._instances[key] = _InstanceLine(task, label, self._clock())
+
+    def instance_started(self, task: str, task_label: str, key: Any, label: str) -> None:
+        """`task`: the task's key; `task_label`: "extract()"; `label`: the
+        instance's arguments ("F6PqxbvOCUI"). Counts it unless it was queued."""
+        with self._lock:
+            inst = self._instances.get(key)
+            if inst is None:
+                t = self._task(task, task_label)
+                t.started += 1
+                self._update_task(t)
+                inst = self._instances[key] = _InstanceLine(task, label, self._clock())
+            else:
+                inst.started = self._clock()
+            if self._progress is not None and inst.bar is None and self._shown() < self.max_instances:
+                inst.bar = self._progress.add_task(f"       {inst.label}", total=1, counts="")
 
     def _shown(self) -> int:
         return sum(1 for i in self._instances.values() if i.bar is not None)
@@ -211,7 +224,8 @@ class ProgressView:
             elapsed = self._clock() - inst.started
             if self._progress is None:
                 tail = f": {error}" if error else ""
-                self._line(f" @task {t.label} {inst.label}: {state} in {elapsed:.1f}s "
+                label = f" {inst.label}" if inst.label else ""
+                self._line(f" @task {t.label}{label}: {state} in {elapsed:.1f}s "
                            f"({t.finished}/{t.started}){tail}")
                 return
             if inst.bar is not None:

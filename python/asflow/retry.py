@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from google.protobuf import duration_pb2
 
-from asflow.exceptions import qualified_name
+from asflow.exceptions import rule_name
 from asflow.v1 import flow_pb2
 
 
@@ -53,7 +53,7 @@ class Retry:
 
     def to_rule(self) -> flow_pb2.RetryRule:
         """The daemon's retry rule for this policy (phase 2 declares it)."""
-        rule = flow_pb2.RetryRule(attempts=self.total, errors=[qualified_name(e) for e in self.exceptions])
+        rule = flow_pb2.RetryRule(attempts=self.total, errors=[rule_name(e) for e in self.exceptions])
         rule.backoff.CopyFrom(_duration(self.backoff_factor))
         rule.jitter.CopyFrom(_duration(self.backoff_jitter))
         return rule

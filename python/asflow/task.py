@@ -13,12 +13,13 @@ import contextvars
 import functools
 import inspect
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asflow.compressors import Compressor, compressor_for
-from asflow.exceptions import qualified_name
+from asflow.exceptions import qualified_name, rule_name
 from asflow.naming import bind_arguments, check_on, encode_params, err_path_for, render_on, template_names
 from asflow.progress import InstanceProgress, ProgressView
 from asflow.retry import Retry
@@ -59,7 +60,8 @@ class TaskDef:
 
     def __init__(self, fn: Callable[..., Any], base: Path, *, on: str | None = None, limit: int | None = None,
                  skip: Any = (), suppress: Any = (), retry: None | int | Retry = None,
-                 retry_exceptions: Any = (Exception,), serializer: Any = None, compressor: Any = None) -> None:
+                 retry_exceptions: Any = (Exception,), serializer: Any = None, compressor: Any = None,
+                 rate: str | float | int | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"@flow.task: {fn!r} is not callable")
         self.fn = fn
@@ -67,6 +69,7 @@ class TaskDef:
         # The limit's key on the daemon: shared by every process using it.
         self.qualname = qualified_name(fn if inspect.isroutine(fn) else type(fn))
         self.is_async = is_async_callable(fn)
+        self.flow: Any = None  # the Flow whose decorator made it (verbose)
         self.signature = inspect.signature(fn)
         self.base = base
         self.on = on
@@ -74,6 +77,7 @@ class TaskDef:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise ValueError(f"@flow.task(limit={limit!r}): expected None or an int >= 1")
         self.limit = limit
+        self.rate = parse_rate(rate)
         self.skip = _exception_classes(skip, "@flow.task(skip=...)")
         self.suppress = _exception_classes(suppress, "@flow.task(suppress=...)")
         retry_exceptions = _exception_classes(retry_exceptions, "@flow.task(retry_exceptions=...)")
@@ -88,6 +92,12 @@ class TaskDef:
         sample = on or ""
         self.serializer: Serializer = serializer_for(sample, serializer)
         self.compressor: Compressor = compressor_for(sample, compressor)
+        # Whether the suffixes (so the serializer) are the same for every
+        # call: `data/{id}.jsonl.zst` yes, `out/{name}` no (chosen per call).
+        self._serializer_option = serializer
+        name = sample.rsplit("/", 1)[-1]
+        self._fixed_suffix = "{" not in name[name.rfind("}") + 1:] and "." in name[name.rfind("}") + 1:] \
+            if "}" in name else True
         if self.template is not None:
             unknown = [n for n in template_names(self.template) if n != "hash" and n not in self.signature.parameters]
             has_var_kw = any(p.kind == p.VAR_KEYWORD for p in self.signature.parameters.values())
@@ -96,6 +106,13 @@ class TaskDef:
             parent = Path(self.template).parent
             if not template_names(str(parent)):
                 (base / parent).mkdir(parents=True, exist_ok=True)
+
+    def serializer_for(self, output: str | None) -> Serializer:
+        """The serializer of one call's output path: the one chosen when
+        decorating, unless the suffixes come from the arguments."""
+        if self._fixed_suffix or output is None or isinstance(self._serializer_option, (str, Serializer, type)):
+            return self.serializer
+        return serializer_for(output, self._serializer_option)
 
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> "Call":
         """One call: its bound arguments (defaults applied; TypeError as the
@@ -109,11 +126,13 @@ class TaskDef:
     def to_spec(self) -> flow_pb2.TaskSpec:
         """The TaskSpec phase 2 declares (DeclareTask): name, on, limit and
         the rules as `errors` matchers on qualified exception names."""
-        spec = flow_pb2.TaskSpec(name=self.qualname, on=self.on or "", limit=self.limit or 0)
+        spec = flow_pb2.TaskSpec(name=self.qualname, on=self.on or "", limit=self.limit or 0, rate=self.rate)
+        if self.compressor.level is not None:
+            spec.compression_level = self.compressor.level
         if self.retry is not None and self.retry.total > 0:
             spec.retry.CopyFrom(self.retry.to_rule())
-        spec.skip.errors.extend(qualified_name(e) for e in self.skip)
-        spec.suppress.errors.extend(qualified_name(e) for e in self.suppress)
+        spec.skip.errors.extend(rule_name(e) for e in self.skip)
+        spec.suppress.errors.extend(rule_name(e) for e in self.suppress)
         return spec
 
     def __repr__(self) -> str:
@@ -124,9 +143,10 @@ class Call:
     """One call of a task: identity (task + `params`, each str()), output
     path relative to the flow's base (None without `on`), label."""
 
+    __slots__ = ("task", "params", "output", "label")
+
     def __init__(self, task: TaskDef, arguments: dict[str, Any], output: str | None, label: str) -> None:
         self.task = task
-        self.arguments = arguments
         self.params = {k: str(v) for k, v in arguments.items()}
         self.output = output
         self.label = label
@@ -153,7 +173,7 @@ class TaskRun:
 
     def __init__(self, label: str, output: str | None, sink: Callable[[bytes], None],
                  serializer: Serializer | None = None, view: ProgressView | None = None, view_key: Any = None,
-                 on_progress: Callable[[float, float, str], None] | None = None) -> None:
+                 on_progress: Callable[[float, float, str], None] | None = None, has_progress: bool = True) -> None:
         self.label = label
         self.output = output
         self.serializer = serializer or (serializer_for(output) if output else JSONLSerializer())
@@ -165,6 +185,9 @@ class TaskRun:
         self._view_key = view_key
         self._on_progress = on_progress
         self._progress: InstanceProgress | None = None
+        # False for a task called outside any flow: flow.task.progress()
+        # has no bar to move and returns None, as in AsFlow.
+        self.has_progress = has_progress
 
     def write(self, data: Any) -> None:
         if self.cancelled:
@@ -174,7 +197,9 @@ class TaskRun:
         self.lines += chunk.count(b"\n")
         self.sink(chunk)
 
-    def progress(self, description: str | None = None, **kwargs: Any) -> InstanceProgress:
+    def progress(self, description: str | None = None, **kwargs: Any) -> InstanceProgress | None:
+        if not self.has_progress:
+            return None
         if self._progress is None:
             self._progress = InstanceProgress(self._view, self._view_key, None, self._on_progress)
         if description is not None or kwargs:
@@ -204,16 +229,16 @@ class Task:
         return self._decorate(fn, {})
 
     def _decorate(self, fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
-        known = {"on", "limit", "skip", "suppress", "retry", "retry_exceptions", "serializer", "compressor"}
+        known = {"on", "limit", "skip", "suppress", "retry", "retry_exceptions", "serializer", "compressor", "rate"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"@flow.task: unexpected option {unknown[0]!r}")
         task = TaskDef(fn, self._flow.base, **options)
         flow = self._flow
+        task.flow = flow
         if task.is_async:
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await flow.engine.call_async(task, args, kwargs)
-            wrapper: Callable[..., Any] = async_wrapper
+            from asflow.session import async_call  # (session imports this module)
+            wrapper: Callable[..., Any] = async_call(lambda: flow.engine, task)
         else:
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return flow.engine.call_sync(task, args, kwargs)
@@ -243,6 +268,31 @@ class Task:
         advance()); None outside a running task."""
         run = _current_run.get()
         return run.progress(description, **kwargs) if run is not None else None
+
+
+_RATE = re.compile(r"^([0-9][0-9.]*)/(s|min|h)$")
+
+
+def parse_rate(rate: str | float | int | None) -> str:
+    """`rate=` (an extension of AsFlow's options): "N/s", "N/min", "N/h"
+    as in flow files, or a number of starts per second; "" for none.
+    ValueError/TypeError at decoration time."""
+    if rate is None:
+        return ""
+    if isinstance(rate, bool) or not isinstance(rate, (str, int, float)):
+        raise TypeError(f"@flow.task(rate={rate!r}): expected 'N/s', 'N/min', 'N/h' or a number per second")
+    if isinstance(rate, (int, float)):
+        if not rate > 0 or rate != rate or rate == float("inf"):
+            raise ValueError(f"@flow.task(rate={rate!r}): must be > 0")
+        return f"{rate!r}/s"
+    m = _RATE.match(rate)
+    try:
+        ok = m is not None and float(m.group(1)) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"@flow.task(rate={rate!r}): expected N/s, N/min or N/h with N > 0")
+    return rate
 
 
 def task_def_of(obj: Any) -> TaskDef | None:

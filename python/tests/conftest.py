@@ -82,10 +82,12 @@ class Daemon:
         return r
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """An isolated environment (HOME, XDG dirs under tmp_path), also set in
-    this process so that the package's defaults point there."""
+    this process so that the package's defaults point there: no test can
+    reach (or auto-start) the user's own daemon. The process's default
+    session engine is closed after each test."""
     home = tmp_path / "home"
     for d in (home, tmp_path / "run", tmp_path / "state"):
         d.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.setenv(k, v)
     for k in ("ASFLOW_SERVER", "ASFLOW_TOKEN_FILE", "ASFLOW_TLS_CA", "ASFLOW_DAEMON"):
         monkeypatch.delenv(k, raising=False)
-    return values
+    yield values
+    from asflow.session import reset_default_engine
+    reset_default_engine()
 
 
 @pytest.fixture

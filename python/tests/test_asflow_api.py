@@ -19,7 +19,6 @@ from asflow.naming import check_on, encode_params, err_path_for, star_hash
 from asflow.retry import Retry
 from asflow.serializers import JSONLSerializer, JSONSerializer, TextSerializer, serializer_for
 from asflow.task import TaskCancelled, TaskRun
-from asflow.v1 import flow_pb2
 
 
 def test_default_flow_and_path(tmp_path):
@@ -65,17 +64,6 @@ def test_task_wrappers_keep_kind_and_metadata(tmp_path):
     assert inspect.iscoroutinefunction(async_task) and async_task.__name__ == "async_task"
     assert inspect.iscoroutinefunction(obj)
     assert (tmp_path / "data").is_dir() and (tmp_path / "o").is_dir()  # parents made when decorated
-
-
-def test_calls_need_the_session_until_phase_2(tmp_path):
-    f = Flow(tmp_path)
-
-    @f.task
-    def t():
-        pass
-
-    with pytest.raises(NotImplementedError, match="FlowService.Session"):
-        t()
 
 
 def test_bad_retry_is_a_type_error_at_decoration(tmp_path):
@@ -227,3 +215,17 @@ def test_task_run_follows_asyncio_tasks():
 
     asyncio.run(main())
     assert sorted(seen) == [("a", b"a\n"), ("b", b"b\n")]
+
+
+def test_the_serializer_follows_the_rendered_suffix_when_the_template_leaves_it_open(tmp_path):
+    from asflow.task import TaskDef
+
+    def f(name):
+        pass
+
+    open_ = TaskDef(f, tmp_path, on="r/{name}")
+    assert isinstance(open_.serializer_for("r/a.json"), JSONSerializer)
+    assert isinstance(open_.serializer_for("r/a.jsonl.zst"), JSONLSerializer)
+    assert isinstance(open_.serializer_for("r/a.txt"), TextSerializer)
+    fixed = TaskDef(f, tmp_path, on="r/{name}.jsonl")
+    assert fixed.serializer_for("r/x.json.jsonl") is fixed.serializer

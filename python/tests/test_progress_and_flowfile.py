@@ -63,6 +63,20 @@ def test_terminal_bars_flow_task_and_running_instances():
     view.close()
 
 
+def test_queued_calls_count_in_the_total_and_show_once_started():
+    view, _ = terminal_view(Clock())
+    for i in range(4):
+        view.instance_queued("t", "t()", i, f"item{i}")
+    view.instance_started("t", "t()", 1, "item1")
+    lines = [line.rstrip() for line in screen(view).splitlines()]
+    assert lines[0].startswith(" @task t()") and lines[0].endswith("0/4")
+    assert [line.split()[0] for line in lines[1:]] == ["item1"]
+    view.instance_finished(0, "cached")
+    view.instance_finished(1, "done")
+    assert view.counts("t") == (2, 4) and len(screen(view).splitlines()) == 1
+    view.close()
+
+
 def test_running_lines_are_capped():
     clock = Clock()
     view, _ = terminal_view(clock)

@@ -141,6 +141,17 @@ v1::SessionOp Raised(int64_t call_id, std::vector<std::string> types, const std:
   op.mutable_result()->set_error_text(traceback);
   return op;
 }
+v1::SessionOp Drop(int64_t run, int64_t call_id, const std::string& task, const std::string& video) {
+  v1::SessionOp op;
+  *op.mutable_drop() = Call(run, call_id, task, video).call();
+  return op;
+}
+v1::SessionOp Withdrawn(int64_t call_id) {
+  v1::SessionOp op;
+  op.mutable_result()->set_call_id(call_id);
+  op.mutable_result()->set_cancelled(true);
+  return op;
+}
 v1::SessionOp Close(int64_t run, v1::RunState state) {
   v1::SessionOp op;
   op.mutable_close_run()->set_run(run);
@@ -266,6 +277,38 @@ TEST_F(SessionTest, AnUnknownExceptionFailsTheRunFastAndCancelsTheRest) {
   EXPECT_EQ(states, (std::map<int64_t, v1::InstanceState>{{1, v1::FAILED}, {2, v1::CANCELLED}, {3, v1::CANCELLED}}));
   CommandResult runs = Ctl({"runs"});
   EXPECT_THAT(runs.out, HasSubstr(absl::StrCat(run, "      failed")));
+}
+
+TEST_F(SessionTest, ADroppedCallIsCancelledWithoutFailingTheRunAndFreesItsSlot) {
+  StartDaemon();
+  SessionClient s(Target());
+  int64_t run = OpenAndDeclare(s, 1);
+  ASSERT_TRUE(s.Send({Call(1, 1, "t.extract", "a"), Call(1, 2, "t.extract", "b")}));
+  v1::SessionEvent e;
+  ASSERT_TRUE(s.NextOf(v1::SessionEvent::kStart, &e));
+  EXPECT_EQ(e.start().call_id(), 1);
+  // b waits behind a (limit 1); its caller gives up, then a's caller does
+  // too while a runs: dropped first, then its stopped result (not judged).
+  ASSERT_TRUE(s.Send({Drop(1, 2, "t.extract", "b"), Drop(1, 1, "t.extract", "a"), Output(1, "{}\n"),
+                      Withdrawn(1)}));
+  // The slot is free again: c starts, and the run is still running.
+  ASSERT_TRUE(s.Send({Call(1, 3, "t.extract", "c")}));
+  ASSERT_TRUE(s.NextOf(v1::SessionEvent::kStart, &e));
+  EXPECT_EQ(e.start().call_id(), 3);
+  ASSERT_TRUE(s.Send({Output(3, "{}\n"), Ok(3)}));
+  ASSERT_TRUE(s.NextOf(v1::SessionEvent::kCallState, &e));
+  EXPECT_EQ(e.call_state().call_id(), 3);
+  EXPECT_EQ(e.call_state().state(), v1::DONE);
+  ASSERT_TRUE(s.Send({Close(1, v1::RUN_SUCCEEDED)}));
+  ASSERT_TRUE(s.NextOf(v1::SessionEvent::kRunClosed, &e));
+  EXPECT_EQ(e.run_closed().state(), v1::RUN_SUCCEEDED) << e.run_closed().error();
+  for (const auto& ev : s.seen) {
+    EXPECT_FALSE(ev.has_start() && ev.start().call_id() == 2) << "a dropped call was started";
+    EXPECT_FALSE(ev.has_call_state() && ev.call_state().call_id() != 3) << "a dropped call was answered";
+  }
+  EXPECT_FALSE(FileExists(ws_ + "/data/a.jsonl.zst"));
+  CommandResult tasks = Ctl({"tasks", absl::StrCat(run), "--state", "cancelled"});
+  EXPECT_EQ(TableRows(tasks.out).size(), 2u) << tasks.out;
 }
 
 TEST_F(SessionTest, TheLimitHoldsAcrossTwoProcesses) {

@@ -1,0 +1,447 @@
+"""The session engine (asflow.session, asflow.stream) against the fake
+Session service of fake_session.py: what a decorated call sends, waits
+for, runs, returns and raises; batching; chunking; reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from asflow.connection import ConnectOptions
+from asflow.exceptions import RunEnded, module_name
+from asflow.flow import Flow
+from asflow.retry import Retry
+from asflow.session import SessionEngine
+from asflow.v1 import flow_pb2
+
+from conftest import PYTHONPATH, wait_for
+from fake_session import FakeDaemon
+
+
+@pytest.fixture
+def fake(tmp_path: Path):
+    d = FakeDaemon(str(tmp_path / "fake.sock"), str(tmp_path)).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def engine(fake: FakeDaemon):
+    e = SessionEngine(ConnectOptions.resolve(server=f"unix:{fake.socket_path}"))
+    yield e
+    e.close(2.0)
+
+
+@pytest.fixture
+def flow(tmp_path: Path, engine: SessionEngine) -> Flow:
+    return Flow(tmp_path / "ws", engine=engine)
+
+
+def zst(path: Path) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+
+
+def test_caching_on_the_second_run(flow: Flow, fake: FakeDaemon, tmp_path: Path):
+    calls = []
+
+    @flow.task(on="data/{n}.jsonl.zst")
+    async def extract(n, lang="en"):
+        calls.append(n)
+        for i in range(3):
+            flow.task.write({"n": n, "i": i, "lang": lang})
+        return n * 10
+
+    @flow(progress=False)
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            ts = [tg.create_task(extract(n)) for n in range(5)]
+        return [t.result() for t in ts]
+
+    assert asyncio.run(main()) == [0, 10, 20, 30, 40]
+    assert sorted(calls) == [0, 1, 2, 3, 4]
+    lines = zst(tmp_path / "ws/data/3.jsonl.zst").decode().splitlines()
+    assert [json.loads(x) for x in lines] == [{"n": 3, "i": i, "lang": "en"} for i in range(3)]
+    run = fake.runs[1]
+    assert run.flow == "main" and run.workspace == str(tmp_path / "ws") and run.state == flow_pb2.RUN_SUCCEEDED
+    inst = sorted(fake.instances(1), key=lambda i: i.params["n"])[0]
+    assert inst.task == extract.task.qualname and extract.task.qualname.startswith("test_session.") and inst.params == {"n": "0", "lang": "en"}
+    assert inst.output == "data/0.jsonl.zst"
+
+    calls.clear()
+    assert asyncio.run(main()) == [None] * 5  # cached: not called, None
+    assert calls == []
+    assert all(i.state == flow_pb2.CACHED for i in fake.instances(2))
+
+
+def test_ops_are_batched(flow: Flow, fake: FakeDaemon):
+    @flow.task(on="b/{n}.jsonl", limit=4)
+    async def t(n):
+        flow.task.write({"n": n})
+
+    @flow(progress=False)
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            for n in range(400):
+                tg.create_task(t(n))
+
+    asyncio.run(main())
+    ops = sum(fake.ops.values())
+    assert ops >= 400 * 3  # call, output, result per call
+    # Far fewer messages than ops both ways (a message per op would be 1,200+).
+    assert fake.requests < ops / 3, (fake.requests, ops)
+    assert fake.responses < fake.events / 2, (fake.responses, fake.events)
+    assert fake.max_running[t.task.qualname] == 4
+
+
+def test_output_chunks_respect_max_chunk_bytes(tmp_path: Path):
+    fake = FakeDaemon(str(tmp_path / "f.sock"), str(tmp_path), chunk_bytes=1000).start()
+    engine = SessionEngine(ConnectOptions.resolve(server=f"unix:{fake.socket_path}"))
+    try:
+        flow = Flow(tmp_path, engine=engine)
+
+        @flow.task(on="big.txt.gz")
+        def big():
+            for i in range(3000):
+                flow.task.write(f"line {i}\n")
+
+        @flow(progress=False)
+        async def main():
+            big()
+
+        asyncio.run(main())
+        assert not fake.violations
+        text = gzip.decompress((tmp_path / "big.txt.gz").read_bytes()).decode()
+        assert text == "".join(f"line {i}\n" for i in range(3000))
+        assert fake.ops["output"] >= len(text) // 1000
+    finally:
+        engine.close(2.0)
+        fake.stop()
+
+
+def test_exceptions_map_to_the_rules(flow: Flow, fake: FakeDaemon, tmp_path: Path):
+    class Disabled(Exception):
+        pass
+
+    calls: dict[str, int] = {}
+    boom = ValueError("boom")
+
+    @flow.task(on="t/{v}.jsonl", skip=(KeyError,), suppress=(Disabled,))
+    def extract(v):
+        calls[v] = calls.get(v, 0) + 1
+        if v == "off":
+            raise Disabled(f"disabled {v}")
+        if v == "flaky":
+            raise KeyError(v)
+        if v == "boom":
+            raise boom
+        flow.task.write({"v": v})
+
+    @flow(progress=False)
+    async def main(*vs):
+        return [extract(v) for v in vs]
+
+    assert asyncio.run(main("ok", "off", "flaky")) == [None, None, None]
+    err = tmp_path / "ws/t/off.err"
+    assert "Traceback" in err.read_text() and "Disabled: disabled off" in err.read_text()
+    assert asyncio.run(main("ok", "off", "flaky")) == [None, None, None]
+    assert calls == {"ok": 1, "off": 1, "flaky": 2}  # suppressed: not again; skipped: again
+    with pytest.raises(ValueError) as raised:
+        asyncio.run(main("boom"))
+    assert raised.value is boom  # the original object
+    types_seen = fake.instances(3)[0].error
+    assert "ValueError: boom" in types_seen and "Traceback" in types_seen
+    assert fake.runs[3].state == flow_pb2.RUN_FAILED
+
+
+def test_retry_counts(flow: Flow):
+    calls = {"once": 0, "four": 0}
+
+    @flow.task(retry=0)
+    def once():
+        calls["once"] += 1
+        raise RuntimeError("no")
+
+    @flow.task(retry=Retry(total=3, backoff_factor=0, backoff_jitter=0))
+    async def four():
+        calls["four"] += 1
+        raise RuntimeError("again")
+
+    @flow(progress=False)
+    async def main():
+        for fn in (once, four):
+            try:
+                r = fn()
+                if asyncio.iscoroutine(r):
+                    await r
+            except RuntimeError:
+                pass
+
+    with pytest.raises(RunEnded):  # fail fast ended the run after `once` failed
+        asyncio.run(main())
+    assert calls == {"once": 1, "four": 0}
+
+    @flow(progress=False)
+    async def only_four():
+        await four()
+
+    with pytest.raises(RuntimeError, match="again"):
+        asyncio.run(only_four())
+    assert calls["four"] == 4
+
+
+def test_fail_fast_cancels_siblings(flow: Flow, fake: FakeDaemon):
+    started = threading.Event()
+    cancelled = []
+
+    @flow.task(limit=8)
+    async def slow(n):
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(n)
+            raise
+
+    @flow.task
+    async def bad():
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        raise ValueError("bad")
+
+    @flow(progress=False)
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            for n in range(3):
+                tg.create_task(slow(n))
+            tg.create_task(bad())
+
+    with pytest.raises(ExceptionGroup) as eg:
+        asyncio.run(main())
+    assert [type(e) for e in eg.value.exceptions] == [ValueError]
+    assert sorted(cancelled) == [0, 1, 2]
+    assert fake.runs[1].state == flow_pb2.RUN_FAILED
+
+
+def test_nested_flow_shares_the_run_and_standalone_task_has_its_own(flow: Flow, fake: FakeDaemon):
+    @flow.task(on="p/{x}.txt")
+    def part(x):
+        flow.task.write(f"{x}\n")
+        assert flow.task.run is not None
+        return flow.task.progress()
+
+    @flow(progress=False)
+    async def inner():
+        part("a")
+        return flow.run.run_id
+
+    @flow(progress=False)
+    async def outer():
+        inner_id = await inner()
+        part("b")
+        return inner_id, flow.run.run_id
+
+    inner_id, outer_id = asyncio.run(outer())
+    assert inner_id == outer_id == 1
+    assert {i.params["x"] for i in fake.instances(1)} == {"a", "b"}
+    assert part("c") is None  # outside any flow: a run of its own; no progress handle
+    assert fake.runs[2].flow == "part" and fake.runs[2].params == {"x": "c"}
+    assert fake.runs[2].state == flow_pb2.RUN_SUCCEEDED
+
+
+def test_sync_task_inside_async_flow_does_not_block_the_stream(flow: Flow):
+    @flow.task(limit=4)
+    async def a(n):
+        await asyncio.sleep(0.001)
+        return n
+
+    @flow.task
+    def s(n):
+        return n * 2
+
+    @flow(progress=False)
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            ts = [tg.create_task(a(n)) for n in range(50)]
+            # A plain task called on the loop's thread, while async calls wait.
+            doubled = [s(n) for n in range(5)]
+        return [t.result() for t in ts], doubled
+
+    assert asyncio.run(main()) == (list(range(50)), [0, 2, 4, 6, 8])
+
+
+def test_progress_reaches_the_daemon(flow: Flow, fake: FakeDaemon):
+    seen = threading.Event()
+
+    @flow.task
+    async def t():
+        p = flow.task.progress(total=5, description="fetching")
+        for _ in range(3):
+            p.advance()
+        await asyncio.to_thread(seen.wait, 10)
+
+    @flow(progress=False)
+    async def main():
+        await t()
+
+    def watch():
+        assert wait_for(lambda: 1 in fake.runs and any(i.progress for i in fake.instances(1)))
+        seen.set()
+
+    threading.Thread(target=watch).start()
+    asyncio.run(main())
+    assert fake.instances(1)[0].progress == (5.0, 3.0, "fetching")
+
+
+def test_reconnect_resumes_the_run(flow: Flow, fake: FakeDaemon, engine: SessionEngine, tmp_path: Path):
+    calls: dict[int, int] = {}
+    gate = threading.Event()
+
+    @flow.task(on="r/{n}.txt", limit=8)
+    async def t(n):
+        calls[n] = calls.get(n, 0) + 1
+        if n == 0 and calls[n] == 1:
+            await asyncio.to_thread(gate.wait, 10)  # running when the stream breaks
+        flow.task.write(f"{n}\n")
+
+    @flow(progress=False)
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            for n in range(5):
+                tg.create_task(t(n))
+        return flow.run.run_id
+
+    def cut_when_running():
+        wait_for(lambda: calls.get(0) == 1 and all(calls.get(n) for n in range(1, 5)))
+        wait_for(lambda: all(i.state != flow_pb2.RUNNING for i in fake.runs[1].instances.values()
+                             if i.params["n"] != "0"))
+        fake.cut()
+        gate.set()
+
+    threading.Thread(target=cut_when_running).start()
+    assert asyncio.run(main()) == 1
+    assert engine.stream is not None and engine.stream.connects >= 2
+    assert calls[0] == 2 and all(calls[n] == 1 for n in range(1, 5))  # only the one running ran again
+    assert all((tmp_path / f"ws/r/{n}.txt").read_text() == f"{n}\n" for n in range(5))
+    assert fake.runs[1].state == flow_pb2.RUN_SUCCEEDED and len(fake.runs) == 1
+
+
+def test_refused_workspace_and_cancelled_run(tmp_path: Path, fake: FakeDaemon, engine: SessionEngine):
+    outside = Flow("/", engine=engine)
+
+    @outside(progress=False)
+    async def nowhere():
+        pass
+
+    with pytest.raises(RunEnded, match="not below an allowed root"):
+        asyncio.run(nowhere())
+
+    flow = Flow(tmp_path, engine=engine)
+    started = threading.Event()
+
+    @flow.task
+    async def forever():
+        started.set()
+        await asyncio.sleep(30)
+
+    @flow(progress=False)
+    async def main():
+        await forever()
+
+    threading.Thread(target=lambda: (started.wait(10), fake.cancel_run(1))).start()
+    with pytest.raises(RunEnded, match="cancelled"):
+        asyncio.run(main())
+
+
+def test_a_caller_cancelling_a_queued_call(flow: Flow, fake: FakeDaemon):
+    ran = []
+
+    @flow.task
+    async def t():
+        ran.append(1)
+
+    @flow(progress=False)
+    async def main():
+        fake.hold = True
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(t(), 0.2)
+        with fake.lock:
+            fake.hold = False
+            fake._schedule()
+        # The start that comes later is answered as cancelled, never run.
+        assert await asyncio.to_thread(wait_for, lambda: fake.instances(1)[0].state == flow_pb2.CANCELLED)
+        return ran
+
+    assert asyncio.run(main()) == []
+
+
+def test_heartbeats_when_idle(tmp_path: Path):
+    fake = FakeDaemon(str(tmp_path / "f.sock"), str(tmp_path), heartbeat_ms=20).start()
+    engine = SessionEngine(ConnectOptions.resolve(server=f"unix:{fake.socket_path}"))
+    try:
+        flow = Flow(tmp_path, engine=engine)
+
+        @flow(progress=False)
+        async def idle():
+            assert await asyncio.to_thread(wait_for, lambda: fake.ops["heartbeat"] >= 3)
+
+        asyncio.run(idle())
+        assert fake.ops["heartbeat"] >= 3
+    finally:
+        engine.close(2.0)
+        fake.stop()
+
+
+def test_unreachable_daemon_says_where_it_looked(tmp_path: Path):
+    engine = SessionEngine(ConnectOptions.resolve(server=f"unix:{tmp_path}/nothing.sock"))
+    flow = Flow(tmp_path, engine=engine)
+
+    @flow.task
+    def t():
+        pass
+
+    from asflow.errors import AsflowError
+    with pytest.raises(AsflowError, match="nothing.sock"):
+        t()
+
+
+def test_main_module_names(tmp_path: Path):
+    pkg = tmp_path / "flows"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "playlist.py").write_text(textwrap.dedent("""\
+        from asflow.exceptions import qualified_name
+        def extract(): pass
+        class E(Exception): pass
+        print(qualified_name(extract), qualified_name(E))
+    """))
+    env = {"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"}
+    for argv in (["-m", "flows.playlist"], ["flows/playlist.py"],
+                 ["-c", "import flows.playlist"]):
+        out = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert out.stdout.split() == ["flows.playlist.extract", "flows.playlist.E"], (argv, out.stderr)
+    assert module_name("os.path") == "os.path"
+
+
+def test_the_default_flow_uses_asflow_server(fake: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import asflow
+    from asflow.session import default_engine
+
+    monkeypatch.setenv("ASFLOW_SERVER", f"unix:{fake.socket_path}")
+    monkeypatch.chdir(tmp_path)
+
+    @asflow.flow.task(on="d/{x}.json")
+    def t(x):
+        asflow.flow.task.write({"x": x})
+
+    t("a")
+    assert json.loads((tmp_path / "d/a.json").read_text()) == {"x": "a"}
+    assert asflow.flow.engine is default_engine() and fake.runs[1].workspace == str(tmp_path)
