@@ -268,12 +268,17 @@ class Client:
         return self._call("CancelRun", service_pb2.CancelRunRequest(run_id=run_id)).state
 
     def reset(self, run_id: int = 0, task: str | None = None, path: str | os.PathLike[str] | None = None,
-              states: StateLike | Iterable[StateLike] | None = None) -> int:
+              states: StateLike | Iterable[StateLike] | None = None, *,
+              workspace: str | os.PathLike[str] | None = None, all_workspaces: bool = False) -> int:
         """Clears suppressed (and failed) instances so the next run runs
         them again (their .err files are removed); at least one of run_id,
         task, path. A relative path is relative to the current directory.
+        By task, only runs in `workspace` (default: the current directory)
+        are touched, as `asflowctl reset` does, unless `all_workspaces`.
         Returns how many were reset."""
         request = service_pb2.ResetTasksRequest(run_id=run_id, task=task or "", states=_states(states))
+        if not run_id and path is None and not all_workspaces:
+            request.workspace = os.path.realpath(workspace if workspace is not None else os.getcwd())
         if path is not None:
             p = os.path.abspath(path)
             # The output itself usually does not exist: resolve its directory.

@@ -119,6 +119,11 @@ def test_cancel_then_reset(daemon, workspace):
         fan = write(workspace / "fanout.flow.yaml", FANOUT)
         fan_id = c.submit(fan, workspace=workspace).run_id
         finished(c, fan_id)
+        # By task: scoped to a workspace (another directory has none).
+        elsewhere = workspace / "elsewhere"
+        elsewhere.mkdir()
+        assert c.reset(task="item", workspace=elsewhere) == 0
+        assert (workspace / "data" / "gone.err").exists()
         assert c.reset(path=workspace / "data" / "a.jsonl.gz") == 0  # done, not suppressed
         assert c.reset(path=workspace / "data" / "gone.jsonl.gz") == 1
         assert not (workspace / "data" / "gone.err").exists()
