@@ -112,6 +112,20 @@ class Validator {
       }
     }
     if (spec_.imports_size() > 0) Add("imports", "not supported yet");
+    std::vector<std::string> keys;
+    for (const auto& [name, key] : spec_.throttle()) keys.push_back(name);
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& name : keys) {
+      const std::string kp = absl::StrCat("throttle.", name);
+      const v1::ThrottleKey& key = spec_.throttle().at(name);
+      if (!IsPoolName(name)) {
+        Add(kp, absl::StrCat("key name '", absl::Utf8SafeCEscape(name), "' may only use [A-Za-z0-9_.-]"));
+      }
+      if (key.limit() < 0) Add(kp + ".limit", absl::StrCat("must be >= 0 (0: no cap), got ", key.limit()));
+      if (absl::StatusOr<double> rate = ParseRatePerSecond(key.rate()); !rate.ok()) {
+        Add(kp + ".rate", rate.status().message());
+      }
+    }
     if (spec_.tasks_size() > kMaxTasks) {
       Add("tasks", absl::StrCat(spec_.tasks_size(), " tasks; at most ",
                                 kMaxTasks, " are allowed"));
@@ -330,6 +344,35 @@ public:
       if (r.has_jitter()) CheckDuration(p + ".retry.jitter", r.jitter());
       CheckRegex(p + ".retry.stderr", r.stderr());
       CheckErrors(p + ".retry.errors", task, r.errors());
+    }
+    for (int j = 0; j < task.uses_size(); ++j) {
+      if (!IsPoolName(task.uses(j))) {
+        Add(absl::StrCat(p, ".uses[", j, "]"),
+            absl::StrCat("'", absl::Utf8SafeCEscape(task.uses(j)), "' is not a throttle key name ([A-Za-z0-9_.-]+)"));
+      }
+    }
+    if (task.has_cooldown()) {
+      const v1::CooldownRule& c = task.cooldown();
+      if (c.exit_codes_size() == 0 && c.signals_size() == 0 && c.stderr().empty() && !c.timeout() &&
+          c.errors_size() == 0) {
+        Add(p + ".cooldown", "matches nothing: add stderr (e.g. \"429|Too Many Requests\"), exit_codes, "
+                             "signals, timeout or errors");
+      }
+      if (c.has_duration()) CheckDuration(p + ".cooldown.for", c.duration());
+      if (c.max_cooldowns() < 0) {
+        Add(p + ".cooldown.max_cooldowns", absl::StrCat("must be >= 0 (0: 5), got ", c.max_cooldowns()));
+      }
+      CheckRegex(p + ".cooldown.stderr", c.stderr());
+      CheckRegex(p + ".cooldown.retry_after", c.retry_after());
+      if (!c.retry_after().empty()) {
+        RE2 re(c.retry_after(), RE2::Quiet);
+        if (re.ok() && re.NumberOfCapturingGroups() != 1) {
+          Add(p + ".cooldown.retry_after",
+              absl::StrCat("needs exactly one capture group (the seconds or HTTP date), got ",
+                           re.NumberOfCapturingGroups(), ", e.g. \"Retry-After: (\\\\d+)\""));
+        }
+      }
+      CheckErrors(p + ".cooldown.errors", task, c.errors());
     }
     CheckRegex(p + ".skip.stderr", task.skip().stderr());
     CheckRegex(p + ".suppress.stderr", task.suppress().stderr());

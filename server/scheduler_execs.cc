@@ -148,7 +148,11 @@ void Scheduler::OnExecDone(ExecResult result) {
   ctx.losses = exec->losses;
   ctx.max_losses = options_.max_losses;
   ctx.cancelling = exec->cancelling;
+  ctx.now = deps_.clock->Now();
+  FillCooldownContext(*exec, ctx);
   AttemptOutcome outcome = JudgeAttempt(result, *exec->def->rules, ctx, absl::Uniform(rng_, 0.0, 1.0));
+  AfterAttempt(*exec, outcome);
+  if (outcome.kind == AttemptOutcome::Kind::kCooldown) BeginCooldown(*exec, outcome);
   if (outcome.kind == AttemptOutcome::Kind::kFinal) {
     FinishExec(result.id, outcome, result);
   } else {
@@ -164,7 +168,8 @@ void Scheduler::Requeue(Exec& exec, const AttemptOutcome& outcome) {
   const bool retry = outcome.kind == AttemptOutcome::Kind::kRetry;
   if (!retry) --exec.attempts;  // not the command's fault: not an attempt
   if (outcome.lost) ++exec.losses;
-  if (outcome.kind == AttemptOutcome::Kind::kRequeue) {
+  if (outcome.kind == AttemptOutcome::Kind::kRequeue || outcome.kind == AttemptOutcome::Kind::kCooldown) {
+    // A cooldown holds it back through its task's gates, not a timer.
     plan_.Enqueue(-exec.id, exec.def->task_key, exec.waiters.front().first);
   } else {
     timers_.Add(deps_.clock->Now() + outcome.delay, exec.id);
@@ -286,6 +291,7 @@ bool Scheduler::UpdateWaiting(RunRt& run) {
     if (task.pool != "local" && plan_.pool_slots(task.pool) == 0) {
       waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
     }
+    if (waiting.empty()) waiting = ThrottleWaiting(task, deps_.clock->Now());
     if (task.counters.waiting() != waiting) {
       task.counters.set_waiting(waiting);
       changed = true;
