@@ -40,6 +40,12 @@ std::string StateText(const v1::ThrottleStatus& s) {
   return s.state();
 }
 
+// The RATE column: as defined, or for `rate: auto` the pace now.
+std::string RateText(const v1::ThrottleStatus& s) {
+  if (s.effective_rate() > 0) return absl::StrCat("auto:", absl::StrFormat("%.3g", s.effective_rate()), "/s");
+  return s.rate().empty() ? "-" : s.rate();
+}
+
 absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions& client) {
   auto channel = Connect(client, /*autostart=*/false);
   if (!channel.ok()) return channel.status();
@@ -69,11 +75,11 @@ int ThrottleCommand(const ClientOptions& client) {
     absl::PrintF("no throttle keys (a flow defines them under throttle:, asflowd with --throttle)\n");
     return kExitOk;
   }
-  absl::PrintF("%-24s %5s %9s %-8s %7s  %-14s %s\n", "KEY", "LIMIT", "IN FLIGHT", "RATE", "QUEUED", "DEFINED BY",
+  absl::PrintF("%-24s %5s %9s %-10s %7s  %-14s %s\n", "KEY", "LIMIT", "IN FLIGHT", "RATE", "QUEUED", "DEFINED BY",
                "STATE");
   for (const v1::ThrottleStatus& s : response.keys()) {
-    absl::PrintF("%-24s %5s %9d %-8s %7d  %-14s %s\n", s.is_task() ? absl::StrCat("task ", s.name()) : s.name(),
-                 s.limit() > 0 ? absl::StrCat(s.limit()) : "-", s.in_flight(), s.rate().empty() ? "-" : s.rate(),
+    absl::PrintF("%-24s %5s %9d %-10s %7d  %-14s %s\n", s.is_task() ? absl::StrCat("task ", s.name()) : s.name(),
+                 s.limit() > 0 ? absl::StrCat(s.limit()) : "-", s.in_flight(), RateText(s),
                  s.queued(), s.is_task() ? "-" : s.defined_by(), StateText(s));
   }
   return kExitOk;

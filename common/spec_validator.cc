@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/spec_parser.h"
 #include "common/template.h"
@@ -122,7 +123,7 @@ class Validator {
         Add(kp, absl::StrCat("key name '", absl::Utf8SafeCEscape(name), "' may only use [A-Za-z0-9_.-]"));
       }
       if (key.limit() < 0) Add(kp + ".limit", absl::StrCat("must be >= 0 (0: no cap), got ", key.limit()));
-      if (absl::StatusOr<double> rate = ParseRatePerSecond(key.rate()); !rate.ok()) {
+      if (absl::StatusOr<RateSpec> rate = ParseRate(key.rate()); !rate.ok()) {
         Add(kp + ".rate", rate.status().message());
       }
     }
@@ -315,7 +316,7 @@ public:
     if (task.limit() < 0) {
       Add(p + ".limit", absl::StrCat("must be >= 0, got ", task.limit()));
     }
-    if (absl::StatusOr<double> rate = ParseRatePerSecond(task.rate());
+    if (absl::StatusOr<RateSpec> rate = ParseRate(task.rate());
         !rate.ok()) {
       Add(p + ".rate", rate.status().message());
     }
@@ -563,6 +564,43 @@ absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
         "' (leave rate empty for no limit)"));
   }
   return n / per;
+}
+
+absl::StatusOr<RateSpec> ParseRate(absl::string_view rate) {
+  RateSpec spec;
+  absl::string_view text = absl::StripAsciiWhitespace(rate);
+  if (!absl::ConsumePrefix(&text, "auto")) {
+    auto fixed = ParseRatePerSecond(rate);
+    if (!fixed.ok()) return fixed.status();
+    spec.per_second = *fixed;
+    return spec;
+  }
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("'", absl::Utf8SafeCEscape(rate), "': ", why,
+                                                   "; expected auto or auto(max: 5/s, min: 0.1/s)"));
+  };
+  spec.adaptive = true;
+  spec.max_per_second = kAutoMaxRate;
+  spec.min_per_second = kAutoMinRate;
+  text = absl::StripAsciiWhitespace(text);
+  if (!text.empty()) {
+    if (!absl::ConsumePrefix(&text, "(") || !absl::ConsumeSuffix(&text, ")")) return bad("bounds go in ( )");
+    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits(absl::ByAnyChar(":="), 1));
+      absl::string_view name = absl::StripAsciiWhitespace(kv.first);
+      auto value = ParseRatePerSecond(absl::StripAsciiWhitespace(kv.second));
+      if (!value.ok() || *value == 0) return bad(absl::StrCat(name, ": ", value.ok() ? "needs a rate" : value.status().message()));
+      if (name == "max") {
+        spec.max_per_second = *value;
+      } else if (name == "min") {
+        spec.min_per_second = *value;
+      } else {
+        return bad(absl::StrCat("unknown bound '", absl::Utf8SafeCEscape(name), "'"));
+      }
+    }
+  }
+  if (spec.min_per_second > spec.max_per_second) return bad("min is above max");
+  return spec;
 }
 
 absl::Status ValidateFlowSpec(const v1::FlowSpec& spec, const SourceMap* where,

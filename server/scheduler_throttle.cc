@@ -22,9 +22,12 @@ absl::StatusOr<KeyConfig> ToKeyConfig(const v1::ThrottleKey& key) {
   KeyConfig config;
   config.limit = std::max(0, key.limit());
   config.rate = key.rate();
-  auto rate = ParseRatePerSecond(key.rate());
+  auto rate = ParseRate(key.rate());
   if (!rate.ok()) return rate.status();
-  config.rate_per_second = *rate;
+  config.rate_per_second = rate->per_second;
+  config.adaptive = rate->adaptive;
+  config.max_rate = rate->max_per_second;
+  config.min_rate = rate->min_per_second;
   return config;
 }
 
@@ -108,7 +111,18 @@ void Scheduler::ReleaseKeys(RunRt& run) {
 
 void Scheduler::SetGates(const RunRt& run, int t) {
   const TaskRt& task = run.tasks[t];
-  std::vector<Gate*> gates{throttle_.TaskGate(task.key)};
+  Gate* own = throttle_.TaskGate(task.key);
+  // A task's `rate: auto` paces through its own gate; a fixed rate stays
+  // the plan's token bucket.
+  KeyConfig pace;
+  if (auto rate = ParseRate(task.spec->rate()); rate.ok() && rate->adaptive) {
+    pace.rate = task.spec->rate();
+    pace.adaptive = true;
+    pace.max_rate = rate->max_per_second;
+    pace.min_rate = rate->min_per_second;
+  }
+  throttle_.SetTaskRate(*own, pace);
+  std::vector<Gate*> gates{own};
   for (const std::string& name : task.spec->uses()) {
     if (Gate* key = throttle_.FindKey(name)) gates.push_back(key);
   }
@@ -144,10 +158,10 @@ void Scheduler::BeginCooldown(const Exec& exec, AttemptOutcome& outcome) {
 
 void Scheduler::AfterAttempt(const Exec& exec, const AttemptOutcome& outcome) {
   if (outcome.kind == AttemptOutcome::Kind::kFinal && outcome.state == v1::DONE) {
-    for (Gate* gate : plan_.GatesOf(exec.def->task_key)) Throttle::Succeeded(*gate);
+    for (Gate* gate : plan_.GatesOf(exec.def->task_key)) throttle_.Succeeded(*gate);
   } else if (outcome.cooldown_cap) {
     // The run fails; anything after starts counting again.
-    for (Gate* gate : CoolingGates(exec.def->task_key)) Throttle::Succeeded(*gate);
+    for (Gate* gate : CoolingGates(exec.def->task_key)) Throttle::ResetCooldowns(*gate);
   }
 }
 
@@ -183,6 +197,7 @@ v1::ThrottleStatus Scheduler::GateStatus(const Gate& gate, absl::Time now) const
   st.set_limit(gate.config.limit);
   st.set_in_flight(gate.in_flight);
   st.set_rate(gate.config.rate);
+  if (gate.config.adaptive) st.set_effective_rate(gate.current_rate);
   st.set_state(gate.Paused(now) ? "paused" : gate.Cooling(now) ? "cooling down" : "open");
   st.set_note(Throttle::Describe(gate, now, absl::LocalTimeZone()));
   if (gate.Cooling(now)) {

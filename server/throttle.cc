@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -47,9 +48,15 @@ absl::Status Throttle::Define(const std::string& name, const KeyConfig& config, 
     gate->owner = owner;
   }
   gate->defined = true;
+  const bool same = gate->config == config;
   gate->config = config;
-  gate->interval =
-      config.rate_per_second > 0 ? absl::Seconds(1.0 / config.rate_per_second) : absl::ZeroDuration();
+  if (config.adaptive) {
+    if (!same || gate->current_rate <= 0) gate->current_rate = config.max_rate;
+    gate->interval = absl::Seconds(1.0 / gate->current_rate);
+  } else {
+    gate->interval =
+        config.rate_per_second > 0 ? absl::Seconds(1.0 / config.rate_per_second) : absl::ZeroDuration();
+  }
   if (!owner.empty()) ++gate->refs;
   return absl::OkStatus();
 }
@@ -98,9 +105,35 @@ void Throttle::Release(Gate& g) {
   if (g.in_flight > 0) --g.in_flight;
 }
 
+void Throttle::SetTaskRate(Gate& g, const KeyConfig& config) {
+  if (g.config == config) return;
+  g.config = config;
+  g.current_rate = config.adaptive ? config.max_rate : 0;
+  g.success_streak = 0;
+  g.interval = config.adaptive ? absl::Seconds(1.0 / g.current_rate) : absl::ZeroDuration();
+  ++version_;
+}
+
+void Throttle::Succeeded(Gate& g) {
+  g.consecutive_cooldowns = 0;
+  if (!g.config.adaptive || g.current_rate >= g.config.max_rate) return;
+  if (++g.success_streak < kSpeedUpAfter) return;
+  g.success_streak = 0;
+  g.current_rate = std::min(g.config.max_rate, g.current_rate + g.config.max_rate * kSpeedUpStep);
+  g.interval = absl::Seconds(1.0 / g.current_rate);
+  ++version_;
+}
+
 bool Throttle::Cooldown(Gate& g, absl::Time until, const std::string& reason, absl::Time now) {
   const bool fresh = !g.Cooling(now);
   if (fresh) ++g.consecutive_cooldowns;
+  if (fresh && g.config.adaptive) {
+    // Once per cooldown: errors that only extend it were in flight before
+    // it began, paced by the rate it already slowed.
+    g.current_rate = std::max(g.config.min_rate, g.current_rate * kSlowDown);
+    g.success_streak = 0;
+    g.interval = absl::Seconds(1.0 / g.current_rate);
+  }
   if (fresh || until > g.cooldown_until) {
     g.cooldown_until = until;
     g.cooldown_reason = reason;
@@ -152,7 +185,7 @@ absl::Time Throttle::NextExpiry() const {
 std::vector<const Gate*> Throttle::List() const {
   std::vector<const Gate*> out;
   for (const auto& [id, g] : gates_) {
-    if (g->defined || g->paused || !g->cooldown_reason.empty()) out.push_back(g.get());
+    if (g->defined || g->paused || !g->cooldown_reason.empty() || g->config.adaptive) out.push_back(g.get());
   }
   std::sort(out.begin(), out.end(), [](const Gate* a, const Gate* b) {
     return a->is_task != b->is_task ? !a->is_task : a->name < b->name;
@@ -179,7 +212,15 @@ std::string Throttle::Describe(const Gate& g, absl::Time now, absl::TimeZone tz)
   if (g.Cooling(now)) {
     return absl::StrCat(who, " cooling down until ", at(g.cooldown_until), " (", g.cooldown_reason, ")");
   }
+  if (g.config.adaptive && g.current_rate < g.config.max_rate) {
+    return absl::StrCat(who, " paced at ", FormatRate(g.current_rate), " (rate auto, up to ",
+                        FormatRate(g.config.max_rate), ")");
+  }
   return "";
+}
+
+std::string FormatRate(double per_second) {
+  return absl::StrCat(absl::StrFormat("%.3g", per_second), "/s");
 }
 
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now) {

@@ -31,9 +31,16 @@ namespace asflow {
 // A key's definition.
 struct KeyConfig {
   int limit = 0;        // 0: no cap on in-flight instances
-  std::string rate;     // as written ("2/s"); empty: none
-  double rate_per_second = 0;
-  bool operator==(const KeyConfig& o) const { return limit == o.limit && rate_per_second == o.rate_per_second; }
+  std::string rate;     // as written ("2/s", "auto"); empty: none
+  double rate_per_second = 0;  // fixed rate; 0: none
+  // `rate: auto`: paced between these, starting at the max (AIMD below).
+  bool adaptive = false;
+  double max_rate = 0;
+  double min_rate = 0;
+  bool operator==(const KeyConfig& o) const {
+    return limit == o.limit && rate_per_second == o.rate_per_second && adaptive == o.adaptive &&
+           max_rate == o.max_rate && min_rate == o.min_rate;
+  }
   // "{limit: 4, rate: 2/s}" for messages.
   std::string ToString() const;
 };
@@ -50,6 +57,10 @@ struct Gate {
   absl::Time cooldown_until = absl::InfinitePast();
   std::string cooldown_reason;
   int consecutive_cooldowns = 0;  // cooldowns begun since the last success
+  // Adaptive pacing: the rate now (interval is 1 / it), and successes
+  // since the last step.
+  double current_rate = 0;
+  int success_streak = 0;
   bool paused = false;
   absl::Time paused_until = absl::InfiniteFuture();  // paused: when it ends
   // Who defined the key: "" the daemon, else the flow; runs holding that
@@ -106,8 +117,15 @@ class Throttle {
   // cooldown began.
   bool Cooldown(Gate& gate, absl::Time until, const std::string& reason, absl::Time now);
   // An attempt through `gate` succeeded: the consecutive cooldown count
-  // starts again.
-  static void Succeeded(Gate& gate) { gate.consecutive_cooldowns = 0; }
+  // starts again, and an adaptive rate eases back up (one step per
+  // kSpeedUpAfter successes in a row).
+  void Succeeded(Gate& gate);
+  // The cooldown cap failed an instance: the count starts again.
+  static void ResetCooldowns(Gate& gate) { gate.consecutive_cooldowns = 0; }
+  // Sets the rate of a task's own gate (`rate: auto` of a task; a fixed
+  // rate stays the plan's). Keeps the pace reached if the bounds are the
+  // same.
+  void SetTaskRate(Gate& gate, const KeyConfig& config);
   // Pauses the gate (until `until`; InfiniteFuture: until Resume).
   void Pause(Gate& gate, absl::Time until);
   // Ends a pause; false if it was not paused.
@@ -150,6 +168,16 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
 // The longest cooldown honoured (a garbage Retry-After cannot park a key
 // for years).
 inline constexpr absl::Duration kMaxCooldown = absl::Hours(24);
+
+// Adaptive pacing (AIMD): each new cooldown multiplies the rate by
+// kSlowDown (the interval doubles) down to the min; every kSpeedUpAfter
+// successes in a row add max x kSpeedUpStep back, up to the max.
+inline constexpr double kSlowDown = 0.5;
+inline constexpr int kSpeedUpAfter = 10;
+inline constexpr double kSpeedUpStep = 0.1;
+
+// "2/s", "0.156/s": a rate for messages.
+std::string FormatRate(double per_second);
 
 }  // namespace asflow
 

@@ -746,3 +746,28 @@ TEST(ThrottleSpecTest, DaemonFlagReadsAsAFlowsThrottle) {
 
 }  // namespace
 }  // namespace asflow
+
+namespace asflow {
+namespace {
+
+TEST(RateTest, AutoAndItsBounds) {
+  auto plain = ParseRate("auto");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->adaptive);
+  EXPECT_EQ(plain->max_per_second, 5);
+  EXPECT_EQ(plain->min_per_second, 0.1);
+  auto bounded = ParseRate("auto(max: 2/s, min: 6/min)");
+  ASSERT_TRUE(bounded.ok()) << bounded.status();
+  EXPECT_EQ(bounded->max_per_second, 2);
+  EXPECT_EQ(bounded->min_per_second, 0.1);
+  EXPECT_EQ(ParseRate("auto(min=1/s)")->max_per_second, 5);
+  EXPECT_EQ(ParseRate("3/s")->per_second, 3);
+  EXPECT_FALSE(ParseRate("3/s")->adaptive);
+  EXPECT_EQ(ParseRate("auto(max: 1/s, min: 2/s)").status().message(),
+            "'auto(max: 1/s, min: 2/s)': min is above max; expected auto or auto(max: 5/s, min: 0.1/s)");
+  EXPECT_EQ(ParseRate("auto(top: 1/s)").status().message(),
+            "'auto(top: 1/s)': unknown bound 'top'; expected auto or auto(max: 5/s, min: 0.1/s)");
+}
+
+}  // namespace
+}  // namespace asflow

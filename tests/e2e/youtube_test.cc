@@ -339,7 +339,7 @@ TEST_F(ThrottledYoutubeTest, TheTutorialCoolsDownOn429AndLosesNothing) {
   }
   CommandResult keys = Ctl({"throttle"}, yt_);
   ASSERT_EQ(keys.exit_code, 0) << keys.err;
-  EXPECT_THAT(keys.out, HasSubstr("\nyoutube                      4         0 2/s            0  flow transcripts "
+  EXPECT_THAT(keys.out, HasSubstr("\nyoutube                      4         0 2/s              0  flow transcripts "
                                   "open\n"));
 }
 

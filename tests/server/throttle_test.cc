@@ -148,7 +148,7 @@ TEST(ThrottleTest, CooldownExtendsToTheLaterEndAndNeverStacks) {
   // After it ends, the next matching error begins a new one.
   EXPECT_TRUE(throttle.Cooldown(*g, kT0 + absl::Seconds(100), "fourth", kT0 + absl::Seconds(70)));
   EXPECT_EQ(g->consecutive_cooldowns, 2);
-  Throttle::Succeeded(*g);
+  throttle.Succeeded(*g);
   EXPECT_EQ(g->consecutive_cooldowns, 0);
 }
 
@@ -188,6 +188,63 @@ TEST(ThrottleTest, OpenEndedPauseHoldsUntilResume) {
   EXPECT_TRUE(throttle.Resume(*g));
   EXPECT_FALSE(throttle.Resume(*g));
   EXPECT_EQ(StartAll(plan, kT0), (std::vector<ExecId>{1}));
+}
+
+KeyConfig Auto(double max, double min) {
+  KeyConfig c;
+  c.rate = "auto";
+  c.adaptive = true;
+  c.max_rate = max;
+  c.min_rate = min;
+  return c;
+}
+
+TEST(ThrottleTest, AdaptiveRateStartsAtItsMaxHalvesPerCooldownAndEasesBack) {
+  Throttle throttle;
+  ASSERT_TRUE(throttle.Define("api", Auto(4, 0.5), "f").ok());
+  Gate* g = throttle.FindKey("api");
+  EXPECT_EQ(g->current_rate, 4);
+  EXPECT_EQ(g->interval, absl::Milliseconds(250));
+  // Each new cooldown halves it (the interval doubles)...
+  throttle.Cooldown(*g, kT0 + absl::Seconds(1), "429", kT0);
+  EXPECT_EQ(g->current_rate, 2);
+  // ...not an error that only extends one under way...
+  throttle.Cooldown(*g, kT0 + absl::Seconds(2), "429", kT0 + absl::Milliseconds(500));
+  EXPECT_EQ(g->current_rate, 2);
+  EXPECT_EQ(g->interval, absl::Milliseconds(500));
+  throttle.Cooldown(*g, kT0 + absl::Seconds(3), "429", kT0 + absl::Seconds(2));
+  throttle.Cooldown(*g, kT0 + absl::Seconds(4), "429", kT0 + absl::Seconds(3));
+  // ...down to the min.
+  EXPECT_EQ(g->current_rate, 0.5);
+  EXPECT_EQ(g->interval, absl::Seconds(2));
+  EXPECT_EQ(Throttle::Describe(*g, kT0 + absl::Seconds(4), absl::UTCTimeZone()),
+            "api paced at 0.5/s (rate auto, up to 4/s)");
+  // Every 10 successes in a row add a tenth of the max back.
+  for (int i = 0; i < 9; ++i) throttle.Succeeded(*g);
+  EXPECT_EQ(g->current_rate, 0.5);
+  throttle.Succeeded(*g);
+  EXPECT_DOUBLE_EQ(g->current_rate, 0.9);
+  for (int i = 0; i < 100; ++i) throttle.Succeeded(*g);
+  EXPECT_EQ(g->current_rate, 4);  // never past the max
+  EXPECT_EQ(Throttle::Describe(*g, kT0 + absl::Seconds(4), absl::UTCTimeZone()), "");
+}
+
+TEST(ThrottleTest, AdaptiveRateSpacesStartsByItsCurrentPace) {
+  Throttle throttle;
+  Gate* g = throttle.TaskGate("f.a");
+  throttle.SetTaskRate(*g, Auto(2, 0.1));
+  Plan plan;
+  plan.SetPoolSlots("local", 100);
+  plan.SetTaskDef("f.a", 10, "local");
+  plan.SetTaskGates("f.a", {g});
+  for (ExecId id = 1; id <= 4; ++id) plan.Enqueue(id, "f.a", 1);
+  EXPECT_EQ(StartAll(plan, kT0), (std::vector<ExecId>{1}));
+  EXPECT_EQ(plan.NextWakeup(), kT0 + absl::Milliseconds(500));
+  throttle.Cooldown(*g, kT0 + absl::Milliseconds(100), "429", kT0);  // 1/s from now on
+  EXPECT_EQ(StartAll(plan, kT0 + absl::Milliseconds(500)), (std::vector<ExecId>{2}));
+  EXPECT_EQ(plan.NextWakeup(), kT0 + absl::Milliseconds(1500));
+  EXPECT_EQ(StartAll(plan, kT0 + absl::Milliseconds(1499)), (std::vector<ExecId>{}));
+  EXPECT_EQ(StartAll(plan, kT0 + absl::Milliseconds(1500)), (std::vector<ExecId>{3}));
 }
 
 TEST(ThrottleTest, RetryAfterInSeconds) {
