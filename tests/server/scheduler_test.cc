@@ -865,5 +865,31 @@ TEST_F(SchedulerTest, ATimedPauseOfATaskEndsByItself) {
             "has it)");
 }
 
+TEST_F(SchedulerTest, ACodeTaskUsesTheDaemonsKeyWithFlowFileRuns) {
+  v1::ThrottleKey key;
+  key.set_limit(1);
+  daemon_keys_["yt"] = key;
+  Boot();
+  Submit(KeyFlow("", "f", "[a, b]", "{}"));  // a flow file's run holds yt's one place
+  ASSERT_EQ(local_->running().size(), 1u);
+  int64_t run = OpenCodeRun("limit: 5 uses: \"yt\"");
+  ASSERT_GT(run, 0);
+  CallOp(1, "x");
+  EXPECT_TRUE(code_->running().empty());  // the code session waits for the key too
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  // Round-robin across the two task definitions waiting on the key.
+  EXPECT_EQ(code_->running().size() + local_->running().size(), 1u);
+  // A key nobody defined is refused when the task is declared.
+  v1::SessionOp declare;
+  declare.mutable_declare_task()->set_run(1);
+  declare.mutable_declare_task()->mutable_spec()->set_name("m.u");
+  declare.mutable_declare_task()->mutable_spec()->add_uses("nope");
+  Op(1, declare);
+  ASSERT_TRUE(sent_.back().second.has_task_declared());
+  EXPECT_EQ(sent_.back().second.task_declared().error(),
+            "spec.uses[0]: unknown throttle key 'nope' (this flow defines: none; asflowd --throttle: yt)");
+}
+
 }  // namespace
 }  // namespace asflow
