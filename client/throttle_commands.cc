@@ -7,6 +7,7 @@
 #include "asflow/v1/service.grpc.pb.h"
 #include "client/commands.h"
 #include "client/connection.h"
+#include "client/escape.h"
 #include "grpcpp/client_context.h"
 
 namespace asflow {
@@ -80,7 +81,7 @@ int ThrottleCommand(const ClientOptions& client) {
   for (const v1::ThrottleStatus& s : response.keys()) {
     absl::PrintF("%-24s %5s %9d %-10s %7d  %-14s %s\n", s.is_task() ? absl::StrCat("task ", s.name()) : s.name(),
                  s.limit() > 0 ? absl::StrCat(s.limit()) : "-", s.in_flight(), RateText(s),
-                 s.queued(), s.is_task() ? "-" : s.defined_by(), StateText(s));
+                 s.queued(), s.is_task() ? "-" : s.defined_by(), EscapeLine(StateText(s)));
   }
   return kExitOk;
 }
