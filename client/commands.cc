@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -309,6 +310,18 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   PrepareContext(client, &ctx);
   v1::SubmitFlowResponse response;
   grpc::Status status = v1::FlowService::NewStub(*channel)->SubmitFlow(&ctx, request, &response);
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    // What only the daemon can check (its throttle keys, a key another
+    // flow defines) names the field: point at it in the file.
+    std::vector<std::string> lines;
+    for (absl::string_view line : absl::StrSplit(status.error_message(), '\n')) {
+      const size_t colon = line.find(": ");
+      const std::string field(line.substr(0, colon == absl::string_view::npos ? 0 : colon));
+      const bool is_field = !field.empty() && (absl::StartsWith(field, "tasks[") || absl::StartsWith(field, "throttle."));
+      lines.push_back(is_field ? absl::StrCat(parsed->where.Locate(field), ": ", line) : std::string(line));
+    }
+    return Fail(kExitUsage, absl::StrJoin(lines, "\n"));
+  }
   if (!status.ok()) return FailRpc(status);
   if (options.detach) {
     absl::PrintF("%d\n", response.run_id());

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -91,7 +92,10 @@ void LinePrinter::Handle(const v1::Event& event) {
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
       Print("  start      %s\n", Label(inst));
     } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {
-      Print("  retry      %s  %s\n", Label(inst), EscapeLine(inst.error().substr(0, inst.error().find('\n'))));
+      // A cooldown's requeue is no attempt: say so (docs/flows.md, "Cooldown").
+      const bool cooldown = absl::StrContains(inst.error(), "; queued again, not counted as an attempt: ");
+      Print("  %s%s  %s\n", cooldown ? "cooldown   " : "retry      ", Label(inst),
+            EscapeLine(inst.error().substr(0, inst.error().find('\n'))));
     } else if (event.instance().kind() == v1::InstanceEvent::FINISHED) {
       std::string detail;
       if (inst.state() == v1::DONE) {

@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
 #include "client/commands.h"
+#include "client/throttle_commands.h"
 #include "common/paths.h"
 #include "common/small_file.h"
 #include "common/version.h"
@@ -105,6 +106,14 @@ int main(int argc, char** argv) {
   CLI::App* cat = app.add_subcommand("cat", "Print output files, decompressing .zst and .gz");
   cat->add_option("paths", paths, "Files")->required();
 
+  CLI::App* throttle = app.add_subcommand("throttle", "List throttle keys: limit, in flight, rate, state, queued");
+  std::string target, pause_for;
+  CLI::App* pause = app.add_subcommand("pause", "Pause a throttle key or task: running instances finish, nothing new starts");
+  pause->add_option("target", target, "Throttle key, task name or flow.task")->required();
+  pause->add_option("--for", pause_for, "Resume by itself after this long (10m, 90s, 1h30m)");
+  CLI::App* resume = app.add_subcommand("resume", "Resume a paused throttle key or task");
+  resume->add_option("target", target, "Throttle key, task name or flow.task")->required();
+
   CLI::App* daemon = app.add_subcommand("daemon", "Control the local daemon");
   daemon->require_subcommand(1);
   CLI::App* stop = daemon->add_subcommand(
@@ -141,6 +150,9 @@ int main(int argc, char** argv) {
   if (*tasks) return asflow::TasksCommand(client, run_id, task, states, json);
   if (*cancel) return asflow::CancelCommand(client, run_id);
   if (*cat) return asflow::CatCommand(paths);
+  if (*throttle) return asflow::ThrottleCommand(client);
+  if (*pause) return asflow::PauseCommand(client, target, pause_for);
+  if (*resume) return asflow::ResumeCommand(client, target);
   if (*stop) return asflow::DaemonStopCommand(client, stop_now);
   if (*status) return asflow::DaemonStatusCommand(client);
   return asflow::kExitUsage;

@@ -331,6 +331,11 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
   // concurrency limit, a rate or a retry's backoff.
   if (running) {
     for (const v1::TaskCounters& t : run.tasks()) {
+      if (t.running() > 0 && t.queued() > 0 && !t.waiting().empty()) {
+        // A throttle key cooling down or paused: what runs finishes.
+        add(absl::StrCat("  ", t.task(), ": ", t.queued(), " queued: ", t.waiting()));
+        continue;
+      }
       if (t.running() > 0 || t.queued() <= 0) continue;
       if (t.queued() > t.retrying() && !t.waiting().empty()) {
         add(absl::StrCat("  ", t.task(), ": ", t.queued(), " queued, none running: ", t.waiting()));

@@ -779,6 +779,24 @@ absl::StatusOr<ParsedFlow> ParseFlowText(absl::string_view text,
   return out;
 }
 
+absl::StatusOr<std::map<std::string, v1::ThrottleKey>> ParseThrottleFlag(absl::string_view text) {
+  // As the `throttle:` of a flow with nothing else: the same parser and
+  // checks, and the same messages minus the made-up file's positions.
+  const std::string doc = absl::StrCat("name: asflowd\nthrottle: {", text, "}\n");
+  auto parsed = ParseFlowText(doc, "--throttle", SpecFormat::kYaml);
+  if (!parsed.ok()) {
+    static const LazyRE2 kPosition = {R"((?m)^--throttle:\d+:\d+: )"};
+    std::string message(parsed.status().message());
+    RE2::GlobalReplace(&message, *kPosition, "");
+    return absl::InvalidArgumentError(absl::StrCat("--throttle '", text, "': ", message));
+  }
+  if (parsed->spec.throttle().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--throttle '", text, "': expected NAME: {limit: N, rate: R/s}"));
+  }
+  return std::map<std::string, v1::ThrottleKey>(parsed->spec.throttle().begin(), parsed->spec.throttle().end());
+}
+
 absl::StatusOr<ParsedFlow> ParseFlowFile(const std::string& path) {
   auto io_error = [&](int err) {
     std::string msg = absl::StrCat(path, ": ", std::strerror(err));

@@ -4,6 +4,7 @@
 #ifndef ASFLOW_COMMON_SPEC_PARSER_H_
 #define ASFLOW_COMMON_SPEC_PARSER_H_
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +74,12 @@ absl::StatusOr<ParsedFlow> ParseFlowFile(const std::string& path);
 absl::StatusOr<ParsedFlow> ParseFlowText(absl::string_view text,
                                          absl::string_view source_name,
                                          SpecFormat format);
+
+// One asflowd --throttle value: a key as a flow file's `throttle:` entry
+// reads, "youtube: {limit: 4, rate: 2/s}" (or several, comma-separated).
+// InvalidArgument "--throttle 'TEXT': throttle.youtube.rate: ..." when it
+// is not one.
+absl::StatusOr<std::map<std::string, v1::ThrottleKey>> ParseThrottleFlag(absl::string_view text);
 
 }  // namespace asflow
 

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/spec_parser.h"
 #include "common/template.h"
@@ -127,6 +128,20 @@ class Validator {
       }
     }
     if (spec_.imports_size() > 0) Add("imports", "not supported yet");
+    std::vector<std::string> keys;
+    for (const auto& [name, key] : spec_.throttle()) keys.push_back(name);
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& name : keys) {
+      const std::string kp = absl::StrCat("throttle.", name);
+      const v1::ThrottleKey& key = spec_.throttle().at(name);
+      if (!IsPoolName(name)) {
+        Add(kp, absl::StrCat("key name '", absl::Utf8SafeCEscape(name), "' may only use [A-Za-z0-9_.-]"));
+      }
+      if (key.limit() < 0) Add(kp + ".limit", absl::StrCat("must be >= 0 (0: no cap), got ", key.limit()));
+      if (absl::StatusOr<RateSpec> rate = ParseRate(key.rate()); !rate.ok()) {
+        Add(kp + ".rate", rate.status().message());
+      }
+    }
     if (spec_.tasks_size() > kMaxTasks) {
       Add("tasks", absl::StrCat(spec_.tasks_size(), " tasks; at most ",
                                 kMaxTasks, " are allowed"));
@@ -316,7 +331,7 @@ public:
     if (task.limit() < 0) {
       Add(p + ".limit", absl::StrCat("must be >= 0, got ", task.limit()));
     }
-    if (absl::StatusOr<double> rate = ParseRatePerSecond(task.rate());
+    if (absl::StatusOr<RateSpec> rate = ParseRate(task.rate());
         !rate.ok()) {
       Add(p + ".rate", rate.status().message());
     }
@@ -351,6 +366,35 @@ public:
       if (r.has_jitter()) CheckDuration(p + ".retry.jitter", r.jitter());
       CheckRegex(p + ".retry.stderr", r.stderr());
       CheckErrors(p + ".retry.errors", task, r.errors());
+    }
+    for (int j = 0; j < task.uses_size(); ++j) {
+      if (!IsPoolName(task.uses(j))) {
+        Add(absl::StrCat(p, ".uses[", j, "]"),
+            absl::StrCat("'", absl::Utf8SafeCEscape(task.uses(j)), "' is not a throttle key name ([A-Za-z0-9_.-]+)"));
+      }
+    }
+    if (task.has_cooldown()) {
+      const v1::CooldownRule& c = task.cooldown();
+      if (c.exit_codes_size() == 0 && c.signals_size() == 0 && c.stderr().empty() && !c.timeout() &&
+          c.errors_size() == 0) {
+        Add(p + ".cooldown", "matches nothing: add stderr (e.g. \"429|Too Many Requests\"), exit_codes, "
+                             "signals, timeout or errors");
+      }
+      if (c.has_duration()) CheckDuration(p + ".cooldown.for", c.duration());
+      if (c.max_cooldowns() < 0) {
+        Add(p + ".cooldown.max_cooldowns", absl::StrCat("must be >= 0 (0: 5), got ", c.max_cooldowns()));
+      }
+      CheckRegex(p + ".cooldown.stderr", c.stderr());
+      CheckRegex(p + ".cooldown.retry_after", c.retry_after());
+      if (!c.retry_after().empty()) {
+        RE2 re(c.retry_after(), RE2::Quiet);
+        if (re.ok() && re.NumberOfCapturingGroups() != 1) {
+          Add(p + ".cooldown.retry_after",
+              absl::StrCat("needs exactly one capture group (the seconds or HTTP date), got ",
+                           re.NumberOfCapturingGroups(), ", e.g. \"Retry-After: (\\\\d+)\""));
+        }
+      }
+      CheckErrors(p + ".cooldown.errors", task, c.errors());
     }
     CheckRegex(p + ".skip.stderr", task.skip().stderr());
     CheckRegex(p + ".suppress.stderr", task.suppress().stderr());
@@ -557,6 +601,43 @@ absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate) {
         "' (leave rate empty for no limit)"));
   }
   return n / per;
+}
+
+absl::StatusOr<RateSpec> ParseRate(absl::string_view rate) {
+  RateSpec spec;
+  absl::string_view text = absl::StripAsciiWhitespace(rate);
+  if (!absl::ConsumePrefix(&text, "auto")) {
+    auto fixed = ParseRatePerSecond(rate);
+    if (!fixed.ok()) return fixed.status();
+    spec.per_second = *fixed;
+    return spec;
+  }
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("'", absl::Utf8SafeCEscape(rate), "': ", why,
+                                                   "; expected auto or auto(max: 5/s, min: 0.1/s)"));
+  };
+  spec.adaptive = true;
+  spec.max_per_second = kAutoMaxRate;
+  spec.min_per_second = kAutoMinRate;
+  text = absl::StripAsciiWhitespace(text);
+  if (!text.empty()) {
+    if (!absl::ConsumePrefix(&text, "(") || !absl::ConsumeSuffix(&text, ")")) return bad("bounds go in ( )");
+    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits(absl::ByAnyChar(":="), 1));
+      absl::string_view name = absl::StripAsciiWhitespace(kv.first);
+      auto value = ParseRatePerSecond(absl::StripAsciiWhitespace(kv.second));
+      if (!value.ok() || *value == 0) return bad(absl::StrCat(name, ": ", value.ok() ? "needs a rate" : value.status().message()));
+      if (name == "max") {
+        spec.max_per_second = *value;
+      } else if (name == "min") {
+        spec.min_per_second = *value;
+      } else {
+        return bad(absl::StrCat("unknown bound '", absl::Utf8SafeCEscape(name), "'"));
+      }
+    }
+  }
+  if (spec.min_per_second > spec.max_per_second) return bad("min is above max");
+  return spec;
 }
 
 absl::Status ValidateFlowSpec(const v1::FlowSpec& spec, const SourceMap* where,

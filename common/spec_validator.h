@@ -63,6 +63,21 @@ absl::Status ValidateCodeTask(const v1::TaskSpec& task);
 // including a rate of 0.
 absl::StatusOr<double> ParseRatePerSecond(absl::string_view rate);
 
+// A `rate` of a task or throttle key: fixed, or adaptive (docs/flows.md,
+// "Adaptive pacing").
+struct RateSpec {
+  double per_second = 0;  // fixed: tokens per second; 0: unlimited
+  bool adaptive = false;
+  double max_per_second = 0;  // adaptive: where it starts and the most
+  double min_per_second = 0;  // adaptive: the least it slows down to
+};
+inline constexpr double kAutoMaxRate = 5;    // `rate: auto`: 5/s
+inline constexpr double kAutoMinRate = 0.1;  // ... down to 0.1/s
+// "", "2/s" (as ParseRatePerSecond), "auto", or "auto(max: 5/s, min:
+// 0.1/s)" (either bound, in any order; `=` for `:` too).
+// InvalidArgument quoting the text, or when min > max.
+absl::StatusOr<RateSpec> ParseRate(absl::string_view rate);
+
 }  // namespace asflow
 
 #endif  // ASFLOW_COMMON_SPEC_VALIDATOR_H_

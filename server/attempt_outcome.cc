@@ -7,21 +7,22 @@
 namespace asflow {
 namespace {
 
-// The rules' verdict on a failed result. Infrastructure errors (cannot
-// start, cannot write the output, cancelled) are never matched by rules:
-// a rule describes how the command fails.
-Verdict Classify(const ExecResult& r, const ErrorRules& rules, int attempts) {
-  if (!r.output_status.ok() || !r.process.spawn_status.ok() || !r.process.output_status.ok() ||
-      r.process.cancelled) {
-    return Verdict::kFail;
-  }
+// Infrastructure errors (cannot start, cannot write the output,
+// cancelled) are never matched by rules: a rule describes how the command
+// fails.
+bool RulesApply(const ExecResult& r) {
+  return r.output_status.ok() && r.process.spawn_status.ok() && r.process.output_status.ok() &&
+         !r.process.cancelled;
+}
+
+AttemptFacts FactsOf(const ExecResult& r) {
   AttemptFacts facts;
   facts.exit_code = r.process.exit_code;
   facts.signal = r.process.term_signal;
   facts.timed_out = r.process.timed_out;
   facts.stderr_tail = r.process.stderr_tail;
   facts.errors = r.process.error_types;
-  return rules.Classify(facts, attempts);
+  return facts;
 }
 
 }  // namespace
@@ -73,7 +74,25 @@ AttemptOutcome JudgeAttempt(const ExecResult& result, const ErrorRules& rules, c
   }
   if (judged.ok()) return out;  // kFinal DONE
   out.error = ErrorText(judged);
-  switch (Classify(judged, rules, ctx.attempts)) {
+  const AttemptFacts facts = FactsOf(judged);
+  const Verdict verdict = RulesApply(judged) ? rules.Classify(facts, ctx.attempts) : Verdict::kFail;
+  switch (verdict) {
+    case Verdict::kCooldown:
+      if (!ctx.cooling && ctx.consecutive_cooldowns >= rules.max_cooldowns()) {
+        // A ban is not hammered forever: this would begin one cooldown
+        // more than the cap allows.
+        out.state = v1::FAILED;
+        out.cooldown_cap = true;
+        out.error = absl::StrCat("cooldown cap reached: ", ctx.consecutive_cooldowns,
+                                 " cooldowns in a row without a success (max_cooldowns: ", rules.max_cooldowns(),
+                                 "); ", out.error);
+        return out;
+      }
+      out.kind = AttemptOutcome::Kind::kCooldown;
+      out.cooldown_cause = rules.CooldownCause(facts);
+      out.cooldown_until =
+          ctx.now + rules.CooldownFor(absl::StrCat(facts.stderr_tail, "\n", judged.process.error_text), ctx.now);
+      return out;
     case Verdict::kRetry:
       out.kind = AttemptOutcome::Kind::kRetry;
       out.delay = rules.RetryDelay(ctx.attempts, jitter_u);

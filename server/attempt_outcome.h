@@ -1,6 +1,6 @@
 // What a finished attempt means for its execution: the daemon's rules
-// (DESIGN: retry while attempts remain, then skip, then suppress, else
-// fail; infrastructure trouble is never the command's fault) as one pure
+// (cooldown, then DESIGN's: retry while attempts remain, then skip, then
+// suppress, else fail; infrastructure trouble is never the command's fault) as one pure
 // function of the result, so each rule is pinned by a unit test.
 #ifndef ASFLOW_SERVER_ATTEMPT_OUTCOME_H_
 #define ASFLOW_SERVER_ATTEMPT_OUTCOME_H_
@@ -25,6 +25,10 @@ struct AttemptOutcome {
     kRequeueLater,
     // A retry rule matched: queued again after `delay`.
     kRetry,
+    // A cooldown rule matched: queued again at once, not counted; the gates
+    // of its task (its keys, else the task) start nothing until
+    // `cooldown_until`.
+    kCooldown,
     // Done with: `state` (DONE, SKIPPED, SUPPRESSED or FAILED).
     kFinal,
   };
@@ -39,6 +43,12 @@ struct AttemptOutcome {
   absl::Duration delay;
   // kRequeue because the worker was lost: counts towards the loss limit.
   bool lost = false;
+  // kCooldown: when it ends, and what matched ("429").
+  absl::Time cooldown_until;
+  std::string cooldown_cause;
+  // kFinal FAILED because the cooldown cap was reached: the count of the
+  // task's gates starts again.
+  bool cooldown_cap = false;
 };
 
 // What the scheduler knows about the execution besides its result.
@@ -47,6 +57,12 @@ struct AttemptContext {
   int losses = 0;        // worker losses before this attempt
   int max_losses = 3;    // the loss that fails the instance
   bool cancelling = false;  // it was being killed because no run needed it
+  absl::Time now;           // when the result came
+  // Whether a gate of its task is cooling down now (a matching error then
+  // extends that cooldown), and the most cooldowns its gates went through
+  // in a row (without a success) so far.
+  bool cooling = false;
+  int consecutive_cooldowns = 0;
 };
 
 // How long an unplaced execution waits before it is tried again.

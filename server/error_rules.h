@@ -1,7 +1,7 @@
-// ErrorRules: a task's retry / skip / suppress rules, compiled once per run,
-// and the pure decision of what a failed attempt becomes. Order (DESIGN):
-// retry while attempts remain and a retry matcher matches, then skip, then
-// suppress, else fail. Immutable after Compile; thread-compatible.
+// ErrorRules: a task's cooldown / retry / skip / suppress rules, compiled
+// once per run, and the pure decision of what a failed attempt becomes.
+// Order: cooldown, then retry while attempts remain and a retry matcher
+// matches, then skip, then suppress, else fail. Immutable after Compile; thread-compatible.
 #ifndef ASFLOW_SERVER_ERROR_RULES_H_
 #define ASFLOW_SERVER_ERROR_RULES_H_
 
@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "asflow/v1/flow.pb.h"
 
@@ -32,7 +33,7 @@ struct AttemptFacts {
   std::vector<std::string> errors;
 };
 
-enum class Verdict { kRetry, kSkip, kSuppress, kFail };
+enum class Verdict { kCooldown, kRetry, kSkip, kSuppress, kFail };
 
 class ErrorRules {
  public:
@@ -45,6 +46,16 @@ class ErrorRules {
   // backoff * 2^(attempts-1) + jitter * u, with u uniform in [0, 1).
   absl::Duration RetryDelay(int attempts, double u) const;
   int max_retries() const { return retry_attempts_; }
+
+  // How long a matched cooldown lasts: what `retry_after` captures from
+  // `text` (seconds or an HTTP date, relative to `now`), else `for`.
+  absl::Duration CooldownFor(absl::string_view text, absl::Time now) const;
+  // What made the cooldown rule match, for the note shown while it lasts:
+  // the text its stderr regex matched ("429"), else "exit code 75",
+  // "signal 9", "timeout" or the exception type.
+  std::string CooldownCause(const AttemptFacts& facts) const;
+  // The cap on consecutive cooldowns (default 5).
+  int max_cooldowns() const { return max_cooldowns_; }
 
  private:
   // Matches when any listed condition holds; an empty matcher never does.
@@ -59,6 +70,10 @@ class ErrorRules {
   template <typename Rule>
   static absl::Status CompileMatcher(const Rule& rule, const std::string& field, Matcher* out);
 
+  Matcher cooldown_;
+  std::unique_ptr<re2::RE2> retry_after_;
+  absl::Duration cooldown_for_ = absl::Seconds(60);
+  int max_cooldowns_ = 5;
   Matcher retry_;
   Matcher skip_;
   Matcher suppress_;

@@ -173,4 +173,43 @@ grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* FlowServiceImp
   return new SessionReactor(sessions_, ctx);
 }
 
+grpc::ServerUnaryReactor* FlowServiceImpl::ListThrottle(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListThrottleRequest* request,
+                                                        v1::ListThrottleResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!Authorized(ctx, reactor)) return reactor;
+  scheduler_->ListThrottle([reactor, response](v1::ListThrottleResponse list) {
+    *response = std::move(list);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::Pause(grpc::CallbackServerContext* ctx, const v1::PauseRequest* request,
+                                                 v1::PauseResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!Authorized(ctx, reactor)) return reactor;
+  if (request->for_ms() < 0) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "for_ms must be >= 0"));
+    return reactor;
+  }
+  scheduler_->Pause(request->target(), absl::Milliseconds(request->for_ms()),
+                    [reactor, response](absl::StatusOr<v1::ThrottleStatus> status) {
+                      if (status.ok()) *response->mutable_status() = std::move(*status);
+                      reactor->Finish(ToGrpcStatus(status.status()));
+                    });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::Resume(grpc::CallbackServerContext* ctx, const v1::ResumeRequest* request,
+                                                  v1::ResumeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!Authorized(ctx, reactor)) return reactor;
+  scheduler_->Unpause(request->target(), [reactor, response](absl::StatusOr<v1::ResumeResponse> answer) {
+    if (answer.ok()) *response = std::move(*answer);
+    reactor->Finish(ToGrpcStatus(answer.status()));
+  });
+  return reactor;
+}
+
 }  // namespace asflow

@@ -60,6 +60,12 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
                                      v1::ShutdownResponse* response) override;
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
       grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* ListThrottle(grpc::CallbackServerContext* ctx, const v1::ListThrottleRequest* request,
+                                         v1::ListThrottleResponse* response) override;
+  grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* ctx, const v1::PauseRequest* request,
+                                  v1::PauseResponse* response) override;
+  grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* ctx, const v1::ResumeRequest* request,
+                                   v1::ResumeResponse* response) override;
 
  private:
   // The freshest copy of a run: the hub's view, else the store.

@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-watchers", options.max_watchers, "Most Watch streams open at once")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--throttle", options.throttle,
+                 "A throttle key every flow may use, as in a flow's throttle: "
+                 "'youtube: {limit: 4, rate: 2/s}' (repeatable)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

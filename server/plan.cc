@@ -38,10 +38,37 @@ void Plan::SetTaskDef(const std::string& task_key, int limit, const std::string&
 }
 
 void Plan::MaybeAddToRing(TaskDef* task) {
-  if (!task->in_ring && !task->rate_waiting && task->queued > 0 && task->running < task->limit) {
+  if (!task->in_ring && !task->rate_waiting && !task->gate_waiting && task->queued > 0 && task->running < task->limit) {
     task->pool->ring.push_back(task);
     task->in_ring = true;
   }
+}
+
+void Plan::SetTaskGates(const std::string& task_key, std::vector<Gate*> gates) {
+  TaskDef* task = tasks_.at(task_key).get();
+  if (task->gate_waiting) {
+    // Parked on a gate it may no longer use: back to the ring, where its
+    // new gates are checked.
+    for (auto& [gate, waiters] : gate_waiters_) {
+      waiters.erase(std::remove(waiters.begin(), waiters.end(), task), waiters.end());
+    }
+    task->gate_waiting = false;
+  }
+  task->gates = std::move(gates);
+  MaybeAddToRing(task);
+}
+
+std::vector<Gate*> Plan::GatesOf(const std::string& task_key) const {
+  auto it = tasks_.find(task_key);
+  return it == tasks_.end() ? std::vector<Gate*>() : it->second->gates;
+}
+
+int Plan::QueuedThrough(const Gate* gate) const {
+  int queued = 0;
+  for (const auto& [key, task] : tasks_) {
+    if (std::find(task->gates.begin(), task->gates.end(), gate) != task->gates.end()) queued += task->queued;
+  }
+  return queued;
 }
 
 void Plan::SetLiveness(std::function<bool(int64_t run_id, int64_t item)> live) { live_ = std::move(live); }
@@ -108,6 +135,20 @@ std::optional<PlanPick> Plan::NextStartable(absl::Time now) {
       ++i;
     }
   }
+  // Task definitions parked on a gate that has room again (one in flight
+  // finished, its token came, its cooldown or pause ended) go back too.
+  for (auto it = gate_waiters_.begin(); it != gate_waiters_.end();) {
+    if (Throttle::OpensAt(*it->first) > now) {
+      ++it;
+      continue;
+    }
+    std::vector<TaskDef*> waiters = std::move(it->second);
+    gate_waiters_.erase(it++);
+    for (TaskDef* task : waiters) {
+      task->gate_waiting = false;
+      MaybeAddToRing(task);
+    }
+  }
   for (auto& [name, pool] : pools_) {
     while (pool->used < pool->slots && !pool->ring.empty()) {
       TaskDef* task = pool->ring.front();
@@ -119,12 +160,25 @@ std::optional<PlanPick> Plan::NextStartable(absl::Time now) {
         rate_waiting_.push_back(task);
         continue;
       }
+      Gate* closed = nullptr;
+      for (Gate* gate : task->gates) {
+        if (Throttle::OpensAt(*gate) > now) {
+          closed = gate;
+          break;
+        }
+      }
+      if (closed != nullptr) {
+        task->gate_waiting = true;
+        gate_waiters_[closed].push_back(task);
+        continue;
+      }
       std::optional<PlanPick> pick = PopFrom(task);
       if (!pick) continue;
       --task->queued;
       ++task->running;
       ++pool->used;
-      pending_ = Pending{task, pool.get(), task->next_token};
+      pending_ = Pending{task, pool.get(), task->next_token, {}};
+      for (Gate* gate : task->gates) pending_->gates.emplace_back(gate, Throttle::Acquire(*gate, now));
       if (task->interval > absl::ZeroDuration()) {
         // Capacity 1: no burst after idling, starts stay 1/rate apart.
         task->next_token = std::max(task->next_token, now) + task->interval;
@@ -141,11 +195,18 @@ absl::Time Plan::NextWakeup() const {
   for (const TaskDef* task : rate_waiting_) {
     if (task->queued > 0) wake = std::min(wake, task->next_token);
   }
+  for (const auto& [gate, waiters] : gate_waiters_) {
+    absl::Time at = Throttle::OpensAt(*gate);
+    if (at != absl::InfiniteFuture()) wake = std::min(wake, at);
+  }
   return wake;
 }
 
 void Plan::Bind(ExecId id) {
-  running_[id] = Running{pending_->task, pending_->pool};
+  Running& r = running_[id];
+  r.task = pending_->task;
+  r.pool = pending_->pool;
+  for (const auto& [gate, token] : pending_->gates) r.gates.push_back(gate);
   pending_.reset();
 }
 
@@ -153,14 +214,16 @@ void Plan::Release() {
   Pending p = *pending_;
   pending_.reset();
   p.task->next_token = p.token_before;
+  for (const auto& [gate, token] : p.gates) Throttle::GiveBack(*gate, token);
   Free(p.task, p.pool);
 }
 
 void Plan::Finished(ExecId id) {
   auto it = running_.find(id);
   if (it == running_.end()) return;
-  Running r = it->second;
+  Running r = std::move(it->second);
   running_.erase(it);
+  for (Gate* gate : r.gates) Throttle::Release(*gate);
   Free(r.task, r.pool);
 }
 

@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/time/time.h"
+#include "server/throttle.h"
 
 namespace asflow {
 
@@ -53,6 +55,15 @@ class Plan {
   void SetTaskDef(const std::string& task_key, int limit, const std::string& pool,
                   double rate_per_second = 0);
 
+  // The gates (throttle keys, the task's own gate: server/throttle.h) every
+  // start of `task_key` also needs room in; they stay the Throttle's. The
+  // last call wins. REQUIRES: SetTaskDef(task_key) was called.
+  void SetTaskGates(const std::string& task_key, std::vector<Gate*> gates);
+  // The gates of `task_key` (empty for an unknown task).
+  std::vector<Gate*> GatesOf(const std::string& task_key) const;
+  // Items queued for the task definitions that pass through `gate`.
+  int QueuedThrough(const Gate* gate) const;
+
   // Whether a queued item still needs to start; items for which it returns
   // false are dropped when they reach the head of their FIFO (they count
   // in queued() until then). Default: every item is live.
@@ -76,7 +87,8 @@ class Plan {
   // its limit, slot and rate token are given back.
   void Release();
   // When a rate-limited task definition with queued work gets its next
-  // token; InfiniteFuture if none waits on a rate.
+  // token, or a gate that holds one back may open (its token, cooldown or
+  // timed pause); InfiniteFuture if none waits on time.
   absl::Time NextWakeup() const;
   // A running execution ended: frees its limit and pool slot.
   void Finished(ExecId id);
@@ -111,6 +123,10 @@ class Plan {
     absl::Duration interval = absl::ZeroDuration();  // 1 / rate
     absl::Time next_token = absl::InfinitePast();
     bool rate_waiting = false;  // in rate_waiting_, not in the ring
+    // Gates it also needs; parked on one that had no room (in
+    // gate_waiters_, not in the ring) until it opens.
+    std::vector<Gate*> gates;
+    bool gate_waiting = false;
     // One FIFO per run, visited round-robin: `rotation` holds run ids that
     // may have queued work (stale entries are dropped lazily).
     absl::flat_hash_map<int64_t, Fifo> by_run;
@@ -126,12 +142,14 @@ class Plan {
   struct Running {
     TaskDef* task = nullptr;
     Pool* pool = nullptr;  // not task->pool: the task may move meanwhile
+    absl::InlinedVector<Gate*, 2> gates;  // what it holds in flight
   };
   // A pick not yet bound or released.
   struct Pending {
     TaskDef* task = nullptr;
     Pool* pool = nullptr;
     absl::Time token_before;  // the rate token to give back on Release
+    absl::InlinedVector<std::pair<Gate*, absl::Time>, 2> gates;  // and each gate's
   };
 
   Pool* GetPool(const std::string& name);
@@ -147,6 +165,8 @@ class Plan {
   std::function<bool(int64_t, int64_t)> live_;
   // Task definitions with queued work waiting for their next token.
   std::vector<TaskDef*> rate_waiting_;
+  // Task definitions parked on a gate with no room, by gate.
+  absl::flat_hash_map<Gate*, std::vector<TaskDef*>> gate_waiters_;
 };
 
 }  // namespace asflow

@@ -318,9 +318,9 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     task.spec = &ts;
     task.key = absl::StrCat(spec.name(), ".", ts.name());
     task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
-    auto rate = ParseRatePerSecond(ts.rate());
+    auto rate = ParseRate(ts.rate());
     if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
-    task.rate = *rate;
+    task.rate = rate->per_second;  // auto: its own gate paces it (Scheduler::SetGates)
     task.pool = ts.pool().empty() ? "local" : ts.pool();
     if (task.pool == "local" && !ts.handler().empty() && !IsBuiltinHandler(ts.handler())) {
       // Other handlers come from remote workers (WorkerHello.handlers).
@@ -529,9 +529,9 @@ absl::Status BuildCodeTask(RunRt& run, int t, int default_limit) {
   task.spec = &ts;
   task.key = ts.name();
   task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
-  auto rate = ParseRatePerSecond(ts.rate());
+  auto rate = ParseRate(ts.rate());
   if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.rate: ", rate.status().message()));
-  task.rate = *rate;
+  task.rate = rate->per_second;  // auto: its own gate paces it (Scheduler::SetGates)
   task.pool = "code";
   auto rules = ErrorRules::Compile(ts);
   if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.", rules.status().message()));

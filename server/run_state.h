@@ -186,6 +186,9 @@ struct RunRt {
   std::unique_ptr<CodeRun> code;
   int64_t created_ms = 0;
   int64_t finished_ms = 0;
+  // Throttle keys this run defined (its spec's `throttle`), released when
+  // it ends.
+  std::vector<std::string> keys_held;
 };
 
 // The run/instance state machine: pure functions of RunRt (no I/O).

@@ -14,6 +14,8 @@
 namespace asflow {
 
 Scheduler::Scheduler(SchedulerOptions options) : options_(std::move(options)) {
+  // Checked by the daemon before (ParseThrottleFlag); a bad one is skipped.
+  if (absl::Status s = DefineDaemonKeys(); !s.ok()) spdlog::error("{}", std::string(s.message()));
   // The plan queues an instance as its seq (>= 0) in its run's FIFO, and an
   // execution queued again (a retry, a lost worker) as -id.
   plan_.SetLiveness([this](int64_t run_id, int64_t item) {
@@ -67,6 +69,7 @@ absl::Status Scheduler::Resume() {
   if (!previous_boot.ok()) return previous_boot.status();
   const bool same_boot = !boot_id.empty() && *previous_boot == boot_id;
   if (absl::Status s = deps_.store->SetMeta("boot_id", boot_id); !s.ok()) return s;
+  if (absl::Status s = LoadPauses(); !s.ok()) return s;
   auto running = deps_.store->ListRuns(1 << 30, /*only_running=*/true);
   if (!running.ok()) return running.status();
   std::reverse(running->begin(), running->end());  // oldest first keeps fairness order
@@ -111,7 +114,7 @@ void Scheduler::Post(std::function<void()> fn) {
 }
 
 absl::Time Scheduler::NextWakeup() const {
-  absl::Time next = std::min(plan_.NextWakeup(), timers_.Next());
+  absl::Time next = std::min({plan_.NextWakeup(), timers_.Next(), throttle_.NextExpiry()});
   for (const auto& [id, run] : runs_) {
     if (run->code != nullptr && run->code->session == 0) next = std::min(next, run->code->detached_until);
   }
@@ -155,6 +158,7 @@ void Scheduler::RunCommands(std::vector<std::function<void()>> batch) {
   const absl::Time now = deps_.clock->Now();
   FireTimers(now);
   ExpireDetachedRuns(now);
+  RefreshThrottleNotes(now);
   if (!draining_) return Pump();
   if (drained_ != nullptr && plan_.running_total() == 0) {
     auto idle = std::move(drained_);
@@ -239,9 +243,13 @@ void Scheduler::Submit(v1::SubmitFlowRequest request, std::function<void(absl::S
     if (!ws.ok()) return done(ws.status());
     (*run)->ws = std::move(*ws);
     (*run)->created_ms = NowMs();
+    if (absl::Status s = AcquireKeys(**run); !s.ok()) return done(s);
     v1::Run proto = Recorder::RunProto(**run);
     auto id = deps_.store->CreateRun(proto, (*run)->request.SerializeAsString());
-    if (!id.ok()) return done(id.status());
+    if (!id.ok()) {
+      ReleaseKeys(**run);
+      return done(id.status());
+    }
     (*run)->id = *id;
     spdlog::info("run {} ({}) submitted in {}", *id, (*run)->flow, (*run)->workspace);
     // Answered before the run starts: its first expansion may take a while

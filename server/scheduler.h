@@ -16,6 +16,7 @@
 #define ASFLOW_SERVER_SCHEDULER_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "server/runner.h"
 #include "server/session_ops.h"
 #include "server/state_store.h"
+#include "server/throttle.h"
 #include "server/timer_queue.h"
 #include "server/workspace_fs.h"
 
@@ -64,6 +66,8 @@ struct SchedulerOptions {
   // How long a code run waits for its process to come back
   // (docs/sessions.md).
   absl::Duration code_reattach = absl::Seconds(60);
+  // Throttle keys every flow may `use` (asflowd --throttle).
+  std::map<std::string, v1::ThrottleKey> throttle;
 };
 
 // What the scheduler works with; all must outlive it.
@@ -137,6 +141,15 @@ class Scheduler {
   // alone.
   void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done);
 
+  // Throttle keys and gates (scheduler_throttle.cc). `done` runs on the
+  // scheduler thread.
+  void ListThrottle(std::function<void(v1::ListThrottleResponse)> done);
+  // Pauses a key or task (`duration` 0: until Unpause); recorded in the
+  // store, so it survives a restart. NotFound / InvalidArgument naming the
+  // target if it is no key or task (or several tasks).
+  void Pause(std::string target, absl::Duration duration, std::function<void(absl::StatusOr<v1::ThrottleStatus>)> done);
+  void Unpause(std::string target, std::function<void(absl::StatusOr<v1::ResumeResponse>)> done);
+
  private:
   void Post(std::function<void()> fn);
   void Loop();
@@ -186,6 +199,32 @@ class Scheduler {
   void DoReset(const v1::ResetTasksRequest& request,
                std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done);
 
+  // Throttle keys, cooldowns, pauses: scheduler_throttle.cc.
+  absl::Status DefineDaemonKeys();
+  // Defines the run's flow keys and checks its tasks' `uses`;
+  // InvalidArgument listing each problem as "FIELD: message".
+  absl::Status AcquireKeys(RunRt& run);
+  absl::Status CheckUses(const RunRt& run, const v1::TaskSpec& task, const std::string& path);
+  void ReleaseKeys(RunRt& run);
+  // Gives task `t`'s definition its gates in the plan.
+  void SetGates(const RunRt& run, int t);
+  // The gates a cooldown of `task_key` holds: its keys, else its own.
+  std::vector<Gate*> CoolingGates(const std::string& task_key) const;
+  void FillCooldownContext(const Exec& exec, AttemptContext& ctx) const;
+  // A cooldown outcome: cools the gates, and says so in its error note.
+  void BeginCooldown(const Exec& exec, AttemptOutcome& outcome);
+  // A success, or the cooldown cap: the consecutive count starts again.
+  void AfterAttempt(const Exec& exec, const AttemptOutcome& outcome);
+  // What the task's gates show while they hold starts back; "" if open.
+  std::string ThrottleWaiting(const TaskRt& task, absl::Time now) const;
+  // Ends what is over and, if any gate shows something new, the runs'
+  // `waiting` notes follow.
+  void RefreshThrottleNotes(absl::Time now);
+  v1::ThrottleStatus GateStatus(const Gate& gate, absl::Time now) const;
+  absl::StatusOr<Gate*> ResolveTarget(const std::string& target);
+  absl::Status SavePauses();
+  absl::Status LoadPauses();
+
   // Executions: scheduler_execs.cc.
   // What identifies an instance's execution across runs: the absolute
   // output path, or workspace + task + params.
@@ -222,6 +261,8 @@ class Scheduler {
   bool quit_ ABSL_GUARDED_BY(mu_) = false;
 
   // Owned by the scheduler thread.
+  Throttle throttle_;  // before plan_: the plan points at its gates
+  uint64_t shown_throttle_version_ = 0;
   Plan plan_;
   absl::flat_hash_map<int64_t, std::unique_ptr<RunRt>> runs_;
   ExecTable execs_;

@@ -104,9 +104,11 @@ void Scheduler::OpenCodeRun(int64_t session, const v1::OpenRun& op) {
     request.set_source(op.source());
     request.set_keep_going(op.keep_going());
     request.set_from_code(true);
+    for (const auto& [k, v] : op.throttle()) (*request.mutable_spec()->mutable_throttle())[k] = v;
     if (absl::Status s = CheckWorkspace(&request); !s.ok()) return refuse(0, v1::RUN_FAILED, std::string(s.message()));
     auto run = BuildRun(std::move(request), options_.default_limit);
     if (!run.ok()) return refuse(0, v1::RUN_FAILED, std::string(run.status().message()));
+
     auto ws = deps_.fs->Open((*run)->workspace);
     if (!ws.ok()) return refuse(0, v1::RUN_FAILED, std::string(ws.status().message()));
     (*run)->ws = std::move(*ws);
@@ -114,8 +116,12 @@ void Scheduler::OpenCodeRun(int64_t session, const v1::OpenRun& op) {
     (*run)->code = std::make_unique<CodeRun>();
     (*run)->code->session = session;
     (*run)->code->ref = op.ref();
+    if (absl::Status s = AcquireKeys(**run); !s.ok()) return refuse(0, v1::RUN_FAILED, std::string(s.message()));
     auto id = deps_.store->CreateRun(Recorder::RunProto(**run), (*run)->request.SerializeAsString());
-    if (!id.ok()) return refuse(0, v1::RUN_FAILED, std::string(id.status().message()));
+    if (!id.ok()) {
+      ReleaseKeys(**run);
+      return refuse(0, v1::RUN_FAILED, std::string(id.status().message()));
+    }
     (*run)->id = *id;
     code_refs_[{session, op.ref()}] = *id;
     spdlog::info("run {} ({}) opened by code session {} in {}", *id, (*run)->flow, session, (*run)->workspace);
@@ -136,6 +142,7 @@ void Scheduler::DeclareCodeTask(int64_t session, const v1::DeclareTask& op) {
   RunRt* run = FindCodeRun(session, op.run());
   absl::Status s = run == nullptr ? absl::FailedPreconditionError(absl::StrCat("run ref ", op.run(), " is not open"))
                                   : ValidateCodeTask(op.spec());
+  if (s.ok()) s = CheckUses(*run, op.spec(), "spec");
   if (s.ok()) {
     const std::string& name = op.spec().name();
     auto it = run->task_index.find(name);
@@ -153,6 +160,7 @@ void Scheduler::DeclareCodeTask(int64_t session, const v1::DeclareTask& op) {
     if (s.ok()) {
       const TaskRt& task = run->tasks[t];
       plan_.SetTaskDef(task.key, task.limit, task.pool, task.rate);
+      SetGates(*run, t);
       run->code->refused.erase(name);
       recorder_->Request(*run);
       recorder_->Run(*run);

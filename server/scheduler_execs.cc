@@ -152,7 +152,11 @@ void Scheduler::OnExecDone(ExecResult result) {
   ctx.losses = exec->losses;
   ctx.max_losses = options_.max_losses;
   ctx.cancelling = exec->cancelling;
+  ctx.now = deps_.clock->Now();
+  FillCooldownContext(*exec, ctx);
   AttemptOutcome outcome = JudgeAttempt(result, *exec->def->rules, ctx, absl::Uniform(rng_, 0.0, 1.0));
+  AfterAttempt(*exec, outcome);
+  if (outcome.kind == AttemptOutcome::Kind::kCooldown) BeginCooldown(*exec, outcome);
   if (outcome.kind == AttemptOutcome::Kind::kFinal) {
     FinishExec(result.id, outcome, result);
   } else {
@@ -168,7 +172,9 @@ void Scheduler::Requeue(Exec& exec, const AttemptOutcome& outcome) {
   const bool retry = outcome.kind == AttemptOutcome::Kind::kRetry;
   if (!retry) --exec.attempts;  // not the command's fault: not an attempt
   if (outcome.lost) ++exec.losses;
-  if (outcome.kind == AttemptOutcome::Kind::kRequeue) {
+  if (outcome.kind == AttemptOutcome::Kind::kRequeue || outcome.kind == AttemptOutcome::Kind::kCooldown) {
+    // Started before: ahead of work that never started. A cooldown holds
+    // it back through its task's gates, not a timer.
     plan_.EnqueueAhead(-exec.id, exec.def->task_key, exec.waiters.front().first);
   } else {
     timers_.Add(deps_.clock->Now() + outcome.delay, exec.id);
@@ -290,6 +296,7 @@ bool Scheduler::UpdateWaiting(RunRt& run) {
     if (task.pool != "local" && plan_.pool_slots(task.pool) == 0) {
       waiting = absl::StrCat("no worker connected to pool '", task.pool, "'");
     }
+    if (waiting.empty()) waiting = ThrottleWaiting(task, deps_.clock->Now());
     if (task.counters.waiting() != waiting) {
       task.counters.set_waiting(waiting);
       changed = true;

@@ -35,6 +35,7 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
   if (!request.ParseFromString(rec.request)) return fail("stored request unreadable after restart");
   auto run = BuildRun(std::move(request), options_.default_limit);
   if (!run.ok()) return fail(absl::StrCat("cannot resume: ", run.status().message()));
+  if (absl::Status s = AcquireKeys(**run); !s.ok()) return fail(absl::StrCat("cannot resume: ", s.message()));
   (*run)->id = rec.run.id();
   (*run)->created_ms = rec.run.created_ms();
   auto ws = deps_.fs->Open((*run)->workspace);
@@ -74,8 +75,10 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
 void Scheduler::StartRun(std::unique_ptr<RunRt> run_ptr) {
   RunRt& run = *run_ptr;
   runs_[run.id] = std::move(run_ptr);
-  for (const TaskRt& task : run.tasks) {
+  for (int t = 0; t < static_cast<int>(run.tasks.size()); ++t) {
+    const TaskRt& task = run.tasks[t];
     plan_.SetTaskDef(task.key, task.limit, task.pool, task.rate);
+    SetGates(run, t);
   }
   UpdateWaiting(run);
   recorder_->Run(run);
@@ -190,6 +193,7 @@ void Scheduler::FinishRun(RunRt& run, v1::RunState state, std::string error) {
     recorder_->Row(row.record);
   }
   run.resumed.clear();
+  ReleaseKeys(run);
   run.state = state;
   run.error = std::move(error);
   run.finished_ms = now;

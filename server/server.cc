@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/paths.h"
 #include "server/call_gate.h"
+#include "common/spec_parser.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -121,6 +122,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   sched.local_slots = options.pool_size > 0 ? options.pool_size : std::max(8, 4 * cpus);
   sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
   sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
+  for (const std::string& flag : options.throttle) {
+    auto keys = ParseThrottleFlag(flag);
+    if (!keys.ok()) return keys.status();
+    for (auto& [name, key] : *keys) {
+      if (sched.throttle.count(name) > 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--throttle: key '", name, "' is given twice"));
+      }
+      sched.throttle[name] = key;
+    }
+  }
   AtomicFileOptions file_options;
   file_options.sync = options.sync_outputs;
   WorkerHubOptions worker_options;

@@ -55,6 +55,9 @@ struct ServerOptions {
   HttpOptions http;
   // Most Watch streams open at once.
   int max_watchers = 1024;
+  // Throttle keys shared by every flow, each "NAME: {limit: N, rate: R}"
+  // (asflowd --throttle, repeatable).
+  std::vector<std::string> throttle;
 };
 
 class Daemon {

@@ -128,7 +128,7 @@ def test_demo_in_yaml_json_and_text():
 @pytest.mark.parametrize("name, message", [
     ("bad_unknown_key.yaml", "bad_unknown_key.yaml:7:5: tasks[0].limt: unknown field 'limt' (expected one of: "
                              "name, run, handler, on, needs, for_each, limit, rate, pool, timeout, retry, skip, "
-                             "suppress, compression_level)"),
+                             "suppress, compression_level, uses, cooldown)"),
     ("bad_syntax.yaml", "bad_syntax.yaml:5:1: invalid YAML: "),
     ("bad_duration.yaml", "bad_duration.yaml:5:5: tasks[0].timeout: '120' needs a unit, e.g. 120s"),
 ])

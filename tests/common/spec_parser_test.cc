@@ -173,10 +173,10 @@ TEST(SpecParserTest, UnknownKeyListsKnownOnes) {
   EXPECT_EQ(ParseData("bad_unknown_key.yaml").status().message(),
             "bad_unknown_key.yaml:7:5: tasks[0].limt: unknown field 'limt' "
             "(expected one of: name, run, handler, on, needs, for_each, limit, "
-            "rate, pool, timeout, retry, skip, suppress, compression_level)");
+            "rate, pool, timeout, retry, skip, suppress, compression_level, uses, cooldown)");
   EXPECT_EQ(YamlError("name: x\ntask: []\n"),
             "flow.yaml:2:1: task: unknown field 'task' (expected one of: "
-            "name, params, tasks, imports)");
+            "name, params, tasks, imports, throttle)");
 }
 
 TEST(SpecParserTest, ProtoNameOfRenamedFieldIsUnknown) {
@@ -730,6 +730,88 @@ TEST(SpecParserTest, RetryAttemptsIsADeprecatedNameOfRetries) {
             "flow.yaml:5:43: tasks[0].retry.attempts: set retries alone (attempts is its deprecated name)");
   EXPECT_EQ(ParseYaml(head + "retries: -1}\n").status().message(),
             "flow.yaml:5:31: tasks[0].retry.retries: must be >= 0, got -1");
+}
+
+}  // namespace
+}  // namespace asflow
+
+namespace asflow {
+namespace {
+
+TEST(ThrottleSpecTest, KeysUsesAndCooldownParse) {
+  auto parsed = ParseFlowText(
+      "name: f\n"
+      "throttle: {youtube: {limit: 4, rate: 2/s}}\n"
+      "tasks:\n"
+      "  - name: t\n"
+      "    run: [echo]\n"
+      "    uses: [youtube]\n"
+      "    cooldown: {stderr: \"429\", for: 90s, retry_after: \"Retry-After: (\\\\d+)\", max_cooldowns: 3}\n",
+      "f.yaml", SpecFormat::kYaml);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->spec.throttle().at("youtube").limit(), 4);
+  EXPECT_EQ(parsed->spec.throttle().at("youtube").rate(), "2/s");
+  EXPECT_EQ(parsed->spec.tasks(0).uses(0), "youtube");
+  EXPECT_EQ(parsed->spec.tasks(0).cooldown().duration().seconds(), 90);
+  EXPECT_EQ(parsed->spec.tasks(0).cooldown().retry_after(), "Retry-After: (\\d+)");
+  EXPECT_EQ(parsed->spec.tasks(0).cooldown().max_cooldowns(), 3);
+}
+
+TEST(ThrottleSpecTest, BadKeysAndCooldownsAreReportedAtTheirPosition) {
+  auto parsed = ParseFlowText(
+      "name: f\n"
+      "throttle: {\"you tube\": {limit: -1, rate: fast}}\n"
+      "tasks:\n"
+      "  - name: t\n"
+      "    run: [echo]\n"
+      "    uses: [\"a/b\"]\n"
+      "    cooldown: {for: 10s, retry_after: \"(a)(b)\"}\n",
+      "f.yaml", SpecFormat::kYaml);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(std::string(parsed.status().message()),
+            "f.yaml:2:12: throttle.you tube: key name 'you tube' may only use [A-Za-z0-9_.-]\n"
+            "f.yaml:2:25: throttle.you tube.limit: must be >= 0 (0: no cap), got -1\n"
+            "f.yaml:2:36: throttle.you tube.rate: expected N/s, N/min or N/h with N > 0, got 'fast'\n"
+            "f.yaml:6:12: tasks[0].uses[0]: 'a/b' is not a throttle key name ([A-Za-z0-9_.-]+)\n"
+            "f.yaml:7:5: tasks[0].cooldown: matches nothing: add stderr (e.g. \"429|Too Many Requests\"), "
+            "exit_codes, signals, timeout or errors\n"
+            "f.yaml:7:26: tasks[0].cooldown.retry_after: needs exactly one capture group (the seconds or HTTP "
+            "date), got 2, e.g. \"Retry-After: (\\\\d+)\"");
+}
+
+TEST(ThrottleSpecTest, DaemonFlagReadsAsAFlowsThrottle) {
+  auto keys = ParseThrottleFlag("youtube: {limit: 4, rate: 2/s}");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->at("youtube").limit(), 4);
+  EXPECT_EQ(ParseThrottleFlag("youtube: {limit: 4, rate: often}").status().message(),
+            "--throttle 'youtube: {limit: 4, rate: often}': throttle.youtube.rate: expected N/s, N/min or N/h "
+            "with N > 0, got 'often'");
+  EXPECT_EQ(ParseThrottleFlag("").status().message(), "--throttle '': expected NAME: {limit: N, rate: R/s}");
+}
+
+}  // namespace
+}  // namespace asflow
+
+namespace asflow {
+namespace {
+
+TEST(RateTest, AutoAndItsBounds) {
+  auto plain = ParseRate("auto");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->adaptive);
+  EXPECT_EQ(plain->max_per_second, 5);
+  EXPECT_EQ(plain->min_per_second, 0.1);
+  auto bounded = ParseRate("auto(max: 2/s, min: 6/min)");
+  ASSERT_TRUE(bounded.ok()) << bounded.status();
+  EXPECT_EQ(bounded->max_per_second, 2);
+  EXPECT_EQ(bounded->min_per_second, 0.1);
+  EXPECT_EQ(ParseRate("auto(min=1/s)")->max_per_second, 5);
+  EXPECT_EQ(ParseRate("3/s")->per_second, 3);
+  EXPECT_FALSE(ParseRate("3/s")->adaptive);
+  EXPECT_EQ(ParseRate("auto(max: 1/s, min: 2/s)").status().message(),
+            "'auto(max: 1/s, min: 2/s)': min is above max; expected auto or auto(max: 5/s, min: 0.1/s)");
+  EXPECT_EQ(ParseRate("auto(top: 1/s)").status().message(),
+            "'auto(top: 1/s)': unknown bound 'top'; expected auto or auto(max: 5/s, min: 0.1/s)");
 }
 
 }  // namespace

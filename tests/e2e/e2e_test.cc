@@ -433,7 +433,7 @@ TEST_F(E2eTest, BadFlowFileCitesLocation) {
             "unknown field 'runn' "
             "(expected one of: name, run, handler, on, needs, "
             "for_each, limit, rate, pool, timeout, "
-            "retry, skip, suppress, compression_level)\n");
+            "retry, skip, suppress, compression_level, uses, cooldown)\n");
 
   CommandResult name = Ctl({"run", "bad_unknown_template.flow.yaml"});
   EXPECT_EQ(name.exit_code, 2);

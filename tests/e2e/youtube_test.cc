@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <algorithm>
 #include <map>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/test_util.h"
 
@@ -99,8 +102,9 @@ class YoutubeExampleTest : public E2eTest {
   // Starts offline/fixture_server.py on a free port and reads its URL from
   // the first line it prints. TearDown kills it by pid (children_).
   void StartFixtureServer() {
-    Launch launch =
-        MakeLaunch({"/usr/bin/env", "python3", yt_ + "/offline/fixture_server.py"}, yt_);
+    std::vector<std::string> argv = {"/usr/bin/env", "python3", yt_ + "/offline/fixture_server.py"};
+    for (const std::string &arg : FixtureArgs()) argv.push_back(arg);
+    Launch launch = MakeLaunch(argv, yt_);
     pid_t pid = SpawnProcess(launch);
     ASSERT_GT(pid, 0);
     children_.push_back(pid);
@@ -148,6 +152,9 @@ class YoutubeExampleTest : public E2eTest {
     padded.resize(10, ' ');
     return "\n  " + padded + " transcript(video_id=" + id + ")";
   }
+
+  // Extra fixture_server.py flags (the throttle tests').
+  virtual std::vector<std::string> FixtureArgs() { return {}; }
 
   bool python_ = false;
   std::string yt_;
@@ -250,6 +257,169 @@ TEST_F(YoutubeExampleTest, OfflineTutorial) {
   EXPECT_EQ(Stats(), AllBut(1, {{"vid03", 2}, {"vid05", 3}, {"vid07", 2}, {"vid08", 2}}));
   EXPECT_TRUE(FileExists(yt_ + "/data/transcripts/vid03.err"));
   EXPECT_TRUE(FileExists(yt_ + "/data/transcripts/vid07.err"));
+}
+
+// The fixture told to throttle: the first 3 transcript requests (of a
+// 10-minute window: of the test) get 429 with Retry-After: 2; each answer
+// takes 200 ms; every request is logged.
+class ThrottledYoutubeTest : public YoutubeExampleTest {
+ protected:
+  std::vector<std::string> FixtureArgs() override {
+    return {"--throttle", "3", "--window", "600", "--retry-after", "2", "--delay", "0.2", "--log", Log()};
+  }
+  std::string Log() { return tmp_.Join("fixture-requests.log"); }
+
+  struct Request {
+    double arrived = 0;
+    double answered = 0;
+    int status = 0;
+    int concurrent = 0;  // transcript requests in flight when it arrived
+    std::string path;
+  };
+  // The fixture's log, in arrival order.
+  std::vector<Request> Requests() {
+    std::vector<Request> out;
+    for (const std::string &line : Lines(ReadAll(Log()))) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      Request r;
+      EXPECT_TRUE(f.size() == 5 && absl::SimpleAtod(f[0], &r.arrived) && absl::SimpleAtod(f[1], &r.answered) &&
+                  absl::SimpleAtoi(f[2], &r.status) && absl::SimpleAtoi(f[3], &r.concurrent))
+          << line;
+      if (f.size() == 5) r.path = f[4];
+      out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(), [](const Request &a, const Request &b) { return a.arrived < b.arrived; });
+    return out;
+  }
+  static int Count(const std::vector<Request> &requests, int status) {
+    return static_cast<int>(
+        std::count_if(requests.begin(), requests.end(), [&](const Request &r) { return r.status == status; }));
+  }
+  // Copies tests/testdata/throttle/NAME.flow.yaml next to the example.
+  void CopyFlow(const std::string &name) {
+    fs::copy_file(kThrottleData + "/" + name + ".flow.yaml", yt_ + "/" + name + ".flow.yaml");
+  }
+  // The ATTEMPTS column of every row of `asflowctl tasks RUN`.
+  std::vector<std::string> AttemptsAndStates(int64_t run) {
+    CommandResult r = Ctl({"tasks", absl::StrCat(run)}, yt_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> out;
+    for (const std::string &row : TableRows(r.out)) {
+      std::vector<std::string> f = absl::StrSplit(row, ' ', absl::SkipEmpty());
+      if (f.size() > 6) out.push_back(absl::StrCat(f[1], " ", f[4], " ", f[5]));  // state attempts instance
+    }
+    return out;
+  }
+  const std::string kThrottleData = ASFLOW_TEST_DATA_DIR "/throttle";
+};
+
+TEST_F(ThrottledYoutubeTest, TheTutorialCoolsDownOn429AndLosesNothing) {
+  CommandResult playlist =
+      CtlWithEnv({"run", "playlist.flow.yaml", "--plain", "-p", "channel=" + url_ + "/@fixture"},
+                 {"PATH=" + yt_ + "/offline/bin:/usr/local/bin:/usr/bin:/bin"}, yt_, 60s);
+  ASSERT_EQ(playlist.exit_code, 0) << playlist.out << playlist.err;
+  CommandResult first = Transcripts();
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  // The same outcome as without throttling: every transcript there is.
+  EXPECT_THAT(first.out, HasSubstr(SummaryRow("transcript", 10, 7, 0, 1, 2, 0, 0)));
+  EXPECT_THAT(first.out, HasSubstr("  waiting    transcript: youtube cooling down until "));
+  EXPECT_THAT(first.out, HasSubstr(" (429 from transcript(video_id=vid"));
+  for (const std::string &id : Videos()) {
+    if (id == "vid03" || id == "vid05" || id == "vid07") continue;
+    std::string path = yt_ + "/data/transcripts/" + id + ".jsonl.zst";
+    ASSERT_TRUE(FileExists(path)) << path;
+    EXPECT_EQ(Decompress("zstd", path), TranscriptContent(id)) << path;
+  }
+  std::vector<Request> requests = Requests();
+  EXPECT_EQ(Count(requests, 429), 3);
+  // A 429 is not an attempt: only vid08's 503 counted a second one.
+  for (const std::string &row : AttemptsAndStates(2)) {
+    EXPECT_THAT(row, ::testing::AnyOf(::testing::MatchesRegex("(done|skipped|suppressed) 1 .*"),
+                                      ::testing::MatchesRegex("done 2 transcript\\(video_id=vid08\\)")));
+  }
+  CommandResult keys = Ctl({"throttle"}, yt_);
+  ASSERT_EQ(keys.exit_code, 0) << keys.err;
+  EXPECT_THAT(keys.out, HasSubstr("\nyoutube                      4         0 2/s              0  flow transcripts "
+                                  "open\n"));
+}
+
+TEST_F(ThrottledYoutubeTest, AKeyOfOneWaitsOutEveryRetryAfter) {
+  CopyFlow("serial");
+  CommandResult run = Ctl({"run", "serial.flow.yaml", "--plain", "-p", "api=" + url_}, yt_, 60s);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  for (const char *id : {"vid01", "vid02", "vid04", "vid06"}) {
+    EXPECT_EQ(ReadAll(yt_ + "/out/serial/" + id + ".jsonl"), TranscriptContent(id)) << id;
+  }
+  std::vector<Request> requests = Requests();
+  ASSERT_EQ(requests.size(), 7u);  // three 429s, then the four transcripts
+  EXPECT_EQ(Count(requests, 429), 3);
+  EXPECT_EQ(Count(requests, 200), 4);
+  for (size_t i = 0; i + 1 < requests.size(); ++i) {
+    EXPECT_EQ(requests[i].concurrent, 1) << requests[i].path;
+    // No request while the key cools down: the next comes 2 s (the
+    // Retry-After) or more after a 429 was answered.
+    if (requests[i].status == 429) {
+      EXPECT_GE(requests[i + 1].arrived - requests[i].answered, 2.0) << requests[i + 1].path;
+    }
+  }
+  for (const std::string &row : AttemptsAndStates(1)) EXPECT_THAT(row, ::testing::StartsWith("done 1 fetch("));
+}
+
+TEST_F(ThrottledYoutubeTest, TwoFlowsSharingAKeyNeverPassItsLimitTogether) {
+  CopyFlow("a");
+  CopyFlow("b");
+  std::vector<int64_t> runs;
+  for (const char *flow : {"a.flow.yaml", "b.flow.yaml"}) {
+    CommandResult r = Ctl({"run", flow, "--detach", "-p", "api=" + url_}, yt_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    int64_t id = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out), &id)) << r.out;
+    runs.push_back(id);
+  }
+  for (int64_t run : runs) {
+    CommandResult watch = Ctl({"watch", absl::StrCat(run), "--plain"}, yt_, 60s);
+    EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+    for (const std::string &row : AttemptsAndStates(run)) EXPECT_THAT(row, ::testing::StartsWith("done 1 fetch("));
+  }
+  std::vector<Request> requests = Requests();
+  EXPECT_EQ(Count(requests, 429), 3);
+  EXPECT_EQ(Count(requests, 200), 6);
+  int most = 0;
+  for (const Request &r : requests) most = std::max(most, r.concurrent);
+  EXPECT_EQ(most, 2);  // yt {limit: 2}, for both flows together (each alone may run 8)
+  for (const char *id : {"vid01", "vid02", "vid04"}) EXPECT_TRUE(FileExists(yt_ + "/out/a/" + id + ".jsonl"));
+  for (const char *id : {"vid06", "vid09", "vid10"}) EXPECT_TRUE(FileExists(yt_ + "/out/b/" + id + ".jsonl"));
+}
+
+TEST_F(ThrottledYoutubeTest, APauseHoldsAcrossARestartUntilResumed) {
+  CopyFlow("serial");
+  CommandResult detached = Ctl({"run", "serial.flow.yaml", "--detach", "-p", "api=" + url_}, yt_);
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  CommandResult pause = Ctl({"pause", "yt"}, yt_);
+  ASSERT_EQ(pause.exit_code, 0) << pause.err;
+  EXPECT_EQ(pause.out, "yt paused: running instances finish, nothing new starts until asflowctl resume yt\n");
+  const double paused_at = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  // A daemon killed and started again keeps the pause.
+  KillDaemon();
+  StartDaemon({"--kill-grace", "1"});
+  CommandResult keys = Ctl({"throttle"}, yt_);
+  ASSERT_EQ(keys.exit_code, 0) << keys.err;
+  EXPECT_THAT(keys.out, ::testing::ContainsRegex("\nyt +1 +0 - +[1-4]  flow serial +paused\n")) << keys.out;
+  std::this_thread::sleep_for(2s);
+  const double resumed_at = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  CommandResult resume = Ctl({"resume", "yt"}, yt_);
+  ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  EXPECT_EQ(resume.out, "yt resumed (open)\n");
+  CommandResult watch = Ctl({"watch", "1", "--plain"}, yt_, 60s);
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  // Nothing asked while paused (but a request already on its way when the
+  // pause came, within a second of it).
+  for (const Request &r : Requests()) {
+    EXPECT_FALSE(r.arrived > paused_at + 1.0 && r.arrived < resumed_at) << r.path << " at " << r.arrived;
+  }
+  for (const char *id : {"vid01", "vid02", "vid04", "vid06"}) {
+    EXPECT_EQ(ReadAll(yt_ + "/out/serial/" + id + ".jsonl"), TranscriptContent(id)) << id;
+  }
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ class SchedulerTest : public ::testing::Test {
     options.user_temp_roots = temp_roots_;
     options.local_slots = 8;
     options.default_limit = 2;
+    options.throttle = daemon_keys_;
     sched_ = std::make_unique<Scheduler>(options);
     local_ = std::make_unique<FakeRunner>(&fs_);
     remote_ = std::make_unique<FakeRunner>(&fs_);
@@ -100,6 +101,7 @@ class SchedulerTest : public ::testing::Test {
   const InstanceRecord& Row(int64_t run, int64_t seq) { return *store_.Instance(run, seq); }
 
   std::vector<std::string> temp_roots_;
+  std::map<std::string, v1::ThrottleKey> daemon_keys_;  // asflowd --throttle
   FakeClock clock_;
   FakeStore store_;
   FakeWorkspaceFs fs_;
@@ -752,6 +754,253 @@ TEST_F(SchedulerTest, ACodeRunWhoseProcessDoesNotComeBackFails) {
   EXPECT_EQ(RunState(run), v1::RUN_FAILED);
   EXPECT_EQ(RunError(run), "its process went away (no session came back within 1m)");
   EXPECT_EQ(State(run, 0), v1::CANCELLED);
+}
+
+}  // namespace
+}  // namespace asflow
+
+namespace asflow {
+namespace {
+
+// Flow `name` with throttle key yt {limit: 2} (`key` replaces it) and task
+// t over `values` using it, `extra` lines added to the task.
+std::string KeyFlow(const std::string& extra, const std::string& name = "f", const std::string& values = "[a, b, c]",
+                    const std::string& key = "{yt: {limit: 2}}") {
+  return absl::StrCat("name: ", name, "\nthrottle: ", key, "\ntasks:\n  - name: t\n    for_each: {values: ", values,
+                      ", as: id}\n    on: out/{id}.txt\n    run: [cmd, \"{id}\"]\n    limit: 10\n    uses: [yt]\n",
+                      extra);
+}
+
+// The `waiting` note of task t of run `run`, as last committed.
+std::string Waiting(FakeStore& store, int64_t run) {
+  for (const v1::TaskCounters& t : store.Run(run).tasks()) {
+    if (t.task() == "t") return t.waiting();
+  }
+  return "<no task t>";
+}
+
+std::string At(absl::Time t) { return absl::FormatTime("%H:%M:%S", t, absl::LocalTimeZone()); }
+
+TEST_F(SchedulerTest, AThrottleKeyCapsTwoFlowsTogether) {
+  int64_t r1 = Submit(KeyFlow(""));
+  int64_t r2 = Submit(KeyFlow("", "g", "[d, e, f]"));
+  // Two task definitions (f.t, g.t), each with limit 10: the key holds both.
+  EXPECT_EQ(local_->running().size(), 2u);
+  for (int finished = 0; finished < 4; ++finished) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+    EXPECT_EQ(local_->running().size(), 2u) << "after " << finished + 1 << " finished";
+  }
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_EQ(local_->started().size(), 6u);
+  EXPECT_EQ(RunState(r1), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, AKeyOfTheDaemonIsSharedByFlowsThatDoNotDefineIt) {
+  v1::ThrottleKey key;
+  key.set_limit(1);
+  daemon_keys_["yt"] = key;
+  Boot();
+  Submit(KeyFlow("", "f", "[a, b]", "{}"));
+  Submit(KeyFlow("", "g", "[c, d]", "{}"));
+  EXPECT_EQ(local_->running().size(), 1u);
+  // A flow may define it again only the same way.
+  EXPECT_TRUE(TrySubmit(KeyFlow("", "h", "[e]", "{yt: {limit: 1}}")).ok());
+  EXPECT_EQ(TrySubmit(KeyFlow("", "k", "[e]", "{yt: {limit: 3}}")).status().message(),
+            "throttle.yt: throttle key 'yt' is already defined by asflowd (--throttle) as {limit: 1}, not "
+            "{limit: 3}: define it the same way, drop it here to use that one, or use another name");
+}
+
+TEST_F(SchedulerTest, UnknownAndConflictingKeysAreRefusedNamingTheField) {
+  EXPECT_EQ(TrySubmit(KeyFlow("", "f", "[a]", "{other: {limit: 1}}")).status().message(),
+            "tasks[0].uses[0]: unknown throttle key 'yt' (this flow defines: other; asflowd --throttle: none)");
+  Submit(KeyFlow(""));  // f defines yt {limit: 2} while its run is active
+  EXPECT_EQ(TrySubmit(KeyFlow("", "g", "[d]", "{yt: {limit: 3, rate: 1/s}}")).status().message(),
+            "throttle.yt: throttle key 'yt' is already defined by flow 'f' as {limit: 2}, not {limit: 3, "
+            "rate: 1/s}: define it the same way, drop it here to use that one, or use another name");
+  // A refused submission holds nothing: f's run ends, and g may redefine it.
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_TRUE(TrySubmit(KeyFlow("", "g", "[d]", "{yt: {limit: 3, rate: 1/s}}")).ok());
+}
+
+const char kCooldown[] =
+    "    cooldown: {stderr: \"429|Too Many Requests\", for: 60s, retry_after: \"Retry-After: (\\\\S.*)\"}\n";
+
+TEST_F(SchedulerTest, ACooldownRequeuesWithoutAnAttemptAndHoldsTheKeyForEveryRun) {
+  int64_t r1 = Submit(KeyFlow(kCooldown, "f", "[a, b, c]", "{yt: {limit: 3}}"));
+  int64_t r2 = Submit(KeyFlow(kCooldown, "g", "[d]", "{yt: {limit: 3}}"));
+  ASSERT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)", "t(id=c)"));
+  const absl::Time t0 = clock_.Now();
+  local_->FinishExit(local_->IdOf("t(id=a)"), 1, "HTTP Error 429\nRetry-After: 2\n");
+  sched_->Step();
+  EXPECT_EQ(State(r1, 0), v1::QUEUED);
+  const std::string note = absl::StrCat("yt cooling down until ", At(t0 + absl::Seconds(2)), " (429 from t(id=a))");
+  EXPECT_EQ(Waiting(store_, r1), note);
+  EXPECT_EQ(Waiting(store_, r2), note);  // another flow's run waits too
+  EXPECT_EQ(Row(r1, 0).error,
+            absl::StrCat(note, "; queued again, not counted as an attempt: exit code 1: Retry-After: 2"));
+  // b was in flight: its 429 extends the cooldown to its later end (5 s
+  // from now, +1 s), never adds one to the other.
+  clock_.Advance(absl::Seconds(1));
+  local_->FinishExit(local_->IdOf("t(id=b)"), 1, "429 Too Many Requests\nRetry-After: 5\n");
+  sched_->Step();
+  EXPECT_EQ(sched_->NextWakeup(), t0 + absl::Seconds(6));
+  local_->FinishOk(local_->IdOf("t(id=c)"));
+  sched_->Step();
+  Advance(absl::Milliseconds(4999));
+  EXPECT_TRUE(local_->running().empty());
+  Advance(absl::Milliseconds(1));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)", "t(id=d)"));
+  EXPECT_EQ(Waiting(store_, r1), "");
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_EQ(RunState(r1), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(Row(r1, 0).attempts, 1);
+  EXPECT_EQ(Row(r1, 1).attempts, 1);
+}
+
+TEST_F(SchedulerTest, ACooldownWithoutKeysHoldsItsTaskAndRetryAfterMayBeAnHttpDate) {
+  const std::string rules =
+      "    limit: 1\n"
+      "    cooldown: {exit_codes: [75], for: 30s, retry_after: \"Retry-After: (.*)\"}\n"
+      "    retry: {attempts: 3, exit_codes: [75]}\n";
+  int64_t run = Submit(Flow(rules, "f", "[a]"));
+  // The fake clock starts at Tue, 14 Nov 2023 22:13:20 GMT.
+  local_->FinishExit(local_->IdOf("t(id=a)"), 75, "Retry-After: Tue, 14 Nov 2023 22:15:20 GMT");
+  sched_->Step();
+  // Cooldown before retry: no attempt counted, the task held 120 s.
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Seconds(120));
+  EXPECT_THAT(Waiting(store_, run), HasSubstr("task f.t cooling down until "));
+  Advance(absl::Seconds(119));
+  EXPECT_TRUE(local_->running().empty());
+  Advance(absl::Seconds(1));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)"));
+  // Without a Retry-After, `for` applies.
+  local_->FinishExit(local_->IdOf("t(id=a)"), 75, "busy");
+  sched_->Step();
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Seconds(30));
+  Advance(absl::Seconds(30));
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::DONE);
+  EXPECT_EQ(Row(run, 0).attempts, 1);
+}
+
+TEST_F(SchedulerTest, TheCooldownCapFailsTheRunAsAnUnknownErrorWould) {
+  int64_t run = Submit(KeyFlow("    cooldown: {stderr: \"429\", for: 10s, max_cooldowns: 2}\n", "f", "[a]"));
+  for (int i = 0; i < 2; ++i) {
+    local_->FinishExit(local_->IdOf("t(id=a)"), 1, "429");
+    sched_->Step();
+    EXPECT_EQ(State(run, 0), v1::QUEUED) << i;
+    Advance(absl::Seconds(10));
+  }
+  local_->FinishExit(local_->IdOf("t(id=a)"), 1, "429");
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::FAILED);
+  EXPECT_EQ(Row(run, 0).error,
+            "cooldown cap reached: 2 cooldowns in a row without a success (max_cooldowns: 2); exit code 1: 429\n429");
+  EXPECT_EQ(RunState(run), v1::RUN_FAILED);
+}
+
+TEST_F(SchedulerTest, ASuccessStartsTheCooldownCountAgain) {
+  int64_t run = Submit(KeyFlow("    cooldown: {stderr: \"429\", for: 10s, max_cooldowns: 1}\n", "f", "[a, b]",
+                               "{yt: {limit: 1}}"));
+  local_->FinishExit(local_->IdOf("t(id=a)"), 1, "429");
+  sched_->Step();
+  Advance(absl::Seconds(10));
+  ASSERT_EQ(local_->running().size(), 1u);
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  // One cooldown after a success is the first of its series again.
+  ASSERT_EQ(local_->running().size(), 1u);
+  local_->FinishExit(local_->running().begin()->first, 1, "429");
+  sched_->Step();
+  EXPECT_EQ(std::min(State(run, 0), State(run, 1)), v1::QUEUED);  // the other is DONE
+  EXPECT_EQ(std::max(State(run, 0), State(run, 1)), v1::DONE);
+  EXPECT_EQ(RunState(run), v1::RUN_RUNNING);
+}
+
+TEST_F(SchedulerTest, APauseHoldsNewStartsAndSurvivesARestart) {
+  int64_t run = Submit(KeyFlow("", "f", "[a, b, c]", "{yt: {limit: 1}}"));
+  absl::StatusOr<v1::ThrottleStatus> paused = absl::UnknownError("not answered");
+  sched_->Pause("yt", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) { paused = s; });
+  sched_->Step();
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state(), "paused");
+  EXPECT_EQ(paused->in_flight(), 1);
+  EXPECT_EQ(paused->queued(), 2);
+  EXPECT_EQ(Waiting(store_, run), "yt paused (asflowctl resume yt)");
+  // What runs finishes; nothing new starts.
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  EXPECT_TRUE(local_->running().empty());
+  Boot();  // a restart: the run resumes, the pause holds
+  EXPECT_TRUE(local_->running().empty());
+  absl::StatusOr<v1::ResumeResponse> resumed = absl::UnknownError("not answered");
+  sched_->Unpause("yt", [&](absl::StatusOr<v1::ResumeResponse> r) { resumed = r; });
+  sched_->Step();
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_TRUE(resumed->was_paused());
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=b)"));
+}
+
+TEST_F(SchedulerTest, ATimedPauseOfATaskEndsByItself) {
+  int64_t run = Submit(Flow("    limit: 1\n"));
+  absl::StatusOr<v1::ThrottleStatus> paused = absl::UnknownError("not answered");
+  sched_->Pause("t", absl::Minutes(10), [&](absl::StatusOr<v1::ThrottleStatus> s) { paused = s; });
+  sched_->Step();
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->name(), "f.t");
+  local_->FinishOk(local_->IdOf("t(id=a)"));
+  sched_->Step();
+  EXPECT_EQ(Waiting(store_, run),
+            absl::StrCat("task f.t paused until ", At(clock_.Now() + absl::Minutes(10)), " (asflowctl resume f.t)"));
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Minutes(10));
+  Advance(absl::Minutes(10));
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=b)"));
+  EXPECT_EQ(Waiting(store_, run), "");
+  absl::StatusOr<v1::ThrottleStatus> unknown = absl::UnknownError("not answered");
+  sched_->Pause("nope", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) { unknown = s; });
+  sched_->Step();
+  EXPECT_EQ(unknown.status().message(),
+            "no throttle key or task named 'nope' (keys: none; a task is named flow.task, or by its name while a run "
+            "has it)");
+}
+
+TEST_F(SchedulerTest, ACodeTaskUsesTheDaemonsKeyWithFlowFileRuns) {
+  v1::ThrottleKey key;
+  key.set_limit(1);
+  daemon_keys_["yt"] = key;
+  Boot();
+  Submit(KeyFlow("", "f", "[a, b]", "{}"));  // a flow file's run holds yt's one place
+  ASSERT_EQ(local_->running().size(), 1u);
+  int64_t run = OpenCodeRun("limit: 5 uses: \"yt\"");
+  ASSERT_GT(run, 0);
+  CallOp(1, "x");
+  EXPECT_TRUE(code_->running().empty());  // the code session waits for the key too
+  local_->FinishOk(local_->running().begin()->first);
+  sched_->Step();
+  // Round-robin across the two task definitions waiting on the key.
+  EXPECT_EQ(code_->running().size() + local_->running().size(), 1u);
+  // A key nobody defined is refused when the task is declared.
+  v1::SessionOp declare;
+  declare.mutable_declare_task()->set_run(1);
+  declare.mutable_declare_task()->mutable_spec()->set_name("m.u");
+  declare.mutable_declare_task()->mutable_spec()->add_uses("nope");
+  Op(1, declare);
+  ASSERT_TRUE(sent_.back().second.has_task_declared());
+  EXPECT_EQ(sent_.back().second.task_declared().error(),
+            "spec.uses[0]: unknown throttle key 'nope' (this flow defines: none; asflowd --throttle: yt)");
 }
 
 }  // namespace

@@ -14,7 +14,9 @@ source fetched it.
 Exit codes follow the flow's error rules:
   0   printed the transcript
   3   transcripts are disabled for this video (suppressed: never asked again)
-  75  a temporary failure (retried)
+  75  a temporary failure (retried); for HTTP 429 the server's
+      Retry-After is printed on stderr, and the flow's cooldown rule holds
+      every fetch back that long without counting an attempt
   1   anything else; "ParseError" on stderr when the answer was malformed
       (skipped: asked again on the next run)
 """
@@ -41,7 +43,9 @@ def from_service(api, video_id):
         text = e.read().decode("utf-8", "replace")
         if e.code == 403 and "TranscriptsDisabled" in text:
             fail(3, f"TranscriptsDisabled: {video_id}")
-        if e.code >= 500 or e.code == 429:
+        if e.code == 429:
+            fail(75, f"HTTP 429 Too Many Requests for {url}\nRetry-After: {e.headers.get('Retry-After', '')}")
+        if e.code >= 500:
             fail(75, f"TransientError: HTTP {e.code} for {url}")
         fail(1, f"HTTP {e.code} for {url}: {text[:200]}")
     except (urllib.error.URLError, TimeoutError) as e:
@@ -62,6 +66,8 @@ def from_youtube(video_id):
              f"https://www.youtube.com/watch?v={video_id}"],
             capture_output=True, text=True)
         if proc.returncode != 0:
+            if "HTTP Error 429" in proc.stderr:
+                fail(75, f"HTTP 429 Too Many Requests: {proc.stderr.strip()[-300:]}")
             if "HTTP Error 5" in proc.stderr or "timed out" in proc.stderr:
                 fail(75, f"TransientError: {proc.stderr.strip()[-300:]}")
             fail(1, proc.stderr.strip()[-500:])
