@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     // The user's own temporary directories too (tests' tmp_path, scratch
     // work): see SchedulerOptions::user_temp_roots.
     const char* tmpdir = getenv("TMPDIR");
-    for (const std::string dir : {std::string(tmpdir != nullptr ? tmpdir : ""), std::string("/tmp"),
+    for (const std::string& dir : {std::string(tmpdir != nullptr ? tmpdir : ""), std::string("/tmp"),
                                   std::string("/var/tmp"), std::string("/dev/shm")}) {
       if (dir.empty()) continue;
       auto real = RealPath(dir);
