@@ -383,7 +383,7 @@ TEST(SpecParserTest, FormAndMeaningErrorsAreListedTogether) {
       "name: f\ntasks:\n  - name: t\n    limt: 2\n    run: [echo, \"{nope}\"]\n");
   EXPECT_EQ(std::string(parsed.status().message()),
             "flow.yaml:4:5: tasks[0].limt: unknown field 'limt' (expected one of: name, run, handler, on, needs, "
-            "for_each, limit, rate, pool, timeout, retry, skip, suppress, compression_level)\n"
+            "for_each, limit, rate, pool, timeout, retry, skip, suppress, compression_level, uses, cooldown)\n"
             "flow.yaml:5:17: tasks[0].run[1]: unknown parameter 'nope' (known: none)");
 }
 
