@@ -61,7 +61,7 @@ class TaskDef:
     def __init__(self, fn: Callable[..., Any], base: Path, *, on: str | None = None, limit: int | None = None,
                  skip: Any = (), suppress: Any = (), retry: None | int | Retry = None,
                  retry_exceptions: Any = (Exception,), serializer: Any = None, compressor: Any = None,
-                 rate: str | float | int | None = None) -> None:
+                 rate: str | float | int | None = None, uses: Any = ()) -> None:
         if not callable(fn):
             raise TypeError(f"@flow.task: {fn!r} is not callable")
         self.fn = fn
@@ -78,6 +78,10 @@ class TaskDef:
             raise ValueError(f"@flow.task(limit={limit!r}): expected None or an int >= 1")
         self.limit = limit
         self.rate = parse_rate(rate)
+        # Throttle keys (asflowd --throttle) every call also needs room in.
+        if isinstance(uses, str) or not all(isinstance(k, str) and k for k in uses):
+            raise TypeError(f"@flow.task(uses={uses!r}): expected a list of throttle key names")
+        self.uses = tuple(uses)
         self.skip = _exception_classes(skip, "@flow.task(skip=...)")
         self.suppress = _exception_classes(suppress, "@flow.task(suppress=...)")
         retry_exceptions = _exception_classes(retry_exceptions, "@flow.task(retry_exceptions=...)")
@@ -127,6 +131,7 @@ class TaskDef:
         """The TaskSpec phase 2 declares (DeclareTask): name, on, limit and
         the rules as `errors` matchers on qualified exception names."""
         spec = flow_pb2.TaskSpec(name=self.qualname, on=self.on or "", limit=self.limit or 0, rate=self.rate)
+        spec.uses.extend(self.uses)
         if self.compressor.level is not None:
             spec.compression_level = self.compressor.level
         if self.retry is not None and self.retry.total > 0:
@@ -229,7 +234,8 @@ class Task:
         return self._decorate(fn, {})
 
     def _decorate(self, fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
-        known = {"on", "limit", "skip", "suppress", "retry", "retry_exceptions", "serializer", "compressor", "rate"}
+        known = {"on", "limit", "skip", "suppress", "retry", "retry_exceptions", "serializer", "compressor", "rate",
+                 "uses"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"@flow.task: unexpected option {unknown[0]!r}")

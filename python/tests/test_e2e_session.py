@@ -348,6 +348,48 @@ def test_limit_is_held_across_two_processes(daemon, env, tmp_path: Path):
     assert len(events) == 48 and peak == 3  # one key: limited.work, shared by both
 
 
+def test_a_daemon_throttle_key_holds_across_tasks(env, tmp_path: Path):
+    from conftest import Daemon
+    (tmp_path / "k").mkdir()
+    d = Daemon(tmp_path, tmp_path / "k.sock", tmp_path / "k" / "state.db", tmp_path / "k" / "asflowd.log", dict(env),
+               extra=["--throttle", "api: {limit: 2}"])
+    d.start()
+    engine = SessionEngine(ConnectOptions.resolve(server=d.server))
+    try:
+        flow = Flow(tmp_path / "ws", engine=engine)
+        running = peak = 0
+
+        async def hold():
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+
+        @flow.task(limit=8, uses=["api"])
+        async def a(i):
+            await hold()
+
+        @flow.task(limit=8, uses=["api"])
+        async def b(i):
+            await hold()
+
+        @flow(progress=False)
+        async def main():
+            async with asyncio.TaskGroup() as tg:
+                for i in range(6):
+                    tg.create_task(a(i))
+                    tg.create_task(b(i))
+
+        asyncio.run(main())
+        assert peak == 2  # two tasks, each limit 8, one key of limit 2
+        with pytest.raises(TypeError, match="uses"):
+            flow.task(uses="api")(lambda: None)
+    finally:
+        engine.close(5.0)
+        d.stop()
+
+
 def test_rate_spaces_the_starts(flow: Flow):
     starts: list[float] = []
 
