@@ -356,6 +356,7 @@ def test_a_daemon_throttle_key_holds_across_tasks(env, tmp_path: Path):
     d.start()
     engine = SessionEngine(ConnectOptions.resolve(server=d.server))
     try:
+        (tmp_path / "ws").mkdir()
         flow = Flow(tmp_path / "ws", engine=engine)
         running = peak = 0
 
