@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "exec/protocol.h"
+#include "server/guarded_callback.h"
 #include "spdlog/spdlog.h"
 
 namespace asflow {
@@ -19,22 +20,14 @@ class SessionHub::Session {
 
   // Wakes the session's writer; ends its stream. Kept until the reader
   // leaves (they refer to its reactor).
-  void Notify() {
-    absl::MutexLock lock(&fn_mu);
-    if (notify != nullptr) notify();
-  }
-  void Abort() {
-    absl::MutexLock lock(&fn_mu);
-    if (abort != nullptr) abort();
-  }
+  void Notify() { notify.Call(); }
+  void Abort() { abort.Call(); }
   void Forget() {
-    absl::MutexLock lock(&fn_mu);
-    notify = nullptr;
-    abort = nullptr;
+    notify.Clear();
+    abort.Clear();
   }
-  absl::Mutex fn_mu;
-  std::function<void()> notify ABSL_GUARDED_BY(fn_mu);
-  std::function<void()> abort ABSL_GUARDED_BY(fn_mu);
+  GuardedCallback notify;
+  GuardedCallback abort;
 
   // Guarded by the hub's mu_.
   absl::Time last_recv;
@@ -98,11 +91,8 @@ absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::
                                                                       std::function<void()> notify,
                                                                       std::function<void()> abort) {
   auto session = std::make_shared<Session>();
-  {
-    absl::MutexLock lock(&session->fn_mu);
-    session->notify = std::move(notify);
-    session->abort = std::move(abort);
-  }
+  session->notify.Set(std::move(notify));
+  session->abort.Set(std::move(abort));
   session->peer = peer;
   {
     absl::MutexLock lock(&mu_);

@@ -9,6 +9,7 @@
 #include "common/spec_validator.h"
 #include "spdlog/spdlog.h"
 #include "exec/protocol.h"
+#include "server/guarded_callback.h"
 
 namespace asflow {
 
@@ -23,16 +24,9 @@ class WorkerHub::Session {
 
   // Ends the stream, if its handler has not returned yet (the abort
   // function holds the handler's ServerContext).
-  void Abort() {
-    absl::MutexLock lock(&abort_mu);
-    if (abort != nullptr) abort();
-  }
-  void ForgetAbort() {
-    absl::MutexLock lock(&abort_mu);
-    abort = nullptr;
-  }
-  absl::Mutex abort_mu;
-  std::function<void()> abort ABSL_GUARDED_BY(abort_mu);
+  void Abort() { abort.Call(); }
+  void ForgetAbort() { abort.Clear(); }
+  GuardedCallback abort;
 
   // Guarded by the hub's mu_.
   absl::Time last_recv;
@@ -115,10 +109,7 @@ absl::StatusOr<std::shared_ptr<WorkerHub::Session>> WorkerHub::Join(const v1::Wo
   session->pool = pool;
   session->slots = hello.slots();
   session->handlers.assign(hello.handlers().begin(), hello.handlers().end());
-  {
-    absl::MutexLock lock(&session->abort_mu);
-    session->abort = std::move(abort);
-  }
+  session->abort.Set(std::move(abort));
   absl::Time now = absl::Now();
   session->last_recv = now;
   v1::WorkerInfo& info = session->info;
