@@ -21,10 +21,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "client/dry_run.h"
 #include "client/escape.h"
 #include "client/event_json.h"
 #include "client/line_printer.h"
+#include "client/flow_request.h"
 #include "common/beneath.h"
+#include "common/flow_imports.h"
 #include "common/codec.h"
 #include "common/paths.h"
 #include "common/safe_path.h"
@@ -279,30 +282,18 @@ std::string Cwd() {
 }  // namespace
 
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
-  auto parsed = ParseFlowFile(options.flow_file);
+  auto parsed = LoadFlowFile(options.flow_file);
   if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
   for (const std::string& warning : parsed->warnings) absl::FPrintF(stderr, "asflowctl: warning: %s\n", warning);
-  v1::SubmitFlowRequest request;
-  *request.mutable_spec() = parsed->spec;
-  for (const std::string& p : options.params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Fail(kExitUsage, absl::StrCat("-p ", p, ": expected name=value"));
-    }
-    std::string name = p.substr(0, eq);
-    if (!parsed->spec.params().contains(name)) {
-      std::vector<std::string> known;
-      for (const auto& [k, v] : parsed->spec.params()) known.push_back(k);
-      std::sort(known.begin(), known.end());
-      return Fail(kExitUsage, absl::StrCat(options.flow_file, ": -p ", name, ": the flow has no parameter '",
-                                           name, "' (it has: ", absl::StrJoin(known, ", "), ")"));
-    }
-    (*request.mutable_params())[name] = p.substr(eq + 1);
-  }
-  request.set_workspace(Cwd());
-  request.set_source(options.flow_file);
-  request.set_keep_going(options.keep_going);
-  if (const char* path = getenv("PATH")) (*request.mutable_env())["PATH"] = path;
+  FlowRequestOptions request_options;
+  request_options.params = options.params;
+  request_options.force = options.force;
+  request_options.only = options.only;
+  request_options.keep_going = options.keep_going;
+  auto built = BuildFlowRequest(options.flow_file, *parsed, request_options);
+  if (!built.ok()) return Fail(kExitUsage, built.status().message());
+  v1::SubmitFlowRequest request = std::move(*built);
+  if (options.dry_run) return DryRunCommand(client, request, *parsed, options.mode == ProgressMode::kJson, true);
 
   auto channel = Connect(client, /*autostart=*/client.server.empty());
   if (!channel.ok()) return Fail(kExitUnavailable, channel.status().message());
@@ -312,15 +303,8 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
   grpc::Status status = v1::FlowService::NewStub(*channel)->SubmitFlow(&ctx, request, &response);
   if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
     // What only the daemon can check (its throttle keys, a key another
-    // flow defines) names the field: point at it in the file.
-    std::vector<std::string> lines;
-    for (absl::string_view line : absl::StrSplit(status.error_message(), '\n')) {
-      const size_t colon = line.find(": ");
-      const std::string field(line.substr(0, colon == absl::string_view::npos ? 0 : colon));
-      const bool is_field = !field.empty() && (absl::StartsWith(field, "tasks[") || absl::StartsWith(field, "throttle."));
-      lines.push_back(is_field ? absl::StrCat(parsed->where.Locate(field), ": ", line) : std::string(line));
-    }
-    return Fail(kExitUsage, absl::StrJoin(lines, "\n"));
+    // flow defines) names the field: point at it in the file it came from.
+    return Fail(kExitUsage, parsed->LocateLines(status.error_message()));
   }
   if (!status.ok()) return FailRpc(status);
   if (options.detach) {

@@ -26,6 +26,12 @@ struct RunCommandOptions {
   std::vector<std::string> params;  // "name=value"
   bool keep_going = false;
   bool detach = false;
+  // --force TASK[,TASK]: run these tasks' instances even if their outputs
+  // exist. --only TASK[,TASK]: run only these tasks' instances.
+  std::vector<std::string> force;
+  std::vector<std::string> only;
+  // --dry-run: say what would run (FlowService.CheckFlow); submit nothing.
+  bool dry_run = false;
 };
 
 int RunCommand(const ClientOptions& client, const RunCommandOptions& options);

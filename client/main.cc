@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
 #include "client/commands.h"
+#include "client/dry_run.h"
 #include "client/throttle_commands.h"
 #include "common/paths.h"
 #include "common/small_file.h"
@@ -49,6 +50,25 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   run->add_flag("--plain", plain, "Plain progress lines even on a terminal");
+  run->add_option("--force", run_opts.force,
+                  "Run these tasks' instances even if their outputs exist: TASK[,TASK] (repeatable); the old output "
+                  "is replaced when the new one commits");
+  run->add_option("--only", run_opts.only,
+                  "Run only these tasks' instances: TASK[,TASK] (repeatable); the tasks upstream of them must "
+                  "have their outputs already");
+  run->add_flag("--dry-run", run_opts.dry_run,
+                "Say what would run, per task (cached, suppressed, waiting on upstream), and check each program "
+                "is on the daemon's PATH; submit nothing");
+
+  asflow::CheckCommandOptions check_opts;
+  CLI::App* check = app.add_subcommand(
+      "check", "Validate a flow file and its imports; with asflowd running, also a dry run (as run --dry-run)");
+  check->add_option("flow", check_opts.flow_file, "Flow file (.yaml, .json, .textproto)")->required();
+  check->add_option("-p,--param", check_opts.request.params, "Override a flow parameter: name=value (repeatable)");
+  check->add_option("--force", check_opts.request.force, "As run --force");
+  check->add_option("--only", check_opts.request.only, "As run --only");
+  check->add_flag("--json", check_opts.json, "One JSON object (the v1.CheckFlowResponse)");
+  check->add_flag("--local", check_opts.local, "Only the files: ask no daemon");
 
   int64_t run_id = 0;
   CLI::App* watch = app.add_subcommand("watch", "Follow a run's progress until it ends");
@@ -140,8 +160,9 @@ int main(int argc, char** argv) {
     }
     client.token = *token;
   }
-  if (*run || *watch) asflow::InstallInterruptHandler(client);
+  if ((*run && !run_opts.dry_run) || *watch) asflow::InstallInterruptHandler(client);
   if (*run) return asflow::RunCommand(client, run_opts);
+  if (*check) return asflow::CheckCommand(client, check_opts);
   if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode, run_opts.max_running);
   if (*show) return asflow::ShowCommand(client, run_id, task, params, json);
   if (*reset) return asflow::ResetCommand(client, reset_opts);

@@ -164,7 +164,7 @@ class YamlConverter {
       if (f == nullptr) {
         std::vector<std::string> known;
         for (int i = 0; i < d->field_count(); ++i) {
-          known.push_back(YamlKey(d->field(i)));
+          if (!ClientSetOnly(d->field(i))) known.push_back(YamlKey(d->field(i)));
         }
         Error(key.Mark(), field_path,
               absl::StrCat("unknown field ", Quote(name), " (expected one of: ",
@@ -204,10 +204,17 @@ class YamlConverter {
                                        const std::string& key) const {
     for (int i = 0; i < d->field_count(); ++i) {
       const pb::FieldDescriptor* f = d->field(i);
+      if (ClientSetOnly(f)) continue;
       if (YamlKey(f) == key) return f;
       if (lenient_ && (f->name() == key || f->json_name() == key)) return f;
     }
     return nullptr;
+  }
+
+  // TaskSpec.flow: set by the client on the imported tasks it sends, never
+  // written in a flow file.
+  static bool ClientSetOnly(const pb::FieldDescriptor* f) {
+    return f->containing_type() == v1::TaskSpec::descriptor() && f->name() == "flow";
   }
 
   // False once the node budget is spent (reported once).

@@ -127,7 +127,12 @@ class Validator {
                          "' must match [A-Za-z_][A-Za-z0-9_]*"));
       }
     }
-    if (spec_.imports_size() > 0) Add("imports", "not supported yet");
+    for (int i = 0; i < spec_.imports_size(); ++i) {
+      const std::string& imp = spec_.imports(i);
+      if (imp.empty() || imp.find('\0') != std::string::npos) {
+        Add(absl::StrCat("imports[", i, "]"), "must name a flow file (relative to this one)");
+      }
+    }
     std::vector<std::string> keys;
     for (const auto& [name, key] : spec_.throttle()) keys.push_back(name);
     std::sort(keys.begin(), keys.end());
@@ -156,7 +161,16 @@ class Validator {
         Add(path, "is empty; every task needs a name");
         continue;
       }
-      if (!IsTaskName(name)) {
+      if (!spec_.tasks(i).flow().empty()) {
+        // Brought in by the client from an imported flow file: FLOW.TASK.
+        const std::string& flow = spec_.tasks(i).flow();
+        if (flow == spec_.name() || !absl::StartsWith(name, flow + ".") ||
+            !std::all_of(flow.begin(), flow.end(), IsFlowNameChar) ||
+            !IsTaskName(absl::string_view(name).substr(flow.size() + 1))) {
+          Add(path, absl::StrCat("imported task '", absl::Utf8SafeCEscape(name), "' of flow '",
+                                 absl::Utf8SafeCEscape(flow), "' must be named ", flow, ".TASK"));
+        }
+      } else if (!IsTaskName(name)) {
         Add(path, absl::StrCat("'", absl::Utf8SafeCEscape(name),
                                "' must match [A-Za-z_][A-Za-z0-9_-]*"));
       }
@@ -170,8 +184,11 @@ class Validator {
   }
 
   // Looks up a task referenced at path; reports unknown names.
+  // A FLOW.TASK name not found in a file that still has `imports` is left
+  // to the import resolver (common/flow_imports.h): -2, no problem added.
   int FindTask(const std::string& path, const std::string& name) {
     auto it = index_.find(name);
+    if (it == index_.end() && spec_.imports_size() > 0 && absl::StrContains(name, '.')) return -2;
     if (it == index_.end()) {
       Add(path, absl::StrCat("unknown task '", name, "'"));
       return -1;

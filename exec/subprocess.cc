@@ -666,4 +666,14 @@ std::vector<std::string> MergeEnvironment(
   return out;
 }
 
+absl::StatusOr<std::string> FindProgram(const std::string& name, const std::string& search_path) {
+  return ResolveCommand(name, search_path);
+}
+
+std::string EffectiveSearchPath(const std::string& search_path) {
+  if (!search_path.empty()) return search_path;
+  const char* env_path = getenv("PATH");
+  return env_path != nullptr && *env_path != '\0' ? env_path : kDefaultPath;
+}
+
 }  // namespace asflow

@@ -15,6 +15,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -135,6 +136,15 @@ SubprocessResult RunSubprocess(
 // without '=' removes K. Reads environ: do not race it with setenv.
 std::vector<std::string> MergeEnvironment(
     const std::vector<std::string>& overrides);
+
+// Where a spawn with this search_path would find program `name` (a name
+// with '/' is returned as is): NotFound "NAME: command not found in PATH",
+// PermissionDenied when only a non-executable file of that name is there.
+// For dry runs (asflowctl run --dry-run).
+absl::StatusOr<std::string> FindProgram(const std::string& name, const std::string& search_path);
+// The PATH a spawn with this search_path searches: it, else this process's
+// PATH, else /usr/local/bin:/usr/bin:/bin.
+std::string EffectiveSearchPath(const std::string& search_path);
 
 }  // namespace asflow
 

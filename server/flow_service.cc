@@ -60,6 +60,18 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
   return reactor;
 }
 
+grpc::ServerUnaryReactor* FlowServiceImpl::CheckFlow(grpc::CallbackServerContext* ctx,
+                                                     const v1::SubmitFlowRequest* request,
+                                                     v1::CheckFlowResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!Authorized(ctx, reactor)) return reactor;
+  scheduler_->Check(*request, [reactor, response](absl::StatusOr<v1::CheckFlowResponse> checked) {
+    if (checked.ok()) *response = std::move(*checked);
+    reactor->Finish(ToGrpcStatus(checked.status()));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* FlowServiceImpl::GetRun(grpc::CallbackServerContext* ctx,
                                                   const v1::GetRunRequest* request, v1::Run* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();

@@ -36,6 +36,8 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
                                        const v1::SubmitFlowRequest* request,
                                        v1::SubmitFlowResponse* response) override;
+  grpc::ServerUnaryReactor* CheckFlow(grpc::CallbackServerContext* ctx, const v1::SubmitFlowRequest* request,
+                                      v1::CheckFlowResponse* response) override;
   grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* ctx, const v1::GetRunRequest* request,
                                    v1::Run* response) override;
   grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* ctx,

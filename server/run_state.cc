@@ -1,4 +1,5 @@
 #include "server/run_state.h"
+#include "server/run_selection.h"
 
 #include <algorithm>
 #include <set>
@@ -316,7 +317,8 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     TaskRt& task = run->tasks[i];
     task.seen = decltype(task.seen)(0, SeqParams{&run->instances}, SeqParams{&run->instances});
     task.spec = &ts;
-    task.key = absl::StrCat(spec.name(), ".", ts.name());
+    // An imported task's name is already its definition: "playlist.extract".
+    task.key = ts.flow().empty() ? absl::StrCat(spec.name(), ".", ts.name()) : ts.name();
     task.limit = ts.limit() > 0 ? ts.limit() : default_limit;
     auto rate = ParseRate(ts.rate());
     if (!rate.ok()) return absl::InvalidArgumentError(absl::StrCat("tasks[", i, "].rate: ", rate.status().message()));
@@ -382,6 +384,7 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
   for (int i = 0; i < static_cast<int>(run->tasks.size()); ++i) {
     for (int d : run->tasks[i].deps) run->tasks[d].dependents.push_back(i);
   }
+  if (absl::Status s = ApplySelection(*run); !s.ok()) return s;
   return run;
 }
 

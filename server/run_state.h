@@ -83,6 +83,13 @@ struct TaskRt {
   bool expanded = false;   // every instance is known
   bool blocked = false;    // an upstream task failed: never expanded
   bool settled = false;    // expanded with nothing pending, or blocked
+  // --force: its instances run even when their output (or .err) exists.
+  bool force = false;
+  // --only names other tasks, and this one is upstream of them: its
+  // instances are cached or fail (nothing of it runs).
+  bool held = false;
+  // --only names other tasks, none downstream of this one: never expanded.
+  bool excluded = false;
   int64_t pending = 0;     // instances not yet in a final state
   v1::TaskCounters counters;
   std::vector<int64_t> seqs;  // instances in creation order

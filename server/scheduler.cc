@@ -235,7 +235,7 @@ absl::Status Scheduler::CheckWorkspace(v1::SubmitFlowRequest* request) const {
 void Scheduler::Submit(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<Submitted>)> done) {
   Post([this, request = std::move(request), done = std::move(done)]() mutable {
     if (stopping_ || draining_) return done(absl::UnavailableError("asflowd is shutting down"));
-    if (absl::Status s = ValidateFlowSpec(request.spec()); !s.ok()) return done(s);
+    if (absl::Status s = CheckSubmittable(request); !s.ok()) return done(s);
     if (absl::Status s = CheckWorkspace(&request); !s.ok()) return done(s);
     auto run = BuildRun(request, options_.default_limit);
     if (!run.ok()) return done(run.status());

@@ -150,7 +150,15 @@ class Scheduler {
   void Pause(std::string target, absl::Duration duration, std::function<void(absl::StatusOr<v1::ThrottleStatus>)> done);
   void Unpause(std::string target, std::function<void(absl::StatusOr<v1::ResumeResponse>)> done);
 
+  // A dry run of `request` (scheduler_check.cc): validated and built as
+  // Submit would, expanded as far as existing files allow, each command's
+  // program looked up. Records nothing. `done` runs on the scheduler thread.
+  void Check(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<v1::CheckFlowResponse>)> done);
+
  private:
+  // What Submit and Check refuse before anything else: unresolved imports,
+  // an invalid spec.
+  absl::Status CheckSubmittable(const v1::SubmitFlowRequest& request) const;
   void Post(std::function<void()> fn);
   void Loop();
   // Runs `batch`, fires due timers, pumps.
@@ -242,6 +250,9 @@ class Scheduler {
   // Writes a suppressed instance's .err; false (and the outcome FAILED) if
   // it cannot.
   void WriteErrFile(const Exec& exec, AttemptOutcome& outcome);
+  // A --force run's instance succeeded: the .err it was cached by before
+  // (if any) no longer says anything true; removed (scheduler_runs.cc).
+  void MaybeRemoveForcedErrFile(const Exec& exec);
   void DetachFromExec(RunRt& run, int64_t seq);
   void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
   void OnExecSpawned(ExecId id, pid_t pgid);

@@ -204,6 +204,7 @@ void Scheduler::FinishExec(ExecId id, const AttemptOutcome& judged, const ExecRe
   AttemptOutcome outcome = judged;
   Exec* exec = execs_.Find(id);
   if (outcome.state == v1::SUPPRESSED) WriteErrFile(*exec, outcome);
+  if (outcome.state == v1::DONE) MaybeRemoveForcedErrFile(*exec);
   const auto waiters = std::move(exec->waiters);
   execs_.Erase(id);  // before the runs finish (they would detach from it)
   std::vector<int64_t> touched;  // run ids; a run may wait twice on one exec

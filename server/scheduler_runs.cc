@@ -11,6 +11,7 @@
 #include "common/atomic_file.h"
 #include "common/safe_path.h"
 #include "server/expansion.h"
+#include "server/run_selection.h"
 #include "server/scheduler.h"
 #include "spdlog/spdlog.h"
 
@@ -121,6 +122,16 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
     return;
   }
   if (CacheByFile(run, added.seq, added.prior)) return;
+  if (run.tasks[t].held) {
+    // --only names a task downstream: this one's outputs must be there.
+    InstanceRt& inst = run.instances[added.seq];
+    inst.error = HeldReason(run, t);
+    inst.finished_ms = NowMs();
+    SetInstanceState(run, added.seq, v1::FAILED);
+    if (run.error.empty()) run.error = absl::StrCat(InstanceLabel(run.tasks[t].spec->name(), inst.params), ": ", inst.error.str());
+    recorder_->Instance(run, added.seq, v1::InstanceEvent::FINISHED);
+    return;
+  }
   // (No key to build while no execution is running or waiting: the usual
   // case for a run on its own.)
   Exec* shared = execs_.empty() ? nullptr : execs_.FindByKey(ExecKey(run, run.tasks[t], run.instances[added.seq]));
@@ -143,6 +154,9 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   InstanceRt& inst = run.instances[seq];
   if (inst.output.empty()) return false;
   const TaskRt& task = run.tasks[inst.task];
+  // --force: run it whatever is there (unless this run already did, before
+  // a restart); the new output replaces the old one when it commits.
+  if (task.force && prior != v1::DONE) return false;
   // While expanding, from the probe: a file it misses (made after it read
   // the directory) is found when the instance is picked to start.
   auto exists = [&run](const std::string& rel) {
@@ -314,6 +328,25 @@ void Scheduler::DoReset(const v1::ResetTasksRequest& request,
   if (absl::Status s = deps_.store->Flush(); !s.ok()) return done(s);
   spdlog::info("reset {} instances in {} runs", response.reset(), run_ids.size());
   done(std::move(response));
+}
+
+void Scheduler::MaybeRemoveForcedErrFile(const Exec& exec) {
+  for (const auto& [run_id, seq] : exec.waiters) {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end()) continue;
+    const RunRt& run = *r->second;
+    const InstanceRt& inst = run.instances[seq];
+    const TaskRt& task = run.tasks[inst.task];
+    if (!task.force || inst.output.empty()) continue;
+    const std::string rel = ErrorPathFor(inst.output, task.spec->on());
+    if (run.ws->Exists(rel)) {
+      if (absl::Status s = run.ws->Remove(rel); !s.ok()) {
+        spdlog::warn("run {}: {}: cannot remove {} after --force: {}", run.id,
+                     InstanceLabel(task.spec->name(), inst.params), rel, std::string(s.message()));
+      }
+    }
+    return;  // one output, one .err
+  }
 }
 
 }  // namespace asflow

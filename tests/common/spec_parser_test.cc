@@ -472,7 +472,7 @@ TEST(SpecValidatorTest, ReportsEveryProblem) {
   EXPECT_EQ(
       ParseData("bad_many.yaml").status().message(),
       "bad_many.yaml:1:1: name: 'my flow' may only use [A-Za-z0-9_.-]\n"
-      "bad_many.yaml:3:1: imports: not supported yet\n"
+      "bad_many.yaml:3:11: imports[0]: must name a flow file (relative to this one)\n"
       "bad_many.yaml:5:5: tasks[0].name: '1st' must match "
       "[A-Za-z_][A-Za-z0-9_-]*\n"
       "bad_many.yaml:10:5: tasks[2].name: duplicate task name 'dup' (first at "
