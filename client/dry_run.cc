@@ -64,7 +64,11 @@ int DryRunCommand(const ClientOptions& client, const v1::SubmitFlowRequest& requ
     // "FILE:LINE:COL: tasks[1].run[0] (transcript): program ...", the
     // path and position as the task's own file has them.
     const bool own = t.index() < static_cast<int>(flow.task_origin.size()) && flow.task_origin[t.index()].first == 0;
-    t.set_error(own ? absl::StrCat(flow.Locate(field), ": ", field, " (", t.task(), "): ", t.error())
+    const std::string own_field =
+        own ? absl::StrCat("tasks[", flow.task_origin[t.index()].second, "]", t.error_field().empty() ? "" : ".",
+                           t.error_field())
+            : "";
+    t.set_error(own ? absl::StrCat(flow.Locate(field), ": ", own_field, " (", t.task(), "): ", t.error())
                     : flow.LocateLines(absl::StrCat(field, ": ", t.error())));
     problems.push_back(t.error());
   }

@@ -209,7 +209,7 @@ class Resolver {
     const v1::FlowSpec& root = SpecOf(0);
     out_.spec = root;
     out_.spec.clear_imports();
-    for (int i = 0; i < root.tasks_size(); ++i) out_.task_origin.emplace_back(0, i);
+    out_.spec.clear_tasks();
     // Imported tasks reached from the flow's own tasks, breadth first.
     std::deque<std::pair<int, int>> todo;
     std::set<std::pair<int, int>> added;
@@ -228,21 +228,33 @@ class Resolver {
     };
     for (const v1::TaskSpec& task : root.tasks()) reach_from(0, task);
     std::set<int> used_files;
+    std::vector<v1::TaskSpec> imported;
+    std::vector<std::pair<int, int>> imported_origin;
     while (!todo.empty()) {
       auto [n, i] = todo.front();
       todo.pop_front();
       used_files.insert(n);
       const v1::TaskSpec& own = SpecOf(n).tasks(i);
-      v1::TaskSpec* task = out_.spec.add_tasks();
-      *task = own;
+      imported.push_back(own);
+      v1::TaskSpec* task = &imported.back();
       task->set_name(Qualify(n, own.name()));
       task->set_flow(SpecOf(n).name());
       for (std::string& need : *task->mutable_needs()) need = Qualify(n, need);
       if (!own.for_each().lines_of().empty()) {
         task->mutable_for_each()->set_lines_of(Qualify(n, own.for_each().lines_of()));
       }
-      out_.task_origin.emplace_back(n, i);
+      imported_origin.emplace_back(n, i);
       reach_from(n, own);
+    }
+    // Upstream first, as they run: the tasks reached last (deepest) lead,
+    // then the flow's own tasks.
+    for (size_t k = imported.size(); k-- > 0;) {
+      *out_.spec.add_tasks() = std::move(imported[k]);
+      out_.task_origin.push_back(imported_origin[k]);
+    }
+    for (int i = 0; i < root.tasks_size(); ++i) {
+      *out_.spec.add_tasks() = root.tasks(i);
+      out_.task_origin.emplace_back(0, i);
     }
     // Their parameters and throttle keys: the importing file's win; two
     // imported files must agree.
@@ -328,10 +340,11 @@ std::string LoadedFlow::LocateLines(absl::string_view message) const {
     int index = 0;
     absl::string_view rest;
     std::string shown(line);
-    if (SplitTaskPath(field, &index, &rest) && index >= 0 && index < static_cast<int>(task_origin.size()) &&
-        task_origin[index].first != 0) {
-      // Named as its own file names it.
-      shown = absl::StrCat("tasks[", task_origin[index].second, "]", rest, " (", spec.tasks(index).name(), ")",
+    if (SplitTaskPath(field, &index, &rest) && index >= 0 && index < static_cast<int>(task_origin.size())) {
+      // Named as its own file names it (imported tasks come first in the
+      // spec), with the name of an imported one.
+      shown = absl::StrCat("tasks[", task_origin[index].second, "]", rest,
+                           task_origin[index].first != 0 ? absl::StrCat(" (", spec.tasks(index).name(), ")") : "",
                            line.substr(field.size()));
     }
     if (task_origin.size() > static_cast<size_t>(files[0]->spec.tasks_size())) {

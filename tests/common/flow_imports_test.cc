@@ -59,16 +59,17 @@ TEST_F(FlowImportsTest, ReachedTasksComeQualifiedWithTheirFlow) {
   const v1::FlowSpec& spec = loaded->spec;
   EXPECT_EQ(spec.imports_size(), 0);
   ASSERT_EQ(spec.tasks_size(), 2);  // `unused` is not reached
-  EXPECT_EQ(spec.tasks(0).name(), "transcript");
-  EXPECT_EQ(spec.tasks(0).flow(), "");
-  EXPECT_EQ(spec.tasks(0).for_each().lines_of(), "playlist.fetch");
-  EXPECT_EQ(spec.tasks(1).name(), "playlist.fetch");
-  EXPECT_EQ(spec.tasks(1).flow(), "playlist");
-  EXPECT_EQ(spec.tasks(1).limit(), 1);
+  // Upstream first.
+  EXPECT_EQ(spec.tasks(0).name(), "playlist.fetch");
+  EXPECT_EQ(spec.tasks(0).flow(), "playlist");
+  EXPECT_EQ(spec.tasks(0).limit(), 1);
+  EXPECT_EQ(spec.tasks(1).name(), "transcript");
+  EXPECT_EQ(spec.tasks(1).flow(), "");
+  EXPECT_EQ(spec.tasks(1).for_each().lines_of(), "playlist.fetch");
   EXPECT_EQ(spec.params().at("channel"), "https://example.com/@c");
   EXPECT_EQ(spec.params().at("api"), "x");
-  EXPECT_EQ(loaded->Locate("tasks[1].run[0]"), tmp_.path() + "/playlist.flow.yaml:6:11");
-  EXPECT_EQ(loaded->Locate("tasks[0].run[0]"), path + ":8:11");
+  EXPECT_EQ(loaded->Locate("tasks[0].run[0]"), tmp_.path() + "/playlist.flow.yaml:6:11");
+  EXPECT_EQ(loaded->Locate("tasks[1].run[0]"), path + ":8:11");
 }
 
 TEST_F(FlowImportsTest, ImportedTasksNeedsAreQualifiedTransitively) {
@@ -95,7 +96,7 @@ TEST_F(FlowImportsTest, ImportedTasksNeedsAreQualifiedTransitively) {
     for (const auto& n : t.needs()) needs += " " + n;
     names.push_back(t.name() + ":" + needs);
   }
-  EXPECT_THAT(names, ElementsAre("four: b.three a.one", "b.three: a.two", "a.one:", "a.two: a.one"));
+  EXPECT_THAT(names, ElementsAre("a.two: a.one", "a.one:", "b.three: a.two", "four: b.three a.one"));
 }
 
 TEST_F(FlowImportsTest, CycleIsAnErrorAtTheImport) {
@@ -175,7 +176,7 @@ TEST_F(FlowImportsTest, SameOutputAcrossFilesIsLocatedInEach) {
   Write("p.flow.yaml", "name: p\ntasks:\n  - {name: x, on: out.txt, run: [\"true\"]}\n");
   const std::string path =
       Write("t.flow.yaml", "name: t\nimports: [p.flow.yaml]\ntasks:\n  - {name: y, needs: p.x, on: out.txt, run: [\"true\"]}\n");
-  EXPECT_EQ(Error(path), tmp_.path() + "/p.flow.yaml:3:15: tasks[0].on (p.x): same output as task 'y' ('out.txt')");
+  EXPECT_EQ(Error(path), path + ":4:27: tasks[0].on: same output as task 'p.x' ('out.txt')");
 }
 
 }  // namespace
