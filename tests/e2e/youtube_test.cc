@@ -161,6 +161,33 @@ class YoutubeExampleTest : public E2eTest {
   std::string url_;
 };
 
+TEST_F(YoutubeExampleTest, TranscriptsFlowImportsThePlaylistAndOneCommandDoesBoth) {
+  const std::string path = "PATH=" + yt_ + "/offline/bin:/usr/local/bin:/usr/bin:/bin";
+  // The dry run finds the offline yt-dlp before anything is fetched, and
+  // cannot count the transcripts before the playlist exists.
+  CommandResult dry = CtlWithEnv({"run", "--dry-run", "transcripts.flow.yaml"}, {path}, yt_, 60s);
+  ASSERT_EQ(dry.exit_code, 0) << dry.out << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("\nplaylist.playlist        1        0          0       0  yt-dlp -> " + yt_ +
+                                 "/offline/bin/yt-dlp\n"));
+  EXPECT_THAT(dry.out, HasSubstr("\ntranscript               ?        ?          ?       ?  waits on playlist.playlist; "
+                                 "python3 -> "));
+  EXPECT_FALSE(FileExists(yt_ + "/data/playlist.jsonl.zst"));
+
+  CommandResult both = CtlWithEnv(
+      {"run", "transcripts.flow.yaml", "--plain", "-p", "channel=" + url_ + "/@fixture", "-p", "api=" + url_},
+      {path}, yt_, 60s);
+  ASSERT_EQ(both.exit_code, 0) << both.out << both.err;
+  EXPECT_THAT(both.out, HasSubstr(SummaryRow("transcript", 10, 7, 0, 1, 2, 0, 0)));
+  EXPECT_THAT(both.out, HasSubstr(SummaryRow("playlist.playlist", 1, 1, 0, 0, 0, 0, 0)));
+  EXPECT_EQ(Decompress("zstd", yt_ + "/data/playlist.jsonl.zst"), PlaylistContent());
+
+  // The playlist flow on its own finds its instance made: one identity.
+  CommandResult own = CtlWithEnv({"run", "playlist.flow.yaml", "--plain", "-p", "channel=" + url_ + "/@fixture"},
+                                 {path}, yt_, 60s);
+  ASSERT_EQ(own.exit_code, 0) << own.out << own.err;
+  EXPECT_THAT(own.out, HasSubstr(SummaryRow("playlist", 1, 0, 1, 0, 0, 0, 0)));
+}
+
 TEST_F(YoutubeExampleTest, OfflineTutorial) {
   // Step 1: the playlist through the offline yt-dlp, found through the PATH
   // the client hands to the daemon.
@@ -332,10 +359,12 @@ TEST_F(ThrottledYoutubeTest, TheTutorialCoolsDownOn429AndLosesNothing) {
   }
   std::vector<Request> requests = Requests();
   EXPECT_EQ(Count(requests, 429), 3);
-  // A 429 is not an attempt: only vid08's 503 counted a second one.
+  // A 429 is not an attempt: only vid08's 503 counted a second one. (The
+  // imported playlist task is in the run too: cached, never attempted.)
   for (const std::string &row : AttemptsAndStates(2)) {
     EXPECT_THAT(row, ::testing::AnyOf(::testing::MatchesRegex("(done|skipped|suppressed) 1 .*"),
-                                      ::testing::MatchesRegex("done 2 transcript\\(video_id=vid08\\)")));
+                                      ::testing::MatchesRegex("done 2 transcript\\(video_id=vid08\\)"),
+                                      ::testing::Eq("cached 0 playlist.playlist()")));
   }
   CommandResult keys = Ctl({"throttle"}, yt_);
   ASSERT_EQ(keys.exit_code, 0) << keys.err;
