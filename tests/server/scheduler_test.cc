@@ -434,6 +434,64 @@ TEST_F(SchedulerTest, OutputOrErrFilePresentMeansCached) {
   EXPECT_EQ(Row(run, 1).error, "suppressed earlier: out/b.err (asflowctl reset clears it)");
 }
 
+// asflowctl run --force / --only (issue 15).
+TEST_F(SchedulerTest, ForceRunsInstancesWhoseOutputOrErrExistsAndSuccessDropsTheErr) {
+  fs_.Put("/ws/out/a.txt", "done before");
+  fs_.Put("/ws/out/b.err", "suppressed before");
+  auto parsed = ParseFlowText(Flow(""), "test.yaml", SpecFormat::kYaml);
+  ASSERT_TRUE(parsed.ok());
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/ws");
+  request.add_force("t");
+  sched_->Submit(request, [](absl::StatusOr<Scheduler::Submitted> s) { ASSERT_TRUE(s.ok()) << s.status(); });
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("t(id=a)", "t(id=b)"));  // the default limit: 2
+  // The old output stays until the new one commits (the runner's rename).
+  EXPECT_EQ(fs_.Get("/ws/out/a.txt"), "done before");
+  while (!local_->running().empty()) {
+    local_->FinishOk(local_->running().begin()->first);
+    sched_->Step();
+  }
+  EXPECT_EQ(local_->started().size(), 3u);  // a and b too, whose output and .err were there
+  EXPECT_FALSE(fs_.Has("/ws/out/b.err"));
+  EXPECT_EQ(RunState(1), v1::RUN_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, OnlyFailsAnUpstreamInstanceWhoseOutputIsMissing) {
+  const std::string flow =
+      "name: yt\ntasks:\n"
+      "  - name: playlist\n    on: data/playlist.jsonl\n    run: [ls]\n"
+      "  - name: extract\n    for_each: {lines_of: playlist, as: {video_id: id}}\n"
+      "    on: data/{video_id}.txt\n    run: [get, \"{video_id}\"]\n"
+      "  - name: other\n    run: [ls]\n";
+  auto parsed = ParseFlowText(flow, "test.yaml", SpecFormat::kYaml);
+  ASSERT_TRUE(parsed.ok());
+  v1::SubmitFlowRequest request;
+  *request.mutable_spec() = parsed->spec;
+  request.set_workspace("/ws");
+  request.add_only("extract");
+  sched_->Submit(request, [](absl::StatusOr<Scheduler::Submitted> s) { ASSERT_TRUE(s.ok()) << s.status(); });
+  sched_->Step();
+  EXPECT_TRUE(local_->started().empty());
+  EXPECT_EQ(RunState(1), v1::RUN_FAILED);
+  EXPECT_EQ(RunError(1), "playlist(): not run: its output is missing and --only extract does not run playlist "
+                         "(run without --only, or add it)");
+
+  fs_.Put("/ws/data/playlist.jsonl", "{\"id\":\"v1\"}\n");
+  sched_->Submit(request, [](absl::StatusOr<Scheduler::Submitted> s) { ASSERT_TRUE(s.ok()) << s.status(); });
+  sched_->Step();
+  EXPECT_THAT(local_->RunningLabels(), ElementsAre("extract(video_id=v1)"));  // not `other`
+}
+
+TEST_F(SchedulerTest, SpecWithUnresolvedImportsIsRefused) {
+  absl::StatusOr<int64_t> id = TrySubmit("name: f\nimports: [p.flow.yaml]\ntasks:\n  - {name: t, run: [ls]}\n");
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().message(),
+            "imports: the client resolves imports (asflowctl sends the imported tasks it reached, with their flow); "
+            "the daemon reads no flow files");
+}
+
 TEST_F(SchedulerTest, LinesOfAnUpstreamOutputBecomeInstances) {
   const std::string flow =
       "name: yt\ntasks:\n"
