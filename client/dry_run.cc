@@ -33,6 +33,7 @@ std::string Note(const v1::TaskCheck& t) {
   } else if (!t.program().empty() && t.error_field() != "run[0]") {
     absl::StrAppend(&note, note.empty() ? "" : "; ", t.program(), " not checked here");
   }
+  if (!t.error().empty()) note = note.empty() ? "PROBLEM (below)" : absl::StrCat("PROBLEM (below); ", note);
   return note;
 }
 
