@@ -154,12 +154,13 @@ void Scheduler::Check(v1::SubmitFlowRequest request, std::function<void(absl::St
 }
 
 absl::Status Scheduler::CheckSubmittable(const v1::SubmitFlowRequest& request) const {
+  if (absl::Status s = ValidateFlowSpec(request.spec()); !s.ok()) return s;
   if (request.spec().imports_size() > 0) {
     return absl::InvalidArgumentError(
         "imports: the client resolves imports (asflowctl sends the imported tasks it reached, with their flow); "
         "the daemon reads no flow files");
   }
-  return ValidateFlowSpec(request.spec());
+  return absl::OkStatus();
 }
 
 }  // namespace asflow

@@ -28,7 +28,8 @@ import grpc
 
 from asflow.connection import ConnectOptions, connect
 from asflow.errors import AsflowError
-from asflow.flowfile import FlowFileError, locate_errors, parse_flow_file
+from asflow.flowfile import FlowFileError
+from asflow.flowimports import load_flow_file
 from asflow.v1 import flow_pb2, service_pb2, service_pb2_grpc, worker_pb2
 
 __all__ = ["AsflowError", "Client", "Submitted", "Snapshot", "RunChanged", "InstanceChanged", "WatchEvent",
@@ -211,7 +212,9 @@ class Client:
         cannot be read or parsed; AsflowError(INVALID_ARGUMENT) with
         file:line:col for a spec the daemon refuses, PERMISSION_DENIED for a
         workspace outside its allowed roots."""
-        parsed = parse_flow_file(flow_file)
+        # Imported flow files are read here and their tasks sent: the
+        # daemon reads no flow file (docs/flows.md, "Imports").
+        parsed = load_flow_file(str(flow_file))
         request = service_pb2.SubmitFlowRequest(spec=parsed.spec, source=str(flow_file), keep_going=keep_going)
         for name, value in (params or {}).items():
             if name not in parsed.spec.params:
@@ -226,7 +229,7 @@ class Client:
             response = self._call("SubmitFlow", request)
         except AsflowError as e:
             if e.code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise AsflowError(e.code, locate_errors(e.message, parsed.where)) from None
+                raise AsflowError(e.code, parsed.locate_errors(e.message)) from None
             raise
         return Submitted(response.run_id, response.watch_from_seq)
 

@@ -192,3 +192,27 @@ def test_shutdown_stops_the_daemon(daemon):
     with Client(server=daemon.server) as c:
         c.shutdown()
     assert daemon.proc.wait(10) == 0
+
+
+def test_submit_resolves_imports_as_asflowctl_does(daemon, workspace):
+    (workspace / "flows").mkdir()
+    write(workspace / "flows" / "playlist.flow.yaml",
+          "name: playlist\nparams: {channel: c1}\ntasks:\n"
+          "  - name: playlist\n    on: data/playlist.jsonl\n"
+          "    run: [sh, -c, 'printf \"{{\\\"id\\\":\\\"a\\\"}}\\n{{\\\"id\\\":\\\"$0\\\"}}\\n\"', \"{channel}\"]\n"
+          "  - name: unused\n    run: [\"true\"]\n")
+    flow = write(workspace / "items.flow.yaml",
+                 "name: items\nimports: [flows/playlist.flow.yaml]\ntasks:\n"
+                 "  - name: item\n    for_each: {lines_of: playlist.playlist, as: {id: id}}\n"
+                 "    on: data/items/{id}.txt\n    run: [echo, \"item {id}\"]\n")
+    with Client(server=daemon.server) as c:
+        submitted = c.submit(flow, {"channel": "zz"}, workspace=workspace)
+        run = finished(c, submitted.run_id)
+        assert run_state_name(run.state) == "succeeded"
+        assert sorted(t.task for t in run.tasks) == ["item", "playlist.playlist"]
+        assert (workspace / "data" / "items" / "zz.txt").read_text() == "item zz\n"
+        cycle = write(workspace / "cycle.flow.yaml", "name: cycle\nimports: [cycle.flow.yaml]\ntasks:\n"
+                                                     "  - {name: x, run: [\"true\"]}\n")
+        with pytest.raises(FlowFileError) as f:
+            c.submit(cycle, workspace=workspace)
+        assert str(f.value) == f"{cycle}:2:11: imports[0]: import cycle: {cycle} -> {cycle}"
