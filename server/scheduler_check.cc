@@ -64,6 +64,7 @@ void CheckProgram(const RunRt& run, int t, v1::TaskCheck& check) {
 
 void Scheduler::Check(v1::SubmitFlowRequest request, std::function<void(absl::StatusOr<v1::CheckFlowResponse>)> done) {
   Post([this, request = std::move(request), done = std::move(done)]() mutable {
+    request.set_from_code(false);  // a dry run of a flow file's spec, whatever was sent
     if (absl::Status s = CheckSubmittable(request); !s.ok()) return done(s);
     if (absl::Status s = CheckWorkspace(&request); !s.ok()) return done(s);
     auto built = BuildRun(request, options_.default_limit);
