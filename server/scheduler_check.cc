@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,9 @@ void Scheduler::Check(v1::SubmitFlowRequest request, std::function<void(absl::St
       }
       if (!check.waits_on().empty()) return;
       const int64_t now = NowMs();
+      // As an expansion finds them: a directory read once, not a stat per
+      // instance (100,000 outputs in one directory is normal).
+      std::unique_ptr<ExistenceProbe> probe = run.ws->NewProbe();
       absl::Status s = ForEachBinding(run, t, *run.ws, options_.max_instances_per_run, [&](const Bindings& b) {
         NewInstance added = AddNewInstance(run, t, b, now);
         if (added.seq < 0) {
@@ -122,12 +126,12 @@ void Scheduler::Check(v1::SubmitFlowRequest request, std::function<void(absl::St
           return;
         }
         if (!inst.output.empty() && !task.force) {
-          if (run.ws->Exists(inst.output)) {
+          if (probe->Exists(inst.output)) {
             SetInstanceState(run, added.seq, v1::CACHED);
             check.set_cached(check.cached() + 1);
             return;
           }
-          if (run.ws->Exists(ErrorPathFor(inst.output, task.spec->on()))) {
+          if (probe->Exists(ErrorPathFor(inst.output, task.spec->on()))) {
             SetInstanceState(run, added.seq, v1::CACHED);  // nothing to read downstream
             check.set_suppressed(check.suppressed() + 1);
             return;
