@@ -142,8 +142,16 @@ class _Converter:
     def record(self, path: str, node: yaml.Node) -> None:
         self.where.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
 
+    @staticmethod
+    def client_set_only(f: FD) -> bool:
+        """TaskSpec.flow: set by the client on the imported tasks it sends,
+        never written in a flow file (as common/spec_parser.cc)."""
+        return f.containing_type.full_name == "asflow.v1.TaskSpec" and f.name == "flow"
+
     def find_field(self, d: _descriptor.Descriptor, key: str) -> FD | None:
         for f in d.fields:
+            if self.client_set_only(f):
+                continue
             if yaml_key(f) == key or (self.lenient and key in (f.name, f.json_name)):
                 return f
         return None
@@ -163,7 +171,7 @@ class _Converter:
             name = key.value
             f = self.find_field(d, name)
             if f is None:
-                known = ", ".join(yaml_key(x) for x in d.fields)
+                known = ", ".join(yaml_key(x) for x in d.fields if not self.client_set_only(x))
                 self.error(key, f"{path}.{name}" if path else name,
                            f"unknown field {_quote(name)} (expected one of: {known})")
                 continue
