@@ -161,7 +161,8 @@ absl::StatusOr<PruneStats> Retention::PruneOnce() {
   absl::Status status = store_->Read([&](sqlite3* db) -> absl::Status {
     sqlite3_stmt* stmt = nullptr;
     int rc = sqlite3_prepare_v2(db, "SELECT id, state, finished_ms, pruned FROM runs", -1, &stmt, nullptr);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+      if ((rc = sqlite3_step(stmt)) != SQLITE_ROW) break;
       RunAge r{sqlite3_column_int64(stmt, 0), sqlite3_column_int(stmt, 1) != v1::RUN_RUNNING,
                sqlite3_column_int64(stmt, 2)};
       if (sqlite3_column_int(stmt, 3) != 0) {

@@ -192,7 +192,8 @@ absl::StatusOr<ScheduleTimes> ScheduleTimes::Make(absl::Duration every, absl::st
 absl::Time ScheduleTimes::NextAfter(absl::Time after) const {
   if (is_cron_) return cron_.Next(after);
   if (after < anchor_) return anchor_ + every_;
-  const int64_t k = absl::IDivDuration(after - anchor_, every_, nullptr) + 1;
+  absl::Duration rem;  // Debian's Abseil writes it unconditionally
+  const int64_t k = absl::IDivDuration(after - anchor_, every_, &rem) + 1;
   return anchor_ + k * every_;
 }
 

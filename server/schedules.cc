@@ -56,7 +56,8 @@ absl::Status Schedules::Load() {
   absl::Status status = deps_.store->Read([&](sqlite3* db) -> absl::Status {
     sqlite3_stmt* stmt = nullptr;
     int rc = sqlite3_prepare_v2(db, "SELECT id, schedule FROM schedules ORDER BY id", -1, &stmt, nullptr);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+      if ((rc = sqlite3_step(stmt)) != SQLITE_ROW) break;
       v1::Schedule s;
       const void* data = sqlite3_column_blob(stmt, 1);
       const int size = sqlite3_column_bytes(stmt, 1);
@@ -122,8 +123,10 @@ absl::Time Schedules::NextWakeup() const {
 }
 
 void Schedules::Tick() {
-  const absl::Time now = deps_.clock->Now();
-  const int64_t now_ms = absl::ToUnixMillis(now);
+  // Whole milliseconds, as stored: a fire time computed from a finer
+  // `now` could round down to the one just fired and fire it twice.
+  const int64_t now_ms = absl::ToUnixMillis(deps_.clock->Now());
+  const absl::Time now = absl::FromUnixMillis(now_ms);
   std::vector<v1::Schedule> due;
   {
     absl::MutexLock lock(&mu_);
@@ -266,7 +269,8 @@ absl::StatusOr<v1::SubmitFlowRequest> Schedules::BuildRequest(const v1::Schedule
 }
 
 void Schedules::Add(v1::AddScheduleRequest request, std::function<void(absl::StatusOr<v1::Schedule>)> done) {
-  const absl::Time now = deps_.clock->Now();
+  // Whole milliseconds: created_ms is the --every anchor as stored.
+  const absl::Time now = absl::FromUnixMillis(absl::ToUnixMillis(deps_.clock->Now()));
   absl::Duration every = absl::ZeroDuration();
   if (!request.every().empty()) {
     absl::StatusOr<absl::Duration> d = ParseEvery(request.every());
@@ -379,7 +383,8 @@ void Schedules::SetPaused(const v1::ScheduleRef& ref, bool paused,
       e->proto.set_paused(paused);
       // Resumed: the next fire is the first time after now; what was
       // missed while paused is not made up.
-      e->proto.set_next_fire_ms(paused ? 0 : absl::ToUnixMillis(e->times.NextAfter(deps_.clock->Now())));
+      e->proto.set_next_fire_ms(
+          paused ? 0 : absl::ToUnixMillis(e->times.NextAfter(absl::FromUnixMillis(absl::ToUnixMillis(deps_.clock->Now())))));
       changed_ = true;
     }
     record = e->proto;
