@@ -132,5 +132,14 @@ TEST_F(ScheduleTest, KeepRunsPrunesOldRunsAndKeepsSuppressedErrorText) {
   EXPECT_FALSE(FileExists(ws_ + "/out/2.err"));
 }
 
+TEST_F(ScheduleTest, KeepRunsIsReadFromTheConfigFileAndCheckedThere) {
+  WriteFileOrDie(tmp_.Join("asflowd.conf"), "keep-runs = \"soon\"\nprune-every = 0.2\n");
+  CommandResult r = RunProcess(
+      MakeLaunch({kDaemon, "--config", tmp_.Join("asflowd.conf"), "--socket", socket_, "--state", state_}, tmp_.path()),
+      10s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("asflowd: --keep-runs 'soon': 'soon' is neither a count nor an age"));
+}
+
 }  // namespace
 }  // namespace asflow::testing
