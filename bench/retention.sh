@@ -49,16 +49,20 @@ tasks:
     handler: builtin.noop
 YAML
 
-# soak KEEP_RUNS: a fresh daemon and state file, RUNS runs, a row every EVERY.
+# soak KEEP_RUNS [legacy]: a fresh daemon and state file, RUNS runs, a row
+# every EVERY. `legacy`: the file is made first with auto_vacuum=NONE, as
+# every file made before schema 4 is (a table created and dropped: SQLite
+# then refuses to change auto_vacuum without a VACUUM).
 soak() {
-  local keep="$1" state="$B/state-$1.db" sock="$B/d.sock"
+  local keep="$1" state="$B/state-$1${2:-}.db" sock="$B/d.sock"
   rm -f "$state" "$state-wal" "$state-shm"
+  if [ "${2:-}" = legacy ]; then sqlite3 "$state" 'CREATE TABLE old(a); DROP TABLE old;'; fi
   "$BUILD/server/asflowd" --config "" --socket "$sock" --state "$state" --allow-root "$B" \
     --keep-runs "$keep" --prune-every 0.5 --no-sync >"$B/asflowd-$keep.log" 2>&1 &
   DPID=$!
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
   echo
-  echo "### --keep-runs $keep ($RUNS runs of $N instances)"
+  echo "### --keep-runs $keep${2:+, a file with auto_vacuum=NONE} ($RUNS runs of $N instances)"
   echo
   echo "| runs | database MB (pages) | free pages | state.db file MB | -wal file MB | runs listed |"
   echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -83,4 +87,5 @@ soak() {
 }
 
 soak "$KEEP"
+soak "$KEEP" legacy
 soak all

@@ -312,13 +312,17 @@ void Daemon::Drain() {
 Daemon::~Daemon() {
   http_.reset();
   if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
-  schedules_.reset();
-  retention_.reset();
+  // Their threads end first: nothing fires or prunes from here on; a
+  // fire's Submit answered on the scheduler thread ends with it.
+  if (schedules_ != nullptr) schedules_->Stop();
+  if (retention_ != nullptr) retention_->Stop();
   if (scheduler_ != nullptr) scheduler_->Stop();
   local_pool_.reset();
   workers_.reset();
   sessions_.reset();
   scheduler_.reset();
+  schedules_.reset();
+  retention_.reset();
   store_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
