@@ -374,7 +374,9 @@ int RunsCommand(const ClientOptions& client, int limit, bool json) {
                  absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(run.created_ms()),
                                   absl::LocalTimeZone()),
                  FormatDuration(end - run.created_ms()), total, done, cached, skipped, suppressed, failed,
-                 cancelled, EscapeLine(run.workspace()));
+                 cancelled,
+                 EscapeLine(run.schedule().empty() ? run.workspace()
+                                                   : absl::StrCat(run.workspace(), "  (schedule ", run.schedule(), ")")));
   }
   return kExitOk;
 }

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/commands.h"
 #include "client/dry_run.h"
+#include "client/schedule_commands.h"
 #include "client/throttle_commands.h"
 #include "common/paths.h"
 #include "common/small_file.h"
@@ -134,6 +135,27 @@ int main(int argc, char** argv) {
   CLI::App* resume = app.add_subcommand("resume", "Resume a paused throttle key or task");
   resume->add_option("target", target, "Throttle key, task name or flow.task")->required();
 
+  asflow::ScheduleAddOptions sched_opts;
+  CLI::App* schedule = app.add_subcommand("schedule", "Run a flow file on a timetable (the daemon submits it)");
+  schedule->require_subcommand(1);
+  CLI::App* sched_add = schedule->add_subcommand("add", "Add a schedule: the flow file is read again at every fire");
+  sched_add->add_option("flow", sched_opts.flow_file, "Flow file, inside the workspace")->required();
+  sched_add->add_option("--every", sched_opts.every, "Fire every this long: 30s, 15m, 6h, 1d");
+  sched_add->add_option("--cron", sched_opts.cron, "Fire at the minutes a cron expression matches, in UTC: \"0 */6 * * *\"");
+  sched_add->add_option("-p,--param", sched_opts.params, "Override a flow parameter: name=value (repeatable)");
+  sched_add->add_option("--workspace", sched_opts.workspace, "Workspace of its runs (default: the current directory)");
+  sched_add->add_option("--name", sched_opts.name, "Its name (default: the flow's name)");
+  sched_add->add_flag("--keep-going", sched_opts.keep_going, "Its runs let independent instances finish after a failure");
+  CLI::App* sched_list = schedule->add_subcommand("list", "List schedules: next fire, last run and its state, skips");
+  sched_list->add_flag("--json", json, kJsonLines);
+  std::string sched_target;
+  CLI::App* sched_remove = schedule->add_subcommand("remove", "Remove a schedule (its running run goes on)");
+  sched_remove->add_option("name", sched_target, "Schedule name or id")->required();
+  CLI::App* sched_pause = schedule->add_subcommand("pause", "Stop a schedule firing until resume");
+  sched_pause->add_option("name", sched_target, "Schedule name or id")->required();
+  CLI::App* sched_resume = schedule->add_subcommand("resume", "Let a paused schedule fire again (from its next time)");
+  sched_resume->add_option("name", sched_target, "Schedule name or id")->required();
+
   CLI::App* daemon = app.add_subcommand("daemon", "Control the local daemon");
   daemon->require_subcommand(1);
   CLI::App* stop = daemon->add_subcommand(
@@ -174,6 +196,11 @@ int main(int argc, char** argv) {
   if (*throttle) return asflow::ThrottleCommand(client);
   if (*pause) return asflow::PauseCommand(client, target, pause_for);
   if (*resume) return asflow::ResumeCommand(client, target);
+  if (*sched_add) return asflow::ScheduleAddCommand(client, sched_opts);
+  if (*sched_list) return asflow::ScheduleListCommand(client, json);
+  if (*sched_remove) return asflow::ScheduleChangeCommand(client, "remove", sched_target);
+  if (*sched_pause) return asflow::ScheduleChangeCommand(client, "pause", sched_target);
+  if (*sched_resume) return asflow::ScheduleChangeCommand(client, "resume", sched_target);
   if (*stop) return asflow::DaemonStopCommand(client, stop_now);
   if (*status) return asflow::DaemonStatusCommand(client);
   return asflow::kExitUsage;

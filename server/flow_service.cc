@@ -50,7 +50,9 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
                                                       v1::SubmitFlowResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
-  scheduler_->Submit(*request, [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
+  v1::SubmitFlowRequest submitted = *request;
+  submitted.clear_schedule();  // only the daemon's schedules set it
+  scheduler_->Submit(std::move(submitted), [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
     if (run.ok()) {
       response->set_run_id(run->run_id);
       response->set_watch_from_seq(run->seq);

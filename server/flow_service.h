@@ -11,6 +11,7 @@
 #include "server/event_hub.h"
 #include "server/listener.h"
 #include "server/run_reader.h"
+#include "server/schedules.h"
 #include "server/scheduler.h"
 #include "server/store.h"
 #include "server/session_hub.h"
@@ -32,6 +33,9 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   // server starts.
   void set_max_watchers(size_t n) { max_watchers_ = n; }
   static constexpr size_t kDefaultMaxWatchers = 1024;
+  // Where the schedule RPCs go (flow_service_schedules.cc); null: they
+  // answer UNAVAILABLE. Call before the server starts.
+  void set_schedules(Schedules* schedules) { schedules_ = schedules; }
 
   grpc::ServerUnaryReactor* SubmitFlow(grpc::CallbackServerContext* ctx,
                                        const v1::SubmitFlowRequest* request,
@@ -68,6 +72,16 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
                                   v1::PauseResponse* response) override;
   grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* ctx, const v1::ResumeRequest* request,
                                    v1::ResumeResponse* response) override;
+  grpc::ServerUnaryReactor* AddSchedule(grpc::CallbackServerContext* ctx, const v1::AddScheduleRequest* request,
+                                        v1::Schedule* response) override;
+  grpc::ServerUnaryReactor* ListSchedules(grpc::CallbackServerContext* ctx, const v1::ListSchedulesRequest* request,
+                                          v1::ListSchedulesResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveSchedule(grpc::CallbackServerContext* ctx, const v1::ScheduleRef* request,
+                                           v1::Schedule* response) override;
+  grpc::ServerUnaryReactor* PauseSchedule(grpc::CallbackServerContext* ctx, const v1::ScheduleRef* request,
+                                          v1::Schedule* response) override;
+  grpc::ServerUnaryReactor* ResumeSchedule(grpc::CallbackServerContext* ctx, const v1::ScheduleRef* request,
+                                           v1::Schedule* response) override;
 
  private:
   // The freshest copy of a run: the hub's view, else the store.
@@ -86,6 +100,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   size_t max_watchers_ = kDefaultMaxWatchers;
   const std::function<void(bool now)> request_shutdown_;
   const RunReader reader_;
+  Schedules* schedules_ = nullptr;
 };
 
 }  // namespace asflow

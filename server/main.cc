@@ -76,6 +76,14 @@ int main(int argc, char** argv) {
   app.add_option("--throttle", options.throttle,
                  "A throttle key every flow may use, as in a flow's throttle: "
                  "'youtube: {limit: 4, rate: 2/s}' (repeatable)");
+  app.add_option("--keep-runs", options.keep_runs,
+                 "History of finished runs to keep: a count (100), an age (30d, 12h), both (30d,100: a run "
+                 "goes when past either), or all; older runs' instance rows are pruned in the background, "
+                 "keeping suppressed and failed ones")
+      ->capture_default_str();
+  app.add_option("--prune-every", options.prune_every_seconds, "Seconds between --keep-runs pruning passes")
+      ->check(CLI::Range(0.05, 86400.0))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -132,6 +132,7 @@ v1::Run Recorder::RunProto(const RunRt& run) {
   proto.set_finished_ms(run.finished_ms);
   proto.set_error(run.error);
   proto.set_keep_going(run.request.keep_going());
+  proto.set_schedule(run.request.schedule());
   for (const TaskRt& task : run.tasks) *proto.add_tasks() = task.counters;
   return proto;
 }

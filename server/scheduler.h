@@ -141,6 +141,11 @@ class Scheduler {
   // alone.
   void Reset(v1::ResetTasksRequest request, std::function<void(absl::StatusOr<v1::ResetTasksResponse>)> done);
 
+  // Checks request->workspace against the allowed roots and makes it
+  // canonical (symlink-free); InvalidArgument / PermissionDenied saying
+  // why not. Thread-safe: reads options and the file system only.
+  absl::Status CheckWorkspace(v1::SubmitFlowRequest* request) const;
+
   // Throttle keys and gates (scheduler_throttle.cc). `done` runs on the
   // scheduler thread.
   void ListThrottle(std::function<void(v1::ListThrottleResponse)> done);
@@ -169,7 +174,6 @@ class Scheduler {
   int64_t NowMs() const { return absl::ToUnixMillis(deps_.clock->Now()); }
 
   // Runs: scheduler_runs.cc.
-  absl::Status CheckWorkspace(v1::SubmitFlowRequest* request) const;
   absl::Status ResumeRun(RunRecord& rec, bool same_boot);
   void StartRun(std::unique_ptr<RunRt> run);
   void Expand(RunRt& run, int task);

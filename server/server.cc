@@ -158,6 +158,35 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   d->scheduler_->SetDeps(deps);
   if (absl::Status s = d->scheduler_->Start(); !s.ok()) return s;
 
+  ScheduleDeps schedule_deps;
+  schedule_deps.store = d->store_.get();
+  schedule_deps.clock = &d->clock_;
+  schedule_deps.submit = [sched = d->scheduler_.get()](v1::SubmitFlowRequest request,
+                                                       std::function<void(absl::StatusOr<int64_t>)> done) {
+    sched->Submit(std::move(request), [done = std::move(done)](absl::StatusOr<Scheduler::Submitted> run) {
+      if (!run.ok()) return done(run.status());
+      done(run->run_id);
+    });
+  };
+  schedule_deps.check_workspace = [sched = d->scheduler_.get()](v1::SubmitFlowRequest* request) {
+    return sched->CheckWorkspace(request);
+  };
+  schedule_deps.run_state = [store = d->store_.get()](int64_t id) -> absl::StatusOr<v1::RunState> {
+    auto rec = store->GetRun(id);
+    if (!rec.ok()) return rec.status();
+    return rec->run.state();
+  };
+  d->schedules_ = std::make_unique<Schedules>(std::move(schedule_deps));
+  if (absl::Status s = d->schedules_->Load(); !s.ok()) return s;
+  d->schedules_->Start();
+  RetentionOptions retention;
+  auto keep = ParseKeepRuns(options.keep_runs);
+  if (!keep.ok()) return keep.status();
+  retention.keep = *keep;
+  retention.every = absl::Seconds(options.prune_every_seconds);
+  d->retention_ = std::make_unique<Retention>(d->store_.get(), &d->clock_, retention);
+  d->retention_->Start();
+
   auto auth = TokenCheck::Load(options.listen.token_file);
   if (!auth.ok()) return auth.status();
   d->auth_ = std::move(*auth);
@@ -177,6 +206,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
                                                   d->workers_.get(), d->sessions_.get(), d->auth_.get(),
                                                   [raw](bool now) { raw->RequestShutdown(now); });
   d->service_->set_max_watchers(options.max_watchers);
+  d->service_->set_schedules(d->schedules_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -236,6 +266,9 @@ void Daemon::Wait() {
     stop_mu_.Await(absl::Condition(
         +[](int* requests) { return *requests > 0; }, &stop_requests_));
   }
+  // Nothing fires or prunes while the daemon stops.
+  schedules_->Stop();
+  retention_->Stop();
   Drain();
   spdlog::info("asflowd shutting down");
   if (http_ != nullptr) http_->Stop();  // its event streams end now
@@ -279,11 +312,17 @@ void Daemon::Drain() {
 Daemon::~Daemon() {
   http_.reset();
   if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  // Their threads end first: nothing fires or prunes from here on; a
+  // fire's Submit answered on the scheduler thread ends with it.
+  if (schedules_ != nullptr) schedules_->Stop();
+  if (retention_ != nullptr) retention_->Stop();
   if (scheduler_ != nullptr) scheduler_->Stop();
   local_pool_.reset();
   workers_.reset();
   sessions_.reset();
   scheduler_.reset();
+  schedules_.reset();
+  retention_.reset();
   store_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);
 }

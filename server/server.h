@@ -14,7 +14,9 @@
 #include "server/http_server.h"
 #include "server/listener.h"
 #include "server/local_pool.h"
+#include "server/retention.h"
 #include "server/scheduler.h"
+#include "server/schedules.h"
 #include "server/store.h"
 #include "server/session_hub.h"
 #include "server/worker_hub.h"
@@ -58,6 +60,11 @@ struct ServerOptions {
   // Throttle keys shared by every flow, each "NAME: {limit: N, rate: R}"
   // (asflowd --throttle, repeatable).
   std::vector<std::string> throttle;
+  // History kept of finished runs (asflowd --keep-runs): "30d,1000", "100",
+  // "30d", "all" (server/retention.h).
+  std::string keep_runs = "30d,1000";
+  // Seconds between pruning passes (a pass also runs at start).
+  double prune_every_seconds = 60;
 };
 
 class Daemon {
@@ -93,6 +100,9 @@ class Daemon {
   std::unique_ptr<RealWorkspaceFs> fs_;
   std::unique_ptr<RunMetrics> run_metrics_;
   std::unique_ptr<Scheduler> scheduler_;
+  // Submit through the scheduler: stopped before it.
+  std::unique_ptr<Schedules> schedules_;
+  std::unique_ptr<Retention> retention_;
   // The runners report to the scheduler: destroyed before it.
   std::unique_ptr<LocalPool> local_pool_;
   std::unique_ptr<WorkerHub> workers_;

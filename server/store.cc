@@ -74,6 +74,17 @@ CREATE TABLE meta (
 DROP INDEX IF EXISTS instances_by_state;
 DROP INDEX IF EXISTS instances_by_task;
 )sql",
+    // 4: schedules (server/schedules.h) and runs pruned by --keep-runs
+    // (server/retention.h): a pruned run's row stays, hidden from listings,
+    // while its suppressed or failed instances' rows are kept.
+    R"sql(
+CREATE TABLE schedules (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  schedule BLOB NOT NULL                 -- serialized v1::Schedule (id not set)
+);
+ALTER TABLE runs ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -271,6 +282,7 @@ absl::Status Store::Init() {
     return s;
   }
 
+  if (absl::Status s = MaybeIncrementalVacuum(); !s.ok()) return s;
   {
     // journal_mode answers with the mode it got; WAL lets reads run beside
     // the writer.
@@ -319,6 +331,17 @@ absl::Status Store::ExecWriter(const char* sql) {
     return SqliteError(writer_db_.get(), rc, absl::StrCat("store ", path_));
   }
   return absl::OkStatus();
+}
+
+absl::Status Store::MaybeIncrementalVacuum() {
+  // auto_vacuum can only change while the file has no table (and before
+  // journal_mode=WAL writes its header): a new file
+  // frees the pages that --keep-runs empties (PRAGMA incremental_vacuum);
+  // an older one keeps its mode and reuses them (docs/behaviour.md).
+  absl::StatusOr<int> version = ReadSchemaVersion();
+  if (!version.ok()) return version.status();
+  if (*version != 0) return absl::OkStatus();
+  return ExecWriter("PRAGMA auto_vacuum=INCREMENTAL");
 }
 
 absl::Status Store::Migrate() {
@@ -407,7 +430,7 @@ absl::Status Store::PrepareStatements() {
            {w, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", &set_meta_},
            {r,
             "SELECT id, run, CASE WHEN ?4 THEN request ELSE x'' END FROM runs"
-            " WHERE (?2=0 OR state=?2) AND (?3=0 OR id<?3) ORDER BY id DESC LIMIT ?1",
+            " WHERE pruned=0 AND (?2=0 OR state=?2) AND (?3=0 OR id<?3) ORDER BY id DESC LIMIT ?1",
             &list_runs_},
            {r, absl::StrCat(select_instances, " ORDER BY seq LIMIT ?4"),
             &list_instances_},
@@ -557,6 +580,8 @@ void Store::WriterLoop() {
         nw->done(w.status);
       } else if (auto* qw = std::get_if<RequestWrite>(&w.op); qw != nullptr && qw->done) {
         qw->done(w.status);
+      } else if (auto* xw = std::get_if<RawWrite>(&w.op); xw != nullptr && xw->done) {
+        xw->done(w.status);
       }
     }
     absl::MutexLock lock(&mu_);
@@ -694,6 +719,7 @@ absl::Status Store::ApplyWrite(Write& write) {
   if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
   if (auto* rw = std::get_if<RowsWrite>(&write.op)) return UpsertNewRows(rw->rows);
   sqlite3* db = writer_db_.get();
+  if (auto* xw = std::get_if<RawWrite>(&write.op)) return xw->apply(db);
   if (auto* rw = std::get_if<RunWrite>(&write.op)) {
     const v1::Run& run = rw->run;
     std::string blob = run.SerializeAsString();
@@ -816,7 +842,7 @@ absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(const RunQuery& q) {
   // filters keep one statement for every combination.
   sqlite3_stmt* raw = nullptr;
   int rc = sqlite3_prepare_v2(reader_db_.get(),
-                              "SELECT id, run, '' FROM runs WHERE (?2 = 0 OR id < ?2)"
+                              "SELECT id, run, '' FROM runs WHERE pruned=0 AND (?2 = 0 OR id < ?2)"
                               " AND (?3 = '' OR flow = ?3) AND (?4 = 0 OR ((?4 >> state) & 1))"
                               " ORDER BY id DESC LIMIT ?1",
                               -1, &raw, nullptr);
@@ -832,7 +858,7 @@ absl::StatusOr<std::vector<RunRecord>> Store::ListRuns(const RunQuery& q) {
 absl::StatusOr<std::vector<std::pair<v1::RunState, int64_t>>> Store::CountRuns() {
   absl::MutexLock lock(&reader_mu_);
   sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(reader_db_.get(), "SELECT state, count(*) FROM runs GROUP BY state", -1, &raw,
+  int rc = sqlite3_prepare_v2(reader_db_.get(), "SELECT state, count(*) FROM runs WHERE pruned=0 GROUP BY state", -1, &raw,
                               nullptr);
   Stmt s(raw);
   const std::string where = absl::StrCat("store ", path_, ": count runs");
@@ -856,6 +882,15 @@ absl::StatusOr<std::vector<InstanceRecord>> Store::ListInstances(
     return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxParamNeedles, " params matches"));
   }
   return QueryInstances(q.needles, q.run_id, q.task, mask, q.after_seq, q.limit, q.params);
+}
+
+void Store::PutRaw(RawApply apply, RowsDone done) {
+  Enqueue(Write{RawWrite{std::move(apply), std::move(done)}, {}});
+}
+
+absl::Status Store::Read(const std::function<absl::Status(sqlite3*)>& read) {
+  absl::MutexLock lock(&reader_mu_);
+  return read(reader_db_.get());
 }
 
 absl::StatusOr<std::string> Store::GetMeta(const std::string& key) {

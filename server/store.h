@@ -57,7 +57,7 @@ struct RunQuery {
 class Store final : public StateStore {
  public:
   // Newest schema version this build knows (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens or creates the database at `path`: creates parent directories and
   // the file (mode 0600) and migrates the schema. Fails, naming the path, if
@@ -97,6 +97,18 @@ class Store final : public StateStore {
   void PutRun(v1::Run run, RunDone done = nullptr) override;
   // Replaces the stored request of run `run_id`.
   void PutRunRequest(int64_t run_id, std::string request, RowsDone done = nullptr) override;
+
+  // A write of another part's own tables (schedules, retention): `apply`
+  // runs on the writer thread inside a group transaction, in call order
+  // with the other writes, and returns its statements' status (an error
+  // from SqliteError-like code; the rest of the group still commits unless
+  // SQLite rolled the transaction back). `apply` must not block or touch
+  // the Store.
+  using RawApply = std::function<absl::Status(sqlite3* db)>;
+  void PutRaw(RawApply apply, RowsDone done = nullptr);
+  // Runs `read` with the reader connection (query_only), serialized with
+  // the other reads.
+  absl::Status Read(const std::function<absl::Status(sqlite3* db)>& read);
 
   // Blocks until every write queued before the call is committed (and its
   // callback has run). Returns the first write error since the previous
@@ -176,18 +188,24 @@ class Store final : public StateStore {
     std::string request;
     RowsDone done;
   };
+  struct RawWrite {
+    RawApply apply;
+    RowsDone done;
+  };
   struct MetaWrite {
     std::string key;
     std::string value;
   };
   struct Write {
-    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite, RequestWrite> op;
+    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite, RequestWrite, RawWrite> op;
     absl::Status status;  // this write's outcome, for its callback
   };
 
   Store(std::string path, const StoreOptions& options);
   absl::Status Init();
   absl::Status Migrate();
+  // A new (empty) file gets auto_vacuum=INCREMENTAL.
+  absl::Status MaybeIncrementalVacuum();
   // PRAGMA user_version of the writer connection (reads the header only);
   // DataLoss "file is not a database" for a file that is not SQLite.
   absl::StatusOr<int> ReadSchemaVersion();
