@@ -17,6 +17,7 @@
 #include "server/scheduler.h"
 #include "server/store.h"
 #include "server/session_hub.h"
+#include "server/log_hub.h"
 #include "server/worker_hub.h"
 #include "server/worker_service.h"
 #include "server/workspace_fs.h"
@@ -58,6 +59,9 @@ struct ServerOptions {
   // Throttle keys shared by every flow, each "NAME: {limit: N, rate: R}"
   // (asflowd --throttle, repeatable).
   std::vector<std::string> throttle;
+  // Bytes of each attempt's stderr kept (its tail): stored in SQLite for
+  // `asflowctl show` and `logs`, and held for live readers while it runs.
+  int64_t stderr_tail_bytes = 16 * 1024;
 };
 
 class Daemon {
@@ -89,6 +93,7 @@ class Daemon {
   int lock_fd_ = -1;
   std::unique_ptr<Store> store_;
   std::unique_ptr<EventHub> hub_;
+  std::unique_ptr<LogHub> logs_;
   RealClock clock_;
   std::unique_ptr<RealWorkspaceFs> fs_;
   std::unique_ptr<RunMetrics> run_metrics_;
