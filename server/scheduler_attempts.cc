@@ -10,7 +10,13 @@ namespace asflow {
 
 void Scheduler::BeginAttempt(Exec& exec, absl::Time now) {
   exec.attempt_started_ms = absl::ToUnixMillis(now);
-  if (deps_.logs == nullptr) return;
+  const auto& [first_run, first_seq] = exec.waiters.front();
+  const RunRt& first = *runs_.at(first_run);
+  const TaskRt& task = first.tasks[first.instances[first_seq].task];
+  // The in-process built-ins write no stderr: not worth a LogHub entry
+  // (W3 runs 50,000 of them).
+  exec.live_log = deps_.logs != nullptr && !(task.pool == "local" && !task.spec->handler().empty());
+  if (!exec.live_log) return;
   std::vector<LogSource> sources;
   for (const auto& [run_id, seq] : exec.waiters) {
     const RunRt& run = *runs_.at(run_id);
@@ -21,13 +27,13 @@ void Scheduler::BeginAttempt(Exec& exec, absl::Time now) {
 }
 
 void Scheduler::JoinAttempt(const Exec& exec, const RunRt& run, int64_t seq) {
-  if (deps_.logs == nullptr) return;
+  if (!exec.live_log) return;
   const InstanceRt& inst = run.instances[seq];
   deps_.logs->Join(exec.id, LogSource{run.id, seq, run.tasks[inst.task].spec->name(), inst.params});
 }
 
 void Scheduler::DropAttempt(const Exec& exec) {
-  if (deps_.logs != nullptr && exec.started) deps_.logs->End(exec.id, exec.attempt_started_ms);
+  if (exec.live_log && exec.started) deps_.logs->End(exec.id, exec.attempt_started_ms);
 }
 
 void Scheduler::RecordAttempt(const Exec& exec, const ExecResult& result, const AttemptOutcome& outcome) {
@@ -56,7 +62,7 @@ void Scheduler::RecordAttempt(const Exec& exec, const ExecResult& result, const 
       rows.push_back(std::move(r));
     }
   }
-  LogHub* logs = deps_.logs;
+  LogHub* logs = exec.live_log ? deps_.logs : nullptr;
   const ExecId id = exec.id;
   const int64_t started_ms = exec.attempt_started_ms;
   if (rows.empty()) {
