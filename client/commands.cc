@@ -6,6 +6,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -467,6 +468,45 @@ int CancelCommand(const ClientOptions& client, int64_t run_id) {
   return kExitOk;
 }
 
+namespace {
+
+// Lines of an attempt's stderr tail `show` prints (logs prints it all).
+constexpr int kShowStderrLines = 10;
+
+// show's "attempts:" section: one line per attempt (start, duration, how
+// it ended), then the end of its stderr.
+void PrintAttempts(const v1::Instance& inst) {
+  if (inst.attempt_history().empty()) return;
+  absl::PrintF("  attempts:\n");
+  for (const v1::Attempt& a : inst.attempt_history()) {
+    std::string how;
+    if (a.term_signal() > 0) {
+      how = absl::StrCat("signal ", a.term_signal());
+    } else if (a.exit_code() >= 0) {
+      how = absl::StrCat("exit ", a.exit_code());
+    } else {
+      how = "did not run";
+    }
+    std::string what = a.state() == v1::QUEUED ? "tried again" : InstanceStateName(a.state());
+    std::string line = absl::StrCat("    #", a.attempt(), "  ",
+                                    absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::FromUnixMillis(a.started_ms()),
+                                                     absl::LocalTimeZone()),
+                                    "  ", FormatDuration(std::max<int64_t>(0, a.finished_ms() - a.started_ms())), "  ",
+                                    how, "  ", what);
+    if (!a.error().empty()) absl::StrAppend(&line, ": ", EscapeLine(a.error().substr(0, a.error().find('\n'))));
+    absl::PrintF("%s\n", line);
+    if (a.stderr_tail().empty()) continue;
+    std::vector<absl::string_view> lines = absl::StrSplit(a.stderr_tail(), '\n');
+    if (!lines.empty() && lines.back().empty()) lines.pop_back();
+    const size_t from = lines.size() > kShowStderrLines ? lines.size() - kShowStderrLines : 0;
+    if (from > 0) absl::PrintF("        | ... (asflowctl logs %d %s ... prints all %d kept lines)\n", inst.run_id(),
+                               inst.task(), lines.size());
+    for (size_t i = from; i < lines.size(); ++i) absl::PrintF("        | %s\n", EscapeLine(lines[i]));
+  }
+}
+
+}  // namespace
+
 int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                 const std::vector<std::string>& params, bool json) {
   auto stub = Stub(client, client.server.empty());
@@ -479,6 +519,7 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   v1::ListTasksRequest request;
   request.set_run_id(run_id);
   request.set_task(task);
+  request.set_with_attempts(true);
   v1::ListTasksResponse response;
   // Every binding given whole: the one instance with exactly those.
   bool whole = true;
@@ -541,6 +582,7 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
     absl::PrintF("  error:\n");
     for (absl::string_view line : absl::StrSplit(inst.error(), '\n')) absl::PrintF("    %s\n", EscapeLine(line));
   }
+  PrintAttempts(inst);
   return kExitOk;
 }
 

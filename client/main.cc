@@ -10,6 +10,7 @@
 #include "client/commands.h"
 #include "client/dry_run.h"
 #include "client/schedule_commands.h"
+#include "client/logs_command.h"
 #include "client/throttle_commands.h"
 #include "common/paths.h"
 #include "common/small_file.h"
@@ -112,6 +113,15 @@ int main(int argc, char** argv) {
                    "Its bindings, name=value; or a unique prefix: name=start or a value's start");
   show->add_flag("--json", json, "The instance as one JSON object");
 
+  bool follow = false;
+  std::string logs_task;
+  std::vector<std::string> logs_params;
+  CLI::App* logs = app.add_subcommand("logs", "Print the stderr of a run's instances (-f: follow it live)");
+  logs->add_option("run", run_id, "Run id")->required();
+  logs->add_option("task", logs_task, "Only this task");
+  logs->add_option("params", logs_params, "Only instances whose bindings start so: name=start or a value's start");
+  logs->add_flag("-f,--follow", follow, "Keep printing what running and later instances write until the run ends");
+
   asflow::ResetCommandOptions reset_opts;
   CLI::App* reset = app.add_subcommand(
       "reset", "Clear suppressed (and failed) instances so the next run runs them again");
@@ -187,6 +197,7 @@ int main(int argc, char** argv) {
   if (*check) return asflow::CheckCommand(client, check_opts);
   if (*watch) return asflow::WatchCommand(client, run_id, from_seq, mode, run_opts.max_running);
   if (*show) return asflow::ShowCommand(client, run_id, task, params, json);
+  if (*logs) return asflow::LogsCommand(client, run_id, logs_task, logs_params, follow);
   if (*reset) return asflow::ResetCommand(client, reset_opts);
   if (*runs) return asflow::RunsCommand(client, limit, json);
   if (*workers) return asflow::WorkersCommand(client, json);

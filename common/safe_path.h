@@ -27,6 +27,12 @@ absl::StatusOr<std::string> NormalizeOutputPath(absl::string_view rel);
 std::string ErrorPathFor(absl::string_view output_path,
                          absl::string_view on_template);
 
+// Whether a task's `on` template names a directory output (it ends with
+// '/'): the command fills $ASFLOW_OUTPUT_DIR, committed as a whole.
+inline bool IsDirectoryOutput(absl::string_view on_template) {
+  return !on_template.empty() && on_template.back() == '/';
+}
+
 // Replaces each '*' in the file-name part of path (after the last '/') with
 // hash; '*' in directory parts is left alone. With `only_at`, only the '*'
 // at those offsets (ascending) are candidates: the template's own, not a

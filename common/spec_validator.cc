@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/safe_path.h"
 #include "common/spec_parser.h"
 #include "common/template.h"
 #include "re2/re2.h"
@@ -216,7 +217,8 @@ class Validator {
   }
 
   // Workspace-relative path template checks shared by `on` and for_each.file.
-  void CheckRelativePath(const std::string& path, const std::string& text) {
+  // `dir_ok`: a trailing '/' names a directory output (`on` only).
+  void CheckRelativePath(const std::string& path, const std::string& text, bool dir_ok = false) {
     std::string quoted = absl::StrCat("'", absl::Utf8SafeCEscape(text), "'");
     if (absl::StartsWith(text, "/")) {
       Add(path, absl::StrCat("must be relative to the workspace, got ", quoted));
@@ -227,8 +229,8 @@ class Validator {
         break;
       }
     }
-    if (absl::EndsWith(text, "/")) {
-      Add(path, absl::StrCat("must name a file, got ", quoted));
+    if (absl::EndsWith(text, "//") || text == "/" || (!dir_ok && absl::EndsWith(text, "/"))) {
+      Add(path, absl::StrCat("must name a file", dir_ok ? " or a directory (one trailing '/')" : "", ", got ", quoted));
     }
   }
 
@@ -295,7 +297,11 @@ class Validator {
     // Where its output goes.
     if (!task.on().empty()) {
       std::string op = absl::StrCat(p, ".on");
-      CheckRelativePath(op, task.on());
+      CheckRelativePath(op, task.on(), /*dir_ok=*/true);
+      if (IsDirectoryOutput(task.on()) && !task.pool().empty() && task.pool() != "local") {
+        Add(op, absl::StrCat("a directory output is written by the daemon's own pool; pool '", task.pool(),
+                             "' runs on remote workers, which cannot ship a directory yet"));
+      }
       if (CheckTemplate(op, task.on(), known)) {
         CheckOnDistinguishesInstances(op, task, bindings);
       }
@@ -485,6 +491,9 @@ public:
         if (spec_.tasks(from).on().empty()) {
           Add(lp, absl::StrCat("task '", fe.lines_of(),
                                "' has no 'on' output to read"));
+        } else if (IsDirectoryOutput(spec_.tasks(from).on())) {
+          Add(lp, absl::StrCat("task '", fe.lines_of(), "' writes a directory ('",
+                               absl::Utf8SafeCEscape(spec_.tasks(from).on()), "'); lines_of reads a file"));
         }
         edges_[i].push_back(Edge{from, lp});
       }

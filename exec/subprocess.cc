@@ -470,6 +470,7 @@ class Supervisor {
   void ReadStderr() {
     const size_t n = ReadChunk(&child_.stderr_r);
     const size_t keep = spec_.stderr_tail_bytes;
+    if (n > 0 && spec_.on_stderr != nullptr) spec_.on_stderr(absl::string_view(buffer_, n));
     if (n == 0 || keep == 0) return;
     std::string& tail = result_->stderr_tail;
     tail.append(buffer_, n);

@@ -43,6 +43,10 @@ struct SubprocessSpec {
   absl::Duration kill_grace = absl::Seconds(5);
   // Keep only the last N bytes of stderr (0 keeps nothing).
   size_t stderr_tail_bytes = 16 * 1024;
+  // Called on the calling thread with each chunk of stderr as it arrives
+  // (whatever stderr_tail_bytes keeps), e.g. to stream it live; may be
+  // null. Must not block for long: the command's pipes wait meanwhile.
+  std::function<void(absl::string_view)> on_stderr;
   // Called on the calling thread once the command has started (after a
   // successful exec), with its pid, which is also its process group id. The
   // daemon records it so that, after a crash, it can kill what is left.

@@ -41,6 +41,10 @@ struct Exec {
   int attempts = 0;  // attempts started so far
   int losses = 0;    // attempts whose worker was lost (not counted above)
   pid_t pgid = 0;    // process group of the running attempt
+  int64_t attempt_started_ms = 0;  // when the running (or last) attempt started
+  // The running attempt is in the LogHub (a built-in handler, which never
+  // writes stderr, is not).
+  bool live_log = false;
 
   // Not started (queued again, or waiting for its retry), and some run
   // still needs it.

@@ -4,17 +4,19 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/logs_reactor.h"
 #include "server/session_reactor.h"
 #include "server/watch_reactor.h"
 
 namespace asflow {
 
-FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers,
-                                 SessionHub* sessions, const TokenCheck* auth,
+FlowServiceImpl::FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, LogHub* logs,
+                                 WorkerHub* workers, SessionHub* sessions, const TokenCheck* auth,
                                  std::function<void(bool now)> request_shutdown)
     : scheduler_(scheduler),
       store_(store),
       hub_(hub),
+      logs_(logs),
       workers_(workers),
       sessions_(sessions),
       auth_(auth),
@@ -33,6 +35,11 @@ namespace {
 class FailedWatch : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedWatch(grpc::Status s) { Finish(std::move(s)); }
+  void OnDone() override { delete this; }
+};
+class FailedLogs : public grpc::ServerWriteReactor<v1::LogChunk> {
+ public:
+  explicit FailedLogs(grpc::Status s) { Finish(std::move(s)); }
   void OnDone() override { delete this; }
 };
 class FailedSession : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
@@ -224,6 +231,15 @@ grpc::ServerUnaryReactor* FlowServiceImpl::Resume(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(answer.status()));
   });
   return reactor;
+}
+
+grpc::ServerWriteReactor<v1::LogChunk>* FlowServiceImpl::Logs(grpc::CallbackServerContext* ctx,
+                                                              const v1::LogsRequest* request) {
+  if (absl::Status auth = auth_->Check(*ctx); !auth.ok()) return new FailedLogs(ToGrpcStatus(auth));
+  auto filter = LogsReactor::FilterOf(*request);
+  if (!filter.ok()) return new FailedLogs(ToGrpcStatus(filter.status()));
+  if (absl::Status s = LookupRun(request->run_id()).status(); !s.ok()) return new FailedLogs(ToGrpcStatus(s));
+  return new LogsReactor(logs_, store_, &reader_, *request, std::move(*filter));
 }
 
 }  // namespace asflow

@@ -10,6 +10,7 @@
 #include "rpc/status.h"
 #include "server/event_hub.h"
 #include "server/listener.h"
+#include "server/log_hub.h"
 #include "server/run_reader.h"
 #include "server/schedules.h"
 #include "server/scheduler.h"
@@ -26,7 +27,8 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   // All pointers must outlive the service. `request_shutdown` is called
   // (from a gRPC thread) by each Shutdown RPC, with its `now`, and must not
   // block.
-  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, WorkerHub* workers, SessionHub* sessions,
+  FlowServiceImpl(Scheduler* scheduler, Store* store, EventHub* hub, LogHub* logs, WorkerHub* workers,
+                  SessionHub* sessions,
                   const TokenCheck* auth, std::function<void(bool now)> request_shutdown);
   // Most Watch streams open at once (each holds a subscription and its
   // queue); one more is refused with RESOURCE_EXHAUSTED. Call before the
@@ -82,6 +84,8 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
                                           v1::Schedule* response) override;
   grpc::ServerUnaryReactor* ResumeSchedule(grpc::CallbackServerContext* ctx, const v1::ScheduleRef* request,
                                            v1::Schedule* response) override;
+  grpc::ServerWriteReactor<v1::LogChunk>* Logs(grpc::CallbackServerContext* ctx,
+                                               const v1::LogsRequest* request) override;
 
  private:
   // The freshest copy of a run: the hub's view, else the store.
@@ -94,6 +98,7 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
   Scheduler* const scheduler_;
   Store* const store_;
   EventHub* const hub_;
+  LogHub* const logs_;
   WorkerHub* const workers_;
   SessionHub* const sessions_;
   const TokenCheck* const auth_;

@@ -169,6 +169,9 @@ void HttpApi::GetInstance(const httplib::Request& req, httplib::Response& res) c
   }
   v1::InstanceDetails details;
   *details.mutable_instance() = InstanceToProto(rows->front());
+  if (absl::Status s = reader_.AddAttempts(rows->front(), details.mutable_instance()); !s.ok()) {
+    return ReplyError(s, res);
+  }
   details.set_workspace(run->workspace());
   const std::string& output = rows->front().output;
   // Looked up below the workspace without following a symlink, as the

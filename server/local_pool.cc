@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/strings/match.h"
+#include "common/atomic_dir.h"
 #include "common/beneath.h"
 #include "exec/builtins.h"
 
@@ -37,7 +39,7 @@ StdoutSink::StdoutSink(const ExecJob& job, const AtomicFileOptions& file_options
       next_report_(absl::Now() + kProgressInterval) {}
 
 absl::Status StdoutSink::Open() {
-  if (job_.output.empty()) return absl::OkStatus();
+  if (job_.output.empty() || job_.output_dir) return absl::OkStatus();
   absl::StatusOr<UniqueFd> root = OpenRoot(job_.workspace);
   if (!root.ok()) return root.status();
   AtomicFileOptions options = file_options_;
@@ -85,6 +87,18 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options, con
     result.output_status = s;
     return result;
   }
+  // A directory output: an empty temporary beside it, for the command.
+  std::unique_ptr<AtomicDir> dir;
+  if (job.output_dir) {
+    absl::StatusOr<UniqueFd> root = OpenRoot(job.workspace);
+    auto opened = root.ok() ? AtomicDir::OpenBeneath(root->get(), job.workspace, job.output, file_options.sync)
+                            : root.status();
+    if (!opened.ok()) {
+      result.output_status = opened.status();
+      return result;
+    }
+    dir = std::move(*opened);
+  }
   auto on_stdout = [&](absl::string_view chunk) { return sink.Append(chunk); };
   if (!job.builtin.empty()) {
     result.process.exit_code = 0;
@@ -93,10 +107,25 @@ ExecResult RunJob(const ExecJob& job, const AtomicFileOptions& file_options, con
     }
   } else {
     SubprocessSpec spec = job.process;
+    if (dir != nullptr) {
+      constexpr absl::string_view kVar = "ASFLOW_OUTPUT_DIR=";
+      spec.env.erase(std::remove_if(spec.env.begin(), spec.env.end(),
+                                    [&](const std::string& e) { return absl::StartsWith(e, kVar); }),
+                     spec.env.end());
+      spec.env.push_back(absl::StrCat(kVar, dir->temp_path()));
+    }
     if (events.on_spawn != nullptr) spec.on_spawn = [&](pid_t pgid) { events.on_spawn(job.id, pgid); };
+    if (events.on_stderr != nullptr) spec.on_stderr = [&](absl::string_view chunk) { events.on_stderr(job.id, chunk); };
     result.process = RunSubprocess(spec, on_stdout, job.canceller.get());
   }
   sink.Finish(result.process.ok(), &result);
+  if (dir != nullptr) {
+    if (result.process.ok()) {
+      result.output_status = dir->Commit();
+    } else {
+      dir->Abort();
+    }
+  }
   return result;
 }
 

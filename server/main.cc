@@ -70,6 +70,11 @@ int main(int argc, char** argv) {
                  "Also serve the web dashboard, the JSON API and /metrics on HOST:PORT (port 0: any free port, "
                  "logged); same rules and flags as --listen: --token-file or mutual TLS, and TLS off loopback, "
                  "or --insecure");
+  app.add_option("--stderr-tail", options.stderr_tail_bytes,
+                 "Bytes of each attempt's stderr kept (its tail, successes included) for asflowctl show and "
+                 "logs; 0 keeps none")
+      ->check(CLI::Range(int64_t{0}, int64_t{16} << 20))
+      ->capture_default_str();
   app.add_option("--max-watchers", options.max_watchers, "Most Watch streams open at once")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -17,8 +17,8 @@ std::string FirstLine(absl::string_view text) { return std::string(text.substr(0
 
 }  // namespace
 
-Recorder::Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send)
-    : store_(store), hub_(hub), on_lost_(std::move(on_lost)), send_(std::move(send)) {}
+Recorder::Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send, LogHub* logs)
+    : store_(store), hub_(hub), on_lost_(std::move(on_lost)), send_(std::move(send)), logs_(logs) {}
 
 namespace {
 
@@ -156,13 +156,14 @@ void SendRunClosed(const Recorder::SessionSendFn& send, int64_t session, int64_t
 void Recorder::Run(const RunRt& run) {
   const int64_t session = run.code != nullptr ? run.code->session : 0;
   const int64_t ref = run.code != nullptr ? run.code->ref : 0;
-  store_->PutRun(RunProto(run), [hub = hub_, lost = on_lost_, send = send_, session, ref](
+  store_->PutRun(RunProto(run), [hub = hub_, lost = on_lost_, send = send_, logs = logs_, session, ref](
                                     const v1::Run& committed, const absl::Status& status) {
     if (!status.ok()) return lost(committed.id(), status);
     v1::Event event;
     *event.mutable_run()->mutable_run() = committed;
     hub->Publish(std::move(event));
     SendRunClosed(send, session, ref, committed);
+    if (logs != nullptr && committed.state() != v1::RUN_RUNNING) logs->RunEnded(committed.id());
   });
 }
 
@@ -179,9 +180,11 @@ void Recorder::RunLost(const RunRt& run) {
   // was): the scheduler's own include the states whose writes were lost.
   if (std::optional<v1::Run> committed = hub_->FindRun(run.id)) *proto.mutable_tasks() = committed->tasks();
   if (run.code != nullptr) SendRunClosed(send_, run.code->session, run.code->ref, proto);
+  const int64_t run_id = proto.id();
   v1::Event event;
   *event.mutable_run()->mutable_run() = std::move(proto);
   hub_->Publish(std::move(event));
+  if (logs_ != nullptr) logs_->RunEnded(run_id);
 }
 
 void Recorder::Row(InstanceRecord record) {

@@ -16,6 +16,7 @@
 #include "asflow/v1/service.pb.h"
 #include "asflow/v1/session.pb.h"
 #include "server/event_hub.h"
+#include "server/log_hub.h"
 #include "server/runner.h"
 #include "server/run_state.h"
 #include "server/state_store.h"
@@ -31,7 +32,8 @@ class Recorder {
 
   // `store` and `hub` must outlive the recorder. `send` tells code
   // sessions what became of their calls and runs, once committed.
-  Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send = nullptr);
+  // `logs` (may be null) hears when a run's final state is committed.
+  Recorder(StateStore* store, EventHub* hub, LostFn on_lost, SessionSendFn send = nullptr, LogHub* logs = nullptr);
 
   // Writes the instance's row; once committed, publishes an instance event
   // of `kind` (none for KIND_UNSPECIFIED) with its task's counters as they
@@ -68,6 +70,7 @@ class Recorder {
   EventHub* const hub_;
   const LostFn on_lost_;
   const SessionSendFn send_;
+  LogHub* const logs_;
 };
 
 }  // namespace asflow

@@ -39,6 +39,35 @@ class PageBudget {
 
 }  // namespace
 
+absl::Status RunReader::AddAttempts(const InstanceRecord& row, v1::Instance* instance) const {
+  auto stored = store_->ListAttempts(row.run_id, row.seq);
+  if (!stored.ok()) return stored.status();
+  bool last_stored = false;
+  for (Store::StoredAttempt& s : *stored) {
+    const AttemptRecord& r = s.record;
+    v1::Attempt& a = *instance->add_attempt_history();
+    a.set_attempt(r.attempt);
+    a.set_started_ms(r.started_ms);
+    a.set_finished_ms(r.finished_ms);
+    a.set_exit_code(r.exit_code);
+    a.set_term_signal(r.term_signal);
+    a.set_state(r.state);
+    a.set_error(r.error);
+    a.set_stderr_tail(std::move(s.record.stderr_tail));
+    last_stored = r.started_ms == row.started_ms;
+  }
+  // A clean success has no row of its own: its instance row says it all.
+  if (row.state == v1::DONE && row.attempts > 0 && !last_stored) {
+    v1::Attempt& a = *instance->add_attempt_history();
+    a.set_attempt(row.attempts);
+    a.set_started_ms(row.started_ms);
+    a.set_finished_ms(row.finished_ms);
+    a.set_exit_code(0);
+    a.set_state(v1::DONE);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::Run> RunReader::GetRun(int64_t run_id) const {
   if (std::optional<v1::Run> run = hub_->FindRun(run_id)) return *run;
   auto rec = store_->GetRun(run_id);
@@ -102,6 +131,9 @@ absl::StatusOr<v1::ListTasksResponse> RunReader::ListTasks(const v1::ListTasksRe
   PageBudget budget;
   for (const InstanceRecord& row : *rows) {
     v1::Instance instance = InstanceToProto(row);
+    if (request.with_attempts()) {
+      if (absl::Status s = AddAttempts(row, &instance); !s.ok()) return s;
+    }
     if (!budget.Take(instance.ByteSizeLong())) break;
     *response.add_instances() = std::move(instance);
   }

@@ -28,7 +28,12 @@ class RunReader {
   // params filter without a task.
   absl::StatusOr<v1::ListTasksResponse> ListTasks(const v1::ListTasksRequest& request) const;
 
+  // Fills instance->attempt_history from the attempts table (and the
+  // instance row for a clean success, which has no row of its own).
+  absl::Status AddAttempts(const InstanceRecord& row, v1::Instance* instance) const;
+
  private:
+
   EventHub* const hub_;
   Store* const store_;
 };

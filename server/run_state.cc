@@ -354,6 +354,12 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
       auto t = compile(ts.on(), "on");
       if (!t.ok()) return t.status();
       task.on = std::make_unique<Template>(std::move(*t));
+      task.output_dir = IsDirectoryOutput(ts.on());
+      if (task.output_dir && task.pool != "local") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tasks[", i, "].on: a directory output ('", ts.on(), "') is written by the daemon's own pool; pool '",
+            task.pool, "' runs on remote workers, which cannot ship a directory yet"));
+      }
     }
     if (!ts.for_each().file().empty()) {
       auto t = Template::Compile(ts.for_each().file());
@@ -416,6 +422,14 @@ absl::StatusOr<std::string> RenderOutput(const RunRt& run, const TaskRt& task, c
       task.on->Render([&](absl::string_view name) { return LookupParam(bindings, run.params, name); }, &stars);
   if (!rendered.ok()) return rendered.status();
   std::string path = *rendered;
+  if (task.output_dir) {
+    // The directory itself; a value that made its last component empty
+    // would name its parent.
+    path.pop_back();
+    if (path.empty() || path.back() == '/') {
+      return absl::InvalidArgumentError(absl::StrCat("output path: \"", *rendered, "\" names no directory"));
+    }
+  }
   if (!stars.empty()) {
     path = ExpandStar(path, StableHash(absl::StrCat(task.spec->name(), "\n", inst.params)), &stars);
   }

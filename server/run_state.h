@@ -68,6 +68,9 @@ struct TaskRt {
   std::string pool;                    // "local" or a remote pool
   std::vector<Template> argv;
   std::unique_ptr<Template> on;        // null: output not kept
+  // `on` ends with '/': the output is a directory the command fills
+  // ($ASFLOW_OUTPUT_DIR); instances' `output` is its path without the '/'.
+  bool output_dir = false;
   std::unique_ptr<Template> file;      // for_each.file
   // Flow params the templates use. Not part of an instance's identity
   // (its bindings are): only of the execution key of a task without `on`,

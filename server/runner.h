@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "exec/subprocess.h"
 
@@ -34,6 +35,10 @@ struct ExecJob {
   // means stdout is counted but not kept.
   std::string workspace;
   std::string output;
+  // The output is a directory (`on` ends with '/'): the command gets an
+  // empty temporary one as $ASFLOW_OUTPUT_DIR, committed whole on success
+  // (common/atomic_dir.h); stdout is counted, not kept.
+  bool output_dir = false;
   // The pool that runs it ("local": the in-process pool).
   std::string pool;
   // A handler instead of `process` (exec/builtins.h: the built-ins run
@@ -102,6 +107,9 @@ struct RunnerEvents {
   std::function<void(const std::string& pool, int slots)> on_pool_slots;
   // Progress a job reports about itself (code sessions).
   std::function<void(ExecId, SelfProgress)> on_self_progress;
+  // The next chunk of a job's stderr, as it arrives (for asflowctl logs
+  // -f); called on the runner's thread, must not block.
+  std::function<void(ExecId, absl::string_view)> on_stderr;
 };
 
 // Runs ExecJobs somewhere and reports each result exactly once through the

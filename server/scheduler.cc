@@ -48,6 +48,11 @@ RunnerEvents Scheduler::runner_events() {
   events.on_self_progress = [this](ExecId id, SelfProgress progress) {
     Post([this, id, progress = std::move(progress)] { OnExecSelfProgress(id, progress); });
   };
+  // Straight to the log hub, not through this thread: stderr says nothing
+  // the scheduler acts on. deps_ is set before any job starts.
+  events.on_stderr = [this](ExecId id, absl::string_view chunk) {
+    if (deps_.logs != nullptr) deps_.logs->Append(id, chunk);
+  };
   return events;
 }
 
@@ -56,7 +61,7 @@ void Scheduler::SetDeps(SchedulerDeps deps) {
   recorder_ = std::make_unique<Recorder>(
       deps_.store, deps_.hub,
       [this](int64_t run_id, const absl::Status& s) { Post([this, run_id, s] { OnStoreLost(run_id, s); }); },
-      deps_.send_to_session);
+      deps_.send_to_session, deps_.logs);
   plan_.SetPoolSlots("local", options_.local_slots);
   // A code session runs whatever its run's limits let start.
   plan_.SetPoolSlots("code", 1 << 30);

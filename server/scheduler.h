@@ -32,6 +32,7 @@
 #include "server/clock.h"
 #include "server/event_hub.h"
 #include "server/exec_table.h"
+#include "server/log_hub.h"
 #include "server/plan.h"
 #include "server/recorder.h"
 #include "server/run_state.h"
@@ -68,6 +69,9 @@ struct SchedulerOptions {
   absl::Duration code_reattach = absl::Seconds(60);
   // Throttle keys every flow may `use` (asflowd --throttle).
   std::map<std::string, v1::ThrottleKey> throttle;
+  // Bytes of each attempt's stderr kept (its tail) in the store and for
+  // live readers (asflowd --stderr-tail).
+  size_t stderr_tail_bytes = 16 * 1024;
 };
 
 // What the scheduler works with; all must outlive it.
@@ -83,6 +87,8 @@ struct SchedulerDeps {
   Runner* code = nullptr;
   // Sends an event to a code session; may be null without sessions.
   std::function<void(int64_t session, v1::SessionEvent event)> send_to_session;
+  // Running attempts' stderr for live readers; may be null.
+  LogHub* logs = nullptr;
 };
 
 class Scheduler {
@@ -257,6 +263,15 @@ class Scheduler {
   // A --force run's instance succeeded: the .err it was cached by before
   // (if any) no longer says anything true; removed (scheduler_runs.cc).
   void MaybeRemoveForcedErrFile(const Exec& exec);
+  // History (scheduler_attempts.cc): the attempt starts for its waiters
+  // (live stderr readers see it), a run joins it, and what came of it is
+  // stored for each waiter (asflowctl show, logs).
+  void BeginAttempt(Exec& exec, absl::Time now);
+  void JoinAttempt(const Exec& exec, const RunRt& run, int64_t seq);
+  void RecordAttempt(const Exec& exec, const ExecResult& result, const AttemptOutcome& outcome);
+  // An attempt that is over without a row (the daemon is stopping, no run
+  // needs it).
+  void DropAttempt(const Exec& exec);
   void DetachFromExec(RunRt& run, int64_t seq);
   void OnExecProgress(ExecId id, int64_t bytes, int64_t lines);
   void OnExecSpawned(ExecId id, pid_t pgid);

@@ -37,6 +37,7 @@ void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
   inst.pgid = exec.pgid;
   inst.started_ms = NowMs();
   recorder_->Instance(run, seq, v1::InstanceEvent::STARTED);
+  JoinAttempt(exec, run, seq);
 }
 
 void Scheduler::StartPicked(const PlanPick& pick, absl::Time now) {
@@ -84,6 +85,7 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
     inst.attempts = exec.attempts;
     recorder_->Instance(run, seq, v1::InstanceEvent::STARTED);
   }
+  BeginAttempt(exec, now);
   exec.runner->Start(std::move(job));
 }
 
@@ -98,11 +100,13 @@ ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
   job.id = id;
   job.workspace = run.workspace;
   job.output = inst.output;
+  job.output_dir = task.output_dir;
   job.pool = task.pool;
   job.label = InstanceLabel(task.spec->name(), inst.params);
   job.builtin = task.spec->handler();
   if (!job.builtin.empty()) job.params = inst.params;
   job.process.kill_grace = options_.kill_grace;
+  job.process.stderr_tail_bytes = options_.stderr_tail_bytes;
   job.compression_level = task.spec->compression_level();
   if (run.code != nullptr) {
     // Its process runs it, as the call it knows it by.
@@ -144,6 +148,7 @@ void Scheduler::OnExecDone(ExecResult result) {
   if (stopping_ || exec->waiters.empty()) {
     // Shutting down (runs resume at the next start), or cancelled because
     // no run needs it any more.
+    DropAttempt(*exec);
     execs_.Erase(result.id);
     return;
   }
@@ -160,6 +165,7 @@ void Scheduler::OnExecDone(ExecResult result) {
   if (outcome.kind == AttemptOutcome::Kind::kFinal) {
     FinishExec(result.id, outcome, result);
   } else {
+    RecordAttempt(*exec, result, outcome);
     Requeue(*exec, outcome);
   }
 }
@@ -205,6 +211,7 @@ void Scheduler::FinishExec(ExecId id, const AttemptOutcome& judged, const ExecRe
   Exec* exec = execs_.Find(id);
   if (outcome.state == v1::SUPPRESSED) WriteErrFile(*exec, outcome);
   if (outcome.state == v1::DONE) MaybeRemoveForcedErrFile(*exec);
+  RecordAttempt(*exec, result, outcome);
   const auto waiters = std::move(exec->waiters);
   execs_.Erase(id);  // before the runs finish (they would detach from it)
   std::vector<int64_t> touched;  // run ids; a run may wait twice on one exec

@@ -8,7 +8,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_dir.h"
 #include "common/atomic_file.h"
+#include "common/beneath.h"
 #include "common/safe_path.h"
 #include "server/expansion.h"
 #include "server/run_selection.h"
@@ -62,9 +64,14 @@ absl::Status Scheduler::ResumeRun(RunRecord& rec, bool same_boot) {
     (*run)->resumed[key] = ResumedRow{row.seq, row.state, row};
     (*run)->next_seq = std::max((*run)->next_seq, row.seq + 1);
     if (!IsFinal(row.state) && !row.output.empty()) {
-      // The temporary of an instance that was running at the crash.
+      // The temporary of an instance that was running at the crash: a
+      // file, or a directory output's tree (never under its final name).
       const std::string tmp = AtomicFile::TempPathFor(row.output);
       if ((*run)->ws->Exists(tmp) && (*run)->ws->Remove(tmp).ok()) ++removed;
+      auto [dir, name] = SplitDirName(row.output);
+      const std::string tmp_dir =
+          dir.empty() ? AtomicDir::TempNameFor(name) : absl::StrCat(dir, "/", AtomicDir::TempNameFor(name));
+      if ((*run)->ws->Exists(tmp_dir) && (*run)->ws->RemoveTree(tmp_dir).ok()) ++removed;
     }
   }
   spdlog::info("resuming run {} ({}): {} instances known, {} stale temporaries removed", rec.run.id(),

@@ -122,6 +122,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   sched.local_slots = options.pool_size > 0 ? options.pool_size : std::max(8, 4 * cpus);
   sched.default_limit = options.default_limit > 0 ? options.default_limit : cpus;
   sched.kill_grace = absl::Seconds(options.kill_grace_seconds);
+  sched.stderr_tail_bytes = static_cast<size_t>(std::max<int64_t>(0, options.stderr_tail_bytes));
+  d->logs_ = std::make_unique<LogHub>(sched.stderr_tail_bytes);
   for (const std::string& flag : options.throttle) {
     auto keys = ParseThrottleFlag(flag);
     if (!keys.ok()) return keys.status();
@@ -152,6 +154,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
   deps.local = d->local_pool_.get();
   deps.remote = d->workers_.get();
   deps.code = d->sessions_.get();
+  deps.logs = d->logs_.get();
   deps.send_to_session = [s = d->sessions_.get()](int64_t session, v1::SessionEvent event) {
     s->Send(session, std::move(event));
   };
@@ -202,7 +205,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const ServerOptions& optio
     tcp_credentials = *creds;
   }
   Daemon* raw = d.get();
-  d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(),
+  d->service_ = std::make_unique<FlowServiceImpl>(d->scheduler_.get(), d->store_.get(), d->hub_.get(), d->logs_.get(),
                                                   d->workers_.get(), d->sessions_.get(), d->auth_.get(),
                                                   [raw](bool now) { raw->RequestShutdown(now); });
   d->service_->set_max_watchers(options.max_watchers);

@@ -19,6 +19,7 @@
 #include "server/schedules.h"
 #include "server/store.h"
 #include "server/session_hub.h"
+#include "server/log_hub.h"
 #include "server/worker_hub.h"
 #include "server/worker_service.h"
 #include "server/workspace_fs.h"
@@ -65,6 +66,9 @@ struct ServerOptions {
   std::string keep_runs = "30d,1000";
   // Seconds between pruning passes (a pass also runs at start).
   double prune_every_seconds = 60;
+  // Bytes of each attempt's stderr kept (its tail): stored in SQLite for
+  // `asflowctl show` and `logs`, and held for live readers while it runs.
+  int64_t stderr_tail_bytes = 16 * 1024;
 };
 
 class Daemon {
@@ -96,6 +100,7 @@ class Daemon {
   int lock_fd_ = -1;
   std::unique_ptr<Store> store_;
   std::unique_ptr<EventHub> hub_;
+  std::unique_ptr<LogHub> logs_;
   RealClock clock_;
   std::unique_ptr<RealWorkspaceFs> fs_;
   std::unique_ptr<RunMetrics> run_metrics_;

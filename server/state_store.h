@@ -39,6 +39,9 @@ class StateStore {
   virtual void PutNew(NewRows rows, RowsDone done = nullptr) = 0;
   // Updates the run's state, finished_ms, error and stored v1::Run.
   virtual void PutRun(v1::Run run, RunDone done = nullptr) = 0;
+  // Appends one attempt of an instance (its history: asflowctl show,
+  // logs).
+  virtual void PutAttempt(AttemptRecord record, RowsDone done = nullptr) = 0;
   // Replaces how the run was submitted (a code run's declared tasks).
   virtual void PutRunRequest(int64_t run_id, std::string request, RowsDone done = nullptr) = 0;
   // Waits until every write queued before is done; the first write error

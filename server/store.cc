@@ -85,6 +85,26 @@ CREATE TABLE schedules (
 );
 ALTER TABLE runs ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 5: each attempt's history (asflowctl show, logs): when it ran, how
+    // it ended, its stderr's tail. Rows only for attempts the instance
+    // row does not describe by itself (store_records.h, AttemptRecord), so
+    // a run of clean successes writes none.
+    R"sql(
+CREATE TABLE attempts (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  exit_code INTEGER NOT NULL,
+  term_signal INTEGER NOT NULL,
+  state INTEGER NOT NULL,                -- v1::InstanceState
+  error TEXT NOT NULL,
+  stderr BLOB NOT NULL
+);
+CREATE INDEX attempts_by_instance ON attempts(run_id, seq);
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -458,7 +478,7 @@ absl::Status Store::PrepareStatements() {
     absl::Status status = prepare(db, sql, *stmt);
     if (!status.ok()) return status;
   }
-  return absl::OkStatus();
+  return PrepareAttemptStatements();
 }
 
 Store::~Store() {
@@ -522,6 +542,10 @@ void Store::PutRun(v1::Run run, RunDone done) {
   Enqueue(Write{RunWrite{std::move(run), std::move(done)}, {}});
 }
 
+void Store::PutAttempt(AttemptRecord record, RowsDone done) {
+  Enqueue(Write{AttemptWrite{std::move(record), std::move(done)}, {}});
+}
+
 void Store::PutRunRequest(int64_t run_id, std::string request, RowsDone done) {
   Enqueue(Write{RequestWrite{run_id, std::move(request), std::move(done)}, {}});
 }
@@ -582,6 +606,8 @@ void Store::WriterLoop() {
         qw->done(w.status);
       } else if (auto* xw = std::get_if<RawWrite>(&w.op); xw != nullptr && xw->done) {
         xw->done(w.status);
+      } else if (auto* aw = std::get_if<AttemptWrite>(&w.op); aw != nullptr && aw->done) {
+        aw->done(w.status);
       }
     }
     absl::MutexLock lock(&mu_);
@@ -718,6 +744,7 @@ absl::Status Store::UpsertNewRows(const NewRows& rows) {
 absl::Status Store::ApplyWrite(Write& write) {
   if (auto* iw = std::get_if<InstanceWrite>(&write.op)) return UpsertInstance(iw->record);
   if (auto* rw = std::get_if<RowsWrite>(&write.op)) return UpsertNewRows(rw->rows);
+  if (auto* aw = std::get_if<AttemptWrite>(&write.op)) return InsertAttempt(aw->record);
   sqlite3* db = writer_db_.get();
   if (auto* xw = std::get_if<RawWrite>(&write.op)) return xw->apply(db);
   if (auto* rw = std::get_if<RunWrite>(&write.op)) {

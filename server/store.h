@@ -57,7 +57,7 @@ struct RunQuery {
 class Store final : public StateStore {
  public:
   // Newest schema version this build knows (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens or creates the database at `path`: creates parent directories and
   // the file (mode 0600) and migrates the schema. Fails, naming the path, if
@@ -95,6 +95,8 @@ class Store final : public StateStore {
   // Updates state, finished_ms, error and the stored v1::Run (counters etc.)
   // of run.id. A run that does not exist is a NotFound write error.
   void PutRun(v1::Run run, RunDone done = nullptr) override;
+  // Appends an attempt row (store_attempts.cc).
+  void PutAttempt(AttemptRecord record, RowsDone done = nullptr) override;
   // Replaces the stored request of run `run_id`.
   void PutRunRequest(int64_t run_id, std::string request, RowsDone done = nullptr) override;
 
@@ -142,6 +144,15 @@ class Store final : public StateStore {
       const InstanceQuery& q);
   // Every instance of the run, in seq order (to resume it after a restart).
   absl::StatusOr<std::vector<InstanceRecord>> LoadInstances(int64_t run_id) override;
+  // The attempts of run `run_id` (of instance `seq` unless it is < 0), in
+  // (seq, the order they were written) order, each with its instance's
+  // task and params (store_attempts.cc).
+  struct StoredAttempt {
+    AttemptRecord record;
+    std::string task;
+    std::string params;
+  };
+  absl::StatusOr<std::vector<StoredAttempt>> ListAttempts(int64_t run_id, int64_t seq = -1);
   // Daemon-wide facts (e.g. "boot_id"); "" when unset. SetMeta goes through
   // the writer like every write and returns once it is committed.
   absl::StatusOr<std::string> GetMeta(const std::string& key) override;
@@ -192,12 +203,16 @@ class Store final : public StateStore {
     RawApply apply;
     RowsDone done;
   };
+  struct AttemptWrite {
+    AttemptRecord record;
+    RowsDone done;
+  };
   struct MetaWrite {
     std::string key;
     std::string value;
   };
   struct Write {
-    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite, RequestWrite, RawWrite> op;
+    std::variant<InstanceWrite, RunWrite, NewRun, MetaWrite, RowsWrite, RequestWrite, RawWrite, AttemptWrite> op;
     absl::Status status;  // this write's outcome, for its callback
   };
 
@@ -212,6 +227,9 @@ class Store final : public StateStore {
   // FailedPrecondition naming the file unless 0 <= version <= kSchemaVersion.
   absl::Status CheckSchemaVersion(int version) const;
   absl::Status PrepareStatements();
+  // The attempts table's statements (store_attempts.cc).
+  absl::Status PrepareAttemptStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reader_mu_);
+  absl::Status InsertAttempt(const AttemptRecord& r);
 
   // Queues one write and returns its sequence number (1-based, call order).
   uint64_t Enqueue(Write write);
@@ -241,6 +259,7 @@ class Store final : public StateStore {
   Stmt begin_, commit_, rollback_;
   Stmt insert_run_, update_run_, update_request_, upsert_instance_;
   Stmt upsert_instances_;  // kRowsPerUpsert rows at once
+  Stmt insert_attempt_;
   std::thread writer_;
   std::thread::id writer_id_;
 
@@ -253,6 +272,7 @@ class Store final : public StateStore {
   Stmt list_task_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt find_instances_ ABSL_GUARDED_BY(reader_mu_);
   Stmt get_meta_ ABSL_GUARDED_BY(reader_mu_);
+  Stmt list_attempts_ ABSL_GUARDED_BY(reader_mu_);
   Stmt set_meta_;  // writer thread only
 
   // The write queue.

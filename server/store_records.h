@@ -39,6 +39,26 @@ struct InstanceRecord {
   int32_t pgid = 0;
 };
 
+// One attempt of an instance as stored (table `attempts`): when it ran,
+// how it ended and the tail of its stderr. A successful attempt with
+// nothing on stderr gets no row: the instance's own row (state DONE,
+// started_ms, finished_ms, attempts) already says all of it.
+struct AttemptRecord {
+  int64_t run_id = 0;
+  int64_t seq = 0;
+  // 1 for the first try; a try that did not count (its worker was lost,
+  // a cooldown) has the number the next try will have.
+  int32_t attempt = 0;
+  int64_t started_ms = 0, finished_ms = 0;
+  int32_t exit_code = -1;  // -1: never ran or killed by a signal
+  int32_t term_signal = 0;
+  // What came of it: DONE, FAILED, SKIPPED, SUPPRESSED; QUEUED when it
+  // was tried again (retry, cooldown, worker lost); CANCELLED.
+  v1::InstanceState state = v1::DONE;
+  std::string error;   // the error text (or the note of a requeue)
+  std::string stderr_tail;  // last bytes of stderr (asflowd --stderr-tail)
+};
+
 // First rows of new instances of one task (queued, or cached: nothing
 // run, no error), written as one write: a run that expands 100,000
 // instances holds ~30 bytes per row plus its text until they are

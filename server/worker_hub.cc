@@ -184,6 +184,7 @@ void WorkerHub::Start(ExecJob job) {
       a.set_kill_grace_ms(absl::ToInt64Milliseconds(job.process.kill_grace));
       a.set_params_json(job.params);
       a.set_label(job.label);
+      a.set_stderr_tail_bytes(static_cast<int64_t>(job.process.stderr_tail_bytes));
       a.set_wants_output(!job.output.empty());
       a.set_output(job.output);
       ExecId id = job.id;
@@ -257,6 +258,15 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
     }
   }
   // The file work happens outside the lock: only this thread touches it.
+  if (message.has_output() && !message.output().stderr().empty()) {
+    // Live stderr: to readers only (the result brings the stored tail).
+    const std::string& err = message.output().stderr();
+    if (events_.on_stderr != nullptr) {
+      events_.on_stderr(open->job().id,
+                        absl::string_view(err).substr(0, static_cast<size_t>(options_.max_chunk_bytes)));
+    }
+    if (message.output().data().empty()) return absl::OkStatus();
+  }
   if (message.has_output()) {
     const std::string& data = message.output().data();
     if (static_cast<int64_t>(data.size()) > options_.max_chunk_bytes) {
@@ -278,6 +288,12 @@ absl::Status WorkerHub::Handle(Session& session, const v1::WorkerMessage& messag
   ExecResult result;
   result.id = open->job().id;
   result.process = ResultFromProto(message.result());
+  // The daemon's --stderr-tail, whatever the worker kept (an older one
+  // keeps its own 16 KiB; 0 in the assignment means that default).
+  std::string& tail = result.process.stderr_tail;
+  if (tail.size() > open->job().process.stderr_tail_bytes) {
+    tail.erase(0, tail.size() - open->job().process.stderr_tail_bytes);
+  }
   absl::Status check;
   if (!open->job().output.empty() && result.process.ok() && message.result().stdout_bytes() != open->bytes()) {
     // Cannot happen with a correct worker; never keep a short file.

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_dir.h"
 #include "common/beneath.h"
 #include "common/exists_probe.h"
 #include "common/line_reader.h"
@@ -63,6 +64,13 @@ class RealWorkspace final : public Workspace {
   }
 
   absl::Status Remove(absl::string_view rel) override { return UnlinkBeneath(root_.get(), path(), rel); }
+  absl::Status RemoveTree(absl::string_view rel) override {
+    auto [dir, name] = SplitDirName(rel);
+    auto parent = OpenDirBeneath(root_.get(), path(), dir, /*create=*/false);
+    if (absl::IsNotFound(parent.status())) return absl::OkStatus();
+    if (!parent.ok()) return parent.status();
+    return RemoveTreeAt(parent->get(), std::string(name), absl::StrCat(path(), "/", rel));
+  }
 
  private:
   const UniqueFd root_;

@@ -56,6 +56,9 @@ class Workspace {
   virtual absl::Status WriteFile(absl::string_view rel, absl::string_view text) = 0;
   // Removes `rel`; OK if it is not there.
   virtual absl::Status Remove(absl::string_view rel) = 0;
+  // Removes the directory `rel` and everything below it, following no
+  // symlink (a directory output's temporary); OK if it is not there.
+  virtual absl::Status RemoveTree(absl::string_view rel) = 0;
 
  protected:
   explicit Workspace(std::string path) : path_(std::move(path)) {}

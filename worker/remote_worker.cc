@@ -346,6 +346,19 @@ void RemoteWorker::RunAssignment(Session& session, Assignment& a) {
     process.env = MergeEnvironment(env);
     if (spec.timeout_ms() > 0) process.timeout = absl::Milliseconds(spec.timeout_ms());
     process.kill_grace = absl::Milliseconds(spec.kill_grace_ms());
+    if (spec.stderr_tail_bytes() > 0) process.stderr_tail_bytes = static_cast<size_t>(spec.stderr_tail_bytes());
+    // Live, for asflowctl logs -f; a closed stream ends the run through
+    // stdout's next write.
+    process.on_stderr = [&](absl::string_view data) {
+      while (!data.empty()) {
+        absl::string_view piece = data.substr(0, kChunkBytes);
+        data.remove_prefix(piece.size());
+        v1::WorkerMessage message;
+        message.mutable_output()->set_id(spec.id());
+        message.mutable_output()->set_stderr(piece.data(), piece.size());
+        if (!session.Write(message)) return;
+      }
+    };
     if (result.spawn_status.ok()) result = RunSubprocess(process, emit, &a.canceller);
   }
   v1::WorkerMessage done;

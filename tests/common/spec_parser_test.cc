@@ -533,6 +533,16 @@ TEST(SpecValidatorTest, EmptyProgram) {
             "flow.yaml:5:11: tasks[0].run[0]: program is empty");
 }
 
+TEST(SpecValidatorTest, DirectoryOutputsStayLocalAndAreNoLinesOfInput) {
+  EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    on: media/\n    pool: crawl\n")),
+            "flow.yaml:6:5: tasks[0].on: a directory output is written by the daemon's own pool; pool 'crawl' runs "
+            "on remote workers, which cannot ship a directory yet");
+  EXPECT_THAT(YamlError("name: x\ntasks:\n  - name: a\n    run: [echo]\n    on: media/\n"
+                        "  - name: b\n    for_each: {lines_of: a, as: i}\n    on: 'o/{i}'\n    run: [echo]\n"),
+              ::testing::HasSubstr("tasks[1].for_each.lines_of: task 'a' writes a directory ('media/'); lines_of "
+                                   "reads a file"));
+}
+
 TEST(SpecValidatorTest, TemplateSyntaxErrorsQuoteTheTemplate) {
   EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    on: \"data/{id.zst\"\n")),
             "flow.yaml:6:5: tasks[0].on: unclosed '{' at column 6 in "
@@ -540,8 +550,10 @@ TEST(SpecValidatorTest, TemplateSyntaxErrorsQuoteTheTemplate) {
 }
 
 TEST(SpecValidatorTest, OnMustNameAFileInsideTheWorkspace) {
-  EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    on: data/\n")),
-            "flow.yaml:6:5: tasks[0].on: must name a file, got 'data/'");
+  // One trailing '/' names a directory output; two name nothing.
+  EXPECT_TRUE(ParseYaml(OneTask("    run: [echo]\n    on: data/\n")).ok());
+  EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    on: data//\n")),
+            "flow.yaml:6:5: tasks[0].on: must name a file or a directory (one trailing '/'), got 'data//'");
   EXPECT_EQ(YamlError(OneTask("    run: [echo]\n    on: ../x\n")),
             "flow.yaml:6:5: tasks[0].on: must not have a '..' component, got "
             "'../x'");

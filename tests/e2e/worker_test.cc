@@ -224,6 +224,36 @@ TEST_F(WorkerTest, ErrorRulesJudgeRemoteResultsAsLocalOnes) {
   EXPECT_THAT(run.out, HasSubstr("fetch                       4        2        0        0          2        0"));
 }
 
+// A remote instance's stderr reaches `asflowctl logs -f` as the command
+// writes it (the worker sends it in output chunks), over TCP with a token
+// as from another host, and its tail is stored as a local one's.
+TEST_F(WorkerTest, RemoteInstancesStderrIsFollowedLiveAndKept) {
+  StartListeningDaemon();
+  StartWorker("w1", 4);
+  ASSERT_TRUE(WaitWorkers(1));
+  const int64_t run = DetachPath(kData + "/remote_noisy.flow.yaml", {"dir=" + ws_});
+  Launch follow;
+  follow = MakeLaunch({kCtl, "--server", server_, "--token-file", default_token_, "logs", absl::StrCat(run), "-f"}, ws_);
+  const pid_t pid = SpawnProcess(follow);
+  children_.push_back(pid);
+  std::string out;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        out = ReadAll(follow.stdout_path);
+        return absl::StrContains(out, "talk(i=1) | 1: waiting\n") && absl::StrContains(out, "talk(i=2) | 2: waiting\n");
+      },
+      20s))
+      << out << ReadAll(follow.stderr_path);
+  EXPECT_THAT(out, Not(HasSubstr("done"))) << "both still wait: these lines came live";
+  WriteFileOrDie(ws_ + "/go.1", "");
+  WriteFileOrDie(ws_ + "/go.2", "");
+  EXPECT_EQ(WaitChild(pid, 20s), 0) << ReadAll(follow.stderr_path);
+  EXPECT_THAT(ReadAll(follow.stdout_path), HasSubstr("talk(i=2) | 2: done\n"));
+  CommandResult logs = Ctl({"logs", absl::StrCat(run), "talk", "i=1"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "1: waiting\n1: done\n");
+}
+
 TEST_F(WorkerTest, InstanceLostThreeTimesFails) {
   StartListeningDaemon();
   std::string marker_env;

@@ -129,6 +129,13 @@ class FakeWorkspace final : public Workspace {
     fs_->files_.erase(Abs(rel));
     return absl::OkStatus();
   }
+  absl::Status RemoveTree(absl::string_view rel) override {
+    const std::string dir = Abs(rel);
+    for (auto it = fs_->files_.begin(); it != fs_->files_.end();) {
+      it = it->first == dir || absl::StartsWith(it->first, dir + "/") ? fs_->files_.erase(it) : std::next(it);
+    }
+    return absl::OkStatus();
+  }
 
  private:
   std::string Abs(absl::string_view rel) const { return absl::StrCat(path(), "/", rel); }
@@ -269,6 +276,12 @@ class FakeStore final : public StateStore {
     if (s.ok()) runs_[run_id].request = std::move(request);
     if (done) done(s);
   }
+  // Attempt rows are kept apart and always succeed: FailFrom counts the
+  // state writes the scheduler's correctness rests on.
+  void PutAttempt(AttemptRecord record, RowsDone done = nullptr) override {
+    attempts_.push_back(std::move(record));
+    if (done) done(absl::OkStatus());
+  }
   absl::Status Flush() override { return std::exchange(first_error_, absl::OkStatus()); }
 
   absl::StatusOr<RunRecord> GetRun(int64_t id) override {
@@ -332,6 +345,8 @@ class FakeStore final : public StateStore {
     return last_run_;
   }
   void AddInstance(InstanceRecord r) { instances_[{r.run_id, r.seq}] = std::move(r); }
+  // Every attempt row written, in order.
+  const std::vector<AttemptRecord>& attempts() const { return attempts_; }
 
  private:
   absl::Status Write() {
@@ -346,6 +361,7 @@ class FakeStore final : public StateStore {
   std::map<int64_t, RunRecord> runs_;
   std::map<std::pair<int64_t, int64_t>, InstanceRecord> instances_;
   std::map<std::string, std::string> meta_;
+  std::vector<AttemptRecord> attempts_;
   int64_t last_run_ = 0;
   int64_t writes_ = 0;
   int64_t fail_from_ = 0;

@@ -263,6 +263,60 @@ TEST_F(SchedulerTest, RetryWaitsBackoffTimesTwoToTheAttemptPlusJitter) {
   EXPECT_EQ(RunState(run), v1::RUN_FAILED);
 }
 
+TEST_F(SchedulerTest, EachAttemptIsRecordedButAQuietSuccessWritesNoRow) {
+  const int64_t run = Submit(Flow("    retry: {retries: 1, backoff: 1s, exit_codes: [75]}\n", "f", "[a, b]"));
+  const int64_t started = absl::ToUnixMillis(clock_.Now());
+  local_->FinishExit(local_->IdOf("t(id=a)"), 75, "busy\n");
+  local_->FinishOk(local_->IdOf("t(id=b)"));  // nothing on stderr: its row says it all
+  sched_->Step();
+  ASSERT_EQ(store_.attempts().size(), 1u);
+  Advance(absl::Seconds(1));
+  ExecResult ok;
+  ok.process.exit_code = 0;
+  ok.process.stderr_tail = "fine\n";
+  local_->Finish(local_->IdOf("t(id=a)"), ok);
+  sched_->Step();
+  EXPECT_EQ(State(run, 0), v1::DONE);
+  ASSERT_EQ(store_.attempts().size(), 2u);
+  const AttemptRecord& first = store_.attempts()[0];
+  EXPECT_EQ(first.run_id, run);
+  EXPECT_EQ(first.seq, 0);
+  EXPECT_EQ(first.attempt, 1);
+  EXPECT_EQ(first.state, v1::QUEUED);
+  EXPECT_EQ(first.exit_code, 75);
+  EXPECT_EQ(first.started_ms, started);
+  EXPECT_EQ(first.finished_ms, started);
+  EXPECT_EQ(first.stderr_tail, "busy\n");
+  EXPECT_THAT(first.error, HasSubstr("attempt 1 of 2 failed, retrying in "));
+  const AttemptRecord& second = store_.attempts()[1];
+  EXPECT_EQ(second.attempt, 2);
+  EXPECT_EQ(second.state, v1::DONE);
+  EXPECT_EQ(second.exit_code, 0);
+  EXPECT_EQ(second.started_ms, started + 1000);
+  EXPECT_EQ(second.stderr_tail, "fine\n");
+  EXPECT_EQ(second.error, "");
+}
+
+TEST_F(SchedulerTest, DirectoryOutputIsTheDirectoryItselfAndRemotePoolsAreRefused) {
+  const int64_t run = Submit(
+      "name: m\ntasks:\n  - name: t\n    for_each: {values: [a], as: id}\n    on: media/{id}/\n    run: [cmd]\n");
+  ASSERT_EQ(local_->running().size(), 1u);
+  const ExecJob& job = local_->running().begin()->second;
+  EXPECT_EQ(job.output, "media/a");
+  EXPECT_TRUE(job.output_dir);
+  EXPECT_EQ(Row(run, 0).output, "media/a");
+  // Present: cached (the next run of the same flow).
+  fs_.Put("/ws/media/b", "");
+  const int64_t again = Submit(
+      "name: m\ntasks:\n  - name: t\n    for_each: {values: [b], as: id}\n    on: media/{id}/\n    run: [cmd]\n");
+  EXPECT_EQ(State(again, 0), v1::CACHED);
+  absl::StatusOr<int64_t> remote = TrySubmit(
+      "name: r\ntasks:\n  - name: t\n    on: media/x/\n    run: [cmd]\n    pool: crawl\n");
+  EXPECT_THAT(remote.status().message(),
+              HasSubstr("tasks[0].on: a directory output is written by the daemon's own pool; pool 'crawl' runs on "
+                        "remote workers, which cannot ship a directory yet"));
+}
+
 // Issue 15 defect 2: a retry went to the back of its task's queue, so with
 // a long queue it started long after its backoff ended.
 TEST_F(SchedulerTest, ARetryGoesAheadOfInstancesThatNeverStartedOnceItsBackoffEnds) {

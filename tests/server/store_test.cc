@@ -746,5 +746,51 @@ TEST_F(StoreTest, PgidAndMetaRoundTrip) {
   EXPECT_EQ(store->LoadInstances(1)->at(0).pgid, 4242);
 }
 
+TEST_F(StoreTest, AttemptsAreKeptPerInstanceInOrderWithTheirTaskAndParams) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const int64_t run = CreateRunOrDie(*store, "transcripts");
+  store->PutInstance(MakeInstance(run, 0, "extract"));
+  store->PutInstance(MakeInstance(run, 1, "extract"));
+  auto attempt = [&](int64_t seq, int n, v1::InstanceState state, std::string err) {
+    AttemptRecord a;
+    a.run_id = run;
+    a.seq = seq;
+    a.attempt = n;
+    a.started_ms = 1000 * n;
+    a.finished_ms = 1000 * n + 500;
+    a.exit_code = state == v1::DONE ? 0 : 75;
+    a.state = state;
+    a.error = state == v1::DONE ? "" : "exit code 75";
+    a.stderr_tail = std::move(err);
+    return a;
+  };
+  store->PutAttempt(attempt(1, 1, v1::QUEUED, std::string("busy\n\xff\0bytes", 12)));
+  store->PutAttempt(attempt(0, 1, v1::DONE, "fine\n"));
+  store->PutAttempt(attempt(1, 2, v1::DONE, "ok\n"));
+  ASSERT_TRUE(store->Flush().ok());
+
+  auto all = store->ListAttempts(run);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].record.seq, 0);
+  EXPECT_EQ((*all)[1].record.seq, 1);
+  EXPECT_EQ((*all)[1].record.attempt, 1);
+  EXPECT_EQ((*all)[1].record.state, v1::QUEUED);
+  EXPECT_EQ((*all)[1].record.exit_code, 75);
+  EXPECT_EQ((*all)[1].record.error, "exit code 75");
+  EXPECT_EQ((*all)[1].record.stderr_tail, std::string("busy\n\xff\0bytes", 12));  // bytes as they came
+  EXPECT_EQ((*all)[1].record.started_ms, 1000);
+  EXPECT_EQ((*all)[1].record.finished_ms, 1500);
+  EXPECT_EQ((*all)[1].task, "extract");
+  EXPECT_EQ((*all)[1].params, "{\"video_id\":\"v1\"}");
+  EXPECT_EQ((*all)[2].record.attempt, 2);
+
+  auto one = store->ListAttempts(run, 0);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(one->front().record.stderr_tail, "fine\n");
+}
+
 }  // namespace
 }  // namespace asflow

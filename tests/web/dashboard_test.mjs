@@ -119,6 +119,13 @@ async function main() {
   const full = await detail.textContent();
   check('the instance page shows the whole error text', () =>
     assert.equal(full, 'exit code 1: RateLimited: the API refused id 3 (HTTP 429)\nRateLimited: the API refused id 3 (HTTP 429)'));
+  // Its attempts (issue 17): the one try, how it ended, its stderr tail.
+  const attempts = await page.$$eval('#attempts tbody tr', (rows) => rows.map((r) => r.textContent));
+  check('the instance page lists the attempt with its exit code, error and stderr tail', () => {
+    assert.equal(attempts.length, 2);
+    assert.match(attempts[0], /^1.*exit 1failedexit code 1: RateLimited: the API refused id 3 \(HTTP 429\)$/);
+    assert.equal(attempts[1].trim(), 'RateLimited: the API refused id 3 (HTTP 429)');
+  });
   await page.screenshot({ path: join(shots, 'dashboard-instance.png'), fullPage: true });
 
   // Cancel from the page; asflowctl agrees.

@@ -441,7 +441,32 @@ function InstancePage({ id, seq }) {
       <tr><th>Finished</th><td>${when(inst.finishedMs)}${duration && ` (${duration})`}</td></tr>
     </table>
     ${inst.error && html`<h2>Error (last attempt; stderr tail)</h2><pre class="errtext" id="instance-error">${inst.error}</pre>`}
+    <${Attempts} list=${inst.attemptHistory || []} />
   </main>`;
+}
+
+// protobuf's JSON mapping sends bytes as base64; stderr is shown as UTF-8.
+function fromBase64(b64) {
+  if (!b64) return '';
+  return new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+}
+
+// Each attempt: start, duration, how it ended, its error and stderr tail.
+function Attempts({ list }) {
+  if (list.length === 0) return null;
+  return html`<h2>Attempts</h2>
+    <table class="problems" id="attempts">
+      <thead><tr><th>#</th><th>Started</th><th>Took</th><th>Exit</th><th>Outcome</th><th>Error</th></tr></thead>
+      <tbody>${list.map((a) => html`<tr>
+        <td>${a.attempt || 0}</td>
+        <td>${when(a.startedMs)}</td>
+        <td>${clock(Math.max(0, num(a.finishedMs) - num(a.startedMs)) / 1000)}</td>
+        <td>${a.termSignal ? `signal ${a.termSignal}` : (a.exitCode ?? 0) >= 0 ? `exit ${a.exitCode || 0}` : '—'}</td>
+        <td>${(a.state || 'DONE') === 'QUEUED' ? 'tried again' : html`<${StateBadge} state=${(a.state || 'DONE').toLowerCase()} />`}</td>
+        <td>${(a.error || '').split('\n')[0]}</td>
+      </tr>${a.stderrTail && html`<tr class="stderr"><td></td><td colspan="5"><pre class="errtext">${fromBase64(a.stderrTail)}</pre></td></tr>`}`)}
+      </tbody>
+    </table>`;
 }
 
 // ---------------------------------------------------------------- workers
