@@ -158,7 +158,7 @@ async function main() {
 }
 
 // The offline YouTube fixture answers the first 2 transcript requests with
-// 429 and Retry-After: 3; the flow fetches 6 transcripts through the key
+// 429 and Retry-After: 3; the flow fetches 4 transcripts through the key
 // yt (limit 1) with the tutorial's cooldown rule.
 async function throttleScenario(page, base) {
   fixture = spawn('/usr/bin/python3', [join(root, 'examples/youtube/offline/fixture_server.py'),
@@ -174,7 +174,7 @@ throttle:
   yt: {limit: 1, rate: auto}
 tasks:
   - name: fetch
-    for_each: {values: [vid01, vid02, vid04, vid06, vid09, vid10], as: id}
+    for_each: {values: [vid01, vid02, vid04, vid06], as: id}
     on: out/{id}.jsonl
     run: [python3, scripts/transcript.py, "{id}"]
     uses: [yt]
@@ -206,12 +206,12 @@ tasks:
   const still = await page.$eval('tr.task[data-task=fetch]', (r) => Number(r.dataset.finished));
   check(`a paused task starts nothing (${held} finished, then ${still})`, () => {
     assert.equal(still, held);
-    assert.ok(held < 6);
+    assert.ok(held < 4);
   });
 
   // Resume from the page: the run finishes with every output.
   await page.click('tr.task[data-task=fetch] button.gate-action.resume');
-  await page.waitForSelector('#run-state[data-state=succeeded]', { timeout: 30000 });
+  await page.waitForSelector('#run-state[data-state=succeeded]', { timeout: 120000 });
   const runs = ctl('runs');
   check('resumed, the run succeeds (asflowctl runs)', () =>
     assert.match(runs, new RegExp(`^${run} +succeeded +polite `, 'm')));
