@@ -21,6 +21,10 @@ AttemptFacts FactsOf(const ExecResult& r) {
   facts.signal = r.process.term_signal;
   facts.timed_out = r.process.timed_out;
   facts.stderr_tail = r.process.stderr_tail;
+  // A code session's exception has no stderr: its text (the traceback,
+  // ending with "Type: message") is what `stderr` matchers see, as a
+  // Python handler worker sends it as its stderr tail.
+  if (facts.stderr_tail.empty()) facts.stderr_tail = r.process.error_text;
   facts.errors = r.process.error_types;
   return facts;
 }

@@ -2,12 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/time/time.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -39,6 +41,19 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const std::string&
     return absl::InvalidArgumentError(absl::StrCat(key, "=", req.get_param_value(key), ": not a number"));
   }
   return v;
+}
+
+// What the scheduler's answer `done` carries, waiting at most 30 s for it
+// (the scheduler thread answers every request in turn).
+template <typename T>
+absl::StatusOr<T> AwaitScheduler(const std::function<void(std::function<void(T)>)>& ask) {
+  auto promise = std::make_shared<std::promise<T>>();
+  std::future<T> done = promise->get_future();
+  ask([promise](T value) { promise->set_value(std::move(value)); });
+  if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    return absl::DeadlineExceededError("the scheduler did not answer within 30 s");
+  }
+  return done.get();
 }
 
 // The number captured by the route's regular expression group `i`.
@@ -201,6 +216,46 @@ void HttpApi::CancelRun(const httplib::Request& req, httplib::Response& res) con
   v1::CancelRunResponse response;
   response.set_state(*state);
   ReplyJson(response, res);
+}
+
+void HttpApi::ListThrottle(const httplib::Request& req, httplib::Response& res) const {
+  auto list = AwaitScheduler<v1::ListThrottleResponse>(
+      [this](std::function<void(v1::ListThrottleResponse)> done) { scheduler_->ListThrottle(std::move(done)); });
+  if (!list.ok()) return ReplyError(list.status(), res);
+  ReplyJson(*list, res);
+}
+
+void HttpApi::Pause(const httplib::Request& req, httplib::Response& res) const {
+  std::string target = req.matches.size() > 1 ? req.matches[1].str() : "";
+  absl::Duration duration = absl::ZeroDuration();
+  if (req.has_param("for")) {
+    const std::string text = req.get_param_value("for");
+    if (!absl::ParseDuration(text, &duration) || duration <= absl::ZeroDuration() ||
+        duration == absl::InfiniteDuration()) {
+      return ReplyError(absl::InvalidArgumentError(absl::StrCat(
+                            "for=", text, ": expected a duration such as 10m, 90s or 1h30m (leave it out: until resumed)")),
+                        res);
+    }
+  }
+  using Answer = absl::StatusOr<v1::ThrottleStatus>;
+  auto status = AwaitScheduler<Answer>([this, &target, duration](std::function<void(Answer)> done) {
+    scheduler_->Pause(target, duration, std::move(done));
+  });
+  if (!status.ok()) return ReplyError(status.status(), res);
+  if (!status->ok()) return ReplyError(status->status(), res);
+  v1::PauseResponse response;
+  *response.mutable_status() = std::move(**status);
+  ReplyJson(response, res);
+}
+
+void HttpApi::Resume(const httplib::Request& req, httplib::Response& res) const {
+  std::string target = req.matches.size() > 1 ? req.matches[1].str() : "";
+  using Answer = absl::StatusOr<v1::ResumeResponse>;
+  auto answer = AwaitScheduler<Answer>(
+      [this, &target](std::function<void(Answer)> done) { scheduler_->Unpause(target, std::move(done)); });
+  if (!answer.ok()) return ReplyError(answer.status(), res);
+  if (!answer->ok()) return ReplyError(answer->status(), res);
+  ReplyJson(**answer, res);
 }
 
 void HttpApi::ListWorkers(const httplib::Request& req, httplib::Response& res) const {

@@ -37,6 +37,12 @@ class HttpApi {
   void CancelRun(const httplib::Request& req, httplib::Response& res) const;
   // GET /api/v1/workers (v1::ListWorkersResponse).
   void ListWorkers(const httplib::Request& req, httplib::Response& res) const;
+  // GET /api/v1/throttle (v1::ListThrottleResponse).
+  void ListThrottle(const httplib::Request& req, httplib::Response& res) const;
+  // POST /api/v1/throttle/{key or task}:pause?for=10m (v1::PauseResponse).
+  void Pause(const httplib::Request& req, httplib::Response& res) const;
+  // POST /api/v1/throttle/{key or task}:resume (v1::ResumeResponse).
+  void Resume(const httplib::Request& req, httplib::Response& res) const;
 
   // Helpers shared with the other routes.
   static void ReplyJson(const google::protobuf::Message& message, httplib::Response& res);

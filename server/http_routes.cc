@@ -15,6 +15,9 @@ const std::vector<HttpRoute>& HttpRoutes() {
       {RouteId::kPage, "GET", R"(/|/runs/\d+|/runs/\d+/instances/\d+|/workers)", "/runs/1"},
       {RouteId::kAsset, "GET", R"(/static/([A-Za-z0-9_./-]+))", "/static/app.js"},
       {RouteId::kLogin, "POST", R"(/login)", "/login"},
+      {RouteId::kListThrottle, "GET", R"(/api/v1/throttle)", "/api/v1/throttle"},
+      {RouteId::kPause, "POST", R"(/api/v1/throttle/([^/]+):pause)", "/api/v1/throttle/youtube:pause"},
+      {RouteId::kResume, "POST", R"(/api/v1/throttle/([^/]+):resume)", "/api/v1/throttle/youtube:resume"},
   };
   return routes;
 }

@@ -22,6 +22,9 @@ enum class RouteId {
   kPage,         // GET  the dashboard's pages (one HTML page; the script routes)
   kAsset,        // GET  /static/... (scripts, styles, compiled in)
   kLogin,        // POST /login (the token prompt's form)
+  kListThrottle, // GET  /api/v1/throttle
+  kPause,        // POST /api/v1/throttle/{name}:pause?for=
+  kResume,       // POST /api/v1/throttle/{name}:resume
 };
 
 struct HttpRoute {

@@ -123,9 +123,18 @@ void HttpServer::Register() {
   });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    HttpApi::ReplyError(absl::Status(res.status == 404 ? absl::StatusCode::kNotFound : absl::StatusCode::kUnknown,
-                                     res.status == 404 ? absl::StrCat("no such path: ", req.method, " ", req.path)
-                                                       : absl::StrCat("HTTP ", res.status)),
+    if (res.status == 404) {
+      return HttpApi::ReplyError(absl::NotFoundError(absl::StrCat("no such path: ", req.method, " ", req.path)), res);
+    }
+    if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      // cpp-httplib refuses a POST that says nothing of its body's length
+      // (`curl -X POST` without -d).
+      return HttpApi::ReplyError(
+          absl::InvalidArgumentError("a POST needs a Content-Length (an empty body is fine: curl -d '')"), res);
+    }
+    HttpApi::ReplyError(absl::Status(res.status == 400 ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kUnknown,
+                                     absl::StrCat("HTTP ", res.status)),
                         res);
   });
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
@@ -167,6 +176,15 @@ void HttpServer::Register() {
         break;
       case RouteId::kLogin:
         handler = [this](const auto& req, auto& res) { Login(req, res); };
+        break;
+      case RouteId::kListThrottle:
+        handler = [api](const auto& req, auto& res) { api->ListThrottle(req, res); };
+        break;
+      case RouteId::kPause:
+        handler = [api](const auto& req, auto& res) { api->Pause(req, res); };
+        break;
+      case RouteId::kResume:
+        handler = [api](const auto& req, auto& res) { api->Resume(req, res); };
         break;
     }
     if (absl::string_view(route.method) == "POST") {

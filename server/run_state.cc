@@ -335,6 +335,8 @@ absl::StatusOr<std::unique_ptr<RunRt>> BuildRun(v1::SubmitFlowRequest request, i
     task.rules = *rules;
     task.exec_def = std::make_shared<const ExecDef>(ExecDef{task.key, task.pool, task.rules});
     task.counters.set_task(ts.name());
+    task.counters.set_gate(task.key);
+    *task.counters.mutable_uses() = ts.uses();
     std::set<std::string> used;
     auto compile = [&](const std::string& text, absl::string_view field) -> absl::StatusOr<Template> {
       auto t = Template::Compile(text);
@@ -555,6 +557,8 @@ absl::Status BuildCodeTask(RunRt& run, int t, int default_limit) {
   task.rules = *rules;
   task.exec_def = std::make_shared<const ExecDef>(ExecDef{task.key, task.pool, task.rules});
   task.counters.set_task(ts.name());
+  task.counters.set_gate(task.key);
+  *task.counters.mutable_uses() = ts.uses();
   return absl::OkStatus();
 }
 

@@ -14,7 +14,8 @@ __path__ = extend_path(__path__, __name__)
 __version__ = "0.2.0"
 
 from asflow.flow import Flow  # noqa: E402
+from asflow.throttle import Cooldown  # noqa: E402
 
 flow = Flow()
 
-__all__ = ["Flow", "flow", "__version__"]
+__all__ = ["Cooldown", "Flow", "flow", "__version__"]

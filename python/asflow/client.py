@@ -17,6 +17,7 @@ threads share it).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,15 +34,25 @@ from asflow.flowimports import load_flow_file
 from asflow.v1 import flow_pb2, service_pb2, service_pb2_grpc, worker_pb2
 
 __all__ = ["AsflowError", "Client", "Submitted", "Snapshot", "RunChanged", "InstanceChanged", "WatchEvent",
-           "InstanceEventKind", "FlowFileError"]
+           "InstanceEventKind", "FlowFileError", "ThrottleStatus", "Resumed"]
 
 Run = flow_pb2.Run
 Instance = flow_pb2.Instance
 TaskCounters = flow_pb2.TaskCounters
 WorkerInfo = worker_pb2.WorkerInfo
+ThrottleStatus = service_pb2.ThrottleStatus
 StateLike = Union[str, int]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Client.resume's answer: the gate as it is now, and whether it was
+    paused (resuming what is not paused is no error)."""
+
+    status: service_pb2.ThrottleStatus
+    was_paused: bool
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,17 @@ def _states(state: StateLike | Iterable[StateLike] | None) -> list[int]:
     if isinstance(state, (str, int)):
         return [instance_state(state)]
     return [instance_state(s) for s in state]
+
+
+def _gate_name(target: object) -> str:
+    """A key or task name, or a @flow.task function (its qualified name)."""
+    task = getattr(target, "task", None)
+    name = getattr(task, "qualname", None)
+    if isinstance(name, str):
+        return name
+    if not isinstance(target, str) or not target:
+        raise TypeError(f"expected a throttle key or task name, or a @flow.task function, got {target!r}")
+    return target
 
 
 def run_state_name(state: int) -> str:
@@ -291,6 +313,35 @@ class Client:
     def workers(self) -> list[worker_pb2.WorkerInfo]:
         """Connected remote worker sessions, by session id."""
         return list(self._call("ListWorkers", worker_pb2.ListWorkersRequest()).workers)
+
+    def throttle(self) -> list[service_pb2.ThrottleStatus]:
+        """Every throttle key, and the task gates that are paused, cooling
+        down or paced (`asflowctl throttle`): name, limit, in flight, rate
+        and effective_rate (`rate: auto`), state ("open", "cooling down",
+        "paused"), the note the runs show, cooldown_until_ms /
+        paused_until_ms (epoch ms; 0: none, or paused until resumed),
+        queued."""
+        return list(self._call("ListThrottle", service_pb2.ListThrottleRequest()).keys)
+
+    def pause(self, target: "str | object", for_: float | datetime.timedelta | None = None) -> service_pb2.ThrottleStatus:
+        """Pauses a throttle key, a task definition ("flow.task", a Python
+        task's qualified name) or a task name one active run's flow has:
+        running instances finish, nothing new starts through it until
+        resume(target) or, with `for_` (seconds or a timedelta), until that
+        time has passed. A @flow.task function names its task. Kept across
+        a daemon restart. AsflowError NOT_FOUND when nothing has that name."""
+        target = _gate_name(target)
+        if isinstance(for_, datetime.timedelta):
+            for_ = for_.total_seconds()
+        if for_ is not None and (isinstance(for_, bool) or not isinstance(for_, (int, float)) or not for_ > 0):
+            raise ValueError(f"pause(for_={for_!r}): expected None (until resumed) or seconds > 0")
+        request = service_pb2.PauseRequest(target=target, for_ms=0 if for_ is None else max(1, round(for_ * 1000)))
+        return self._call("Pause", request).status
+
+    def resume(self, target: "str | object") -> Resumed:
+        """Lifts a pause (as `asflowctl resume`); `target` as for pause."""
+        answer = self._call("Resume", service_pb2.ResumeRequest(target=_gate_name(target)))
+        return Resumed(answer.status, answer.was_paused)
 
     def shutdown(self) -> None:
         """Stops the daemon gracefully (running runs resume at its next start)."""

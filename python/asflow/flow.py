@@ -28,6 +28,8 @@ from typing import Any
 from asflow.engine import Engine
 from asflow.naming import encode_params
 from asflow.task import Task
+from asflow.throttle import RateLike, throttle_key, throttle_keys
+from asflow.v1 import flow_pb2
 
 _current_flow: contextvars.ContextVar["FlowRun | None"] = contextvars.ContextVar("asflow_flow_run", default=None)
 
@@ -79,14 +81,31 @@ class FlowRun:
 
 class Flow:
     """`base`: the directory `on` paths are relative to; `verbose`: a line
-    per finished task with its duration."""
+    per finished task with its duration; `throttle`: throttle keys its
+    runs declare, {"youtube": {"limit": 4, "rate": "2/s"}} (more with
+    flow.throttle(...)), which tasks name in @flow.task(uses=[...])."""
 
     def __init__(self, base: str | os.PathLike[str] = ".", verbose: bool = False,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, throttle: Any = None) -> None:
         self.base = Path(base)
         self.verbose = verbose
         self._engine = engine
+        self._throttle = throttle_keys(throttle)
         self.task = Task(self)
+
+    def throttle(self, name: str, *, limit: int | None = None, rate: RateLike = None) -> None:
+        """Declares (or redefines) throttle key `name` for the runs this Flow
+        opens from now on: at most `limit` calls in flight through it (None:
+        no cap of its own) and starts paced at `rate` ("2/s", "30/min",
+        "auto", "auto(max: 5/s, min: 0.1/s)"), shared with every process,
+        flow file and worker using the key (docs/flows.md). ValueError
+        for a bad name, limit or rate."""
+        self._throttle[name] = throttle_key(name, limit, rate)
+
+    @property
+    def throttle_keys(self) -> dict[str, flow_pb2.ThrottleKey]:
+        """The keys declared so far (a copy), as OpenRun.throttle sends them."""
+        return {k: flow_pb2.ThrottleKey(limit=v.limit, rate=v.rate) for k, v in self._throttle.items()}
 
     @property
     def engine(self) -> Engine:

@@ -84,7 +84,7 @@ class _Waitable:
 
 class _Run(_Waitable):
     __slots__ = ("ref", "flow", "workspace", "params", "source", "view", "run_id", "opened", "tasks",
-                 "close", "closed", "ended", "error", "flow_task", "cancels", "standalone")
+                 "close", "closed", "ended", "error", "flow_task", "cancels", "standalone", "throttle")
 
     def __init__(self, ref: int, flow: str, workspace: str, params: dict[str, str], source: str,
                  loop: asyncio.AbstractEventLoop | None, view: ProgressView | None) -> None:
@@ -105,6 +105,7 @@ class _Run(_Waitable):
         self.flow_task: asyncio.Task[Any] | None = None
         self.cancels = 0  # cancels the engine delivered to flow_task
         self.standalone = False  # a task called outside any flow
+        self.throttle: dict[str, flow_pb2.ThrottleKey] = {}  # OpenRun.throttle: the Flow's keys
 
 
 class _Call(_Waitable):
@@ -203,7 +204,8 @@ class SessionEngine:
         for run in self._runs.values():
             if run.closed is not None or run.error is not None:
                 continue
-            ops.append((OPEN_RUN, run.ref, run.flow, run.workspace, run.params, run.source, False, run.run_id))
+            ops.append((OPEN_RUN, run.ref, run.flow, run.workspace, run.params, run.source, False, run.run_id,
+                        run.throttle))
             for _, spec in run.tasks.values():
                 ops.append((DECLARE, run.ref, spec))
         for call in list(self._calls.values()):
@@ -349,13 +351,16 @@ class SessionEngine:
         return self.stream
 
     def _open_run(self, flow: str, workspace: str, params: dict[str, str], source: str,
-                  loop: asyncio.AbstractEventLoop | None, view: ProgressView | None) -> _Run:
+                  loop: asyncio.AbstractEventLoop | None, view: ProgressView | None,
+                  throttle: dict[str, flow_pb2.ThrottleKey] | None = None) -> _Run:
         with self.cv:
             stream = self._stream_locked()
             run = _Run(self._next_ref, flow, workspace, params, source, loop, view)
+            run.throttle = dict(throttle or {})
             self._next_ref += 1
             self._runs[run.ref] = run
-            stream.push_locked([(OPEN_RUN, run.ref, flow, workspace, params, source, False, 0)], stream.epoch)
+            stream.push_locked([(OPEN_RUN, run.ref, flow, workspace, params, source, False, 0, run.throttle)],
+                               stream.epoch)
         return run
 
     def _run_error(self, run: _Run) -> BaseException | None:
@@ -422,7 +427,7 @@ class SessionEngine:
         loop = asyncio.get_running_loop()
         view = ProgressView() if fr.flow_def.progress else None
         run = self._open_run(fr.flow_def.name, os.path.abspath(flow.base), _str_params(fn, fr.args, fr.kwargs),
-                             _source_of(fn), loop, view)
+                             _source_of(fn), loop, view, flow.throttle_keys)
         fr.session = run
         run.flow_task = asyncio.current_task()
         state = "failed"
@@ -770,7 +775,7 @@ class SessionEngine:
 
     def _standalone_run(self, task: "TaskDef", call: "Call", loop: asyncio.AbstractEventLoop | None) -> _Run:
         run = self._open_run(task.name, os.path.abspath(task.base), dict(call.params), _source_of(task.fn), loop,
-                             None)
+                             None, getattr(task.flow, "throttle_keys", None))
         run.standalone = True
         return run
 

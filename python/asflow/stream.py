@@ -43,7 +43,7 @@ log = logging.getLogger("asflow.session")
 
 # Op kinds (the first element of an op tuple).
 HELLO = 0          # (HELLO,)
-OPEN_RUN = 1       # (OPEN_RUN, ref, flow, workspace, params, source, keep_going, resume_run_id)
+OPEN_RUN = 1       # (OPEN_RUN, ref, flow, workspace, params, source, keep_going, resume_run_id, throttle)
 DECLARE = 2        # (DECLARE, run_ref, TaskSpec)
 CALL = 3           # (CALL, run_ref, call_id, task, params, output)
 OUTPUT = 4         # (OUTPUT, call_id, bytes)
@@ -154,6 +154,8 @@ def build_request(ops: list[tuple[Any, ...]]) -> session_pb2.SessionRequest:
             r.source = op[5]
             r.keep_going = op[6]
             r.resume_run_id = op[7]
+            for name, key in op[8].items():
+                r.throttle[name].CopyFrom(key)
         elif kind == CLOSE_RUN:
             c = m.close_run
             c.run = op[1]

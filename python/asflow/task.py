@@ -24,6 +24,8 @@ from asflow.naming import bind_arguments, check_on, encode_params, err_path_for,
 from asflow.progress import InstanceProgress, ProgressView
 from asflow.retry import Retry
 from asflow.serializers import JSONLSerializer, Serializer, serializer_for
+from asflow.throttle import Cooldown
+from asflow.throttle import parse_rate as _parse_rate
 from asflow.v1 import flow_pb2
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ class TaskDef:
     def __init__(self, fn: Callable[..., Any], base: Path, *, on: str | None = None, limit: int | None = None,
                  skip: Any = (), suppress: Any = (), retry: None | int | Retry = None,
                  retry_exceptions: Any = (Exception,), serializer: Any = None, compressor: Any = None,
-                 rate: str | float | int | None = None, uses: Any = ()) -> None:
+                 rate: str | float | int | None = None, uses: Any = (), cooldown: Cooldown | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"@flow.task: {fn!r} is not callable")
         self.fn = fn
@@ -82,6 +84,9 @@ class TaskDef:
         if isinstance(uses, str) or not all(isinstance(k, str) and k for k in uses):
             raise TypeError(f"@flow.task(uses={uses!r}): expected a list of throttle key names")
         self.uses = tuple(uses)
+        if cooldown is not None and not isinstance(cooldown, Cooldown):
+            raise TypeError(f"@flow.task(cooldown={cooldown!r}): expected asflow.throttle.Cooldown(...)")
+        self.cooldown = cooldown
         self.skip = _exception_classes(skip, "@flow.task(skip=...)")
         self.suppress = _exception_classes(suppress, "@flow.task(suppress=...)")
         retry_exceptions = _exception_classes(retry_exceptions, "@flow.task(retry_exceptions=...)")
@@ -138,6 +143,8 @@ class TaskDef:
             spec.retry.CopyFrom(self.retry.to_rule())
         spec.skip.errors.extend(rule_name(e) for e in self.skip)
         spec.suppress.errors.extend(rule_name(e) for e in self.suppress)
+        if self.cooldown is not None:
+            spec.cooldown.CopyFrom(self.cooldown.to_rule())
         return spec
 
     def __repr__(self) -> str:
@@ -235,7 +242,7 @@ class Task:
 
     def _decorate(self, fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
         known = {"on", "limit", "skip", "suppress", "retry", "retry_exceptions", "serializer", "compressor", "rate",
-                 "uses"}
+                 "uses", "cooldown"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"@flow.task: unexpected option {unknown[0]!r}")
@@ -276,29 +283,12 @@ class Task:
         return run.progress(description, **kwargs) if run is not None else None
 
 
-_RATE = re.compile(r"^([0-9][0-9.]*)/(s|min|h)$")
-
-
 def parse_rate(rate: str | float | int | None) -> str:
     """`rate=` (an extension of AsFlow's options): "N/s", "N/min", "N/h"
-    as in flow files, or a number of starts per second; "" for none.
+    as in flow files, a number of starts per second, or "auto" /
+    "auto(max: 5/s, min: 0.1/s)" (adaptive pacing); "" for none.
     ValueError/TypeError at decoration time."""
-    if rate is None:
-        return ""
-    if isinstance(rate, bool) or not isinstance(rate, (str, int, float)):
-        raise TypeError(f"@flow.task(rate={rate!r}): expected 'N/s', 'N/min', 'N/h' or a number per second")
-    if isinstance(rate, (int, float)):
-        if not rate > 0 or rate != rate or rate == float("inf"):
-            raise ValueError(f"@flow.task(rate={rate!r}): must be > 0")
-        return f"{rate!r}/s"
-    m = _RATE.match(rate)
-    try:
-        ok = m is not None and float(m.group(1)) > 0
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"@flow.task(rate={rate!r}): expected N/s, N/min or N/h with N > 0")
-    return rate
+    return _parse_rate(rate, "@flow.task(rate={})")
 
 
 def task_def_of(obj: Any) -> TaskDef | None:

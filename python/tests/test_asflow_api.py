@@ -229,3 +229,60 @@ def test_the_serializer_follows_the_rendered_suffix_when_the_template_leaves_it_
     assert isinstance(open_.serializer_for("r/a.txt"), TextSerializer)
     fixed = TaskDef(f, tmp_path, on="r/{name}.jsonl")
     assert fixed.serializer_for("r/x.json.jsonl") is fixed.serializer
+
+
+# Throttle keys, cooldown rules and rates (issue 16): what is sent.
+
+def test_a_flows_throttle_keys_go_in_every_open_run(tmp_path: Path):
+    import datetime
+    from asflow.stream import OPEN_RUN, build_request
+    from asflow.throttle import Cooldown
+
+    flow = Flow(tmp_path, throttle={"youtube": {"limit": 4, "rate": "2/s"}})
+    flow.throttle("search", rate="auto(max: 5/s, min: 0.1/s)")
+    flow.throttle("plain")
+    keys = flow.throttle_keys
+    assert {k: (v.limit, v.rate) for k, v in keys.items()} == {
+        "youtube": (4, "2/s"), "search": (0, "auto(max: 5/s, min: 0.1/s)"), "plain": (0, "")}
+    request = build_request([(OPEN_RUN, 1, "f", str(tmp_path), {}, "f.py", False, 0, keys)])
+    assert request.ops[0].open_run.throttle["youtube"].limit == 4
+    assert sorted(request.ops[0].open_run.throttle) == ["plain", "search", "youtube"]
+
+    class Throttled(Exception):
+        pass
+
+    @flow.task(uses=["youtube"], rate="auto",
+               cooldown=Cooldown(errors=[Throttled, "urllib.error.HTTPError"], message=r"429|Too Many",
+                                 retry_after=r"Retry-After: (\d+)", for_=datetime.timedelta(seconds=90),
+                                 max_cooldowns=3))
+    def fetch(i):
+        pass
+
+    spec = fetch.task.to_spec()
+    assert spec.rate == "auto" and list(spec.uses) == ["youtube"]
+    assert list(spec.cooldown.errors) == ["Throttled", "urllib.error.HTTPError"]  # (a local class: bare)
+    assert spec.cooldown.stderr == "429|Too Many" and spec.cooldown.retry_after == r"Retry-After: (\d+)"
+    assert spec.cooldown.duration.seconds == 90 and spec.cooldown.max_cooldowns == 3
+    assert asflow.Cooldown is Cooldown
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: Flow(throttle={"a b": {"limit": 1}}), ValueError, r"only use \[A-Za-z0-9_.-\]"),
+    (lambda: Flow(throttle={"k": {"limit": -1}}), ValueError, "limit=-1"),
+    (lambda: Flow(throttle={"k": {"burst": 1}}), TypeError, "unknown field 'burst'"),
+    (lambda: Flow(throttle=["k"]), TypeError, "expected a mapping"),
+    (lambda: Flow().throttle("k", rate="fast"), ValueError, "rate='fast'"),
+    (lambda: Flow().throttle("k", rate="auto(max: 1/s, min: 2/s)"), ValueError, "min is above max"),
+    (lambda: Flow().throttle("k", rate="auto(fast: 1/s)"), ValueError, "unknown bound 'fast'"),
+    (lambda: Flow().throttle("k", rate="auto max"), ValueError, r"bounds go in \( \)"),
+    (lambda: asflow.Cooldown(), ValueError, "matches nothing"),
+    (lambda: asflow.Cooldown(errors=[3]), TypeError, "not an exception class or name"),
+    (lambda: asflow.Cooldown(message="("), ValueError, "invalid regular expression"),
+    (lambda: asflow.Cooldown(message="x", retry_after="Retry-After: \\d+"), ValueError, "one capture group"),
+    (lambda: asflow.Cooldown(message="x", for_=0), ValueError, r"for_=0\): must be > 0"),
+    (lambda: asflow.Cooldown(message="x", max_cooldowns=0), ValueError, "max_cooldowns=0"),
+    (lambda: Flow().task(cooldown="429")(lambda: None), TypeError, "asflow.throttle.Cooldown"),
+])
+def test_bad_throttle_declarations_are_refused_where_they_are_made(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -27,6 +27,7 @@ namespace asflow::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Json = nlohmann::json;
 
 class HttpTest : public TcpE2eTest {
@@ -113,7 +114,7 @@ TEST_F(HttpTest, EveryRouteRefusesAMissingOrWrongToken) {
       {"wrong cookie", {{"Cookie", "asflow_token=s3cret-tokeN"}, {"X-Asflow-Request", "1"}}},
       {"a browser without the cookie", {{"Accept", "text/html"}}},
   };
-  ASSERT_GE(HttpRoutes().size(), 11u);
+  ASSERT_GE(HttpRoutes().size(), 14u);  // the throttle routes too
   for (const HttpRoute& route : HttpRoutes()) {
     for (const auto& [what, headers] : refused) {
       httplib::Client cli = Client();
@@ -336,6 +337,46 @@ TEST_F(HttpTest, CancelFromTheApiIsWhatAsflowctlSees) {
   EXPECT_EQ(res->body, "{\"state\":\"RUN_CANCELLED\"}\n");
   CommandResult runs = Ctl({"runs"});
   EXPECT_THAT(runs.out, HasSubstr(absl::StrCat(id, "      cancelled  dash")));
+}
+
+TEST_F(HttpTest, PauseAndResumeFromTheApiAreWhatAsflowctlSees) {
+  StartHttp({"--throttle", "yt: {limit: 2, rate: auto}"});
+  Json list = GetJson("/api/v1/throttle");
+  ASSERT_EQ(list["keys"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["keys"][0]["name"], "yt");
+  EXPECT_EQ(list["keys"][0]["limit"], 2);
+  EXPECT_EQ(list["keys"][0]["state"], "open");
+  EXPECT_EQ(list["keys"][0]["definedBy"], "asflowd");
+  EXPECT_EQ(list["keys"][0]["effectiveRate"], 5.0);
+
+  auto paused = Client().Post("/api/v1/throttle/yt:pause?for=10m", Bearer(), "", "text/plain");
+  ASSERT_TRUE(paused);
+  ASSERT_EQ(paused->status, 200) << paused->body;
+  Json status = Json::parse(paused->body)["status"];
+  EXPECT_EQ(status["state"], "paused");
+  EXPECT_NE(status["pausedUntilMs"], "0");
+  EXPECT_THAT(Ctl({"throttle"}).out, HasSubstr("paused until"));
+
+  auto resumed = Client().Post("/api/v1/throttle/yt:resume", Bearer(), "", "text/plain");
+  ASSERT_TRUE(resumed);
+  ASSERT_EQ(resumed->status, 200) << resumed->body;
+  EXPECT_EQ(Json::parse(resumed->body)["wasPaused"], true);
+  EXPECT_THAT(Ctl({"throttle"}).out, Not(HasSubstr("paused")));
+
+  // A task of a flow not running now, until resumed; asflowctl resumes it.
+  auto task = Client().Post("/api/v1/throttle/dash.fetch:pause", Bearer(), "", "text/plain");
+  ASSERT_TRUE(task);
+  EXPECT_EQ(task->status, 200) << task->body;
+  EXPECT_THAT(Ctl({"resume", "dash.fetch"}).out, HasSubstr("dash.fetch"));
+
+  auto unknown = Client().Post("/api/v1/throttle/nope:pause", Bearer(), "", "text/plain");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_THAT(unknown->body, HasSubstr("no throttle key or task named 'nope' (keys: yt"));
+  auto bad = Client().Post("/api/v1/throttle/yt:pause?for=soon", Bearer(), "", "text/plain");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_THAT(bad->body, HasSubstr("for=soon: expected a duration"));
 }
 
 TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {

@@ -91,9 +91,15 @@ v1::Run FinalRun(const std::vector<v1::Event> &events, int64_t run_id) {
 }
 
 // Per-task counters of a run, keyed by task name.
+// The counts of each task (what `asflowctl tasks` tables show): the
+// descriptive fields that no table has (gate, uses) are left out.
 std::map<std::string, v1::TaskCounters> CountersByTask(const v1::Run &run) {
   std::map<std::string, v1::TaskCounters> out;
-  for (const v1::TaskCounters &t : run.tasks()) out[t.task()] = t;
+  for (const v1::TaskCounters &t : run.tasks()) {
+    v1::TaskCounters &c = out[t.task()] = t;
+    c.clear_gate();
+    c.clear_uses();
+  }
   return out;
 }
 

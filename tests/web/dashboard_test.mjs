@@ -3,7 +3,10 @@
 // and a token runs the dashboard's test flow; the test logs in through the
 // token prompt, watches the run's page while it runs (the bars move, the
 // running instances change), reads a failed instance's error text, cancels
-// the run from the page and checks `asflowctl runs` says cancelled. It saves
+// the run from the page and checks `asflowctl runs` says cancelled. Then a
+// run through a throttle key against the offline YouTube fixture answering
+// 429: the page shows the key cooling down, pauses the task (`asflowctl
+// throttle` agrees), resumes it, and the run finishes. It saves
 // screenshots in $ASFLOW_SCREENSHOT_DIR (docs/img/ holds copies).
 //   ASFLOW_BUILD=build node tests/web/dashboard_test.mjs
 import { spawn, execFileSync } from 'node:child_process';
@@ -23,6 +26,7 @@ const ws = join(tmp, 'ws');
 mkdirSync(ws);
 mkdirSync(shots, { recursive: true });
 cpSync(join(root, 'tests/testdata/web/scripts'), join(ws, 'scripts'), { recursive: true });
+cpSync(join(root, 'examples/youtube/scripts/transcript.py'), join(ws, 'scripts/transcript.py'));
 writeFileSync(join(tmp, 'token'), `${token}\n`);
 
 const log = join(tmp, 'asflowd.log');
@@ -30,6 +34,7 @@ const ctl = (...args) =>
   execFileSync(join(build, 'client/asflowctl'), ['--socket', join(tmp, 'd.sock'), ...args], { cwd: ws, encoding: 'utf8' });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let daemon = null;
+let fixture = null;
 let context = null;
 let passed = 0;
 
@@ -154,7 +159,71 @@ async function main() {
   check('the runs table lists the run as cancelled', () => assert.equal(state, 'cancelled'));
   await page.screenshot({ path: join(shots, 'dashboard-runs.png'), fullPage: true });
 
+  await throttleScenario(page, base);
+
   check('no script error on any page', () => assert.deepEqual(errors, []));
+}
+
+// The offline YouTube fixture answers the first 2 transcript requests with
+// 429 and Retry-After: 3; the flow fetches 4 transcripts through the key
+// yt (limit 1) with the tutorial's cooldown rule.
+async function throttleScenario(page, base) {
+  fixture = spawn('/usr/bin/python3', [join(root, 'examples/youtube/offline/fixture_server.py'),
+    '--throttle', '2', '--window', '600', '--retry-after', '3', '--delay', '0.3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    fixture.stdout.once('data', (d) => resolve(String(d).split('\n')[0].trim()));
+    fixture.once('exit', () => reject(new Error('fixture_server.py exited')));
+  });
+  const flow = join(tmp, 'polite.flow.yaml');
+  writeFileSync(flow, `name: polite
+params: {api: ""}
+throttle:
+  yt: {limit: 1, rate: auto}
+tasks:
+  - name: fetch
+    for_each: {values: [vid01, vid02, vid04, vid06], as: id}
+    on: out/{id}.jsonl
+    run: [python3, scripts/transcript.py, "{id}"]
+    uses: [yt]
+    cooldown: {stderr: "429|Too Many Requests", for: 60s, retry_after: "Retry-After: (\\\\d+)"}
+`);
+  const run = ctl('run', flow, '--detach', '-p', `api=${url}`).trim();
+  await page.goto(`${base}/runs/${run}`);
+
+  // The key's row says it is cooling down, and why.
+  const cooling = await page.waitForSelector('tr.gate[data-gate=yt][data-state="cooling down"]', { timeout: 20000 });
+  const text = await cooling.$eval('.gate-state', (e) => e.textContent);
+  check(`the key shows its cooldown (${text})`, () =>
+    assert.match(text, /^cooling down until \d\d:\d\d:\d\d \(429 from fetch\(id=vid0\d\)\)$/));
+  const rate = await cooling.$eval('td:nth-child(4)', (e) => e.textContent);
+  check(`the key's rate shows its current pace (${rate})`, () => assert.match(rate, /^auto · now \d+\.\d\d\/s$/));
+  await page.screenshot({ path: join(shots, 'dashboard-throttle.png'), fullPage: true });
+
+  // Pause the task from its row; asflowctl throttle agrees; nothing starts.
+  await page.click('tr.task[data-task=fetch] button.gate-action[data-gate="polite.fetch"]');
+  await page.waitForSelector('tr.gate[data-gate="polite.fetch"][data-state=paused]');
+  await page.waitForSelector('tr.task[data-task=fetch] button.gate-action.resume');
+  const listed = ctl('throttle');
+  check('asflowctl throttle shows the task paused', () => assert.match(listed, /^task polite\.fetch\b.*\bpaused$/m));
+  await waitFor('the task row to say it is paused', () =>
+    page.$eval('tr.task[data-task=fetch] .note', (e) => /paused/.test(e.textContent)));
+  await waitFor('the running instance to finish', async () => (await page.$$('tr.running-row')).length === 0);
+  const held = await page.$eval('tr.task[data-task=fetch]', (r) => Number(r.dataset.finished));
+  await sleep(1500);
+  const still = await page.$eval('tr.task[data-task=fetch]', (r) => Number(r.dataset.finished));
+  check(`a paused task starts nothing (${held} finished, then ${still})`, () => {
+    assert.equal(still, held);
+    assert.ok(held < 4);
+  });
+
+  // Resume from the page: the run finishes with every output.
+  await page.click('tr.task[data-task=fetch] button.gate-action.resume');
+  await page.waitForSelector('#run-state[data-state=succeeded]', { timeout: 120000 });
+  const runs = ctl('runs');
+  check('resumed, the run succeeds (asflowctl runs)', () =>
+    assert.match(runs, new RegExp(`^${run} +succeeded +polite `, 'm')));
+  const after = ctl('throttle');
+  check('asflowctl throttle no longer lists the task paused', () => assert.doesNotMatch(after, /^task polite\.fetch\b.*\bpaused$/m));
 }
 
 try {
@@ -167,6 +236,7 @@ try {
   process.exitCode = 1;
 } finally {
   if (context) await context.close().catch(() => {});
+  if (fixture && fixture.exitCode === null) fixture.kill('SIGTERM');
   if (daemon && daemon.exitCode === null) {
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon.once('exit', r));

@@ -275,6 +275,95 @@ class Rates {
 
 const PROBLEMS = 'failed,skipped,suppressed';
 
+// Throttle keys and task gates (GET /api/v1/throttle), polled every second
+// while `active` (the daemon has no event for a key's state: its notes
+// reach the tasks' `waiting`, the rest is here), and once otherwise.
+// Returns [gates by name, reload].
+function useThrottle(active) {
+  const [gates, setGates] = useState(new Map());
+  const load = () => api('/api/v1/throttle')
+    .then((r) => setGates(new Map((r.keys || []).map((g) => [g.name, g]))))
+    .catch(() => {});
+  useEffect(() => {
+    load();
+    if (!active) return undefined;
+    const id = setInterval(() => { if (document.visibilityState !== 'hidden') load(); }, 1000);
+    return () => clearInterval(id);
+  }, [active]);
+  return [gates, load];
+}
+
+const hms = (ms) => new Date(num(ms)).toLocaleTimeString(undefined, { hour12: false });
+
+// "open", "cooling down until 12:03:10 (429 from …)", "paused until …".
+function gateState(g) {
+  if (!g) return 'open';
+  const parts = [];
+  if (g.state === 'paused' || num(g.pausedUntilMs)) {
+    parts.push(num(g.pausedUntilMs) ? `paused until ${hms(g.pausedUntilMs)}` : 'paused until resumed');
+  }
+  if (num(g.cooldownUntilMs)) {
+    parts.push(`cooling down until ${hms(g.cooldownUntilMs)}${g.cooldownReason ? ` (${g.cooldownReason})` : ''}`);
+  }
+  return parts.length ? parts.join('; ') : g.state || 'open';
+}
+
+function gateRate(g) {
+  if (!g || !g.rate) return '';
+  if (g.rate.startsWith('auto')) return `${g.rate} · now ${Number(g.effectiveRate || 0).toFixed(2)}/s`;
+  return g.rate;
+}
+
+const isPaused = (g) => Boolean(g && g.state === 'paused');
+
+// Pause / Resume of one key or task gate; the select #pause-for says for
+// how long a pause lasts ("" until resumed).
+function PauseButton({ name, gate, onDone, onError }) {
+  const [busy, setBusy] = useState(false);
+  const paused = isPaused(gate);
+  const act = () => {
+    setBusy(true);
+    const sel = document.getElementById('pause-for');
+    const q = !paused && sel && sel.value ? `?for=${encodeURIComponent(sel.value)}` : '';
+    api(`/api/v1/throttle/${encodeURIComponent(name)}:${paused ? 'resume' : 'pause'}${q}`, { method: 'POST' })
+      .then(onDone).catch(onError).finally(() => setBusy(false));
+  };
+  return html`<button class=${`gate-action ${paused ? 'resume' : 'pause'}`} data-gate=${name} disabled=${busy}
+    onClick=${act}>${paused ? 'Resume' : 'Pause'}</button>`;
+}
+
+function ThrottlePanel({ run, gates, reload, onError }) {
+  const keys = [...new Set((run.tasks || []).flatMap((t) => t.uses || []))].sort();
+  const taskGates = (run.tasks || []).map((t) => gates.get(t.gate)).filter((g) => g && g.isTask);
+  const rows = [...keys.map((k) => gates.get(k) || { name: k, missing: true }), ...taskGates];
+  const queuedOn = (g) => (g.isTask ? num(g.queued)
+    : (run.tasks || []).filter((t) => (t.uses || []).includes(g.name)).reduce((n, t) => n + num(t.queued), 0));
+  return html`<section id="throttle">
+    <h2>Throttle keys <small>${keys.length}</small>
+      <label class="pause-for">pause for <select id="pause-for">
+        <option value="">until resumed</option><option value="5m">5 min</option>
+        <option value="15m">15 min</option><option value="1h">1 h</option>
+      </select></label></h2>
+    ${rows.length === 0 ? html`<p class="empty">This run's tasks use no throttle key, and none of its tasks is paused or cooling down.</p>`
+      : html`<table class="throttle">
+      <thead><tr><th>Key / task</th><th>Limit</th><th>In flight</th><th>Rate</th><th>State</th>
+        <th>Queued (this run)</th><th>Queued (all)</th><th></th></tr></thead>
+      <tbody>${rows.map((g) => html`<tr class="gate" key=${g.name} data-gate=${g.name}
+          data-state=${g.missing ? 'unknown' : g.state}>
+        <td>${g.isTask ? html`<span class="note">task</span> ` : ''}${g.name}
+          ${g.definedBy && html`<div class="note">${g.definedBy}</div>`}</td>
+        <td class="num">${num(g.limit) || '—'}</td>
+        <td class="num">${num(g.inFlight)}</td>
+        <td>${gateRate(g)}</td>
+        <td class=${`gate-state ${(g.state || '').replace(' ', '-')}`}>${g.missing ? 'not defined now' : gateState(g)}</td>
+        <td class="num">${queuedOn(g)}</td>
+        <td class="num">${num(g.queued)}</td>
+        <td>${!g.missing && html`<${PauseButton} name=${g.name} gate=${g} onDone=${reload} onError=${onError} />`}</td>
+      </tr>`)}</tbody>
+    </table>`}
+  </section>`;
+}
+
 function RunPage({ id }) {
   const [run, setRun] = useState(null);
   const [running, setRunning] = useState(new Map());
@@ -283,6 +372,7 @@ function RunPage({ id }) {
   const [error, setError] = useState(null);
   const [cancelling, setCancelling] = useState(false);
   const rates = useRef(new Rates());
+  const [gates, reloadGates] = useThrottle(run !== null && runState(run) === 'running');
   useTick();
 
   const loadProblems = (token = '') => {
@@ -361,7 +451,7 @@ function RunPage({ id }) {
     <section>
       <h2>Tasks</h2>
       <table class="tasks">
-        <thead><tr><th>Task</th><th class="wide">Progress</th><th>Done</th><th>Rate</th><th>ETA</th><th></th></tr></thead>
+        <thead><tr><th>Task</th><th class="wide">Progress</th><th>Done</th><th>Rate</th><th>ETA</th><th></th><th></th></tr></thead>
         <tbody>${(run.tasks || []).map((task) => {
           const c = {};
           for (const k of SEGMENTS) c[k] = num(task[k]);
@@ -379,10 +469,13 @@ function RunPage({ id }) {
             <td class="note">${[c.running && `${c.running} running`, c.queued && `${c.queued} queued`,
               num(task.retrying) && `${num(task.retrying)} retrying`, c.failed && `${c.failed} failed`,
               task.waiting].filter(Boolean).join(' · ')}</td>
+            <td>${task.gate && state === 'running' && html`<${PauseButton} name=${task.gate} gate=${gates.get(task.gate)}
+              onDone=${reloadGates} onError=${setError} />`}</td>
           </tr>`;
         })}</tbody>
       </table>
     </section>
+    <${ThrottlePanel} run=${run} gates=${gates} reload=${reloadGates} onError=${setError} />
     <section>
       <h2>Running <small>${runningList.length}</small></h2>
       ${runningList.length === 0 ? html`<p class="empty">Nothing running.</p>` : html`<table class="running">

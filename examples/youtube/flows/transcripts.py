@@ -7,6 +7,9 @@
 # whose transcripts are disabled is suppressed (data/transcripts/ID.err, never
 # asked again); a malformed answer is skipped (asked again next run); a
 # failed request is retried once; anything else fails the run at once.
+# The fetches go through the throttle key `youtube` (as transcripts.flow.yaml
+# defines it, so the two share it), and a 429 holds every fetch back for the
+# server's Retry-After without counting an attempt.
 
 import asyncio
 import xml.etree.ElementTree
@@ -14,8 +17,11 @@ import xml.etree.ElementTree
 import youtube_transcript_api
 
 from asflow import flow
+from asflow.throttle import Cooldown
 
 import flows.playlist
+
+flow.throttle("youtube", limit=4, rate="2/s")
 
 
 @flow.task(
@@ -25,6 +31,8 @@ import flows.playlist
     suppress=(youtube_transcript_api.TranscriptsDisabled,),
     retry=1,
     retry_exceptions=(youtube_transcript_api.YouTubeRequestFailed,),
+    uses=["youtube"],
+    cooldown=Cooldown(message=r"429|Too Many Requests", retry_after=r"Retry-After: (\d+)"),
 )
 async def extract(video_id):
     ytt_api = youtube_transcript_api.YouTubeTranscriptApi()

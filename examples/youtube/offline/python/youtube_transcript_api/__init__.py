@@ -4,7 +4,8 @@ fixture server named by $YOUTUBE_TRANSCRIPT_API (offline/fixture_server.py)
 and fails the way the real library does:
 
 - 403 TranscriptsDisabled -> TranscriptsDisabled
-- a 5xx -> YouTubeRequestFailed
+- a 5xx, or 429 Too Many Requests (its Retry-After in the message) ->
+  YouTubeRequestFailed
 - a malformed answer -> xml.etree.ElementTree.ParseError (the real library
   parses YouTube's XML)
 
@@ -59,7 +60,9 @@ class YouTubeTranscriptApi:
             text = e.read().decode("utf-8", "replace")
             if e.code == 403 and "TranscriptsDisabled" in text:
                 raise TranscriptsDisabled(video_id) from None
-            raise YouTubeRequestFailed(video_id, f"{e.code} {e.reason}") from None
+            retry_after = e.headers.get("Retry-After")
+            cause = f"{e.code} {e.reason}" + (f"; Retry-After: {retry_after}" if retry_after else "")
+            raise YouTubeRequestFailed(video_id, cause) from None
         try:
             return FetchedTranscript(video_id, json.loads(body))
         except ValueError as e:
