@@ -308,6 +308,9 @@ int RunCommand(const ClientOptions& client, const RunCommandOptions& options) {
     return Fail(kExitUsage, parsed->LocateLines(status.error_message()));
   }
   if (!status.ok()) return FailRpc(status);
+  for (const std::string& warning : response.warnings()) {
+    absl::FPrintF(stderr, "asflowctl: warning: %s\n", EscapeLine(warning));
+  }
   if (options.detach) {
     absl::PrintF("%d\n", response.run_id());
     return kExitOk;
@@ -445,6 +448,7 @@ int TasksCommand(const ClientOptions& client, int64_t run_id, const std::string&
                                  : "-";
       std::string tail =
           EscapeLine(inst.error().empty() ? inst.output() : inst.error().substr(0, inst.error().find('\n')));
+      if (inst.made_by_run() != 0) tail = absl::StrCat("(by run ", inst.made_by_run(), ") ", tail);
       absl::PrintF("%-7d %-10s %-10s %8d %8d  %-40s %s\n", inst.seq(), InstanceStateName(inst.state()),
                    duration, inst.lines(), inst.attempts(), Label(inst), tail);
     }
@@ -570,6 +574,10 @@ int ShowCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   };
   absl::PrintF("%s in run %d (seq %d)\n", Label(inst), inst.run_id(), inst.seq());
   absl::PrintF("  state     %s\n", InstanceStateName(inst.state()));
+  if (inst.made_by_run() != 0) {
+    absl::PrintF("  made by   run %d, a different command for the same output (this task's did not run)\n",
+                 inst.made_by_run());
+  }
   absl::PrintF("  output    %s\n", inst.output().empty() ? "-" : EscapeLine(inst.output()));
   absl::PrintF("  attempts  %d\n", inst.attempts());
   absl::PrintF("  started   %s\n", when(inst.started_ms()));

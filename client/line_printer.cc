@@ -90,7 +90,11 @@ void LinePrinter::Handle(const v1::Event& event) {
     }
     if (out_ == nullptr) return;  // only tracking: no labels to format
     if (event.instance().kind() == v1::InstanceEvent::STARTED) {
-      Print("  start      %s\n", Label(inst));
+      if (inst.made_by_run() != 0) {
+        Print("  start      %s  (run %d's command)\n", Label(inst), inst.made_by_run());
+      } else {
+        Print("  start      %s\n", Label(inst));
+      }
     } else if (event.instance().kind() == v1::InstanceEvent::QUEUED && !inst.error().empty()) {
       // A cooldown's requeue is no attempt: say so (docs/flows.md, "Cooldown").
       const bool cooldown = absl::StrContains(inst.error(), "; queued again, not counted as an attempt: ");
@@ -101,6 +105,9 @@ void LinePrinter::Handle(const v1::Event& event) {
       if (inst.state() == v1::DONE) {
         detail = absl::StrCat(FormatDuration(inst.finished_ms() - inst.started_ms()), "  ", inst.lines(),
                               " lines", inst.output().empty() ? "" : absl::StrCat("  -> ", EscapeLine(inst.output())));
+      } else if (inst.made_by_run() != 0 && inst.state() == v1::CACHED) {
+        detail = absl::StrCat("by run ", inst.made_by_run(), " (another command)",
+                              inst.output().empty() ? "" : absl::StrCat("  -> ", EscapeLine(inst.output())));
       } else {
         detail = EscapeLine(inst.error().substr(0, inst.error().find('\n')));
       }

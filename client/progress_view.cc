@@ -364,6 +364,9 @@ std::vector<std::string> ProgressView::Render(absl::Time now, int width) const {
                              ? absl::StrCat(FormatDuration(inst.finished_ms() - inst.started_ms()), "  ",
                                             inst.lines(), " lines")
                              : Sanitize(FirstLine(inst.error()));
+    if (inst.made_by_run() != 0 && inst.state() == v1::CACHED) {
+      detail = absl::StrCat("by run ", inst.made_by_run(), " (another command)");
+    }
     add(absl::StrCat("  ", PadRight(InstanceStateName(inst.state()), 10), " ", Label(inst), "  ", detail));
   }
   return lines;

@@ -14,6 +14,7 @@ packages=(
   python3-pytest python3-venv python3-pip python3-setuptools python3-wheel  # its tests
   python3-zstandard python3-pandas # its tests (reading outputs; the tutorial's DataFrame in examples/youtube/flows)
   gcc make parallel findutils bc   # bench/ (its smoke test runs in ctest)
+  clang                            # the sanitizer pass and the fuzzers (CMakePresets.json: asan, fuzz; libFuzzer and the ASan runtime come with it)
   libcpp-httplib-dev               # asflowd --http (dashboard, JSON API, /metrics)
   prometheus curl                  # tests/web/prometheus_test.sh: promtool, a real scrape
   chromium nodejs                  # tests/web/dashboard_test.mjs: headless Chromium, playwright-core

@@ -3,13 +3,20 @@
 # UndefinedBehaviorSanitizer, with the libFuzzer targets) into build-asan/
 # and runs a subset of ctest under it: the unit tests, the core end-to-end
 # suites (hostile input, auth), every fuzz target's seeds and past crashes
-# once, and each fuzz target for a few seconds. scripts/test.sh runs it in
-# CI. --full builds everything and runs the whole suite under ASan (by
-# hand: docs/testing.md has the figures).
+# once, and each fuzz target for ASFLOW_FUZZ_SECONDS (default 10).
+# `ASFLOW_ASAN=1 scripts/test.sh` (what CI runs) calls it with --build-only
+# while the plain suite runs, then with --test-only.
+#   --full        builds everything and runs the whole suite (by hand)
+#   --build-only  builds the pass's targets (nice -n 10), runs nothing
+#   --test-only   runs the pass's tests over what is built
+# docs/testing.md has the figures.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-full=0
-[ "${1:-}" = "--full" ] && full=1
+mode=${1:-}
+case "$mode" in
+  ""|--full|--build-only|--test-only) ;;
+  *) echo "usage: $0 [--full|--build-only|--test-only]" >&2; exit 2 ;;
+esac
 cd "$root"
 [ -f build-asan/build.ninja ] || cmake --preset asan >/dev/null
 # Any report fails the test that caused it. LeakSanitizer stays on;
@@ -18,10 +25,19 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/sanitizers/lsan.supp}
 cd build-asan
-if [ $full = 1 ]; then
-  ninja
-  ctest --output-on-failure --timeout 600 -j "$(nproc)"
-else
-  ninja sanitizer_pass
-  ctest --output-on-failure --timeout 600 -j "$(nproc)" -L 'unit|core|fuzz_regress|fuzz'
+if [ -n "${ASFLOW_FUZZ_SECONDS:-}" ]; then
+  cmake -DASFLOW_FUZZ_SECONDS="$ASFLOW_FUZZ_SECONDS" . >/dev/null
 fi
+case "$mode" in
+  --full)
+    ninja
+    ctest --output-on-failure --timeout 600 -j "$(nproc)"
+    ;;
+  --build-only)
+    nice -n 10 ninja sanitizer_pass
+    ;;
+  *)
+    [ "$mode" = --test-only ] || ninja sanitizer_pass
+    ctest --output-on-failure --timeout 600 -j "$(nproc)" -L 'unit|core|fuzz_regress|fuzz'
+    ;;
+esac

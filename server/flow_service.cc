@@ -63,6 +63,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
     if (run.ok()) {
       response->set_run_id(run->run_id);
       response->set_watch_from_seq(run->seq);
+      for (std::string& warning : run->warnings) response->add_warnings(std::move(warning));
     }
     reactor->Finish(ToGrpcStatus(run.status()));
   });

@@ -58,6 +58,10 @@ void Recorder::Instance(RunRt& run, int64_t seq, v1::InstanceEvent::Kind kind, i
   rec.bytes = bytes;
   rec.lines = lines;
   rec.pgid = inst.state == v1::RUNNING ? inst.pgid : 0;
+  if (!run.made_by.empty()) {
+    auto made_by = run.made_by.find(seq);
+    if (made_by != run.made_by.end()) rec.made_by_run = made_by->second;
+  }
   // The event is made from the record once it is committed: while the
   // write waits in the store's queue it holds only the counters, encoded
   // (~30 bytes; a v1::TaskCounters copy costs ~250 on the heap).

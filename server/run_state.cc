@@ -130,6 +130,7 @@ v1::Instance InstanceToProto(const InstanceRecord& row) {
   inst.set_finished_ms(row.finished_ms);
   inst.set_bytes(row.bytes);
   inst.set_lines(row.lines);
+  inst.set_made_by_run(row.made_by_run);
   return inst;
 }
 

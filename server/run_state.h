@@ -176,6 +176,11 @@ struct RunRt {
   std::deque<InstanceRt> instances;
   int64_t next_seq = 0;
   absl::flat_hash_map<std::string, ResumedRow> resumed;  // ResumeKey -> row
+  // Instances (seq) that joined another run's execution of a different
+  // command for the same output, and that run's id: their own command
+  // does not run, and they end CACHED, not DONE (v1::Instance.made_by_run).
+  // Empty unless two task definitions share outputs.
+  absl::flat_hash_map<int64_t, int64_t> made_by;
   // Set while one task's expansion is under way (Scheduler::Expand).
   struct Expansion {
     Expansion(std::unique_ptr<ExistenceProbe> probe, int64_t run_id, std::string task)

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/paths.h"
 #include "common/spec_validator.h"
+#include "server/shared_outputs.h"
 #include "spdlog/spdlog.h"
 
 namespace asflow {
@@ -261,7 +262,11 @@ void Scheduler::Submit(v1::SubmitFlowRequest request, std::function<void(absl::S
     // (100,000 instances, or a whole run's worth of cached outputs), and
     // the submitter's Watch is set up meanwhile. Events are published after
     // their store commit, so none of this run's has a seq at or below this.
-    done(Submitted{*id, deps_.hub->last_seq()});
+    std::vector<const RunRt*> active;
+    for (const auto& [other_id, other] : runs_) active.push_back(other.get());
+    Submitted submitted{*id, deps_.hub->last_seq(), SharedOutputWarnings(**run, active)};
+    for (const std::string& warning : submitted.warnings) spdlog::warn("run {}: {}", *id, warning);
+    done(std::move(submitted));
     StartRun(std::move(*run));
   });
 }

@@ -133,6 +133,9 @@ class Scheduler {
   struct Submitted {
     int64_t run_id = 0;
     int64_t seq = 0;
+    // For the submitter (SubmitFlowResponse.warnings): tasks whose outputs
+    // may be another active run's, made by a different command.
+    std::vector<std::string> warnings;
   };
   // Validates and starts a run; `done` gets it, or InvalidArgument /
   // PermissionDenied saying why not. `done` runs on the scheduler thread.
@@ -249,6 +252,13 @@ class Scheduler {
   static std::string ExecKey(const RunRt& run, const TaskRt& task, const InstanceRt& inst);
   // Makes the instance wait on `exec` (RUNNING at once if it runs).
   void JoinExec(RunRt& run, int64_t seq, Exec& exec);
+  // What an instance's execution would run: its handler and params, its
+  // argv as rendered, or its code task. Two instances of one execution
+  // key whose commands differ are two task definitions sharing an output.
+  std::string CommandOf(const RunRt& run, int64_t seq) const;
+  // Records in run.made_by whether the instance waits on a different
+  // command than the one `exec` runs (its first waiter's).
+  void NoteMaker(const Exec& exec, RunRt& run, int64_t seq);
   // Starts a new execution of the instance the plan picked.
   void StartPicked(const PlanPick& pick, absl::Time now);
   void StartExec(Exec& exec, absl::Time now);

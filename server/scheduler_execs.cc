@@ -26,8 +26,40 @@ std::string Scheduler::ExecKey(const RunRt& run, const TaskRt& task, const Insta
   return key;
 }
 
+std::string Scheduler::CommandOf(const RunRt& run, int64_t seq) const {
+  const InstanceRt& inst = run.instances[seq];
+  const TaskRt& task = run.tasks[inst.task];
+  if (run.code != nullptr) return absl::StrCat("code\n", task.key);
+  if (!task.spec->handler().empty()) return absl::StrCat("handler\n", task.spec->handler(), "\n", inst.params);
+  Bindings params = DecodeParams(inst.params);
+  auto lookup = [&](absl::string_view name) { return LookupParam(params, run.params, name); };
+  std::string command = "argv";
+  for (const Template& arg : task.argv) {
+    auto rendered = arg.Render(lookup);
+    absl::StrAppend(&command, absl::string_view("\0", 1), rendered.ok() ? *rendered : arg.text());
+  }
+  return command;
+}
+
+void Scheduler::NoteMaker(const Exec& exec, RunRt& run, int64_t seq) {
+  if (exec.waiters.empty()) return;
+  const auto& [maker_run, maker_seq] = exec.waiters.front();
+  if (maker_run == run.id) {
+    run.made_by.erase(seq);
+    return;
+  }
+  // The usual sharing (two runs of one flow, the same values) compares
+  // equal: only a different command is reported as another run's.
+  if (CommandOf(*runs_.at(maker_run), maker_seq) != CommandOf(run, seq)) {
+    run.made_by[seq] = maker_run;
+  } else {
+    run.made_by.erase(seq);
+  }
+}
+
 void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
   InstanceRt& inst = run.instances[seq];
+  NoteMaker(exec, run, seq);
   exec.waiters.emplace_back(run.id, seq);
   inst.exec = exec.id;
   // Queued, or being killed for a run that no longer needs it: this run
@@ -75,9 +107,13 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
   ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
   job.attempt = exec.attempts;
   exec.runner = RunnerFor(job.pool);
+  const bool shared = exec.waiters.size() > 1;
   for (const auto& [run_id, seq] : exec.waiters) {
     RunRt& run = *runs_.at(run_id);
     InstanceRt& inst = run.instances[seq];
+    // The first waiter's command runs (it may be another than before, if
+    // the run that made the execution left it).
+    if (shared) NoteMaker(exec, run, seq);
     SetInstanceState(run, seq, v1::RUNNING);
     inst.started_ms = absl::ToUnixMillis(now);
     inst.finished_ms = 0;
@@ -224,10 +260,23 @@ void Scheduler::FinishExec(ExecId id, const AttemptOutcome& judged, const ExecRe
     inst.exec = 0;
     inst.finished_ms = NowMs();
     inst.error = outcome.error;
-    SetInstanceState(run, seq, outcome.state);
-    if (outcome.state == v1::FAILED && run.error.empty()) {
+    v1::InstanceState state = outcome.state;
+    if (!run.made_by.empty()) {
+      if (auto maker = run.made_by.find(seq); maker != run.made_by.end()) {
+        // Another run's different command made (or failed to make) the
+        // output; this instance's own command never ran.
+        if (state == v1::DONE) {
+          state = v1::CACHED;
+        } else if (!outcome.error.empty()) {
+          inst.error = absl::StrCat("run ", maker->second, "'s command for this output: ", outcome.error);
+        }
+      }
+    }
+    SetInstanceState(run, seq, state);
+    if (state == v1::FAILED && run.error.empty()) {
+      const std::string error = inst.error.str();
       run.error = absl::StrCat(InstanceLabel(run.tasks[inst.task].spec->name(), inst.params), ": ",
-                               outcome.error.substr(0, outcome.error.find('\n')));
+                               error.substr(0, error.find('\n')));
     }
     recorder_->Instance(run, seq, v1::InstanceEvent::FINISHED, result.bytes, result.lines);
     TaskProgress(run, inst.task);
@@ -244,6 +293,7 @@ void Scheduler::DetachFromExec(RunRt& run, int64_t seq) {
   InstanceRt& inst = run.instances[seq];
   Exec* exec = execs_.Find(inst.exec);
   inst.exec = 0;
+  run.made_by.erase(seq);
   if (exec == nullptr) return;
   auto& w = exec->waiters;
   w.erase(std::remove(w.begin(), w.end(), std::make_pair(run.id, seq)), w.end());

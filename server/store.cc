@@ -105,6 +105,11 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_by_instance ON attempts(run_id, seq);
 )sql",
+    // 6: the run whose execution of a different command made the
+    // instance's output (v1::Instance.made_by_run; 0: its own command).
+    R"sql(
+ALTER TABLE instances ADD COLUMN made_by_run INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -113,8 +118,8 @@ constexpr int kBusyTimeoutMs = 10000;
 
 constexpr char kInstanceColumns[] =
     "run_id, seq, task, params, output, state, error, attempts, started_ms, "
-    "finished_ms, bytes, lines, pgid";
-constexpr int kInstanceColumnCount = 13;
+    "finished_ms, bytes, lines, pgid, made_by_run";
+constexpr int kInstanceColumnCount = 14;
 
 // New rows go in statements of this many rows: one statement per row spent
 // a fifth of the writer's time starting and ending statements (W2: 10,000
@@ -137,7 +142,8 @@ std::string UpsertInstancesSql(int rows) {
                   " state=excluded.state, error=excluded.error,"
                   " attempts=excluded.attempts, started_ms=excluded.started_ms,"
                   " finished_ms=excluded.finished_ms, bytes=excluded.bytes,"
-                  " lines=excluded.lines, pgid=excluded.pgid");
+                  " lines=excluded.lines, pgid=excluded.pgid,"
+                  " made_by_run=excluded.made_by_run");
   return sql;
 }
 
@@ -150,6 +156,7 @@ struct InstanceCols {
   int32_t attempts = 0;
   int64_t started_ms = 0, finished_ms = 0, bytes = 0, lines = 0;
   int32_t pgid = 0;
+  int64_t made_by_run = 0;
 };
 
 absl::StatusCode CodeForSqlite(int rc) {
@@ -238,6 +245,7 @@ InstanceRecord ReadInstance(sqlite3_stmt* stmt) {
   r.bytes = sqlite3_column_int64(stmt, 10);
   r.lines = sqlite3_column_int64(stmt, 11);
   r.pgid = sqlite3_column_int(stmt, 12);
+  r.made_by_run = sqlite3_column_int64(stmt, 13);
   return r;
 }
 
@@ -466,7 +474,7 @@ absl::Status Store::PrepareStatements() {
             &list_task_instances_},
            {r,
             "SELECT i.run_id, i.seq, i.task, i.params, i.output, i.state, i.error,"
-            " i.attempts, i.started_ms, i.finished_ms, i.bytes, i.lines, i.pgid, r.workspace"
+            " i.attempts, i.started_ms, i.finished_ms, i.bytes, i.lines, i.pgid, i.made_by_run, r.workspace"
             " FROM instances i JOIN runs r ON r.id=i.run_id"
             " WHERE (?1=0 OR i.run_id=?1) AND (?2='' OR r.flow=?2) AND (?3='' OR i.task=?3)"
             " AND (?4='' OR (r.workspace || '/' || i.output)=?4)"
@@ -661,7 +669,7 @@ absl::Status Store::ApplyGroup(std::vector<Write>& group) {
 
 namespace {
 
-// Binds one row's 13 columns from parameter `first` on.
+// Binds one row's 14 columns from parameter `first` on.
 void BindInstance(sqlite3_stmt* s, int first, const InstanceCols& c) {
   sqlite3_bind_int64(s, first, c.run_id);
   sqlite3_bind_int64(s, first + 1, c.seq);
@@ -676,6 +684,7 @@ void BindInstance(sqlite3_stmt* s, int first, const InstanceCols& c) {
   sqlite3_bind_int64(s, first + 10, c.bytes);
   sqlite3_bind_int64(s, first + 11, c.lines);
   sqlite3_bind_int(s, first + 12, c.pgid);
+  sqlite3_bind_int64(s, first + 13, c.made_by_run);
 }
 
 InstanceCols NewRowCols(const NewRows& rows, size_t i) {
@@ -698,7 +707,7 @@ absl::Status Store::UpsertInstance(const InstanceRecord& r) {
   sqlite3_stmt* s = upsert_instance_.get();
   BindInstance(s, 1,
                InstanceCols{r.run_id, r.seq, r.task, r.params, r.output, r.state, r.error, r.attempts,
-                            r.started_ms, r.finished_ms, r.bytes, r.lines, r.pgid});
+                            r.started_ms, r.finished_ms, r.bytes, r.lines, r.pgid, r.made_by_run});
   int rc = StepDone(s);
   if (rc != SQLITE_DONE) {
     return SqliteError(db, rc, absl::StrCat("store ", path_, ": put instance ",
@@ -956,7 +965,7 @@ absl::StatusOr<std::vector<FoundInstance>> Store::FindInstances(const InstanceFi
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     FoundInstance found;
     found.record = ReadInstance(s);
-    found.workspace = ColumnString(s, 13);
+    found.workspace = ColumnString(s, 14);
     out.push_back(std::move(found));
   }
   if (rc != SQLITE_DONE) {

@@ -57,7 +57,7 @@ struct RunQuery {
 class Store final : public StateStore {
  public:
   // Newest schema version this build knows (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens or creates the database at `path`: creates parent directories and
   // the file (mode 0600) and migrates the schema. Fails, naming the path, if

@@ -37,6 +37,9 @@ struct InstanceRecord {
   // Process group of the command while RUNNING (0 otherwise): after a
   // crash, the restarted daemon kills what is left of it.
   int32_t pgid = 0;
+  // The run whose execution of a different command made the output
+  // (v1::Instance.made_by_run); 0: its own command.
+  int64_t made_by_run = 0;
 };
 
 // One attempt of an instance as stored (table `attempts`): when it ran,

@@ -189,6 +189,25 @@ TEST(ProgressViewTest, ControlCharactersFromValuesAndErrorsAreShownEscaped) {
   }
 }
 
+// Issue 12, defect 6: an instance another run's different command made
+// was shown as this run's own work.
+TEST(ProgressViewTest, AnInstanceMadeByAnotherRunsCommandSaysWhichRun) {
+  ProgressView view(7);
+  view.Apply(Ev(1, 0, absl::StrCat(R"pb(
+    snapshot {
+      runs { id: 7 flow: "demo" state: RUN_RUNNING created_ms: )pb", kT0, R"pb(
+             tasks { task: "t" total: 2 running: 1 expanded: true } }
+    })pb")));
+  view.Apply(Ev(2, 1'000, absl::StrCat(R"pb(
+    instance {
+      kind: FINISHED
+      instance { run_id: 7 seq: 0 task: "t" params { key: "id" value: "a" } state: CACHED made_by_run: 12
+                 output: "out/a.txt" started_ms: )pb", kT0, " finished_ms: ", kT0 + 1'000, R"pb( }
+      counters { task: "t" total: 2 running: 1 cached: 1 expanded: true }
+    })pb")));
+  EXPECT_THAT(view.Render(At(2'000), 100), ::testing::Contains("  cached     t(id=a)  by run 12 (another command)"));
+}
+
 TEST(ProgressViewTest, PlainUsesAscii) {
   ProgressViewOptions options;
   options.plain = true;

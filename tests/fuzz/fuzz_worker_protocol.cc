@@ -10,10 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "asflow/v1/worker.pb.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/stubs/logging.h"
 #include "server/worker_hub.h"
 
 namespace {
@@ -39,6 +42,14 @@ const std::string& Workspace() {
   static const std::string* dir = [] {
     char tmpl[] = "/tmp/asflow-fuzz-worker-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) abort();
+    // Removed when libFuzzer exits (every run in ctest made one before).
+    atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(Workspace(), ec);
+    });
+    // Invalid UTF-8 in a string field is refused by the parser, as it
+    // should be; its log line per input only slowed the fuzzer down.
+    google::protobuf::SetLogHandler(nullptr);
     return new std::string(tmpl);
   }();
   return *dir;

@@ -76,6 +76,20 @@ class SchedulerTest : public ::testing::Test {
     if (!got.ok()) return got.status();
     return got->run_id;
   }
+  // The same, with the whole answer (its warnings).
+  absl::StatusOr<Scheduler::Submitted> TrySubmitFull(const std::string& yaml,
+                                                     const std::map<std::string, std::string>& params = {}) {
+    auto parsed = ParseFlowText(yaml, "test.yaml", SpecFormat::kYaml);
+    if (!parsed.ok()) return parsed.status();
+    v1::SubmitFlowRequest request;
+    *request.mutable_spec() = parsed->spec;
+    request.set_workspace("/ws");
+    for (const auto& [k, v] : params) (*request.mutable_params())[k] = v;
+    absl::StatusOr<Scheduler::Submitted> got = absl::UnknownError("not answered");
+    sched_->Submit(request, [&](absl::StatusOr<Scheduler::Submitted> s) { got = std::move(s); });
+    sched_->Step();
+    return got;
+  }
   int64_t Submit(const std::string& yaml, bool keep_going = false) {
     absl::StatusOr<int64_t> id = TrySubmit(yaml, keep_going);
     EXPECT_TRUE(id.ok()) << id.status();
@@ -427,6 +441,86 @@ TEST_F(SchedulerTest, TwoRunsShareOneExecution) {
   EXPECT_EQ(State(r1, 0), v1::DONE);
   EXPECT_EQ(State(r2, 0), v1::DONE);
   EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+}
+
+// Defect 6 of issue 12: two task definitions with different commands that
+// render the same output path shared one execution, and the run whose
+// command never ran reported its instance done.
+TEST_F(SchedulerTest, TwoTaskDefinitionsSharingAnOutputReportCachedByTheOtherRun) {
+  int64_t r1 = Submit(Flow("", "f", "[a]"));
+  absl::StatusOr<Scheduler::Submitted> second = TrySubmitFull(
+      "name: g\ntasks:\n  - name: u\n    for_each: {values: [a], as: id}\n"
+      "    on: out/{id}.txt\n    run: [other, \"{id}\"]\n");
+  ASSERT_TRUE(second.ok()) << second.status();
+  const int64_t r2 = second->run_id;
+  ASSERT_EQ(local_->started().size(), 1u);  // r1's command only
+  EXPECT_THAT(local_->running().at(local_->started()[0]).process.argv, ElementsAre("cmd", "a"));
+  EXPECT_EQ(State(r2, 0), v1::RUNNING);
+  EXPECT_EQ(Row(r2, 0).made_by_run, r1);
+  local_->FinishOk(local_->started()[0], "x\n");
+  sched_->Step();
+  EXPECT_EQ(State(r1, 0), v1::DONE);
+  EXPECT_EQ(Row(r1, 0).made_by_run, 0);
+  EXPECT_EQ(State(r2, 0), v1::CACHED);
+  EXPECT_EQ(Row(r2, 0).made_by_run, r1);
+  EXPECT_EQ(RunState(r2), v1::RUN_SUCCEEDED);
+  EXPECT_EQ(store_.Run(r2).tasks(0).cached(), 1);
+  EXPECT_EQ(store_.Run(r2).tasks(0).done(), 0);
+  // And the submitter was told when it submitted.
+  ASSERT_EQ(second->warnings.size(), 1u);
+  EXPECT_EQ(second->warnings[0],
+            absl::StrCat("task u: its outputs (out/*.txt) may be the same files as task f.t's of run ", r1,
+                         " (out/*.txt), whose command differs; an output that run makes is not made again: such "
+                         "an instance is reported cached by run ",
+                         r1, " and this task's command does not run for it"));
+}
+
+TEST_F(SchedulerTest, TwoTaskDefinitionsSharingAnOutputNameTheOtherRunWhenItsCommandFails) {
+  int64_t r1 = Submit(Flow("", "f", "[a]"));
+  int64_t r2 = Submit(
+      "name: g\ntasks:\n  - name: t\n    for_each: {values: [a], as: id}\n"
+      "    on: out/{id}.txt\n    run: [other, \"{id}\"]\n");
+  ASSERT_EQ(local_->started().size(), 1u);
+  local_->FinishExit(local_->started()[0], 3, "boom");
+  sched_->Step();
+  EXPECT_EQ(State(r1, 0), v1::FAILED);
+  EXPECT_EQ(Row(r1, 0).made_by_run, 0);
+  EXPECT_EQ(State(r2, 0), v1::FAILED);
+  EXPECT_EQ(Row(r2, 0).made_by_run, r1);
+  EXPECT_THAT(Row(r2, 0).error, ::testing::StartsWith(absl::StrCat("run ", r1, "'s command for this output: ")));
+  EXPECT_THAT(Row(r1, 0).error, ::testing::Not(HasSubstr("command for this output")));
+}
+
+// The same task over other flow parameter values is another command too.
+TEST_F(SchedulerTest, OtherFlowParameterValuesForTheSameOutputAreAnotherRunsCommand) {
+  const std::string flow =
+      "name: f\nparams: {api: x}\ntasks:\n  - name: t\n"
+      "    for_each: {values: [a], as: id}\n    on: out/{id}.txt\n    run: [get, \"{api}\", \"{id}\"]\n";
+  absl::StatusOr<Scheduler::Submitted> r1 = TrySubmitFull(flow);
+  absl::StatusOr<Scheduler::Submitted> r2 = TrySubmitFull(flow, {{"api", "y"}});
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_THAT(r1->warnings, IsEmpty());
+  ASSERT_EQ(r2->warnings.size(), 1u);
+  EXPECT_THAT(r2->warnings[0], HasSubstr("task t: its outputs (out/*.txt) may be the same files as task f.t's"));
+  ASSERT_EQ(local_->started().size(), 1u);
+  local_->FinishOk(local_->started()[0]);
+  sched_->Step();
+  EXPECT_EQ(State(r1->run_id, 0), v1::DONE);
+  EXPECT_EQ(State(r2->run_id, 0), v1::CACHED);
+  EXPECT_EQ(Row(r2->run_id, 0).made_by_run, r1->run_id);
+}
+
+// Two runs of one command (here from two flows) share as they always did:
+// no warning, both done.
+TEST_F(SchedulerTest, TheSameCommandSharingAnOutputIsNeitherWarnedNorCachedByAnother) {
+  absl::StatusOr<Scheduler::Submitted> r1 = TrySubmitFull(Flow("", "f", "[a]"));
+  absl::StatusOr<Scheduler::Submitted> r2 = TrySubmitFull(Flow("", "g", "[a]"));
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_THAT(r2->warnings, IsEmpty());
+  local_->FinishOk(local_->started()[0]);
+  sched_->Step();
+  EXPECT_EQ(State(r2->run_id, 0), v1::DONE);
+  EXPECT_EQ(Row(r2->run_id, 0).made_by_run, 0);
 }
 
 TEST_F(SchedulerTest, CancelledRunLeavesTheSharedExecutionToTheOther) {

@@ -119,6 +119,7 @@ TEST_F(StoreTest, PutThenFlushReadsBackEveryField) {
   in.finished_ms = 1700000002500;
   in.bytes = 123456789012;
   in.lines = 4242;
+  in.made_by_run = 99;
   store->PutInstance(in);
 
   v1::Run run = MakeRun("transcripts");
@@ -152,6 +153,7 @@ TEST_F(StoreTest, PutThenFlushReadsBackEveryField) {
   EXPECT_EQ(out.finished_ms, 1700000002500);
   EXPECT_EQ(out.bytes, 123456789012);
   EXPECT_EQ(out.lines, 4242);
+  EXPECT_EQ(out.made_by_run, 99);
 
   absl::StatusOr<RunRecord> got = store->GetRun(id);
   ASSERT_TRUE(got.ok()) << got.status();
