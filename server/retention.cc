@@ -141,6 +141,14 @@ absl::StatusOr<int64_t> Retention::PruneRun(int64_t run_id, PruneStats& stats) {
         Step(db, "SELECT count(*) FROM instances WHERE run_id=?1", run_id, 0, what);
     if (!kept.ok()) return kept.status();
     *hidden = *kept > 0;
+    if (*hidden) {
+      // The attempts of the rows just deleted go with them (a deleted run's
+      // go by ON DELETE CASCADE).
+      absl::StatusOr<int64_t> a = Step(
+          db, "DELETE FROM attempts WHERE run_id=?1 AND seq NOT IN (SELECT seq FROM instances WHERE run_id=?1)",
+          run_id, 0, what);
+      if (!a.ok()) return a.status();
+    }
     // The request stays with a hidden run: `reset` finds the .err file of
     // a kept row through its task's `on`.
     absl::StatusOr<int64_t> r = Step(db, *hidden ? "UPDATE runs SET pruned=1 WHERE id=?1" : "DELETE FROM runs WHERE id=?1",

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <memory>
 #include <string>
@@ -116,6 +117,18 @@ TEST_F(RetentionTest, PrunesInBatchesKeepingSuppressedAndFailedRows) {
   const int64_t old_ok = AddRun(250);
   const int64_t old_bad = AddRun(250, {v1::SUPPRESSED, v1::FAILED, v1::SKIPPED});
   const int64_t newest = AddRun(10);
+  // Attempt history of a pruned row (seq 0) and of a kept one (seq 250,
+  // the suppressed instance).
+  for (int64_t seq : {int64_t{0}, int64_t{250}}) {
+    AttemptRecord a;
+    a.run_id = old_bad;
+    a.seq = seq;
+    a.attempt = 1;
+    a.state = seq == 0 ? v1::QUEUED : v1::SUPPRESSED;
+    a.stderr_tail = "stderr";
+    store_->PutAttempt(a);
+  }
+  ASSERT_TRUE(store_->Flush().ok());
   RetentionOptions options;
   options.keep = KeepRuns{1, absl::ZeroDuration()};
   options.batch_rows = 100;
@@ -137,6 +150,18 @@ TEST_F(RetentionTest, PrunesInBatchesKeepingSuppressedAndFailedRows) {
   EXPECT_EQ((*kept)[0].state, v1::SUPPRESSED);
   EXPECT_EQ((*kept)[0].error, "TranscriptsDisabled");
   EXPECT_EQ((*kept)[1].state, v1::FAILED);
+  // The pruned row's attempts went with it (counted in the file: listings
+  // join the instance rows and would hide an orphan); the kept row's stay.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(tmp_.Join("state.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT group_concat(seq) FROM attempts", -1, &stmt, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "250");
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+  }
   EXPECT_EQ(store_->LoadInstances(newest)->size(), 10u);
   // Nothing more to do.
   EXPECT_EQ(retention.PruneOnce()->instances_deleted, 0);
