@@ -59,6 +59,7 @@ grpc::ServerUnaryReactor* FlowServiceImpl::SubmitFlow(grpc::CallbackServerContex
   if (!Authorized(ctx, reactor)) return reactor;
   v1::SubmitFlowRequest submitted = *request;
   submitted.clear_schedule();  // only the daemon's schedules set it
+  submitted.set_from_code(false);  // only a code session's runs are (scheduler_code.cc)
   scheduler_->Submit(std::move(submitted), [reactor, response](absl::StatusOr<Scheduler::Submitted> run) {
     if (run.ok()) {
       response->set_run_id(run->run_id);

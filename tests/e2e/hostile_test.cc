@@ -306,6 +306,30 @@ TEST_F(HostileTest, ControlCharactersFromValuesAndErrorsAreShownEscaped) {
 // Watch streams are bounded (--max-watchers, default 1,024): one past the
 // limit is refused with a message naming it, and a slot freed is usable
 // again.
+TEST_F(HostileTest, FromCodeSetByASubmitterIsIgnored) {
+  // from_code belongs to runs a code session opens; a SubmitFlow that sets
+  // it gets an ordinary flow-file run, its command run as usual.
+  StartDaemon();
+  auto stub = v1::FlowService::NewStub(
+      grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+  v1::SubmitFlowRequest request;
+  request.set_workspace(ws_);
+  request.set_from_code(true);
+  request.mutable_spec()->set_name("fromcode");
+  v1::TaskSpec* task = request.mutable_spec()->add_tasks();
+  task->set_name("hello");
+  task->add_run("echo");
+  task->add_run("hi");
+  task->set_on("out/hello.txt");
+  grpc::ClientContext ctx;
+  v1::SubmitFlowResponse response;
+  grpc::Status status = stub->SubmitFlow(&ctx, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  CommandResult watch = Ctl({"watch", std::to_string(response.run_id()), "--plain"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  EXPECT_EQ(ReadFileOrDie(ws_ + "/out/hello.txt"), "hi\n");
+}
+
 TEST_F(HostileTest, WatchersPastTheLimitAreRefused) {
   StartDaemon({"--max-watchers", "2"});
   auto stub = v1::FlowService::NewStub(grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
