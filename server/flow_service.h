@@ -88,6 +88,10 @@ class FlowServiceImpl final : public v1::FlowService::WithRawCallbackMethod_Watc
                                                const v1::LogsRequest* request) override;
 
  private:
+  // A schedule RPC: the token checked and the daemon's schedules there
+  // (else UNAVAILABLE), then `fn` finishes the reactor.
+  grpc::ServerUnaryReactor* WithSchedules(grpc::CallbackServerContext* ctx,
+                                          const std::function<void(grpc::ServerUnaryReactor*)>& fn);
   // The freshest copy of a run: the hub's view, else the store.
   absl::StatusOr<v1::Run> LookupRun(int64_t run_id);
   // Every method's caller is checked here (the token on TCP; the unix

@@ -1,4 +1,5 @@
 // FlowService's schedule RPCs: thin over Schedules (server/schedules.h).
+#include <functional>
 #include <utility>
 
 #include "server/flow_service.h"
@@ -18,67 +19,48 @@ absl::Status NoSchedules() { return absl::UnavailableError("this asflowd has no 
 
 }  // namespace
 
-grpc::ServerUnaryReactor* FlowServiceImpl::AddSchedule(grpc::CallbackServerContext* ctx,
-                                                       const v1::AddScheduleRequest* request,
-                                                       v1::Schedule* response) {
+grpc::ServerUnaryReactor* FlowServiceImpl::WithSchedules(grpc::CallbackServerContext* ctx,
+                                                         const std::function<void(grpc::ServerUnaryReactor*)>& fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!Authorized(ctx, reactor)) return reactor;
   if (schedules_ == nullptr) {
     reactor->Finish(ToGrpcStatus(NoSchedules()));
     return reactor;
   }
-  schedules_->Add(*request, Answer(reactor, response));
+  fn(reactor);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* FlowServiceImpl::AddSchedule(grpc::CallbackServerContext* ctx,
+                                                       const v1::AddScheduleRequest* request,
+                                                       v1::Schedule* response) {
+  return WithSchedules(ctx, [&](grpc::ServerUnaryReactor* r) { schedules_->Add(*request, Answer(r, response)); });
 }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::ListSchedules(grpc::CallbackServerContext* ctx,
                                                          const v1::ListSchedulesRequest* /*request*/,
                                                          v1::ListSchedulesResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!Authorized(ctx, reactor)) return reactor;
-  if (schedules_ == nullptr) {
-    reactor->Finish(ToGrpcStatus(NoSchedules()));
-    return reactor;
-  }
-  for (v1::Schedule& s : schedules_->List()) *response->add_schedules() = std::move(s);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return WithSchedules(ctx, [&](grpc::ServerUnaryReactor* r) {
+    for (v1::Schedule& s : schedules_->List()) *response->add_schedules() = std::move(s);
+    r->Finish(grpc::Status::OK);
+  });
 }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::RemoveSchedule(grpc::CallbackServerContext* ctx,
                                                           const v1::ScheduleRef* request, v1::Schedule* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!Authorized(ctx, reactor)) return reactor;
-  if (schedules_ == nullptr) {
-    reactor->Finish(ToGrpcStatus(NoSchedules()));
-    return reactor;
-  }
-  schedules_->Remove(*request, Answer(reactor, response));
-  return reactor;
+  return WithSchedules(ctx, [&](grpc::ServerUnaryReactor* r) { schedules_->Remove(*request, Answer(r, response)); });
 }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::PauseSchedule(grpc::CallbackServerContext* ctx,
                                                          const v1::ScheduleRef* request, v1::Schedule* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!Authorized(ctx, reactor)) return reactor;
-  if (schedules_ == nullptr) {
-    reactor->Finish(ToGrpcStatus(NoSchedules()));
-    return reactor;
-  }
-  schedules_->SetPaused(*request, true, Answer(reactor, response));
-  return reactor;
+  return WithSchedules(ctx,
+                       [&](grpc::ServerUnaryReactor* r) { schedules_->SetPaused(*request, true, Answer(r, response)); });
 }
 
 grpc::ServerUnaryReactor* FlowServiceImpl::ResumeSchedule(grpc::CallbackServerContext* ctx,
                                                           const v1::ScheduleRef* request, v1::Schedule* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!Authorized(ctx, reactor)) return reactor;
-  if (schedules_ == nullptr) {
-    reactor->Finish(ToGrpcStatus(NoSchedules()));
-    return reactor;
-  }
-  schedules_->SetPaused(*request, false, Answer(reactor, response));
-  return reactor;
+  return WithSchedules(
+      ctx, [&](grpc::ServerUnaryReactor* r) { schedules_->SetPaused(*request, false, Answer(r, response)); });
 }
 
 }  // namespace asflow
