@@ -45,6 +45,12 @@ struct Exec {
   // The running attempt is in the LogHub (a built-in handler, which never
   // writes stderr, is not).
   bool live_log = false;
+  // Chained starts (Plan::TakeSuccessor): started on its runner to begin
+  // when execution `after` ends well, and not counted in the plan until
+  // then (the handoff); `successor` is the execution chained after this one.
+  bool pregranted = false;
+  ExecId after = 0;
+  ExecId successor = 0;
 
   // Not started (queued again, or waiting for its retry), and some run
   // still needs it.

@@ -227,6 +227,54 @@ void Plan::Finished(ExecId id) {
   Free(r.task, r.pool);
 }
 
+std::optional<int64_t> Plan::TakeSuccessor(const std::string& task_key, int64_t run_id, absl::Time now) {
+  auto t = tasks_.find(task_key);
+  if (t == tasks_.end()) return std::nullopt;
+  TaskDef* task = t->second.get();
+  // Only while the limit holds the queue back: with room, the next call
+  // starts now on its own.
+  if (task->queued == 0 || task->running < task->limit || task->interval > absl::ZeroDuration() ||
+      task->by_run.size() != 1) {
+    return std::nullopt;
+  }
+  Pool* pool = task->pool;
+  if (pool->used >= pool->slots && !pool->ring.empty()) return std::nullopt;
+  for (Gate* gate : task->gates) {
+    if (gate->interval > absl::ZeroDuration() || gate->Cooling(now) || gate->Paused(now) ||
+        gate_waiters_.contains(gate)) {
+      return std::nullopt;
+    }
+  }
+  auto fifo = task->by_run.find(run_id);
+  if (fifo == task->by_run.end()) return std::nullopt;
+  Fifo& q = fifo->second;
+  while (!q.items.empty() && live_ && !live_(run_id, q.items.front())) {
+    q.PopFront();
+    --task->queued;
+  }
+  std::optional<int64_t> item;
+  if (!q.items.empty() && q.items.front() >= 0) {
+    item = q.items.front();
+    q.PopFront();
+    --task->queued;
+  }
+  if (q.items.empty()) {
+    // It was the only FIFO: every rotation entry is stale now.
+    task->by_run.erase(fifo);
+    task->rotation.clear();
+  }
+  return item;
+}
+
+bool Plan::Handoff(ExecId from, ExecId to) {
+  auto it = running_.find(from);
+  if (it == running_.end()) return false;
+  Running r = std::move(it->second);
+  running_.erase(it);
+  running_[to] = std::move(r);
+  return true;
+}
+
 void Plan::Free(TaskDef* task, Pool* pool) {
   --task->running;
   --pool->used;

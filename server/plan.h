@@ -93,6 +93,19 @@ class Plan {
   // A running execution ended: frees its limit and pool slot.
   void Finished(ExecId id);
 
+  // Chained starts (the session protocol's StartCall.after): a successor
+  // for a running execution of `task_key` in run `run_id` — the head of
+  // that run's FIFO, taken off the queue without counting as running —
+  // when the task's limit is reached (with room, the item would simply
+  // start) and nothing else could claim the slot the running one will leave: no
+  // other run has work queued for the task, the task has no rate, none of
+  // its gates paces, cools down, is paused or has another task waiting, and
+  // its pool has room or nobody waiting. Only never-started items (>= 0).
+  std::optional<int64_t> TakeSuccessor(const std::string& task_key, int64_t run_id, absl::Time now);
+  // The slot running execution `from` holds (limit, pool slot, gates in
+  // flight) is now `to`'s. False (nothing changed) if `from` holds none.
+  bool Handoff(ExecId from, ExecId to);
+
   int running(const std::string& task_key) const;
   // Executions running in every pool.
   int running_total() const { return static_cast<int>(running_.size()); }

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -53,6 +54,11 @@ struct ExecJob {
   // the instance by (FlowService.Session).
   int64_t session = 0;
   int64_t call_id = 0;
+  // A chained start (Runner::ChainsStarts): run once execution `after`
+  // (call `after_call` of the same session) ends well; its slot then
+  // passes to this job (RunnerEvents::on_handoff). 0: run now.
+  ExecId after = 0;
+  int64_t after_call = 0;
   // Which attempt this is (1 for the first).
   int attempt = 1;
   // Set by the runner: cancels the running command.
@@ -110,6 +116,9 @@ struct RunnerEvents {
   // The next chunk of a job's stderr, as it arrives (for asflowctl logs
   // -f); called on the runner's thread, must not block.
   std::function<void(ExecId, absl::string_view)> on_stderr;
+  // Execution `from` ended well and its chained successor `to` has begun:
+  // the slot `from` held is `to`'s now. Before `from`'s on_done.
+  std::function<void(ExecId from, ExecId to)> on_handoff;
 };
 
 // Runs ExecJobs somewhere and reports each result exactly once through the
@@ -118,9 +127,18 @@ class Runner {
  public:
   virtual ~Runner() = default;
   virtual void Start(ExecJob job) = 0;
+  // Starts `jobs` in order, as one batch where the runner can (a code
+  // session gets a chain's starts in one message, so its process never
+  // sees a chained start after the call it follows has ended).
+  virtual void StartAll(std::vector<ExecJob> jobs) {
+    for (ExecJob& job : jobs) Start(std::move(job));
+  }
   // Asks a started job to stop (its group gets SIGTERM, SIGKILL after the
   // grace); its result still arrives. Unknown or finished ids are ignored.
   virtual void Cancel(ExecId id) = 0;
+  // Whether jobs for code session `session` may be chained (ExecJob::after):
+  // started ahead, to begin where the job they follow ends. Thread-safe.
+  virtual bool ChainsStarts(int64_t /*session*/) const { return false; }
 };
 
 }  // namespace asflow

@@ -54,6 +54,7 @@ RunnerEvents Scheduler::runner_events() {
   events.on_stderr = [this](ExecId id, absl::string_view chunk) {
     if (deps_.logs != nullptr) deps_.logs->Append(id, chunk);
   };
+  events.on_handoff = [this](ExecId from, ExecId to) { Post([this, from, to] { OnHandoff(from, to); }); };
   return events;
 }
 
@@ -95,6 +96,7 @@ void Scheduler::Drain(std::function<void()> idle) {
   Post([this, idle = std::move(idle)]() mutable {
     draining_ = true;
     drained_ = std::move(idle);
+    RevokeSuccessors();
     spdlog::info("draining: {} attempts running, nothing new starts", plan_.running_total());
   });
 }

@@ -24,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -262,6 +263,38 @@ class Scheduler {
   // Starts a new execution of the instance the plan picked.
   void StartPicked(const PlanPick& pick, absl::Time now);
   void StartExec(Exec& exec, absl::Time now);
+  // The execution's instances are RUNNING (attempt started at `now`).
+  void MarkStarted(Exec& exec, absl::Time now);
+
+  // Chained starts (scheduler_chain.cc, docs/sessions.md): a code
+  // session's calls of a task held back by its limit alone are started
+  // ahead, each to begin in its process where the one before it ends, so
+  // the process runs them back to back without a round trip per call.
+  //
+  // Chains executions, not begun, after the last one of `exec`'s chain
+  // until `depth` wait behind `exec`, as far as the plan allows
+  // (Plan::TakeSuccessor).
+  // Their jobs are appended to `jobs` (started by the caller, in order).
+  void ExtendChain(Exec& exec, absl::Time now, int depth, std::vector<ExecJob>* jobs);
+  // One successor for `tail` (which has none), its job appended to
+  // `jobs`; nullptr if none can be had.
+  Exec* ChainAfter(Exec& tail, absl::Time now, std::vector<ExecJob>* jobs);
+  // How many calls of the task to chain ahead: many while its attempts
+  // are short (a round trip would cost more than the call), else one.
+  int ChainDepth(const std::string& task_key) const;
+  // Records whether the execution's attempt, ending now, was short.
+  void NoteSpeed(const Exec& exec);
+  // `from` ended well and its successor `to` began: the slot is `to`'s.
+  void OnHandoff(ExecId from, ExecId to);
+  // A chained execution that never began (the one before it did not end
+  // well, or it was revoked): not an attempt, back at the head of its queue.
+  void ReturnUnbegun(Exec& exec);
+  // Successors not begun yet are told to stand down (cancel): a pause, a
+  // cooldown or a drain must not let them start.
+  void RevokeSuccessors();
+  // Another run queued work for `task_key`: its successors chained for
+  // other runs stand down, so the plan's turn-taking between runs holds.
+  void RevokeContended(const std::string& task_key, int64_t run_id);
   ExecJob BuildJob(ExecId id, const RunRt& run, int64_t seq) const;
   void OnExecDone(ExecResult result);
   // Puts an execution back in the queue (at once, or after `delay`).
@@ -307,6 +340,10 @@ class Scheduler {
   absl::flat_hash_map<int64_t, std::unique_ptr<RunRt>> runs_;
   ExecTable execs_;
   TimerQueue timers_;  // executions waiting for a retry or a pause
+  // Executions chained but not begun (Exec::pregranted).
+  absl::flat_hash_set<ExecId> pregranted_;
+  // Tasks (by key) whose last attempt was short (ChainDepth).
+  absl::flat_hash_map<std::string, bool> fast_tasks_;
   // Code runs by (session, the client's ref).
   absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> code_refs_;
   bool stopping_ = false;

@@ -275,6 +275,7 @@ void Scheduler::QueueCodeInstance(RunRt& run, int64_t seq, v1::InstanceState pri
     return;
   }
   plan_.Enqueue(seq, task.key, run.id);
+  if (!pregranted_.empty()) RevokeContended(task.key, run.id);
   recorder_->NewInstance(run, seq);
 }
 

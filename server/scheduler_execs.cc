@@ -62,9 +62,10 @@ void Scheduler::JoinExec(RunRt& run, int64_t seq, Exec& exec) {
   NoteMaker(exec, run, seq);
   exec.waiters.emplace_back(run.id, seq);
   inst.exec = exec.id;
-  // Queued, or being killed for a run that no longer needs it: this run
-  // gets a fresh attempt once the dying process is gone (OnExecDone).
-  if (!exec.started || exec.cancelling) return;
+  // Queued (or chained, not begun), or being killed for a run that no
+  // longer needs it: this run gets a fresh attempt once the dying process
+  // is gone (OnExecDone).
+  if (!exec.started || exec.cancelling || exec.pregranted) return;
   SetInstanceState(run, seq, v1::RUNNING);
   inst.pgid = exec.pgid;
   inst.started_ms = NowMs();
@@ -107,6 +108,19 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
   ExecJob job = BuildJob(exec.id, *runs_.at(first_run), first_seq);
   job.attempt = exec.attempts;
   exec.runner = RunnerFor(job.pool);
+  MarkStarted(exec, now);
+  if (job.session == 0) {
+    exec.runner->Start(std::move(job));
+    return;
+  }
+  // A code session's call: with the calls chained after it, in one batch.
+  std::vector<ExecJob> jobs;
+  jobs.push_back(std::move(job));
+  ExtendChain(exec, now, ChainDepth(exec.def->task_key), &jobs);
+  exec.runner->StartAll(std::move(jobs));
+}
+
+void Scheduler::MarkStarted(Exec& exec, absl::Time now) {
   const bool shared = exec.waiters.size() > 1;
   for (const auto& [run_id, seq] : exec.waiters) {
     RunRt& run = *runs_.at(run_id);
@@ -122,7 +136,6 @@ void Scheduler::StartExec(Exec& exec, absl::Time now) {
     recorder_->Instance(run, seq, v1::InstanceEvent::STARTED);
   }
   BeginAttempt(exec, now);
-  exec.runner->Start(std::move(job));
 }
 
 ExecJob Scheduler::BuildJob(ExecId id, const RunRt& run, int64_t seq) const {
@@ -181,6 +194,8 @@ void Scheduler::OnExecDone(ExecResult result) {
   plan_.Finished(result.id);
   Exec* exec = execs_.Find(result.id);
   if (exec == nullptr) return;
+  if (exec->pregranted) return ReturnUnbegun(*exec);
+  if (exec->started && exec->attempt_started_ms != 0) NoteSpeed(*exec);
   if (stopping_ || exec->waiters.empty()) {
     // Shutting down (runs resume at the next start), or cancelled because
     // no run needs it any more.

@@ -154,6 +154,7 @@ void Scheduler::AddInstance(RunRt& run, int t, const Bindings& bindings) {
   // Queued as its seq alone: the execution is made when it starts, so
   // 100,000 queued instances cost their InstanceRt and 8 bytes each.
   plan_.Enqueue(added.seq, run.tasks[t].key, run.id);
+  if (!pregranted_.empty()) RevokeContended(run.tasks[t].key, run.id);
   recorder_->NewInstance(run, added.seq);
 }
 

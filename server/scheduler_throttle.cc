@@ -154,6 +154,7 @@ void Scheduler::BeginCooldown(const Exec& exec, AttemptOutcome& outcome) {
   }
   outcome.error = absl::StrCat(absl::StrJoin(notes, "; "), "; queued again, not counted as an attempt: ",
                                outcome.error.substr(0, outcome.error.find('\n')));
+  RevokeSuccessors();
 }
 
 void Scheduler::AfterAttempt(const Exec& exec, const AttemptOutcome& outcome) {
@@ -294,6 +295,7 @@ void Scheduler::Pause(std::string target, absl::Duration duration,
     if (!gate.ok()) return done(gate.status());
     const absl::Time now = deps_.clock->Now();
     throttle_.Pause(**gate, duration > absl::ZeroDuration() ? now + duration : absl::InfiniteFuture());
+    RevokeSuccessors();
     if (absl::Status s = SavePauses(); !s.ok()) return done(s);
     spdlog::info("{} paused{}", (*gate)->name,
                  duration > absl::ZeroDuration() ? absl::StrCat(" for ", absl::FormatDuration(duration)) : "");

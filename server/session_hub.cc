@@ -33,6 +33,7 @@ class SessionHub::Session {
   absl::Time last_recv;
   bool closed = false;
   bool expired = false;
+  bool chains = false;  // its hello said chained_starts
   std::deque<v1::SessionEvent> outbox;
   // Started calls, by call id; their outputs belong to the reader thread.
   absl::flat_hash_map<int64_t, std::shared_ptr<RemoteOutput>> open;
@@ -106,6 +107,7 @@ absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::
                                   hello.hostname().empty() ? peer : hello.hostname(), " (pid ", hello.pid(),
                                   ", session ", session->id, ")");
     session->last_recv = absl::Now();
+    session->chains = hello.chained_starts();
     sessions_[session->id] = session;
     v1::SessionEvent welcome;
     v1::SessionWelcome& w = *welcome.mutable_welcome();
@@ -123,33 +125,52 @@ absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::
 }
 
 void SessionHub::Start(ExecJob job) {
-  std::shared_ptr<Session> session;
+  std::vector<ExecJob> jobs;
+  jobs.push_back(std::move(job));
+  StartAll(std::move(jobs));
+}
+
+void SessionHub::StartAll(std::vector<ExecJob> jobs) {
+  std::vector<std::shared_ptr<Session>> notify;
+  std::vector<ExecId> lost;
   {
     absl::MutexLock lock(&mu_);
-    auto it = sessions_.find(job.session);
-    if (it != sessions_.end() && !it->second->closed && !it->second->expired &&
-        !it->second->open.contains(job.call_id)) {
-      session = it->second;
+    for (ExecJob& job : jobs) {
+      auto it = sessions_.find(job.session);
+      if (it == sessions_.end() || it->second->closed || it->second->expired ||
+          it->second->open.contains(job.call_id)) {
+        lost.push_back(job.id);
+        continue;
+      }
+      Session& session = *it->second;
       v1::SessionEvent start;
       start.mutable_start()->set_call_id(job.call_id);
       start.mutable_start()->set_attempt(job.attempt);
-      owner_[job.id] = session.get();
+      if (job.after != 0) start.mutable_start()->set_after(job.after_call);
+      owner_[job.id] = &session;
       const int64_t call_id = job.call_id;
-      session->open[call_id] = std::make_shared<RemoteOutput>(std::move(job), file_options_, events_.on_progress);
-      Push(*session, std::move(start));
+      session.open[call_id] = std::make_shared<RemoteOutput>(std::move(job), file_options_, events_.on_progress);
+      Push(session, std::move(start));
+      if (notify.empty() || notify.back() != it->second) notify.push_back(it->second);
     }
   }
-  if (session != nullptr) {
-    session->Notify();
-    return;
+  // Once all are queued: the writer sends them together.
+  for (const auto& session : notify) session->Notify();
+  for (ExecId id : lost) {
+    // Its session went away (the scheduler detaches the run next): lost,
+    // not the call's fault.
+    ExecResult result;
+    result.id = id;
+    result.infra = ExecResult::Infra::kLost;
+    result.output_status = absl::UnavailableError("its code session is gone");
+    events_.on_done(std::move(result));
   }
-  // Its session went away (the scheduler detaches the run next): lost,
-  // not the call's fault.
-  ExecResult lost;
-  lost.id = job.id;
-  lost.infra = ExecResult::Infra::kLost;
-  lost.output_status = absl::UnavailableError(absl::StrCat("code session ", job.session, " is gone"));
-  events_.on_done(std::move(lost));
+}
+
+bool SessionHub::ChainsStarts(int64_t session) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session);
+  return it != sessions_.end() && it->second->chains;
 }
 
 void SessionHub::Cancel(ExecId id) {
@@ -235,11 +256,22 @@ absl::Status SessionHub::HandleOutput(Session& session, const v1::OutputOp& op) 
 absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) {
   std::shared_ptr<RemoteOutput> open;
   bool asked = false;
+  ExecId next = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = session.open.find(op.call_id());
     if (it == session.open.end()) {
       return absl::InvalidArgumentError(absl::StrCat("result for call ", op.call_id(), ", which is not started"));
+    }
+    if (op.started_next() != 0) {
+      // The process began the call chained after this one (StartCall.after).
+      auto n = session.open.find(op.started_next());
+      if (!op.ok() || n == session.open.end() || n->second->job().after != it->second->job().id) {
+        return absl::InvalidArgumentError(absl::StrCat("result for call ", op.call_id(), " says call ",
+                                                       op.started_next(), " began after it, which was not ",
+                                                       "chained after it or the result is not ok"));
+      }
+      next = n->second->job().id;
     }
     open = std::move(it->second);
     session.open.erase(it);
@@ -262,6 +294,8 @@ absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) 
     result.process.error_text = op.error_text();
     if (result.process.error_types.empty()) result.process.error_types.push_back("Exception");
   }
+  // The slot passes on before this result is judged (on_done follows).
+  if (next != 0) events_.on_handoff(result.id, next);
   commits_->Run([this, open, result = std::move(result)]() mutable {
     open->Finish(&result);
     events_.on_done(std::move(result));

@@ -65,7 +65,9 @@ class SessionHub : public Runner {
 
   // Runner.
   void Start(ExecJob job) override;
+  void StartAll(std::vector<ExecJob> jobs) override;
   void Cancel(ExecId id) override;
+  bool ChainsStarts(int64_t session) const override;
 
   class Session;
   // A process said hello from `peer`. `notify` wakes its writer when events

@@ -205,4 +205,58 @@ TEST(PlanTest, RateLimitedTaskDoesNotBlockOthersInPool) {
 }
 
 }  // namespace
+TEST(PlanTest, ASuccessorIsTheRunsNextItemTakenOffTheQueueWithoutASlot) {
+  Plan plan;
+  plan.SetPoolSlots("code", 10);
+  plan.SetTaskDef("f.t", 1, "code");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", 7);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  EXPECT_EQ(plan.TakeSuccessor("f.t", 7, absl::UnixEpoch()), std::optional<int64_t>(2));
+  EXPECT_EQ(plan.queued("f.t"), 1);
+  EXPECT_EQ(plan.running("f.t"), 1);  // 2 holds no slot until the handoff
+  EXPECT_EQ(plan.TakeSuccessor("f.t", 8, absl::UnixEpoch()), std::nullopt);  // another run's
+}
+
+TEST(PlanTest, NoSuccessorWhileTheLimitHasRoom) {
+  Plan plan;
+  plan.SetPoolSlots("code", 10);
+  plan.SetTaskDef("f.t", 4, "code");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", 7);
+  ASSERT_TRUE(plan.NextStartable(absl::UnixEpoch()).has_value());
+  plan.Bind(1);
+  EXPECT_EQ(plan.TakeSuccessor("f.t", 7, absl::UnixEpoch()), std::nullopt);  // 2 can start on its own
+  EXPECT_EQ(plan.queued("f.t"), 2);
+}
+
+TEST(PlanTest, NoSuccessorWhenARateOrAnotherRunWaits) {
+  Plan plan;
+  plan.SetPoolSlots("code", 10);
+  plan.SetTaskDef("f.rated", 1, "code", /*rate_per_second=*/100);
+  plan.SetTaskDef("f.shared", 1, "code");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.rated", 7);
+  plan.Enqueue(11, "f.shared", 7);
+  plan.Enqueue(12, "f.shared", 7);
+  plan.Enqueue(13, "f.shared", 8);  // a second run waits for the same limit
+  EXPECT_EQ(plan.TakeSuccessor("f.rated", 7, absl::UnixEpoch()), std::nullopt);
+  EXPECT_EQ(plan.TakeSuccessor("f.shared", 7, absl::UnixEpoch()), std::nullopt);
+  EXPECT_EQ(plan.queued("f.rated"), 3);
+  EXPECT_EQ(plan.queued("f.shared"), 3);
+}
+
+TEST(PlanTest, HandoffPassesTheSlotOn) {
+  Plan plan;
+  plan.SetPoolSlots("code", 10);
+  plan.SetTaskDef("f.t", 1, "code");
+  for (ExecId id = 1; id <= 3; ++id) plan.Enqueue(id, "f.t", 7);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{1}));
+  ASSERT_EQ(plan.TakeSuccessor("f.t", 7, absl::UnixEpoch()), std::optional<int64_t>(2));
+  EXPECT_TRUE(plan.Handoff(1, 2));
+  EXPECT_FALSE(plan.Handoff(1, 2));  // 1 holds nothing now
+  plan.Finished(1);                  // ignored: the slot is 2's
+  EXPECT_EQ(plan.running("f.t"), 1);
+  EXPECT_EQ(StartAll(plan), std::vector<ExecId>{});
+  plan.Finished(2);
+  EXPECT_EQ(StartAll(plan), (std::vector<ExecId>{3}));
+}
+
 }  // namespace asflow

@@ -158,6 +158,13 @@ class FakeRunner final : public Runner {
     running_[job.id] = std::move(job);
   }
   void Cancel(ExecId id) override { cancelled_.push_back(id); }
+  bool ChainsStarts(int64_t /*session*/) const override { return chains_; }
+  // Takes chained starts (ExecJob::after) from now on, as a code session
+  // whose hello said chained_starts.
+  void SetChains(bool chains) { chains_ = chains; }
+  // Job `from` ended well and its chained `to` began (as the SessionHub
+  // reports a result with started_next: before from's result).
+  void Handoff(ExecId from, ExecId to) { events_.on_handoff(from, to); }
 
   // Workers with `slots` in all joined (or left) `pool`.
   void SetPoolSlots(const std::string& pool, int slots) { events_.on_pool_slots(pool, slots); }
@@ -225,6 +232,7 @@ class FakeRunner final : public Runner {
   std::vector<ExecId> started_;
   std::vector<ExecId> cancelled_;
   std::map<ExecId, ExecJob> running_;
+  bool chains_ = false;
 };
 
 // An in-memory StateStore. Writes apply at once and call back before

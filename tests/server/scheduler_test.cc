@@ -1210,4 +1210,129 @@ TEST_F(SchedulerTest, ACodeTaskUsesTheDaemonsKeyWithFlowFileRuns) {
 }
 
 }  // namespace
+// Chained starts (scheduler_chain.cc): the jobs started for session 1,
+// each as (call id, the call it is chained after or 0).
+std::vector<std::pair<int64_t, int64_t>> Chain(const FakeRunner& runner) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& [id, job] : runner.running()) out.emplace_back(job.call_id, job.after == 0 ? 0 : job.after_call);
+  return out;
+}
+
+// The id of the job started for call `call_id`; 0 if none runs.
+ExecId CallJob(const FakeRunner& runner, int64_t call_id) {
+  for (const auto& [id, job] : runner.running()) {
+    if (job.call_id == call_id) return id;
+  }
+  return 0;
+}
+
+TEST_F(SchedulerTest, ChainedCallsStartAheadAndTakeTheSlotOnlyWhenHandedIt) {
+  code_->SetChains(true);
+  int64_t run = OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 4; ++i) CallOp(i, absl::StrCat("c", i));
+  // c1 started before the others were queued: nothing chained after it.
+  ASSERT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{1, 0}}));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  // c1 was short: c2 starts with c3 and c4 chained behind it, in one batch.
+  EXPECT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}, {3, 2}, {4, 3}}));
+  EXPECT_EQ(State(run, 1), v1::RUNNING);
+  EXPECT_EQ(State(run, 2), v1::QUEUED);  // chained, not begun: the limit is c2's
+  EXPECT_EQ(State(run, 3), v1::QUEUED);
+  const ExecId c2 = CallJob(*code_, 2), c3 = CallJob(*code_, 3);
+  code_->Handoff(c2, c3);
+  code_->FinishOk(c2, "2");
+  sched_->Step();
+  EXPECT_EQ(State(run, 1), v1::DONE);
+  EXPECT_EQ(State(run, 2), v1::RUNNING);
+  EXPECT_EQ(Row(run, 2).attempts, 1);
+  EXPECT_EQ(State(run, 3), v1::QUEUED);
+  CallOp(5, "c5");  // queued behind the chain, and chained at the next handoff
+  EXPECT_EQ(code_->running().size(), 2u);
+  code_->Handoff(c3, CallJob(*code_, 4));
+  code_->FinishOk(c3, "3");
+  sched_->Step();
+  EXPECT_EQ(State(run, 3), v1::RUNNING);
+  // c4 holds the slot now (its job still says what it was chained after).
+  EXPECT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{4, 3}, {5, 4}}));
+  EXPECT_EQ(State(run, 4), v1::QUEUED);
+}
+
+TEST_F(SchedulerTest, AChainedCallThatNeverBeganIsQueuedAgainNotCountedAsAnAttempt) {
+  code_->SetChains(true);
+  int64_t run = OpenCodeRun("limit: 1 retry { retries: 1 exit_codes: 1 }");
+  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  ASSERT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}, {3, 2}}));
+  // c2 fails: its process answers c3 cancelled instead of running it.
+  const ExecId c3 = CallJob(*code_, 3);
+  code_->FinishExit(CallJob(*code_, 2), 1, "boom");
+  code_->FinishCancelled(c3);
+  sched_->Step();
+  EXPECT_EQ(Row(run, 2).error, "");  // never began: no attempt, no error
+  // c3 is queued again; it runs (before or after c2's retry) as its first
+  // attempt, not chained.
+  for (int i = 0; i < 3 && CallJob(*code_, 3) == 0; ++i) {
+    ASSERT_EQ(code_->running().size(), 1u);
+    code_->FinishOk(code_->running().begin()->first, "x");
+    Advance(absl::Minutes(1));
+  }
+  const ExecId again = CallJob(*code_, 3);
+  ASSERT_NE(again, 0);
+  EXPECT_EQ(code_->running().at(again).attempt, 1);
+  EXPECT_EQ(code_->running().at(again).after, 0);
+}
+
+TEST_F(SchedulerTest, DrainingOrAnotherRunWaitingRevokesChainedCalls) {
+  code_->SetChains(true);
+  OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  ASSERT_EQ(code_->running().size(), 2u);
+  const ExecId c3 = CallJob(*code_, 3);
+  // A second run of the same flow queues the task: the chain stands down.
+  v1::SessionOp open;
+  open.mutable_open_run()->set_ref(2);
+  open.mutable_open_run()->set_flow("py");
+  open.mutable_open_run()->set_workspace("/ws");
+  Op(1, open);
+  v1::SessionOp declare;
+  declare.mutable_declare_task()->set_run(2);
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString("name: \"m.t\" on: \"out/{id}.txt\" limit: 1",
+                                                            declare.mutable_declare_task()->mutable_spec()));
+  Op(1, declare);
+  v1::SessionOp call;
+  call.mutable_call()->set_run(2);
+  call.mutable_call()->set_call_id(10);
+  call.mutable_call()->set_task("m.t");
+  (*call.mutable_call()->mutable_params())["id"] = "other";
+  call.mutable_call()->set_output("out/other.txt");
+  Op(1, call);
+  EXPECT_THAT(code_->cancelled(), ::testing::Contains(c3));
+  EXPECT_THAT(code_->cancelled(), ::testing::Not(::testing::Contains(CallJob(*code_, 2))));
+}
+
+TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
+  code_->SetChains(true);
+  OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  const ExecId c2 = CallJob(*code_, 2), c3 = CallJob(*code_, 3);
+  sched_->Drain([] {});
+  sched_->Step();
+  EXPECT_EQ(code_->cancelled(), std::vector<ExecId>{c3});  // c2 runs to its end
+  EXPECT_NE(c2, 0);
+}
+
+TEST_F(SchedulerTest, ASessionThatDoesNotChainGetsOneStartAtATime) {
+  OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  EXPECT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}}));
+}
+
 }  // namespace asflow
