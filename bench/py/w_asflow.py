@@ -81,7 +81,9 @@ def main():
                       "requests": getattr(stream, "requests_sent", 0), "ops": getattr(stream, "ops_sent", 0),
                       "responses": getattr(stream, "responses", 0), "cpu_loop": cpu_loop,
                       "cpu_reader": getattr(stream, "cpu_reader", 0.0), "cpu_sender": getattr(stream, "cpu_sender", 0.0),
-                      "cpu_process": time.process_time()}))
+                      "cpu_process": time.process_time(), "chained": getattr(engine, "chained", 0),
+                      "chained_begun": getattr(engine, "chained_begun", 0),
+                      "chained_refused": getattr(engine, "chained_refused", 0)}))
     sys.stdout.flush()
 
 

@@ -110,7 +110,8 @@ class _Run(_Waitable):
 
 class _Call(_Waitable):
     __slots__ = ("id", "run", "task", "call", "args", "kwargs", "value", "has_value", "raised", "running",
-                 "cancel_by", "cancel_sent", "task_run", "attempt_task", "abandoned", "shown", "started_at", "gen")
+                 "cancel_by", "cancel_sent", "task_run", "attempt_task", "abandoned", "shown", "started_at", "gen",
+                 "chained", "after", "next")
 
     def __init__(self, call_id: int, run: _Run, task: "TaskDef", call: "Call", args: tuple[Any, ...],
                  kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> None:
@@ -133,6 +134,12 @@ class _Call(_Waitable):
         self.shown = False
         self.started_at = 0.0  # set when it starts (or is submitted, for verbose)
         self.gen = 0  # attempts run here
+        # Chained starts (StartCall.after): the start this call holds until
+        # the call `after` ends well, (attempt, epoch); `next` is the call
+        # chained after this one.
+        self.chained: tuple[int, int] | None = None
+        self.after: _Call | None = None
+        self.next: _Call | None = None
 
 
 class _Sink:
@@ -196,6 +203,11 @@ class SessionEngine:
         self._next_ref = 1
         self._next_call = 1
         self._closed = False
+        # Chained starts received, begun without a round trip, and refused
+        # (the call before had ended already); benchmarks and tests read them.
+        self.chained = 0
+        self.chained_begun = 0
+        self.chained_refused = 0
 
     # The stream's side (stream.Handler).
 
@@ -222,6 +234,7 @@ class SessionEngine:
         wake: dict[asyncio.AbstractEventLoop, list[_Waitable]] = {}
         for call in self._calls.values():
             call.events = tuple(e for e in call.events if e[0] != START)
+            call.chained = call.after = call.next = None
             if call.running and call.cancel_by is None:
                 call.cancel_by = "lost"
                 if call.task_run is not None:
@@ -253,7 +266,10 @@ class SessionEngine:
                     call = self._calls.get(s.call_id)
                     if call is None or call.abandoned:
                         # Dropped meanwhile (the drop crossed this start): stopped at once.
-                        stream.push_locked([(RESULT, s.call_id, False, (), "", True)], epoch)
+                        stream.push_locked([(RESULT, s.call_id, False, (), "", True, 0)], epoch)
+                        continue
+                    if s.after:
+                        self._chain_locked(call, s, epoch, stream)
                         continue
                     call.cancel_by = None  # a cancel that follows applies to this start
                     call.events += ((START, s.attempt, epoch),)
@@ -270,6 +286,10 @@ class SessionEngine:
                     if call is None:
                         continue
                     if call.abandoned:
+                        continue
+                    if call.chained is not None:
+                        # Not begun: it stands down and goes back to its queue.
+                        self._unchain_locked(call, stream, epoch)
                         continue
                     call.cancel_by = "daemon"
                     if call.task_run is not None:
@@ -317,6 +337,66 @@ class SessionEngine:
                 wake.setdefault(w.loop, []).append(w)
         elif w.event is not None:
             w.event.set()
+
+    def _chain_locked(self, call: _Call, s: Any, epoch: int, stream: Stream) -> None:
+        """A chained start: held by `call` until the call it follows ends
+        well; refused (a cancelled result) if that one is not running or
+        about to (it ended already, or is unknown here)."""
+        prev = self._calls.get(s.after)
+        if (prev is None or prev.abandoned or prev.next is not None or call.chained is not None
+                or not (prev.running or prev.chained is not None or any(e[0] == START for e in prev.events))):
+            stream.push_locked([(RESULT, call.id, False, (), "", True, 0)], epoch)
+            self.chained_refused += 1
+            return
+        self.chained += 1
+        call.chained = (s.attempt, epoch)
+        call.after = prev
+        prev.next = call
+
+    def _unchain_locked(self, call: _Call, stream: Stream | None, epoch: int) -> None:
+        """`call`, chained and not begun, will not begin: it answers
+        cancelled (back to its queue, not an attempt), and so does every
+        call chained after it."""
+        prev = call.after
+        if prev is not None and prev.next is call:
+            prev.next = None
+        ops: list[tuple[Any, ...]] = []
+        while call is not None:
+            nxt = call.next
+            if call.chained is not None:
+                ops.append((RESULT, call.id, False, (), "", True, 0))
+            call.chained = call.after = call.next = None
+            call = nxt  # type: ignore[assignment]
+        if stream is not None and ops:
+            stream.push_locked(ops, epoch)
+
+    def _begin_next_locked(self, call: _Call) -> int:
+        """`call` ended well: the call chained after it begins now (its
+        start is delivered), taking its slot. Its id, or 0."""
+        nxt = call.next
+        if nxt is None:
+            return 0
+        call.next = None
+        self.chained_begun += 1
+        attempt, epoch = nxt.chained  # type: ignore[misc]
+        nxt.chained = nxt.after = None
+        nxt.cancel_by = None
+        nxt.events += ((START, attempt, epoch),)
+        w = nxt
+        if w.loop is not None:
+            f = w.future
+            if f is not None and not f.done():
+                try:
+                    running = asyncio.get_running_loop()
+                except RuntimeError:
+                    running = None
+                if running is w.loop:
+                    f.set_result(None)
+                else:
+                    self._post(w.loop, _wake, [w])
+        elif w.event is not None:
+            w.event.set()
+        return nxt.id
 
     @staticmethod
     def _flush_wakes(wake: dict[asyncio.AbstractEventLoop, list[_Waitable]]) -> None:
@@ -537,6 +617,8 @@ class SessionEngine:
                 if stream is not None:
                     stream.push_locked([(DROP, call.run.ref, call.id, call.task.qualname, call.call.params,
                                          call.call.output or "")], stream.epoch)
+                    if call.chained is not None:
+                        self._unchain_locked(call, stream, stream.epoch)
         if abandoned and call.run.view is not None:
             call.run.view.instance_finished(call.id, "cancelled")
 
@@ -609,12 +691,18 @@ class SessionEngine:
                 ops.append(progress)
             if ok:
                 ops.extend(self._output_ops(sink, stream.chunk_bytes))
-                ops.append((RESULT, call.id, True, (), "", False))
-            elif cancelled or error is None:
-                ops.append((RESULT, call.id, False, (), "", True))
+                nxt = call.next
+                if nxt is not None and (nxt.abandoned or nxt.chained is None or nxt.chained[1] != sink.epoch):
+                    self._unchain_locked(nxt, stream, sink.epoch)
+                ops.append((RESULT, call.id, True, (), "", False, self._begin_next_locked(call)))
             else:
-                # The daemon adds the newline when it writes the .err file.
-                ops.append((RESULT, call.id, False, error_types(error), error_text(error).rstrip("\n"), False))
+                if call.next is not None:
+                    self._unchain_locked(call.next, stream, sink.epoch)
+                if cancelled or error is None:
+                    ops.append((RESULT, call.id, False, (), "", True, 0))
+                else:
+                    # The daemon adds the newline when it writes the .err file.
+                    ops.append((RESULT, call.id, False, error_types(error), error_text(error).rstrip("\n"), False, 0))
             stream.push_locked(ops, sink.epoch)
 
     def _next_sync(self, w: _Waitable) -> tuple[Any, Any, int]:
@@ -623,6 +711,8 @@ class SessionEngine:
                 if w.events:
                     first = w.events[0]
                     w.events = w.events[1:]
+                    if first[0] == START:
+                        w.running = True  # type: ignore[attr-defined]  # a start chained after it holds
                     return first
                 if w.event is None:
                     w.event = threading.Event()
@@ -635,6 +725,8 @@ class SessionEngine:
                 if w.events:
                     first = w.events[0]
                     w.events = w.events[1:]
+                    if first[0] == START:
+                        w.running = True  # type: ignore[attr-defined]  # a start chained after it holds
                     return first
                 future = w.future = w.loop.create_future()  # type: ignore[union-attr]
             try:
@@ -866,6 +958,8 @@ def async_call(get_engine: Callable[[], Any], task: "TaskDef") -> Callable[..., 
                     if c.events:
                         kind, payload, epoch = c.events[0]
                         c.events = c.events[1:]
+                        if kind == START:
+                            c.running = True  # from now a start chained after it holds
                         future = None
                     else:
                         future = c.future = c.loop.create_future()  # type: ignore[union-attr]

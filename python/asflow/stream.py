@@ -47,7 +47,7 @@ OPEN_RUN = 1       # (OPEN_RUN, ref, flow, workspace, params, source, keep_going
 DECLARE = 2        # (DECLARE, run_ref, TaskSpec)
 CALL = 3           # (CALL, run_ref, call_id, task, params, output)
 OUTPUT = 4         # (OUTPUT, call_id, bytes)
-RESULT = 5         # (RESULT, call_id, ok, error_types, error_text, cancelled)
+RESULT = 5         # (RESULT, call_id, ok, error_types, error_text, cancelled, started_next)
 PROGRESS = 6       # (PROGRESS, call_id, total, completed, description)
 CLOSE_RUN = 7      # (CLOSE_RUN, run_ref, RunState, error)
 HEARTBEAT = 8      # (HEARTBEAT,)
@@ -134,6 +134,8 @@ def build_request(ops: list[tuple[Any, ...]]) -> session_pb2.SessionRequest:
                 r.error_text = op[4]
             if op[5]:
                 r.cancelled = True
+            if op[6]:
+                r.started_next = op[6]
         elif kind == PROGRESS:
             p = m.progress
             p.call_id = op[1]
@@ -167,6 +169,7 @@ def build_request(ops: list[tuple[Any, ...]]) -> session_pb2.SessionRequest:
             m.hello.client = f"asflow-python/{__version__}"
             m.hello.hostname = socket.gethostname()
             m.hello.pid = os.getpid()
+            m.hello.chained_starts = True
     return request
 
 
