@@ -132,14 +132,14 @@ void SessionHub::Start(ExecJob job) {
 
 void SessionHub::StartAll(std::vector<ExecJob> jobs) {
   std::vector<std::shared_ptr<Session>> notify;
-  std::vector<ExecId> lost;
+  std::vector<std::pair<ExecId, int64_t>> lost;  // (job, its session)
   {
     absl::MutexLock lock(&mu_);
     for (ExecJob& job : jobs) {
       auto it = sessions_.find(job.session);
       if (it == sessions_.end() || it->second->closed || it->second->expired ||
           it->second->open.contains(job.call_id)) {
-        lost.push_back(job.id);
+        lost.emplace_back(job.id, job.session);
         continue;
       }
       Session& session = *it->second;
@@ -156,13 +156,13 @@ void SessionHub::StartAll(std::vector<ExecJob> jobs) {
   }
   // Once all are queued: the writer sends them together.
   for (const auto& session : notify) session->Notify();
-  for (ExecId id : lost) {
+  for (const auto& [id, session] : lost) {
     // Its session went away (the scheduler detaches the run next): lost,
     // not the call's fault.
     ExecResult result;
     result.id = id;
     result.infra = ExecResult::Infra::kLost;
-    result.output_status = absl::UnavailableError("its code session is gone");
+    result.output_status = absl::UnavailableError(absl::StrCat("code session ", session, " is gone"));
     events_.on_done(std::move(result));
   }
 }
