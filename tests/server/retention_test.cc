@@ -104,7 +104,13 @@ class RetentionTest : public ::testing::Test {
 
   std::vector<int64_t> Listed() {
     std::vector<int64_t> ids;
-    for (const RunRecord& r : *store_->ListRuns(0, false)) ids.push_back(r.run.id());
+    // Held in a variable: a range-for over `*store_->ListRuns(...)` walks
+    // a vector that died with its StatusOr (ThreadSanitizer's
+    // heap-use-after-free; the temporary's life is not extended in C++17).
+    absl::StatusOr<std::vector<RunRecord>> runs = store_->ListRuns(0, false);
+    EXPECT_TRUE(runs.ok()) << runs.status();
+    if (!runs.ok()) return ids;
+    for (const RunRecord& r : *runs) ids.push_back(r.run.id());
     return ids;
   }
 
