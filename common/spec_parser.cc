@@ -683,18 +683,62 @@ std::string LocationOfOffset(absl::string_view source, absl::string_view text, s
   return Location(source, line, column);
 }
 
+// Checks JSON syntax without building anything; keeps the first error.
+// Every error nlohmann's parser finds comes here, whatever its exception
+// type: json::parse throws out_of_range, not parse_error, for a number too
+// large for a double ("1e999"), which a catch of parse_error let through
+// to std::terminate (fuzz_flow_file found it).
+class JsonSyntax : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& e) override {
+    failed_ = true;
+    position_ = position;
+    why_ = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, column 9:
+    // syntax error while parsing value - unexpected '}'; ..." or
+    // "[json.exception.out_of_range.406] number overflow parsing '1e999'".
+    if (const size_t column = why_.find("column "); column != std::string::npos) {
+      if (const size_t at = why_.find(": ", column); at != std::string::npos) why_ = why_.substr(at + 2);
+    } else if (const size_t end = why_.find("] "); absl::StartsWith(why_, "[json.exception.") &&
+                                                   end != std::string::npos) {
+      why_ = why_.substr(end + 2);
+    }
+    return false;
+  }
+
+  bool failed() const { return failed_; }
+  // Bytes read when the parser stopped (1-based: the offending byte's end).
+  size_t position() const { return position_; }
+  const std::string& why() const { return why_; }
+
+ private:
+  bool failed_ = false;
+  size_t position_ = 0;
+  std::string why_;
+};
+
 absl::Status ParseJson(absl::string_view text, ParsedFlow* out) {
   const std::string& source = out->where.source;
   // Syntax first, by a strict JSON parser that says where it stopped.
-  try {
-    (void)nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string why = e.what();
-    // "[json.exception.parse_error.101] parse error at line 1, column 9:
-    // syntax error while parsing value - unexpected '}'; ..."
-    if (size_t at = why.find(": ", why.find("column ")); at != std::string::npos) why = why.substr(at + 2);
-    return absl::InvalidArgumentError(absl::StrCat(LocationOfOffset(source, text, e.byte > 0 ? e.byte - 1 : 0),
-                                                   ": invalid JSON: ", why));
+  JsonSyntax syntax;
+  (void)nlohmann::json::sax_parse(text, &syntax);
+  if (syntax.failed()) {
+    const size_t at = syntax.position() > 0 ? syntax.position() - 1 : 0;
+    return absl::InvalidArgumentError(
+        absl::StrCat(LocationOfOffset(source, text, at), ": invalid JSON: ", syntax.why()));
   }
   auto status = pb::util::JsonStringToMessage(
       pb::StringPiece(text.data(), text.size()), &out->spec);

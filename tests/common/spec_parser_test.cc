@@ -398,6 +398,17 @@ TEST(SpecParserTest, JsonSyntaxErrorNamesTheFileLineAndColumn) {
               StartsWith("flow.json:2:11: invalid JSON: syntax error while parsing value - unexpected '}'"));
 }
 
+// nlohmann's json::parse throws out_of_range, not parse_error, on a number
+// too large for a double; only parse_error was caught, so such a .json
+// flow file aborted asflowctl (and the daemon, firing a schedule of it).
+// fuzz_flow_file found it: tests/fuzz/regressions/flow_file/json-number-overflow.
+TEST(SpecParserTest, JsonNumberTooLargeForADoubleIsAnErrorNotAnAbort) {
+  absl::StatusOr<ParsedFlow> parsed =
+      ParseFlowText("{\"name\": \"x\",\n \"tasks\": [1e999]}", "flow.json", SpecFormat::kJson);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), "flow.json:2:16: invalid JSON: number overflow parsing '1e999'");
+}
+
 TEST(SpecParserTest, JsonFieldErrorsHavePositions) {
   absl::StatusOr<ParsedFlow> parsed = ParseFlowText(
       "{\"name\": \"x\",\n"
