@@ -212,7 +212,9 @@ class JsonOut {
     size_t pos = cur_ - begin_;
     size_t size = std::max(2 * buf_.size, pos + n + 1024);
     auto bigger = std::make_unique<char[]>(size);
-    std::memcpy(bigger.get(), begin_, pos);
+    // A fresh thread's buffer is null: memcpy from null is undefined even
+    // for 0 bytes (UBSan reported it on every first event of a thread).
+    if (pos > 0) std::memcpy(bigger.get(), begin_, pos);
     buf_.data = std::move(bigger);
     buf_.size = size;
     begin_ = buf_.data.get();

@@ -15,6 +15,7 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "nlohmann/json.hpp"
@@ -566,19 +567,82 @@ absl::Status FormErrors(const YamlConverter& converter, const ParsedFlow& out) {
   return JoinErrors(errors);
 }
 
+// Where the first node of each document starts, for as many documents as
+// the parser is asked for. Events only: no tree is built.
+class FirstNodeMarks : public YAML::EventHandler {
+ public:
+  const std::vector<YAML::Mark>& marks() const { return marks_; }
+
+  void OnDocumentStart(const YAML::Mark&) override { in_document_ = true; }
+  void OnDocumentEnd() override { in_document_ = false; }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (in_document_) marks_.push_back(mark);
+    in_document_ = false;
+  }
+
+  bool in_document_ = false;
+  std::vector<YAML::Mark> marks_;
+};
+
+// Whether text holds more than one YAML document; if so, *second is where
+// the second one's first node is. Throws what yaml-cpp throws.
+//
+// Not YAML::LoadAll: in Debian's yaml-cpp 0.7 it never returns, allocating
+// a null document per turn, when a document stops at a token its parser
+// cannot take — a ',' outside a flow collection ("," alone, "[a], b",
+// "&x ,"): the parser gives that token's node as null without consuming it
+// and LoadAll asks for the next document at the same token forever
+// (yaml-cpp issue #1040, fixed upstream by PR #1319, after 0.8.0;
+// fuzz_flow_file found it). Here the parser is asked for two documents at
+// most, and a flow file holds one.
+bool HasSecondDocument(const std::string& text, YAML::Mark* second) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  FirstNodeMarks marks;
+  if (!parser.HandleNextDocument(marks) || !parser.HandleNextDocument(marks)) return false;
+  *second = marks.marks().size() > 1 ? marks.marks()[1] : YAML::Mark::null_mark();
+  return true;
+}
+
 absl::Status ParseYaml(absl::string_view text, ParsedFlow* out) {
   YamlConverter converter(&out->where, /*lenient=*/false);
   const std::string& source = out->where.source;
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      converter.Error(docs[1].Mark(), "",
-                      "more than one YAML document; a flow file holds one");
-    } else if (docs.empty() || docs[0].IsNull()) {
+    const std::string copy(text);
+    YAML::Mark second;
+    if (HasSecondDocument(copy, &second)) {
+      // The stuck parser's token: it ends a document without a '---'.
+      const bool comma = !second.is_null() && second.pos >= 0 &&
+                         static_cast<size_t>(second.pos) < copy.size() && copy[second.pos] == ',';
+      if (comma) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Location(source, second.line + 1, second.column + 1),
+                         ": invalid YAML: ',' outside a flow collection ([...] or {...})"));
+      }
+      converter.Error(second, "", "more than one YAML document; a flow file holds one");
+    } else if (YAML::Node doc = YAML::Load(copy); doc.IsNull()) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ":1:1: empty flow file"));
     } else {
-      converter.ConvertMessage(docs[0], "", &out->spec);
+      converter.ConvertMessage(doc, "", &out->spec);
     }
   } catch (const YAML::ParserException& e) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -619,18 +683,62 @@ std::string LocationOfOffset(absl::string_view source, absl::string_view text, s
   return Location(source, line, column);
 }
 
+// Checks JSON syntax without building anything; keeps the first error.
+// Every error nlohmann's parser finds comes here, whatever its exception
+// type: json::parse throws out_of_range, not parse_error, for a number too
+// large for a double ("1e999"), which a catch of parse_error let through
+// to std::terminate (fuzz_flow_file found it).
+class JsonSyntax : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& e) override {
+    failed_ = true;
+    position_ = position;
+    why_ = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, column 9:
+    // syntax error while parsing value - unexpected '}'; ..." or
+    // "[json.exception.out_of_range.406] number overflow parsing '1e999'".
+    if (const size_t column = why_.find("column "); column != std::string::npos) {
+      if (const size_t at = why_.find(": ", column); at != std::string::npos) why_ = why_.substr(at + 2);
+    } else if (const size_t end = why_.find("] "); absl::StartsWith(why_, "[json.exception.") &&
+                                                   end != std::string::npos) {
+      why_ = why_.substr(end + 2);
+    }
+    return false;
+  }
+
+  bool failed() const { return failed_; }
+  // Bytes read when the parser stopped (1-based: the offending byte's end).
+  size_t position() const { return position_; }
+  const std::string& why() const { return why_; }
+
+ private:
+  bool failed_ = false;
+  size_t position_ = 0;
+  std::string why_;
+};
+
 absl::Status ParseJson(absl::string_view text, ParsedFlow* out) {
   const std::string& source = out->where.source;
   // Syntax first, by a strict JSON parser that says where it stopped.
-  try {
-    (void)nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string why = e.what();
-    // "[json.exception.parse_error.101] parse error at line 1, column 9:
-    // syntax error while parsing value - unexpected '}'; ..."
-    if (size_t at = why.find(": ", why.find("column ")); at != std::string::npos) why = why.substr(at + 2);
-    return absl::InvalidArgumentError(absl::StrCat(LocationOfOffset(source, text, e.byte > 0 ? e.byte - 1 : 0),
-                                                   ": invalid JSON: ", why));
+  JsonSyntax syntax;
+  (void)nlohmann::json::sax_parse(text, &syntax);
+  if (syntax.failed()) {
+    const size_t at = syntax.position() > 0 ? syntax.position() - 1 : 0;
+    return absl::InvalidArgumentError(
+        absl::StrCat(LocationOfOffset(source, text, at), ": invalid JSON: ", syntax.why()));
   }
   auto status = pb::util::JsonStringToMessage(
       pb::StringPiece(text.data(), text.size()), &out->spec);

@@ -5,7 +5,8 @@
 # suites (hostile input, auth), every fuzz target's seeds and past crashes
 # once, and each fuzz target for ASFLOW_FUZZ_SECONDS (default 10).
 # `ASFLOW_ASAN=1 scripts/test.sh` (what CI runs) calls it with --build-only
-# while the plain suite runs, then with --test-only.
+# and --test-only, with ASFLOW_ASAN_PRESET=asan-ci: the same configuration in
+# build-asan-ci/, over the plain build/'s generated code (proto/CMakeLists.txt).
 #   --full        builds everything and runs the whole suite (by hand)
 #   --build-only  builds the pass's targets (nice -n 10), runs nothing
 #   --test-only   runs the pass's tests over what is built
@@ -17,14 +18,16 @@ case "$mode" in
   ""|--full|--build-only|--test-only) ;;
   *) echo "usage: $0 [--full|--build-only|--test-only]" >&2; exit 2 ;;
 esac
+preset=${ASFLOW_ASAN_PRESET:-asan}
+tree=build-$preset
 cd "$root"
-[ -f build-asan/build.ninja ] || cmake --preset asan >/dev/null
+[ -f "$tree/build.ninja" ] || cmake --preset "$preset" >/dev/null
 # Any report fails the test that caused it. LeakSanitizer stays on;
 # tests/sanitizers/lsan.supp lists what it is told to ignore and why.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/sanitizers/lsan.supp}
-cd build-asan
+cd "$tree"
 if [ -n "${ASFLOW_FUZZ_SECONDS:-}" ]; then
   cmake -DASFLOW_FUZZ_SECONDS="$ASFLOW_FUZZ_SECONDS" . >/dev/null
 fi

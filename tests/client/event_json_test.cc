@@ -209,6 +209,18 @@ TEST(EventJsonTest, ClosingBracketsAtTheEndOfTheScratchBuffer) {
   }
 }
 
+// The first event of a thread grows its empty scratch buffer, whose data
+// is null: JsonOut::Grow passed that null to memcpy (0 bytes, still
+// undefined; the sanitizer pass's UBSan failed every test here on it).
+TEST(EventJsonTest, FirstEventOfAThreadGrowsItsEmptyScratchBuffer) {
+  std::thread([] {
+    v1::Event event;
+    event.set_seq(1);
+    *event.mutable_instance()->mutable_instance() = SomeInstance(1);
+    EXPECT_EQ(FastJson(event), ProtobufJson(event));
+  }).join();
+}
+
 TEST(EventJsonTest, UnknownOrReorderedFieldsFallBackToProtobuf) {
   v1::Event e;
   e.set_seq(3);

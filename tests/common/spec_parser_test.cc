@@ -1,5 +1,7 @@
 #include "common/spec_parser.h"
 
+#include <unistd.h>
+
 #include <string>
 
 #include <gmock/gmock.h>
@@ -311,6 +313,38 @@ TEST(SpecParserTest, EmptyAndMultiDocumentFiles) {
             "flow.yaml:3:1: more than one YAML document; a flow file holds one");
 }
 
+// yaml-cpp 0.7's LoadAll never returns on a document that stops at a ','
+// outside a flow collection (it asks for the next document at the same
+// token forever, allocating). fuzz_flow_file found it; the input is
+// tests/fuzz/regressions/flow_file/yaml-cpp-hang. Each parse runs in a
+// child with a 10 s watchdog, so the hang fails the test instead of
+// holding it until ctest's timeout.
+TEST(SpecParserTest, YamlCppLoadAllHangOnACommaOutsideAFlowCollection) {
+  const std::string fuzzed = ReadFileOrDie(std::string(ASFLOW_TEST_DATA_DIR) +
+                                           "/../fuzz/regressions/flow_file/yaml-cpp-hang")
+                                 .substr(1);  // the fuzz target's format byte
+  const std::string inputs[] = {",", "&x ,", "[a], b\n", "name: a\n---\n,\n", fuzzed};
+  for (const std::string& text : inputs) {
+    ASSERT_EXIT(
+        {
+          alarm(10);
+          _exit(ParseYaml(text).ok() ? 1 : 0);
+        },
+        ::testing::ExitedWithCode(0), "")
+        << text;
+  }
+  EXPECT_EQ(YamlError(","), "flow.yaml:1:1: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  EXPECT_EQ(YamlError("&x ,"), "flow.yaml:1:4: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  EXPECT_EQ(YamlError("[a], b\n"), "flow.yaml:1:4: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  EXPECT_EQ(YamlError("name: a\n---\n,\n"),
+            "flow.yaml:3:1: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  EXPECT_EQ(YamlError(fuzzed), "flow.yaml:1:1: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  // Commas where YAML allows them are untouched.
+  absl::StatusOr<ParsedFlow> ok = ParseYaml(OneTask("    run: [echo, 'a,b', \"c, d\"]\n"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_THAT(ok->spec.tasks(0).run(), ElementsAre("echo", "a,b", "c, d"));
+}
+
 TEST(SpecParserTest, AliasExpansionIsBounded) {
   // Seven levels of ten aliases each: 10^7 values from a few hundred bytes.
   std::string values = "[&a0 [a, a, a, a, a, a, a, a, a, a]";
@@ -362,6 +396,17 @@ TEST(SpecParserTest, JsonSyntaxErrorNamesTheFileLineAndColumn) {
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(parsed.status().message()),
               StartsWith("flow.json:2:11: invalid JSON: syntax error while parsing value - unexpected '}'"));
+}
+
+// nlohmann's json::parse throws out_of_range, not parse_error, on a number
+// too large for a double; only parse_error was caught, so such a .json
+// flow file aborted asflowctl (and the daemon, firing a schedule of it).
+// fuzz_flow_file found it: tests/fuzz/regressions/flow_file/json-number-overflow.
+TEST(SpecParserTest, JsonNumberTooLargeForADoubleIsAnErrorNotAnAbort) {
+  absl::StatusOr<ParsedFlow> parsed =
+      ParseFlowText("{\"name\": \"x\",\n \"tasks\": [1e999]}", "flow.json", SpecFormat::kJson);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), "flow.json:2:16: invalid JSON: number overflow parsing '1e999'");
 }
 
 TEST(SpecParserTest, JsonFieldErrorsHavePositions) {

@@ -272,6 +272,25 @@ TEST_F(SchedulesTest, TheFlowFileIsReadAgainAtEveryFire) {
   EXPECT_EQ(Only(*s).last_error(), "");
 }
 
+// The daemon parses YAML itself when a schedule fires: a flow file edited
+// into what hung yaml-cpp 0.7's LoadAll (a ',' outside a flow collection,
+// SpecParserTest.YamlCppLoadAllHangOnACommaOutsideAFlowCollection) fails
+// that fire with the file's position, and the next good edit fires again.
+TEST_F(SchedulesTest, AFlowFileThatHungYamlCppFailsTheFireNotTheDaemon) {
+  auto s = Make();
+  ASSERT_TRUE(Add(*s, "1m").ok());
+  WriteFileOrDie(ws_ + "/flow.yaml", ",\n" + std::string(kFlow));
+  clock_.Advance(absl::Minutes(1));
+  s->Tick();
+  EXPECT_TRUE(submitted_.empty());
+  EXPECT_EQ(Only(*s).last_error(),
+            ws_ + "/flow.yaml:1:1: invalid YAML: ',' outside a flow collection ([...] or {...})");
+  WriteFileOrDie(ws_ + "/flow.yaml", kFlow);
+  clock_.Advance(absl::Minutes(1));
+  s->Tick();
+  EXPECT_EQ(submitted_.size(), 1u);
+}
+
 TEST_F(SchedulesTest, RefusesAFlowFileOutsideTheWorkspaceAndNamesInUse) {
   auto s = Make();
   WriteFileOrDie(tmp_.Join("elsewhere.yaml"), kFlow);
