@@ -1,3 +1,4 @@
+#include "client/cli_errors.h"
 #include "client/commands.h"
 
 #include <limits.h>
@@ -40,20 +41,6 @@
 
 namespace asflow {
 namespace {
-
-int Fail(int code, absl::string_view message) {
-  absl::FPrintF(stderr, "asflowctl: %s\n", message);
-  return code;
-}
-
-int FailRpc(const grpc::Status& status) {
-  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    // The daemon says nothing more, by design.
-    return Fail(kExitUnavailable, "asflowd refused the call: missing or wrong token (--token-file)");
-  }
-  int code = status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage;
-  return Fail(code, status.error_message());
-}
 
 // A Watch call read raw: each message is the encoded v1::Event as it came,
 // so a batch's events reach the sink as views into it instead of being

@@ -8,17 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "client/cli_errors.h"
 #include "client/commands.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 
 namespace asflow {
 namespace {
-
-int Fail(int code, absl::string_view message) {
-  absl::FPrintF(stderr, "asflowctl: %s\n", message);
-  return code;
-}
 
 std::string Count(bool known, int64_t n) { return known ? absl::StrCat(n) : "?"; }
 
@@ -53,10 +49,7 @@ int DryRunCommand(const ClientOptions& client, const v1::SubmitFlowRequest& requ
   if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
     return Fail(kExitUnavailable, "this asflowd has no dry runs (CheckFlow); upgrade it");
   }
-  if (!status.ok()) {
-    return Fail(status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage,
-                status.error_message());
-  }
+  if (!status.ok()) return FailRpc(status);
   std::vector<std::string> problems;
   for (v1::TaskCheck& t : *response.mutable_tasks()) {
     if (t.error().empty()) continue;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "client/cli_errors.h"
 #include "client/commands.h"
 #include "client/connection.h"
 #include "client/escape.h"
@@ -70,15 +71,6 @@ std::string LogPrinter::Flush() {
   return out;
 }
 
-namespace {
-
-int Fail(int code, absl::string_view message) {
-  absl::FPrintF(stderr, "asflowctl: %s\n", message);
-  return code;
-}
-
-}  // namespace
-
 int LogsCommand(const ClientOptions& client, int64_t run_id, const std::string& task,
                 const std::vector<std::string>& params, bool follow) {
   if (!params.empty() && task.empty()) return Fail(kExitUsage, "bindings need a task: logs RUN TASK [bindings]");
@@ -112,13 +104,7 @@ int LogsCommand(const ClientOptions& client, int64_t run_id, const std::string& 
   std::fputs(printer.Flush().c_str(), stdout);
   std::fflush(stdout);
   grpc::Status status = reader->Finish();
-  if (!status.ok()) {
-    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-      return Fail(kExitUnavailable, "asflowd refused the call: missing or wrong token (--token-file)");
-    }
-    return Fail(status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage,
-                status.error_message());
-  }
+  if (!status.ok()) return FailRpc(status);
   return kExitOk;
 }
 

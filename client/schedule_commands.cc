@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "asflow/v1/service.grpc.pb.h"
+#include "client/cli_errors.h"
 #include "client/commands.h"
 #include "client/connection.h"
 #include "client/escape.h"
@@ -21,19 +22,6 @@
 
 namespace asflow {
 namespace {
-
-int Fail(int code, absl::string_view message) {
-  absl::FPrintF(stderr, "asflowctl: %s\n", message);
-  return code;
-}
-
-int FailRpc(const grpc::Status& status) {
-  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    return Fail(kExitUnavailable, "asflowd refused the call: missing or wrong token (--token-file)");
-  }
-  return Fail(status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnavailable : kExitUsage,
-              status.error_message());
-}
 
 absl::StatusOr<std::unique_ptr<v1::FlowService::Stub>> Stub(const ClientOptions& client) {
   // Like `run`: a schedule needs a daemon running to fire.
