@@ -122,6 +122,23 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.fixture
+def engine(daemon: Daemon):
+    """A session engine of its own on the test's daemon (closed after)."""
+    from asflow.connection import ConnectOptions
+    from asflow.session import SessionEngine
+    e = SessionEngine(ConnectOptions.resolve(server=daemon.server))
+    yield e
+    e.close(5.0)
+
+
+@pytest.fixture
+def flow(workspace: Path, engine):
+    """A Flow on the workspace, through `engine`."""
+    from asflow.flow import Flow
+    return Flow(workspace, engine=engine)
+
+
 def python_env(env: dict[str, str]) -> dict[str, str]:
     return dict(env, PYTHONPATH=PYTHONPATH)
 

@@ -12,25 +12,10 @@ import subprocess
 from pathlib import Path
 
 from asflow.client import Client, instance_state_name
-from asflow.connection import ConnectOptions
 from asflow.flow import Flow
 from asflow.session import SessionEngine
 
 from conftest import PYTHON, PYTHONPATH, stop
-
-import pytest
-
-
-@pytest.fixture
-def engine(daemon):
-    e = SessionEngine(ConnectOptions.resolve(server=daemon.server))
-    yield e
-    e.close(5.0)
-
-
-@pytest.fixture
-def flow(workspace: Path, engine: SessionEngine) -> Flow:
-    return Flow(workspace, engine=engine)
 
 
 def test_short_calls_are_chained_and_the_limit_holds(flow: Flow, engine: SessionEngine, daemon, workspace: Path):

@@ -32,18 +32,6 @@ from asflow.v1 import flow_pb2
 from conftest import ASFLOWCTL, PYTHON, PYTHONPATH, stop, wait_for
 
 
-@pytest.fixture
-def engine(daemon):
-    e = SessionEngine(ConnectOptions.resolve(server=daemon.server))
-    yield e
-    e.close(5.0)
-
-
-@pytest.fixture
-def flow(workspace: Path, engine: SessionEngine) -> Flow:
-    return Flow(workspace, engine=engine)
-
-
 def states(daemon, run_id: int) -> dict[str, str]:
     """{label: state} of a run's instances (label: task's last part + params)."""
     with Client(server=daemon.server) as c:

@@ -17,22 +17,13 @@ from pathlib import Path
 import pytest
 
 from asflow.client import Client, instance_state_name, run_state_name
-from asflow.connection import ConnectOptions
 from asflow.errors import AsflowError
 from asflow.flow import Flow
-from asflow.session import SessionEngine
 from asflow.throttle import Cooldown
 
 from conftest import PYTHON, REPO, stop, wait_for
 
 FIXTURE = REPO / "examples" / "youtube" / "offline" / "fixture_server.py"
-
-
-@pytest.fixture
-def engine(daemon):
-    e = SessionEngine(ConnectOptions.resolve(server=daemon.server))
-    yield e
-    e.close(5.0)
 
 
 def start_fixture(*flags: str) -> tuple[subprocess.Popen, str]:
