@@ -370,7 +370,7 @@ class SessionEngine:
         if stream is not None and ops:
             stream.push_locked(ops, epoch)
 
-    def _begin_next_locked(self, call: _Call) -> int:
+    def _begin_next_locked(self, call: _Call, wake: dict[asyncio.AbstractEventLoop, list[_Waitable]]) -> int:
         """`call` ended well: the call chained after it begins now (its
         start is delivered), taking its slot. Its id, or 0."""
         nxt = call.next
@@ -382,26 +382,20 @@ class SessionEngine:
         nxt.chained = nxt.after = None
         nxt.cancel_by = None
         nxt.events += ((START, attempt, epoch),)
-        w = nxt
-        if w.loop is not None:
-            f = w.future
-            if f is not None and not f.done():
-                try:
-                    running = asyncio.get_running_loop()
-                except RuntimeError:
-                    running = None
-                if running is w.loop:
-                    f.set_result(None)
-                else:
-                    self._post(w.loop, _wake, [w])
-        elif w.event is not None:
-            w.event.set()
+        self._wake_locked(nxt, wake)
         return nxt.id
 
     @staticmethod
     def _flush_wakes(wake: dict[asyncio.AbstractEventLoop, list[_Waitable]]) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None  # the stream's threads
         for loop, items in wake.items():
-            SessionEngine._post(loop, _wake, items)
+            if loop is here:
+                loop.call_soon(_wake, items)  # on that loop already: no self-pipe write
+            else:
+                SessionEngine._post(loop, _wake, items)
 
     @staticmethod
     def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -679,6 +673,7 @@ class SessionEngine:
 
     def _result(self, call: _Call, sink: _Sink, ok: bool = False, error: BaseException | None = None,
                 cancelled: bool = False) -> None:
+        wake: dict[asyncio.AbstractEventLoop, list[_Waitable]] = {}
         with self.cv:
             call.running = False
             call.task_run = None
@@ -691,10 +686,7 @@ class SessionEngine:
                 ops.append(progress)
             if ok:
                 ops.extend(self._output_ops(sink, stream.chunk_bytes))
-                nxt = call.next
-                if nxt is not None and (nxt.abandoned or nxt.chained is None or nxt.chained[1] != sink.epoch):
-                    self._unchain_locked(nxt, stream, sink.epoch)
-                ops.append((RESULT, call.id, True, (), "", False, self._begin_next_locked(call)))
+                ops.append((RESULT, call.id, True, (), "", False, self._begin_next_locked(call, wake)))
             else:
                 if call.next is not None:
                     self._unchain_locked(call.next, stream, sink.epoch)
@@ -704,6 +696,7 @@ class SessionEngine:
                     # The daemon adds the newline when it writes the .err file.
                     ops.append((RESULT, call.id, False, error_types(error), error_text(error).rstrip("\n"), False, 0))
             stream.push_locked(ops, sink.epoch)
+        self._flush_wakes(wake)
 
     def _next_sync(self, w: _Waitable) -> tuple[Any, Any, int]:
         while True:
