@@ -195,7 +195,8 @@ void Scheduler::OnExecDone(ExecResult result) {
   Exec* exec = execs_.Find(result.id);
   if (exec == nullptr) return;
   if (exec->pregranted) return ReturnUnbegun(*exec);
-  if (exec->started && exec->attempt_started_ms != 0) NoteSpeed(*exec);
+  // Only code sessions' calls are chained: nothing to note for the rest.
+  if (exec->runner == deps_.code && exec->attempt_started_ms != 0) NoteSpeed(*exec);
   if (stopping_ || exec->waiters.empty()) {
     // Shutting down (runs resume at the next start), or cancelled because
     // no run needs it any more.

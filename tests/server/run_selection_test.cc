@@ -29,7 +29,7 @@ v1::SubmitFlowRequest Request() {
   spec.mutable_tasks(1)->add_needs("playlist.p");
   v1::TaskSpec* b = add("b");
   b->mutable_for_each()->set_lines_of("a");
-  (*b->mutable_for_each()->mutable_bind())["x"] = "";
+  (*b->mutable_for_each()->mutable_bind())["x"] = "";  // `as: x`: the whole line
   b->set_on("b/{x}.txt");
   add("c")->add_needs("b");
   add("d");
