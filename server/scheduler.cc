@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/paths.h"
+#include "common/wake_batch.h"
 #include "common/spec_validator.h"
 #include "server/shared_outputs.h"
 #include "spdlog/spdlog.h"
@@ -161,6 +162,8 @@ void Scheduler::Step() {
 }
 
 void Scheduler::RunCommands(std::vector<std::function<void()>> batch) {
+  // What this turn sends a session (starts, answers) leaves in one message.
+  WakeBatch wakes;
   for (auto& fn : batch) fn();
   if (stopping_) return;
   const absl::Time now = deps_.clock->Now();

@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/wake_batch.h"
 #include "exec/protocol.h"
 #include "server/guarded_callback.h"
 #include "spdlog/spdlog.h"
@@ -21,6 +22,10 @@ class SessionHub::Session {
   // Wakes the session's writer; ends its stream. Kept until the reader
   // leaves (they refer to its reactor).
   void Notify() { notify.Call(); }
+  // Notify, at the end of the calling thread's WakeBatch if it has one.
+  static void WakeSoon(const std::shared_ptr<Session>& session) {
+    WakeBatch::Wake(session.get(), [session] { session->Notify(); });
+  }
   void Abort() { abort.Call(); }
   void Forget() {
     notify.Clear();
@@ -84,7 +89,7 @@ void SessionHub::Send(int64_t id, v1::SessionEvent event) {
     session = it->second;
     Push(*session, std::move(event));
   }
-  session->Notify();
+  Session::WakeSoon(session);
 }
 
 absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::SessionHello& hello,
@@ -120,7 +125,7 @@ absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::
     Push(*session, std::move(welcome));
   }
   spdlog::info("code session {} opened from {}", session->label, peer);
-  session->Notify();
+  Session::WakeSoon(session);
   return session;
 }
 
@@ -155,7 +160,7 @@ void SessionHub::StartAll(std::vector<ExecJob> jobs) {
     }
   }
   // Once all are queued: the writer sends them together.
-  for (const auto& session : notify) session->Notify();
+  for (const auto& session : notify) Session::WakeSoon(session);
   for (const auto& [id, session] : lost) {
     // Its session went away (the scheduler detaches the run next): lost,
     // not the call's fault.
@@ -191,7 +196,7 @@ void SessionHub::Cancel(ExecId id) {
       break;
     }
   }
-  session->Notify();  // not under mu_: the writer it wakes takes it
+  Session::WakeSoon(session);  // not under mu_: the writer it wakes takes it
 }
 
 absl::Status SessionHub::Handle(Session& session, const v1::SessionOp& op) {

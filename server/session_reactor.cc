@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/wake_batch.h"
 #include "rpc/status.h"
 
 namespace asflow {
@@ -46,7 +47,14 @@ void SessionReactor::OnReadDone(bool ok) {
     // what is queued for it is still written.
     return End(grpc::Status::OK, "the client closed its stream");
   }
-  if (absl::Status s = HandleOps(); !s.ok()) {
+  absl::Status handled;
+  {
+    // What the request's ops queue for this (or another) session's writer
+    // goes out together once they are handled.
+    WakeBatch batch;
+    handled = HandleOps();
+  }
+  if (absl::Status s = handled; !s.ok()) {
     return End(ToGrpcStatus(s), absl::StrCat("protocol error: ", s.message()));
   }
   request_.Clear();

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/wake_batch.h"
 #include "spdlog/spdlog.h"
 
 namespace asflow {
@@ -602,6 +603,7 @@ void Store::WriterLoop() {
     // Every callback runs, with its write's own status: callers count on
     // them (to publish what was committed, to hear what was lost).
     absl::Status first_error;
+    WakeBatch wakes;  // the group's answers to a session leave together
     for (Write& w : group) {
       if (first_error.ok() && !w.status.ok() && !std::holds_alternative<NewRun>(w.op)) first_error = w.status;
       if (auto* iw = std::get_if<InstanceWrite>(&w.op); iw != nullptr && iw->done) {
