@@ -16,7 +16,7 @@ namespace {
 // Calls chained behind a running one whose predecessor took less than
 // kFastAttempt (a slower call gains nothing from more: one round trip is
 // small beside it, and every chained call is held out of the queue).
-constexpr int kChainDepth = 16;
+constexpr int kChainDepth = 64;
 constexpr int64_t kFastAttemptMs = 20;
 
 }  // namespace

@@ -44,6 +44,8 @@ class SessionHub::Session {
   absl::flat_hash_map<int64_t, std::shared_ptr<RemoteOutput>> open;
   // Started calls the daemon asked to stop (cancel sent).
   absl::flat_hash_set<int64_t> cancel_sent;
+  // Chained starts sent: the execution each follows -> the chained call.
+  absl::flat_hash_map<ExecId, int64_t> chained_after;
 };
 
 SessionHub::SessionHub(SessionHubOptions options, AtomicFileOptions file_options, RunnerEvents events)
@@ -122,6 +124,7 @@ absl::StatusOr<std::shared_ptr<SessionHub::Session>> SessionHub::Join(const v1::
     w.set_max_chunk_bytes(options_.max_chunk_bytes);
     w.set_lease_ms(absl::ToInt64Milliseconds(options_.lease));
     w.set_heartbeat_ms(absl::ToInt64Milliseconds(options_.lease / 3));
+    w.set_chained_late_begin(true);
     Push(*session, std::move(welcome));
   }
   spdlog::info("code session {} opened from {}", session->label, peer);
@@ -138,6 +141,7 @@ void SessionHub::Start(ExecJob job) {
 void SessionHub::StartAll(std::vector<ExecJob> jobs) {
   std::vector<std::shared_ptr<Session>> notify;
   std::vector<std::pair<ExecId, int64_t>> lost;  // (job, its session)
+  std::vector<ExecId> unbegun;
   {
     absl::MutexLock lock(&mu_);
     for (ExecJob& job : jobs) {
@@ -147,6 +151,13 @@ void SessionHub::StartAll(std::vector<ExecJob> jobs) {
         lost.emplace_back(job.id, job.session);
         continue;
       }
+      if (job.after != 0 && !owner_.contains(job.after)) {
+        // Chained after a call whose result is already read: its slot was
+        // not passed on, so the process must not begin this one (it would,
+        // having seen that call end well). Back to its queue, unsent.
+        unbegun.push_back(job.id);
+        continue;
+      }
       Session& session = *it->second;
       v1::SessionEvent start;
       start.mutable_start()->set_call_id(job.call_id);
@@ -154,6 +165,7 @@ void SessionHub::StartAll(std::vector<ExecJob> jobs) {
       if (job.after != 0) start.mutable_start()->set_after(job.after_call);
       owner_[job.id] = &session;
       const int64_t call_id = job.call_id;
+      if (job.after != 0) session.chained_after[job.after] = call_id;
       session.open[call_id] = std::make_shared<RemoteOutput>(std::move(job), file_options_, events_.on_progress);
       Push(session, std::move(start));
       if (notify.empty() || notify.back() != it->second) notify.push_back(it->second);
@@ -161,6 +173,14 @@ void SessionHub::StartAll(std::vector<ExecJob> jobs) {
   }
   // Once all are queued: the writer sends them together.
   for (const auto& session : notify) Session::WakeSoon(session);
+  for (ExecId id : unbegun) {
+    ExecResult result;
+    result.id = id;
+    result.process.cancelled = true;
+    result.process.exit_code = -1;
+    result.infra = ExecResult::Infra::kWithdrawn;
+    events_.on_done(std::move(result));
+  }
   for (const auto& [id, session] : lost) {
     // Its session went away (the scheduler detaches the run next): lost,
     // not the call's fault.
@@ -268,16 +288,25 @@ absl::Status SessionHub::HandleResult(Session& session, const v1::ResultOp& op) 
     if (it == session.open.end()) {
       return absl::InvalidArgumentError(absl::StrCat("result for call ", op.call_id(), ", which is not started"));
     }
+    const ExecId id = it->second->job().id;
+    auto chained = session.chained_after.find(id);
     if (op.started_next() != 0) {
       // The process began the call chained after this one (StartCall.after).
       auto n = session.open.find(op.started_next());
-      if (!op.ok() || n == session.open.end() || n->second->job().after != it->second->job().id) {
+      if (!op.ok() || n == session.open.end() || n->second->job().after != id) {
         return absl::InvalidArgumentError(absl::StrCat("result for call ", op.call_id(), " says call ",
                                                        op.started_next(), " began after it, which was not ",
                                                        "chained after it or the result is not ok"));
       }
       next = n->second->job().id;
+    } else if (op.ok() && chained != session.chained_after.end()) {
+      // Its chained start had not reached the process yet: the process
+      // begins that call when it arrives, in this slot (StartCall.after).
+      // Unless it answered it already (refused: a cancel came first).
+      auto n = session.open.find(chained->second);
+      if (n != session.open.end() && n->second->job().after == id) next = n->second->job().id;
     }
+    if (chained != session.chained_after.end()) session.chained_after.erase(chained);
     open = std::move(it->second);
     session.open.erase(it);
     owner_.erase(open->job().id);

@@ -83,6 +83,7 @@ def main():
                       "cpu_reader": getattr(stream, "cpu_reader", 0.0), "cpu_sender": getattr(stream, "cpu_sender", 0.0),
                       "cpu_process": time.process_time(), "chained": getattr(engine, "chained", 0),
                       "chained_begun": getattr(engine, "chained_begun", 0),
+                      "chained_late": getattr(engine, "chained_late", 0),
                       "chained_refused": getattr(engine, "chained_refused", 0)}))
     sys.stdout.flush()
 

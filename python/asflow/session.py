@@ -111,7 +111,7 @@ class _Run(_Waitable):
 class _Call(_Waitable):
     __slots__ = ("id", "run", "task", "call", "args", "kwargs", "value", "has_value", "raised", "running",
                  "cancel_by", "cancel_sent", "task_run", "attempt_task", "abandoned", "shown", "started_at", "gen",
-                 "chained", "after", "next")
+                 "chained", "after", "next", "ok_epoch")
 
     def __init__(self, call_id: int, run: _Run, task: "TaskDef", call: "Call", args: tuple[Any, ...],
                  kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> None:
@@ -140,6 +140,9 @@ class _Call(_Waitable):
         self.chained: tuple[int, int] | None = None
         self.after: _Call | None = None
         self.next: _Call | None = None
+        # The stream on which its last attempt ended well (0: it did not):
+        # a start chained after it that arrives only now begins at once.
+        self.ok_epoch = 0
 
 
 class _Sink:
@@ -203,10 +206,13 @@ class SessionEngine:
         self._next_ref = 1
         self._next_call = 1
         self._closed = False
-        # Chained starts received, begun without a round trip, and refused
-        # (the call before had ended already); benchmarks and tests read them.
+        # Chained starts received, begun without a round trip (where the
+        # call before ended, or at once: it had ended well already), and
+        # refused (the call before did not end well); benchmarks and tests
+        # read them.
         self.chained = 0
         self.chained_begun = 0
+        self.chained_late = 0
         self.chained_refused = 0
 
     # The stream's side (stream.Handler).
@@ -268,8 +274,7 @@ class SessionEngine:
                         # Dropped meanwhile (the drop crossed this start): stopped at once.
                         stream.push_locked([(RESULT, s.call_id, False, (), "", True, 0)], epoch)
                         continue
-                    if s.after:
-                        self._chain_locked(call, s, epoch, stream)
+                    if s.after and not self._chain_locked(call, s, epoch, stream):
                         continue
                     call.cancel_by = None  # a cancel that follows applies to this start
                     call.events += ((START, s.attempt, epoch),)
@@ -338,20 +343,26 @@ class SessionEngine:
         elif w.event is not None:
             w.event.set()
 
-    def _chain_locked(self, call: _Call, s: Any, epoch: int, stream: Stream) -> None:
-        """A chained start: held by `call` until the call it follows ends
-        well; refused (a cancelled result) if that one is not running or
-        about to (it ended already, or is unknown here)."""
-        prev = self._calls.get(s.after)
-        if (prev is None or prev.abandoned or prev.next is not None or call.chained is not None
-                or not (prev.running or prev.chained is not None or any(e[0] == START for e in prev.events))):
-            stream.push_locked([(RESULT, call.id, False, (), "", True, 0)], epoch)
-            self.chained_refused += 1
-            return
+    def _chain_locked(self, call: _Call, s: Any, epoch: int, stream: Stream) -> bool:
+        """A chained start. Held by `call` until the call it follows ends
+        well, if that one is running or about to; if it has ended well
+        already, the daemon passed its slot on when it read that result:
+        True, the start is delivered now. Otherwise refused (a cancelled
+        result: it failed, was cancelled or dropped, or is unknown here)."""
         self.chained += 1
-        call.chained = (s.attempt, epoch)
-        call.after = prev
-        prev.next = call
+        prev = self._calls.get(s.after)
+        if prev is not None and not prev.abandoned and prev.next is None and call.chained is None:
+            if prev.running or prev.chained is not None or any(e[0] == START for e in prev.events):
+                call.chained = (s.attempt, epoch)
+                call.after = prev
+                prev.next = call
+                return False
+            if prev.ok_epoch == epoch and stream.chained_late_begin:
+                self.chained_late += 1
+                return True
+        stream.push_locked([(RESULT, call.id, False, (), "", True, 0)], epoch)
+        self.chained_refused += 1
+        return False
 
     def _unchain_locked(self, call: _Call, stream: Stream | None, epoch: int) -> None:
         """`call`, chained and not begun, will not begin: it answers
@@ -634,6 +645,7 @@ class SessionEngine:
                 return sink, None
             call.task_run = task_run
             call.running = True
+            call.ok_epoch = 0
             call.gen += 1
             call.cancel_sent = False
             call.raised = None
@@ -685,6 +697,7 @@ class SessionEngine:
             if progress is not None:
                 ops.append(progress)
             if ok:
+                call.ok_epoch = sink.epoch
                 ops.extend(self._output_ops(sink, stream.chunk_bytes))
                 ops.append((RESULT, call.id, True, (), "", False, self._begin_next_locked(call, wake)))
             else:

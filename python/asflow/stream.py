@@ -190,6 +190,7 @@ class Stream:
         self.heartbeat_s = DEFAULT_HEARTBEAT_S
         self.chunk_bytes = DEFAULT_CHUNK_BYTES
         self.reconnect_s = RECONNECT_MIN
+        self.chained_late_begin = False  # the welcome says (SessionWelcome)
         self._outbox: collections.deque[tuple[Any, ...]] = collections.deque()
         self._queued_bytes = 0
         self._ending = False      # close(): no reconnect; the request stream ends once drained
@@ -394,6 +395,7 @@ class Stream:
                 self.chunk_bytes = int(w.max_chunk_bytes)
             if w.reattach_ms > 0:
                 self.reconnect_s = max(RECONNECT_MIN, w.reattach_ms / 1000 + 5)
+            self.chained_late_begin = w.chained_late_begin
             self.cv.notify_all()  # the request thread waits with the new interval
 
     def _requests(self, epoch: int) -> Iterator[session_pb2.SessionRequest]:

@@ -445,3 +445,73 @@ def test_the_default_flow_uses_asflow_server(fake: FakeDaemon, tmp_path: Path, m
     t("a")
     assert json.loads((tmp_path / "d/a.json").read_text()) == {"x": "a"}
     assert asflow.flow.engine is default_engine() and fake.runs[1].workspace == str(tmp_path)
+
+
+class _StubStream:
+    """What _chain_locked needs of a Stream: its epoch, the welcome's
+    chained_late_begin, and the ops it queues."""
+
+    def __init__(self, late: bool) -> None:
+        self.epoch = 2
+        self.live = True
+        self.chained_late_begin = late
+        self.ops: list[tuple] = []
+
+    def push_locked(self, ops, epoch: int) -> bool:
+        self.ops.extend(ops)
+        return True
+
+
+def _chained_start(late: bool, prev_state: str):
+    """Calls 1 and 2 of one run; call 1 is `prev_state`; a start for call 2
+    chained after call 1 arrives. (engine, the two calls, the stub stream)."""
+    from asflow.session import _Call, _Run
+    from asflow.v1 import session_pb2
+
+    engine = SessionEngine(ConnectOptions.resolve(server="unix:/nonexistent.sock"))
+    stream = engine.stream = _StubStream(late)  # type: ignore[assignment]
+    run = _Run(1, "f", "/", {}, "", None, None)
+    calls = {i: _Call(i, run, None, None, (), {}, None) for i in (1, 2)}  # type: ignore[arg-type]
+    engine._calls.update(calls)
+    if prev_state == "running":
+        calls[1].running = True
+    elif prev_state == "ended well":
+        calls[1].ok_epoch = stream.epoch
+    elif prev_state == "ended well on the stream before":
+        calls[1].ok_epoch = stream.epoch - 2
+    event = session_pb2.SessionEvent()
+    event.start.call_id, event.start.attempt, event.start.after = 2, 1, 1
+    engine.on_events([event], stream.epoch)
+    return engine, calls, stream
+
+
+def test_a_chained_start_after_a_running_call_waits_for_it():
+    from asflow.session import START
+    engine, calls, stream = _chained_start(True, "running")
+    assert calls[1].next is calls[2] and calls[2].chained == (1, 2)
+    assert calls[2].events == () and stream.ops == []
+    # It ends well: the chained call begins, named in its result.
+    assert engine._begin_next_locked(calls[1], {}) == 2
+    assert calls[2].events == ((START, 1, 2),)
+    assert engine.chained_begun == 1
+
+
+def test_a_chained_start_arriving_after_its_call_ended_well_begins_at_once():
+    from asflow.session import START
+    engine, calls, stream = _chained_start(True, "ended well")
+    assert calls[2].events == ((START, 1, 2),)  # delivered: the daemon passed the slot on
+    assert stream.ops == []
+    assert engine.chained_late == 1 and engine.chained_refused == 0
+
+
+@pytest.mark.parametrize("late,prev_state", [
+    (True, "failed"),                           # not ended well: the slot was freed
+    (True, "ended well on the stream before"),  # that result never reached this daemon
+    (False, "ended well"),                      # a daemon without chained_late_begin freed the slot
+])
+def test_a_chained_start_is_refused_when_the_slot_was_not_passed_on(late: bool, prev_state: str):
+    from asflow.stream import RESULT
+    engine, calls, stream = _chained_start(late, prev_state)
+    assert calls[2].events == ()
+    assert stream.ops == [(RESULT, 2, False, (), "", True, 0)]  # cancelled: back to its queue
+    assert engine.chained_refused == 1 and engine.chained_late == 0
