@@ -49,6 +49,9 @@ struct Exec {
   // when execution `after` ends well, and not counted in the plan until
   // then (the handoff); `successor` is the execution chained after this one.
   bool pregranted = false;
+  // Revoked while pregranted (Runner::Revoke): not begun, it comes back
+  // (ReturnUnbegun); begun meanwhile, the revoke is void (OnHandoff).
+  bool revoked = false;
   ExecId after = 0;
   ExecId successor = 0;
 

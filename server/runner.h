@@ -136,6 +136,9 @@ class Runner {
   // Asks a started job to stop (its group gets SIGTERM, SIGKILL after the
   // grace); its result still arrives. Unknown or finished ids are ignored.
   virtual void Cancel(ExecId id) = 0;
+  // Takes back a chained job (ExecJob::after) unless it has begun: then it
+  // runs to its end. Where nothing is chained, the same as Cancel.
+  virtual void Revoke(ExecId id) { Cancel(id); }
   // Whether jobs for code session `session` may be chained (ExecJob::after):
   // started ahead, to begin where the job they follow ends. Thread-safe.
   virtual bool ChainsStarts(int64_t /*session*/) const { return false; }

@@ -47,7 +47,9 @@ void Scheduler::ExtendChain(Exec& exec, absl::Time now, int depth, std::vector<E
 }
 
 Exec* Scheduler::ChainAfter(Exec& tail, absl::Time now, std::vector<ExecJob>* jobs) {
-  if (draining_ || stopping_ || tail.cancelling || tail.successor != 0 || tail.waiters.size() != 1) return nullptr;
+  if (draining_ || stopping_ || tail.cancelling || tail.revoked || tail.successor != 0 || tail.waiters.size() != 1) {
+    return nullptr;
+  }
   const auto [run_id, seq] = tail.waiters.front();
   RunRt& run = *runs_.at(run_id);
   if (run.code == nullptr || tail.runner == nullptr || !tail.runner->ChainsStarts(run.code->session)) {
@@ -102,6 +104,7 @@ void Scheduler::OnHandoff(ExecId from, ExecId to) {
   }
   pregranted_.erase(to);
   next->pregranted = false;
+  next->revoked = false;  // it began: a revoke sent meanwhile is ignored (CancelCall.unless_begun)
   next->after = 0;
   if (!plan_.Handoff(from, to)) {
     spdlog::error("chained start: execution {} handed a slot it does not hold to {}", from, to);
@@ -119,6 +122,7 @@ void Scheduler::ReturnUnbegun(Exec& exec) {
   pregranted_.erase(exec.id);
   if (Exec* prev = execs_.Find(exec.after); prev != nullptr && prev->successor == exec.id) prev->successor = 0;
   exec.pregranted = false;
+  exec.revoked = false;
   exec.after = 0;
   exec.successor = 0;
   exec.started = false;
@@ -135,19 +139,19 @@ void Scheduler::ReturnUnbegun(Exec& exec) {
 void Scheduler::RevokeSuccessors() {
   for (ExecId id : pregranted_) {
     Exec* exec = execs_.Find(id);
-    if (exec == nullptr || exec->cancelling) continue;
-    exec->cancelling = true;
-    exec->runner->Cancel(id);
+    if (exec == nullptr || exec->cancelling || exec->revoked) continue;
+    exec->revoked = true;
+    exec->runner->Revoke(id);
   }
 }
 
 void Scheduler::RevokeContended(const std::string& task_key, int64_t run_id) {
   for (ExecId id : pregranted_) {
     Exec* exec = execs_.Find(id);
-    if (exec == nullptr || exec->cancelling || exec->def->task_key != task_key) continue;
+    if (exec == nullptr || exec->cancelling || exec->revoked || exec->def->task_key != task_key) continue;
     if (!exec->waiters.empty() && exec->waiters.front().first == run_id) continue;
-    exec->cancelling = true;
-    exec->runner->Cancel(id);
+    exec->revoked = true;
+    exec->runner->Revoke(id);
   }
 }
 

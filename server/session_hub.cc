@@ -198,7 +198,11 @@ bool SessionHub::ChainsStarts(int64_t session) const {
   return it != sessions_.end() && it->second->chains;
 }
 
-void SessionHub::Cancel(ExecId id) {
+void SessionHub::Cancel(ExecId id) { SendCancel(id, false); }
+
+void SessionHub::Revoke(ExecId id) { SendCancel(id, true); }
+
+void SessionHub::SendCancel(ExecId id, bool unless_begun) {
   std::shared_ptr<Session> session;
   {
     absl::MutexLock lock(&mu_);
@@ -211,7 +215,10 @@ void SessionHub::Cancel(ExecId id) {
       if (open->job().id != id) continue;
       v1::SessionEvent cancel;
       cancel.mutable_cancel()->set_call_id(call_id);
-      session->cancel_sent.insert(call_id);
+      cancel.mutable_cancel()->set_unless_begun(unless_begun);
+      // A revoke is not asked of a begun call (it is ignored there); an
+      // unbegun call it reaches comes back whatever its result says.
+      if (!unless_begun) session->cancel_sent.insert(call_id);
       Push(*session, std::move(cancel));
       break;
     }

@@ -67,6 +67,7 @@ class SessionHub : public Runner {
   void Start(ExecJob job) override;
   void StartAll(std::vector<ExecJob> jobs) override;
   void Cancel(ExecId id) override;
+  void Revoke(ExecId id) override;
   bool ChainsStarts(int64_t session) const override;
 
   class Session;
@@ -98,6 +99,8 @@ class SessionHub : public Runner {
   void Push(Session& session, v1::SessionEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status HandleOutput(Session& session, const v1::OutputOp& op);
   absl::Status HandleResult(Session& session, const v1::ResultOp& op);
+  // Cancel and Revoke: a cancel event for the call execution `id` runs as.
+  void SendCancel(ExecId id, bool unless_begun);
 
   const SessionHubOptions options_;
   const AtomicFileOptions file_options_;

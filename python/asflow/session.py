@@ -50,7 +50,7 @@ from asflow.exceptions import CallCancelled, RunEnded, TaskFailed, error_text, e
 from asflow.naming import bind_arguments
 from asflow.progress import ProgressView
 from asflow.stream import CALL, CLOSE_RUN, DECLARE, DROP, OPEN_RUN, OUTPUT, PROGRESS, RESULT, Stream
-from asflow.task import TaskRun
+from asflow.task import TaskRun, params_label
 from asflow.v1 import flow_pb2
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 # Call event kinds: (START, attempt, epoch), (FINAL, CallState, epoch), (FAIL, exception, 0).
 START, FINAL, FAIL = 0, 1, 2
+_NO_KWARGS: dict[str, Any] = {}  # never changed: ** copies it
 # Writes are gathered up to this much before an output op is queued.
 FLUSH_BYTES = 64 * 1024
 STATE_NAMES = {v: k.lower() for k, v in flow_pb2.InstanceState.items()}
@@ -109,7 +110,9 @@ class _Run(_Waitable):
 
 
 class _Call(_Waitable):
-    __slots__ = ("id", "run", "task", "call", "args", "kwargs", "value", "has_value", "raised", "running",
+    # The Call's fields are copied in (not the Call kept): one object less
+    # per waiting call.
+    __slots__ = ("id", "run", "task", "params", "output", "_label", "args", "kwargs", "value", "has_value", "raised", "running",
                  "cancel_by", "cancel_sent", "task_run", "attempt_task", "abandoned", "shown", "started_at", "gen",
                  "chained", "after", "next", "ok_epoch")
 
@@ -119,9 +122,11 @@ class _Call(_Waitable):
         self.id = call_id
         self.run = run
         self.task = task
-        self.call = call
+        self.params = call.params
+        self.output = call.output
+        self._label = call._label
         self.args = args
-        self.kwargs = kwargs
+        self.kwargs = kwargs or None  # an empty dict is 64 bytes a call
         self.value: Any = None
         self.has_value = False
         self.raised: BaseException | None = None
@@ -144,6 +149,12 @@ class _Call(_Waitable):
         # a start chained after it that arrives only now begins at once.
         self.ok_epoch = 0
 
+    @property
+    def label(self) -> str:
+        if self._label is None:
+            self._label = params_label(self.params)
+        return self._label
+
 
 class _Sink:
     """A TaskRun's sink for one attempt: gathers writes, queues output ops."""
@@ -155,7 +166,7 @@ class _Sink:
         self.call = call
         self.epoch = epoch
         self.buf = bytearray()
-        self.wanted = call.call.output is not None
+        self.wanted = call.output is not None
 
     def __call__(self, data: bytes) -> None:
         if self.wanted:
@@ -230,7 +241,7 @@ class SessionEngine:
             if call.abandoned:
                 del self._calls[call.id]
                 continue
-            ops.append((CALL, call.run.ref, call.id, call.task.qualname, call.call.params, call.call.output or ""))
+            ops.append((CALL, call.run.ref, call.id, call.task.qualname, call.params, call.output or ""))
         for run in self._runs.values():
             if run.close is not None and run.closed is None and run.error is None:
                 ops.append((CLOSE_RUN, run.ref, run.close[0], run.close[1]))
@@ -296,6 +307,8 @@ class SessionEngine:
                         # Not begun: it stands down and goes back to its queue.
                         self._unchain_locked(call, stream, epoch)
                         continue
+                    if event.cancel.unless_begun:
+                        continue  # a revoke of a chained start that has begun: it runs to its end
                     call.cancel_by = "daemon"
                     if call.task_run is not None:
                         call.task_run.cancelled = True
@@ -620,8 +633,8 @@ class SessionEngine:
                 call.abandoned = True
                 stream = self.stream
                 if stream is not None:
-                    stream.push_locked([(DROP, call.run.ref, call.id, call.task.qualname, call.call.params,
-                                         call.call.output or "")], stream.epoch)
+                    stream.push_locked([(DROP, call.run.ref, call.id, call.task.qualname, call.params,
+                                         call.output or "")], stream.epoch)
                     if call.chained is not None:
                         self._unchain_locked(call, stream, stream.epoch)
         if abandoned and call.run.view is not None:
@@ -637,8 +650,8 @@ class SessionEngine:
                 with self.cv:
                     if self.stream is not None:
                         self.stream.progress_locked((PROGRESS, call.id, total, completed, description), epoch)
-        task_run = TaskRun(call.call.label, call.call.output, sink,
-                           call.task.serializer_for(call.call.output) if call.call.output is not None else None,
+        task_run = TaskRun(lambda: call.label, call.output, sink,
+                           call.task.serializer_for(call.output) if call.output is not None else None,
                            run.view, call.id, on_progress, has_progress=not run.standalone)
         with self.cv:
             if call.cancel_by is not None:
@@ -655,7 +668,7 @@ class SessionEngine:
             call.shown = True
             call.started_at = time.monotonic()
             if run.view is not None:
-                run.view.instance_started(call.task.qualname, f"{call.task.name}()", call.id, call.call.label)
+                run.view.instance_started(call.task.qualname, f"{call.task.name}()", call.id, call.label)
         return sink, task_run
 
     def _flush(self, sink: _Sink) -> None:
@@ -748,7 +761,7 @@ class SessionEngine:
             run.view.instance_finished(call.id, name, last_line(cs.error) if state != flow_pb2.DONE else "")
         flow = call.task.flow
         if flow is not None and getattr(flow, "verbose", False):
-            print(f"{call.task.name}({call.call.label}): {name} in {time.monotonic() - call.started_at:.3f}s",
+            print(f"{call.task.name}({call.label}): {name} in {time.monotonic() - call.started_at:.3f}s",
                   file=sys.stderr)
         if state == flow_pb2.DONE:
             return call.value if call.has_value else None
@@ -757,11 +770,11 @@ class SessionEngine:
         if state == flow_pb2.FAILED:
             if call.raised is not None:
                 raise call.raised
-            raise TaskFailed(f"{call.task.name}({call.call.label})", cs.error)
+            raise TaskFailed(f"{call.task.name}({call.label})", cs.error)
         if state == flow_pb2.CANCELLED:
-            raise CallCancelled(f"{call.task.name}({call.call.label}): cancelled by asflowd"
+            raise CallCancelled(f"{call.task.name}({call.label}): cancelled by asflowd"
                                 + (f" ({last_line(cs.error)})" if cs.error else ""))
-        raise TaskFailed(f"{call.task.name}({call.call.label})", f"unexpected state {name}: {cs.error}")
+        raise TaskFailed(f"{call.task.name}({call.label})", f"unexpected state {name}: {cs.error}")
 
     def call_sync(self, task: "TaskDef", args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         from asflow.flow import _current_flow
@@ -793,7 +806,7 @@ class SessionEngine:
             return
         try:
             with task_run:
-                value = c.task.fn(*c.args, **c.kwargs)
+                value = c.task.fn(*c.args, **(c.kwargs or _NO_KWARGS))
         except BaseException as e:  # noqa: BLE001 (reported to the daemon)
             if c.cancel_by is not None:
                 self._result(c, sink, cancelled=True)
@@ -837,7 +850,7 @@ class SessionEngine:
             return
         try:
             with task_run:
-                value = await c.task.fn(*c.args, **c.kwargs)
+                value = await c.task.fn(*c.args, **(c.kwargs or _NO_KWARGS))
         except BaseException as e:  # noqa: BLE001 (reported to the daemon)
             ours = c.cancel_sent
             if ours:
@@ -957,6 +970,7 @@ def async_call(get_engine: Callable[[], Any], task: "TaskDef") -> Callable[..., 
         if fr is None:
             return await engine._standalone_async(task, bound, args, kwargs)
         c = engine._submit(fr.session, task, bound, args, kwargs, asyncio.get_running_loop())
+        kwargs = None  # type: ignore[assignment]  # the call holds it if it is not empty
         cv = engine.cv
         try:
             while True:

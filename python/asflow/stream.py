@@ -45,7 +45,7 @@ log = logging.getLogger("asflow.session")
 HELLO = 0          # (HELLO,)
 OPEN_RUN = 1       # (OPEN_RUN, ref, flow, workspace, params, source, keep_going, resume_run_id, throttle)
 DECLARE = 2        # (DECLARE, run_ref, TaskSpec)
-CALL = 3           # (CALL, run_ref, call_id, task, params, output)
+CALL = 3           # (CALL, run_ref, call_id, task, params as (name, value) pairs, output)
 OUTPUT = 4         # (OUTPUT, call_id, bytes)
 RESULT = 5         # (RESULT, call_id, ok, error_types, error_text, cancelled, started_next)
 PROGRESS = 6       # (PROGRESS, call_id, total, completed, description)
@@ -88,7 +88,7 @@ def _op_size(op: tuple[Any, ...]) -> int:
     if kind == OUTPUT:
         return len(op[2]) + 16
     if kind == CALL or kind == DROP:
-        return 64 + sum(len(k) + len(v) for k, v in op[4].items()) + len(op[5])
+        return 64 + sum(len(k) + len(v) for k, v in op[4]) + len(op[5])
     if kind == RESULT:
         return 64 + len(op[4])
     if kind == DECLARE:

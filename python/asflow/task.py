@@ -73,6 +73,12 @@ class TaskDef:
         self.is_async = is_async_callable(fn)
         self.flow: Any = None  # the Flow whose decorator made it (verbose)
         self.signature = inspect.signature(fn)
+        # A signature of plain parameters only (no defaults, *args, **kwargs,
+        # keyword- or positional-only): a call giving each one positionally
+        # binds without inspect (bind(), the hot path of a fan-out).
+        params = self.signature.parameters.values()
+        self._plain: tuple[str, ...] | None = tuple(p.name for p in params) if all(
+            p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params) else None
         self.base = base
         self.on = on
         self.template = check_on(on) if on is not None else None
@@ -126,11 +132,19 @@ class TaskDef:
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> "Call":
         """One call: its bound arguments (defaults applied; TypeError as the
         call itself would raise), output path and label."""
-        arguments = bind_arguments(self.signature, args, kwargs)
+        plain = self._plain
+        if plain is not None and not kwargs and len(args) == len(plain):
+            # Bound as written, so the label is the params joined: made when
+            # first asked (most calls never are).
+            arguments = dict(zip(plain, args))
+            label = None
+        else:
+            arguments = bind_arguments(self.signature, args, kwargs)
+            label = encode_params(args, kwargs)
         output = None
         if self.template is not None:
             output = render_on(self.template, self.name, arguments, args, kwargs)
-        return Call(self, arguments, output, encode_params(args, kwargs))
+        return Call(self, arguments, output, label)
 
     def to_spec(self) -> flow_pb2.TaskSpec:
         """The TaskSpec phase 2 declares (DeclareTask): name, on, limit and
@@ -152,16 +166,26 @@ class TaskDef:
 
 
 class Call:
-    """One call of a task: identity (task + `params`, each str()), output
-    path relative to the flow's base (None without `on`), label."""
+    """One call of a task: identity (task + `params`: (name, str(value))
+    pairs in the signature's order), output path relative to the flow's
+    base (None without `on`), label."""
 
-    __slots__ = ("task", "params", "output", "label")
+    # Pairs, not a dict: 20,000 calls wait at once in a fan-out, and a
+    # one-entry dict is 184 bytes, the pairs 104.
+    __slots__ = ("task", "params", "output", "_label")
 
-    def __init__(self, task: TaskDef, arguments: dict[str, Any], output: str | None, label: str) -> None:
+    def __init__(self, task: TaskDef, arguments: dict[str, Any], output: str | None, label: str | None) -> None:
         self.task = task
-        self.params = {k: str(v) for k, v in arguments.items()}
+        self.params: tuple[tuple[str, str], ...] = tuple((k, str(v)) for k, v in arguments.items())
         self.output = output
-        self.label = label
+        self._label = label  # None: the params joined (every argument given positionally)
+
+    @property
+    def label(self) -> str:
+        """`a1, a2, k=v` as the call was written (naming.encode_params)."""
+        if self._label is None:
+            self._label = params_label(self.params)
+        return self._label
 
     @property
     def err_path(self) -> str | None:
@@ -177,16 +201,21 @@ class Call:
         return (self.task.base / self.output).exists() or (self.task.base / str(self.err_path)).exists()
 
 
+def params_label(params: tuple[tuple[str, str], ...]) -> str:
+    """The label of a call that gave every argument positionally."""
+    return ", ".join(v for _, v in params)
+
+
 class TaskRun:
     """A running instance: flow.task.write() serializes each write and
     hands the bytes to `sink` (phase 2: OutputOps to the daemon; the
     worker: OutputChunks). Counts bytes and lines. Not thread-safe: one
     task writes from one thread at a time."""
 
-    def __init__(self, label: str, output: str | None, sink: Callable[[bytes], None],
+    def __init__(self, label: str | Callable[[], str], output: str | None, sink: Callable[[bytes], None],
                  serializer: Serializer | None = None, view: ProgressView | None = None, view_key: Any = None,
                  on_progress: Callable[[float, float, str], None] | None = None, has_progress: bool = True) -> None:
-        self.label = label
+        self._label = label  # or a function that makes it (asked for in errors only)
         self.output = output
         self.serializer = serializer or (serializer_for(output) if output else JSONLSerializer())
         self.sink = sink
@@ -200,6 +229,12 @@ class TaskRun:
         # False for a task called outside any flow: flow.task.progress()
         # has no bar to move and returns None, as in AsFlow.
         self.has_progress = has_progress
+
+    @property
+    def label(self) -> str:
+        if callable(self._label):
+            self._label = self._label()
+        return self._label
 
     def write(self, data: Any) -> None:
         if self.cancelled:

@@ -103,8 +103,18 @@ def test_star_hash_and_encode_params(tmp_path):
 
     call = extract.task.bind(("abc",), {"lang": "fr"})
     assert call.output == f"data/t/{hashlib.md5(b'extract(abc, lang=fr)').hexdigest()}.jsonl"
-    assert call.params == {"video_id": "abc", "lang": "fr"}
+    assert call.params == (("video_id", "abc"), ("lang", "fr"))  # the signature's order
     assert call.label == "abc, lang=fr"
+    # Every plain parameter given positionally: bound without inspect, the
+    # label made from the params when asked.
+    @f.task(on="d/{a}-{b}.txt")
+    def plain(a, b):
+        pass
+
+    call = plain.task.bind((1, "x"), {})
+    assert (call.params, call.output, call.label) == ((("a", "1"), ("b", "x")), "d/1-x.txt", "1, x")
+    with pytest.raises(TypeError):
+        plain.task.bind((1,), {})  # inspect's error, as the call itself would raise
     # Defaults are applied for the template, not for the hash text.
     named = f.task(on="d/{video_id}-{lang}.json")(lambda video_id, lang="en": None).task
     assert named.bind(("x",), {}).output == "d/x-en.json"

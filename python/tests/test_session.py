@@ -466,12 +466,13 @@ def _chained_start(late: bool, prev_state: str):
     """Calls 1 and 2 of one run; call 1 is `prev_state`; a start for call 2
     chained after call 1 arrives. (engine, the two calls, the stub stream)."""
     from asflow.session import _Call, _Run
+    from asflow.task import Call
     from asflow.v1 import session_pb2
 
     engine = SessionEngine(ConnectOptions.resolve(server="unix:/nonexistent.sock"))
     stream = engine.stream = _StubStream(late)  # type: ignore[assignment]
     run = _Run(1, "f", "/", {}, "", None, None)
-    calls = {i: _Call(i, run, None, None, (), {}, None) for i in (1, 2)}  # type: ignore[arg-type]
+    calls = {i: _Call(i, run, None, Call(None, {}, None, ""), (), {}, None) for i in (1, 2)}  # type: ignore[arg-type]
     engine._calls.update(calls)
     if prev_state == "running":
         calls[1].running = True
@@ -515,3 +516,24 @@ def test_a_chained_start_is_refused_when_the_slot_was_not_passed_on(late: bool, 
     assert calls[2].events == ()
     assert stream.ops == [(RESULT, 2, False, (), "", True, 0)]  # cancelled: back to its queue
     assert engine.chained_refused == 1 and engine.chained_late == 0
+
+
+def test_a_revoke_refuses_a_chained_call_not_begun_and_leaves_a_begun_one_alone():
+    from asflow.session import START
+    from asflow.stream import RESULT
+    from asflow.v1 import session_pb2
+
+    def cancel(engine, stream, call_id: int, unless_begun: bool) -> None:
+        event = session_pb2.SessionEvent()
+        event.cancel.call_id, event.cancel.unless_begun = call_id, unless_begun
+        engine.on_events([event], stream.epoch)
+
+    engine, calls, stream = _chained_start(True, "running")  # call 2 waits on call 1
+    cancel(engine, stream, 2, True)
+    assert stream.ops == [(RESULT, 2, False, (), "", True, 0)] and calls[1].next is None
+
+    engine, calls, stream = _chained_start(True, "ended well")  # call 2 began at once
+    cancel(engine, stream, 2, True)
+    assert stream.ops == [] and calls[2].events == ((START, 1, 2),) and calls[2].cancel_by is None
+    cancel(engine, stream, 2, False)  # a cancel proper stops it
+    assert calls[2].cancel_by == "daemon"
