@@ -13,9 +13,11 @@ void Scheduler::BeginAttempt(Exec& exec, absl::Time now) {
   const auto& [first_run, first_seq] = exec.waiters.front();
   const RunRt& first = *runs_.at(first_run);
   const TaskRt& task = first.tasks[first.instances[first_seq].task];
-  // The in-process built-ins write no stderr: not worth a LogHub entry
-  // (W3 runs 50,000 of them).
-  exec.live_log = deps_.logs != nullptr && !(task.pool == "local" && !task.spec->handler().empty());
+  // The in-process built-ins and code sessions' calls (a Python function:
+  // the session carries no stderr) write none: not worth a LogHub entry
+  // (W3 runs 50,000 built-ins, W3-py 20,000 calls).
+  exec.live_log = deps_.logs != nullptr && task.pool != "code" &&
+                  !(task.pool == "local" && !task.spec->handler().empty());
   if (!exec.live_log) return;
   std::vector<LogSource> sources;
   for (const auto& [run_id, seq] : exec.waiters) {
