@@ -22,25 +22,42 @@ preset=${ASFLOW_ASAN_PRESET:-asan}
 tree=build-$preset
 cd "$root"
 [ -f "$tree/build.ninja" ] || cmake --preset "$preset" >/dev/null
-# Any report fails the test that caused it. LeakSanitizer stays on;
-# tests/sanitizers/lsan.supp lists what it is told to ignore and why.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/sanitizers/lsan.supp}
+# Every executable of the tree starts with tests/sanitizers/asan_defaults.cc's
+# options (whatever environment a test gives the processes it starts):
+# reports go to $tree/asan-reports/report.PID, LeakSanitizer stays on with
+# tests/sanitizers/lsan.supp (each entry says why it is not our leak). A
+# report fails the process that made it; the run fails if any process left
+# one, whether or not its test noticed (a daemon SIGKILLed, a worker whose
+# exit code nobody reads).
+reports=$root/$tree/asan-reports
+check_reports() {
+  local found=()
+  [ -d "$reports" ] && mapfile -t found < <(find "$reports" -type f -name 'report*' | sort)
+  [ ${#found[@]} -eq 0 ] && return 0
+  echo "ASan/UBSan/LSan: ${#found[@]} process(es) reported ($tree/asan-reports/):" >&2
+  for f in "${found[@]}"; do echo "== $f" >&2; head -n 40 "$f" >&2; done
+  return 1
+}
 cd "$tree"
 if [ -n "${ASFLOW_FUZZ_SECONDS:-}" ]; then
   cmake -DASFLOW_FUZZ_SECONDS="$ASFLOW_FUZZ_SECONDS" . >/dev/null
 fi
+status=0
 case "$mode" in
   --full)
     ninja
-    ctest --output-on-failure --timeout 600 -j "$(nproc)"
+    mkdir -p "$reports" && find "$reports" -type f -delete
+    ctest --output-on-failure --timeout 600 -j "$(nproc)" -LE deploy || status=1
+    check_reports || status=1
     ;;
   --build-only)
     nice -n 10 ninja sanitizer_pass
     ;;
   *)
     [ "$mode" = --test-only ] || ninja sanitizer_pass
-    ctest --output-on-failure --timeout 600 -j "$(nproc)" -L 'unit|core|fuzz_regress|fuzz'
+    mkdir -p "$reports" && find "$reports" -type f -delete
+    ctest --output-on-failure --timeout 600 -j "$(nproc)" -L 'unit|core|fuzz_regress|fuzz' || status=1
+    check_reports || status=1
     ;;
 esac
+exit $status
