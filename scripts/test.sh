@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds asflow and runs the whole test suite (unit and end-to-end) with ctest.
-# With ASFLOW_ASAN=1 (what CI runs) it also runs the sanitizer pass
+# With ASFLOW_ASAN=1 it also runs the sanitizer pass
 # (scripts/test-asan.sh: ASan + UBSan over the unit and core suites and the
 # fuzzers; docs/testing.md) in build-asan-ci/, over the plain tree's
 # generated code. ASFLOW_ASAN_BUILD says when its tree is built:
