@@ -7,12 +7,15 @@
 
 namespace asflow {
 
-EventHub::EventHub(const EventHubOptions& options) : options_(options) {
+EventHub::EventHub(const EventHubOptions& options)
+    : options_(options), clock_(options.clock != nullptr ? options.clock : &real_clock_) {
   // Sequence numbers start from the clock (x1000), so they keep increasing
   // across daemon restarts and a watcher's from_seq from before a restart
   // can never be mistaken for a position in the new stream.
-  seq_ = absl::ToUnixMillis(absl::Now()) * 1000;
-  pacer_ = std::thread([this] { PaceLoop(); });
+  seq_ = absl::ToUnixMillis(clock_->Now()) * 1000;
+  // A given clock is moved by its owner, who calls Tick: a thread sleeping
+  // in real time would not follow it.
+  if (options.clock == nullptr) pacer_ = std::thread([this] { PaceLoop(); });
 }
 
 EventHub::~EventHub() {
@@ -21,7 +24,7 @@ EventHub::~EventHub() {
     stop_ = true;
     pacer_wake_ = true;
   }
-  pacer_.join();
+  if (pacer_.joinable()) pacer_.join();
 }
 
 absl::Time EventHub::NextTick(absl::Time now, absl::Duration interval) {
@@ -79,7 +82,7 @@ void EventHub::Publish(v1::Event event) {
   {
     absl::MutexLock lock(&mu_);
     event.set_seq(++seq_);
-    event.set_time_ms(absl::ToUnixMillis(absl::Now()));
+    event.set_time_ms(absl::ToUnixMillis(clock_->Now()));
     ApplyLocked(event);
     ++published_;
     for (const Observer& observer : observers_) observer(event);
@@ -122,7 +125,7 @@ void EventHub::Publish(v1::Event event) {
 v1::Event EventHub::SnapshotLocked(int64_t run_id, bool gap) {
   v1::Event event;
   event.set_seq(seq_);
-  event.set_time_ms(absl::ToUnixMillis(absl::Now()));
+  event.set_time_ms(absl::ToUnixMillis(clock_->Now()));
   v1::Snapshot* snap = event.mutable_snapshot();
   snap->set_gap(gap);
   for (const auto& [id, run] : runs_) {
@@ -184,7 +187,7 @@ bool EventHub::PopBatch(Subscription* sub, size_t max_events, size_t max_bytes,
     sub->needs_snapshot = true;
     sub->gap = true;
   }
-  absl::Time now = absl::Now();
+  absl::Time now = clock_->Now();
   if (sub->needs_snapshot) {
     auto encoded = std::make_shared<EncodedEvent>();
     encoded->seq = seq_;
@@ -268,21 +271,36 @@ std::shared_ptr<const std::string> EventHub::EncodeBatch(const std::vector<Encod
   return batch_bytes_;
 }
 
+std::vector<std::function<void()>> EventHub::DueLocked(absl::Time now, absl::Time* next) {
+  *next = absl::InfiniteFuture();
+  std::vector<std::function<void()>> due;
+  for (const auto& sub : subs_) {
+    if (!sub->timer) continue;
+    if (sub->not_before <= now) {
+      sub->timer = false;
+      due.push_back(sub->notify);
+    } else {
+      *next = std::min(*next, sub->not_before);
+    }
+  }
+  return due;
+}
+
+void EventHub::Tick() {
+  std::vector<std::function<void()>> due;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time next;
+    due = DueLocked(clock_->Now(), &next);
+  }
+  for (auto& fn : due) fn();
+}
+
 void EventHub::PaceLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    absl::Time now = absl::Now();
-    absl::Time next = absl::InfiniteFuture();
-    std::vector<std::function<void()>> due;
-    for (const auto& sub : subs_) {
-      if (!sub->timer) continue;
-      if (sub->not_before <= now) {
-        sub->timer = false;
-        due.push_back(sub->notify);
-      } else {
-        next = std::min(next, sub->not_before);
-      }
-    }
+    absl::Time next;
+    std::vector<std::function<void()>> due = DueLocked(clock_->Now(), &next);
     if (!due.empty()) {
       mu_.Unlock();
       for (auto& fn : due) fn();

@@ -9,7 +9,10 @@
 // gets its events in batches on ticks `batch_interval` apart, so 50 watchers
 // of a busy run cost a few messages per second each, not one per event.
 // Events are published by the store's writer thread after the state they
-// describe is committed. Thread-safe.
+// describe is committed. Times (event times, pacing ticks) are read from a
+// Clock: the daemon's hub reads the real one and has a pacer thread that
+// sleeps until the next tick; tests give a fake clock, move it by hand and
+// call Tick (no thread, no sleep). Thread-safe.
 #ifndef ASFLOW_SERVER_EVENT_HUB_H_
 #define ASFLOW_SERVER_EVENT_HUB_H_
 
@@ -28,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "asflow/v1/service.pb.h"
+#include "server/clock.h"
 
 namespace asflow {
 
@@ -46,6 +50,11 @@ struct EventHubOptions {
   // event, a snapshot and a full batch go at once). The live view redraws
   // every 100 ms, so it loses nothing.
   absl::Duration batch_interval = absl::Milliseconds(100);
+  // Where the hub reads the time; must outlive it. nullptr: the real
+  // clock, and a pacer thread that notifies paced subscribers on their
+  // ticks. Given (tests' fake clock): no thread; the owner calls Tick
+  // after moving the clock.
+  Clock* clock = nullptr;
 };
 
 // A published event, encoded once and shared (immutable) by the ring and
@@ -112,6 +121,10 @@ class EventHub {
   using Observer = std::function<void(const v1::Event&)>;
   void AddObserver(Observer observer);
 
+  // Notifies the paced subscribers whose next batch is due by the clock
+  // (what the pacer thread does on each tick). For a hub given a clock.
+  void Tick();
+
   // Counts for /metrics.
   struct Stats {
     size_t subscribers = 0;
@@ -133,10 +146,17 @@ class EventHub {
   // same ticks, so the pacer wakes once per tick for all of them and their
   // writes go out together (and share one encoded batch).
   static absl::Time NextTick(absl::Time now, absl::Duration interval);
-  // Notifies paced subscribers whose wait is over.
+  // The notifications of paced subscribers due by `now`, whose timers it
+  // clears; *next gets the earliest later one (InfiniteFuture if none).
+  std::vector<std::function<void()>> DueLocked(absl::Time now, absl::Time* next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The pacer thread (real clock only): notifies paced subscribers whose
+  // wait is over.
   void PaceLoop();
 
   const EventHubOptions options_;
+  RealClock real_clock_;
+  Clock* const clock_;  // options_.clock or &real_clock_
   absl::Mutex mu_;
   int64_t seq_ ABSL_GUARDED_BY(mu_);
   // Consecutive seqs: ring_[i]->seq == ring_.front()->seq + i.

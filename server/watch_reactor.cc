@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "grpcpp/support/slice.h"
+#include "server/tsan_hand_off.h"
 
 namespace asflow {
 namespace {
@@ -35,11 +37,14 @@ WatchReactor::WatchReactor(EventHub* hub, const v1::WatchRequest& request,
     buffer_ = SharedBuffer(bytes, *bytes);
     writing_ = true;
     last_ = true;
+    TsanRelease(&edge_.published);
+    TsanRelease(&edge_.write_started);
     StartWrite(&buffer_);
     return;
   }
   sub_ = hub_->Subscribe(run_id_, request.from_seq(), Notifier(), batch_,
                          absl::Milliseconds(request.batch_interval_ms()));  // the hub clamps it
+  TsanRelease(&edge_.published);  // before MaybeWrite may start a write
   MaybeWrite();
 }
 
@@ -69,10 +74,14 @@ void WatchReactor::MaybeWrite() {
   last_ = run_id_ != 0 && back.run_final && back.run_id == run_id_;
   taken_.clear();
   writing_ = true;
+  TsanRelease(&edge_.write_started);
   StartWrite(&buffer_);
 }
 
 void WatchReactor::OnWriteDone(bool ok) {
+  TsanAcquire(&edge_.published);
+  TsanAcquire(&edge_.write_started);
+  absl::Cleanup ended = [this] { TsanRelease(&edge_.reaction_ended); };
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
@@ -80,6 +89,7 @@ void WatchReactor::OnWriteDone(bool ok) {
     if (finished_) return;
     if (!ok || last_) {
       finished_ = true;
+      TsanRelease(&edge_.finish_started);
       Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream broken"));
       return;
     }
@@ -88,13 +98,21 @@ void WatchReactor::OnWriteDone(bool ok) {
 }
 
 void WatchReactor::OnCancel() {
+  TsanAcquire(&edge_.published);
+  absl::Cleanup ended = [this] { TsanRelease(&edge_.reaction_ended); };
   absl::MutexLock lock(&mu_);
   if (finished_) return;
   finished_ = true;
+  TsanRelease(&edge_.finish_started);
   Finish(grpc::Status::CANCELLED);
 }
 
 void WatchReactor::OnDone() {
+  // After every reaction and the end of every operation (gRPC's contract).
+  TsanAcquire(&edge_.published);
+  TsanAcquire(&edge_.write_started);
+  TsanAcquire(&edge_.finish_started);
+  TsanAcquire(&edge_.reaction_ended);
   if (sub_ != nullptr) hub_->Unsubscribe(sub_);
   {
     absl::MutexLock lock(&alive_->mu);

@@ -65,6 +65,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool last_ ABSL_GUARDED_BY(mu_) = false;  // finish after this write
+  // Addresses naming the hand-offs through gRPC's core that TSan cannot
+  // see (server/tsan_hand_off.h): the reactor published to gRPC's
+  // threads, a write or Finish started, a reaction over (OnDone comes
+  // after). Never read or written.
+  struct {
+    char published, write_started, finish_started, reaction_ended;
+  } edge_;
 };
 
 }  // namespace asflow

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -546,6 +547,66 @@ TEST_F(WatchTest, MalformedWatchRequestIsRefused) {
 
   CommandResult run = Ctl({"run", WatchFlow("items"), "-p", "n=3", "-p", "sleep=0"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+// Watchers cancelled while the daemon is writing to them (a busy run, one
+// event per message): each stream ends CANCELLED and its reactor is
+// finished and freed — its watcher slot (--max-watchers) comes back — so
+// round after round of them can open again, and the daemon keeps serving.
+// This is the path where gRPC calls OnCancel while a write is in flight
+// (WatchReactor calls Finish from OnCancel; the write's OnWriteDone comes
+// after it); under TSan it is where the reports of docs/testing.md came from.
+TEST_F(WatchTest, WatchersCancelledWhileWritingAreFinishedAndFreed) {
+  constexpr int kWatchers = 6;
+  StartDaemon({"--max-watchers", std::to_string(kWatchers)});
+  // ~100,000 events from no-op instances: the daemon is writing to every
+  // watcher throughout (cancelled at the end).
+  const int64_t run = DetachWatchFlow("many", {"n=50000", "round=cancel"});
+  auto stub = v1::FlowService::NewStub(grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+  int cancelled = 0;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<v1::Event>>> streams;
+    for (int i = 0; i < kWatchers; ++i) {
+      // The slots of the round before come back once their OnDone ran.
+      bool opened = WaitFor([&] {
+        auto ctx = std::make_unique<grpc::ClientContext>();
+        ctx->set_deadline(std::chrono::system_clock::now() + 60s);  // no Read hangs the test
+        v1::WatchRequest request;  // every run, one event per message
+        auto stream = stub->Watch(ctx.get(), request);
+        v1::Event first;
+        if (stream->Read(&first)) {
+          contexts.push_back(std::move(ctx));
+          streams.push_back(std::move(stream));
+          return true;
+        }
+        grpc::Status refused = stream->Finish();
+        EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+        return false;
+      }, 20s);
+      ASSERT_TRUE(opened) << "round " << round << ", watcher " << i << ": its slot never came back";
+    }
+    // Take a few more events each (the daemon is writing the next ones),
+    // then cancel them all at once.
+    v1::Event event;
+    for (auto &stream : streams) {
+      for (int k = 0; k < 1 + round; ++k) ASSERT_TRUE(stream->Read(&event));
+    }
+    for (auto &ctx : contexts) ctx->TryCancel();
+    for (auto &stream : streams) {
+      while (stream->Read(&event)) {
+      }
+      grpc::Status status = stream->Finish();
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+      cancelled += status.error_code() == grpc::StatusCode::CANCELLED;
+    }
+  }
+  EXPECT_EQ(cancelled, 5 * kWatchers);
+  // The run was busy throughout, and the daemon still answers.
+  CommandResult tasks = Ctl({"tasks", absl::StrCat(run)});
+  EXPECT_EQ(tasks.exit_code, 0) << tasks.err;
+  CommandResult stop = Ctl({"cancel", absl::StrCat(run)});
+  EXPECT_EQ(stop.exit_code, 0) << stop.err;
 }
 
 TEST_F(WatchTest, WatchOfFinishedRunShowsSummary) {

@@ -461,8 +461,12 @@ TEST_F(WorkerTest, LargeOutputStreamsFromTheWorkerIntoZstd) {
   StartWorker("w1", 1);
   ASSERT_TRUE(WaitWorkers(1));
   // 300,000 lines (about 5 MB) per instance, into .zst on the daemon side.
-  int64_t run = SubmitRemote({"n=2", "lines=300000", "pause=0", "ext=txt.zst"});
-  CommandResult watch = Ctl({"watch", absl::StrCat(run), "--plain"}, "", 120s);
+  // Followed from the submission (an attached run watches from the run's
+  // first event): a `watch` started after a detached submit may come after
+  // the instances finished (under TSan it did) and see only the summary.
+  CommandResult watch = Ctl({"run", Flow("remote"), "-p", "n=2", "-p", "lines=300000", "-p", "pause=0", "-p",
+                             "ext=txt.zst", "-p", "dir=" + ws_, "--plain"},
+                            "", 120s);
   ASSERT_EQ(watch.exit_code, 0) << watch.out << watch.err;
   for (int i = 1; i <= 2; ++i) {
     std::string path = absl::StrCat(ws_, "/data/", i, ".txt.zst");

@@ -5,6 +5,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/server/fake_clock.h"
 
 namespace asflow {
 namespace {
@@ -333,6 +334,12 @@ TEST(EventHubTest, SnapshotOfAFinishedRunIsFinal) {
   EXPECT_TRUE(Decode(batch)[0].has_snapshot());
 }
 
+// Moves `clock` forward to `t`.
+void SetTime(testing::FakeClock& clock, absl::Time t) {
+  ASSERT_GE(t, clock.Now());
+  clock.Advance(t - clock.Now());
+}
+
 // The first multiple of `step` since the epoch after `t`.
 absl::Time TickAfter(absl::Time t, absl::Duration step) {
   int64_t ns = absl::ToInt64Nanoseconds(step);
@@ -340,48 +347,39 @@ absl::Time TickAfter(absl::Time t, absl::Duration step) {
 }
 
 TEST(EventHubTest, PacedSubscriberGetsBatchesOnTicks) {
+  testing::FakeClock clock;
   EventHubOptions options;
   options.batch_interval = absl::Milliseconds(300);
+  options.clock = &clock;
   EventHub hub(options);
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
-  absl::Mutex mu;
   int notified = 0;
-  auto sub = hub.Subscribe(1, hub.last_seq(), [&] {
-    absl::MutexLock lock(&mu);
-    ++notified;
-  }, /*paced=*/true);
-  auto wait_notified = [&](int n) {
-    absl::MutexLock lock(&mu);
-    return mu.AwaitWithTimeout(absl::Condition(+[](int* v) { return *v >= 2; }, &notified), absl::Seconds(10)) &&
-           notified >= n;
-  };
+  auto sub = hub.Subscribe(1, hub.last_seq(), [&] { ++notified; }, /*paced=*/true);
   std::vector<EncodedEventPtr> batch;
   EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // nothing yet
-  // Start just after a tick, so the next one is ~300 ms away.
-  absl::SleepFor(TickAfter(absl::Now(), options.batch_interval) - absl::Now() + absl::Milliseconds(5));
+  // Just after a tick, so the next one is 300 ms away.
+  SetTime(clock, TickAfter(clock.Now(), options.batch_interval) + absl::Milliseconds(5));
   // The first event after a quiet spell goes at once.
   hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
-  {
-    absl::MutexLock lock(&mu);
-    EXPECT_EQ(notified, 1);
-  }
-  const absl::Time first = absl::Now();
+  EXPECT_EQ(notified, 1);
+  const absl::Time first = clock.Now();
   ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
   EXPECT_EQ(batch.size(), 1u);
-  // The next ones wait for the tick, then come together.
+  // The next ones wait for the tick after the first batch, then come together.
   for (int i = 1; i <= 5; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
   batch.clear();
-  size_t taken = 0;
-  while (taken < 5) {
-    if (hub.PopBatch(sub.get(), 100, 1 << 20, &batch)) {
-      // Not before the tick after the first batch.
-      EXPECT_GE(absl::Now(), TickAfter(first, options.batch_interval));
-      taken = batch.size();
-      continue;
-    }
-    ASSERT_TRUE(wait_notified(2)) << "the pacer did not wake the subscriber";
-  }
-  EXPECT_EQ(taken, 5u);
+  const absl::Time tick = TickAfter(first, options.batch_interval);
+  SetTime(clock, tick - absl::Nanoseconds(1));
+  EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  hub.Tick();
+  EXPECT_EQ(notified, 1) << "woken before its tick";
+  SetTime(clock, tick);
+  hub.Tick();
+  EXPECT_EQ(notified, 2) << "the pacer did not wake the subscriber on its tick";
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  EXPECT_EQ(batch.size(), 5u);
+  hub.Tick();
+  EXPECT_EQ(notified, 2) << "woken twice for one tick";
   // A backlog of a full batch is not held back.
   for (int i = 6; i < 16; ++i) hub.Publish(InstanceEvent(1, i, v1::InstanceEvent::STARTED, 0));
   batch.clear();
@@ -390,67 +388,120 @@ TEST(EventHubTest, PacedSubscriberGetsBatchesOnTicks) {
 }
 
 TEST(EventHubTest, PacedSubscriberMayAskForALongerIntervalWithinLimits) {
+  testing::FakeClock clock;
   EventHubOptions options;
   options.batch_interval = absl::Milliseconds(100);
+  options.clock = &clock;
   EventHub hub(options);
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
   const absl::Duration asked = absl::Milliseconds(400);
-  auto slow = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, asked);
-  auto fast = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, absl::Milliseconds(20));  // below the default
+  int slow_notified = 0, fast_notified = 0;
+  auto slow = hub.Subscribe(1, hub.last_seq(), [&] { ++slow_notified; }, /*paced=*/true, asked);
+  auto fast = hub.Subscribe(1, hub.last_seq(), [&] { ++fast_notified; }, /*paced=*/true,
+                            absl::Milliseconds(20));  // below the default
   std::vector<EncodedEventPtr> batch;
   EXPECT_FALSE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
   EXPECT_FALSE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
   // Just after a tick of both intervals, so the next ones are a full interval away.
-  absl::SleepFor(TickAfter(absl::Now(), asked) - absl::Now() + absl::Milliseconds(5));
+  SetTime(clock, TickAfter(clock.Now(), asked) + absl::Milliseconds(5));
   hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
-  const absl::Time first = absl::Now();
+  const absl::Time first = clock.Now();
   ASSERT_TRUE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
   ASSERT_TRUE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  EXPECT_EQ(slow_notified, 1);  // the first event after a quiet spell
+  EXPECT_EQ(fast_notified, 1);
+  slow_notified = fast_notified = 0;
   hub.Publish(InstanceEvent(1, 1, v1::InstanceEvent::STARTED, 0));
+  EXPECT_FALSE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
+  EXPECT_FALSE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
   // The fast one gets it on the hub's 100 ms tick (not 20 ms), the slow one
   // on its own 400 ms tick.
-  auto poll_until_taken = [&](EventHub::Subscription* sub) {
-    std::vector<EncodedEventPtr> got;
-    while (!hub.PopBatch(sub, 100, 1 << 20, &got)) absl::SleepFor(absl::Milliseconds(2));
-    return absl::Now();
-  };
-  const absl::Time fast_at = poll_until_taken(fast.get());
-  EXPECT_GE(fast_at, TickAfter(first, options.batch_interval));
-  EXPECT_LT(fast_at, TickAfter(first, asked));
-  const absl::Time slow_at = poll_until_taken(slow.get());
-  EXPECT_GE(slow_at, TickAfter(first, asked));
+  SetTime(clock, TickAfter(first, absl::Milliseconds(20)));
+  hub.Tick();
+  EXPECT_EQ(fast_notified, 0) << "paced at 20 ms, below the hub's 100 ms";
+  EXPECT_FALSE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(first, options.batch_interval) - absl::Nanoseconds(1));
+  hub.Tick();
+  EXPECT_EQ(fast_notified, 0);
+  EXPECT_FALSE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(first, options.batch_interval));
+  hub.Tick();
+  EXPECT_EQ(fast_notified, 1);
+  EXPECT_EQ(slow_notified, 0);
+  EXPECT_TRUE(hub.PopBatch(fast.get(), 100, 1 << 20, &batch));
+  EXPECT_FALSE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(first, asked) - absl::Nanoseconds(1));
+  hub.Tick();
+  EXPECT_EQ(slow_notified, 0);
+  EXPECT_FALSE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(first, asked));
+  hub.Tick();
+  EXPECT_EQ(slow_notified, 1);
+  EXPECT_TRUE(hub.PopBatch(slow.get(), 100, 1 << 20, &batch));
   // Beyond the maximum: clamped to it.
-  auto slowest = hub.Subscribe(1, hub.last_seq(), [] {}, /*paced=*/true, absl::Seconds(30));
+  int slowest_notified = 0;
+  auto slowest = hub.Subscribe(1, hub.last_seq(), [&] { ++slowest_notified; }, /*paced=*/true, absl::Seconds(30));
   EXPECT_FALSE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));
   hub.Publish(InstanceEvent(1, 2, v1::InstanceEvent::STARTED, 0));
   ASSERT_TRUE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));  // after a quiet spell: at once
-  const absl::Time taken_at = absl::Now();
+  const absl::Time taken_at = clock.Now();
   hub.Publish(InstanceEvent(1, 3, v1::InstanceEvent::STARTED, 0));
-  const absl::Time slowest_at = poll_until_taken(slowest.get());
-  EXPECT_GE(slowest_at, TickAfter(taken_at, EventHub::kMaxBatchInterval));
-  EXPECT_LT(slowest_at, TickAfter(taken_at, EventHub::kMaxBatchInterval) + absl::Seconds(1));
+  EXPECT_FALSE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(taken_at, EventHub::kMaxBatchInterval) - absl::Nanoseconds(1));
+  hub.Tick();
+  EXPECT_EQ(slowest_notified, 1);  // for the first event only
+  EXPECT_FALSE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));
+  SetTime(clock, TickAfter(taken_at, EventHub::kMaxBatchInterval));
+  hub.Tick();
+  EXPECT_EQ(slowest_notified, 2);
+  EXPECT_TRUE(hub.PopBatch(slowest.get(), 100, 1 << 20, &batch));
 }
 
 TEST(EventHubTest, PacedSubscriberGetsTheRunsEndAtOnce) {
+  testing::FakeClock clock;
   EventHubOptions options;
   options.batch_interval = absl::Seconds(60);
+  options.clock = &clock;
   EventHub hub(options);
   hub.Publish(RunEvent(1, v1::RUN_RUNNING));
-  absl::Notification ended;
-  auto sub = hub.Subscribe(1, hub.last_seq(), [&] {
-    if (!ended.HasBeenNotified()) ended.Notify();
-  }, /*paced=*/true);
+  int notified = 0;
+  auto sub = hub.Subscribe(1, hub.last_seq(), [&] { ++notified; }, /*paced=*/true);
   hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
   std::vector<EncodedEventPtr> batch;
   ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // the first at once
   hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::FINISHED, 1));
   batch.clear();
   EXPECT_FALSE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // paced: a minute
+  const int before = notified;
+  clock.Advance(absl::Seconds(1));
   hub.Publish(RunEvent(1, v1::RUN_SUCCEEDED));
-  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(notified, before + 1) << "the run's end waited for the tick";
   ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
   ASSERT_EQ(batch.size(), 2u);
   EXPECT_TRUE(batch.back()->run_final);
+}
+
+TEST(EventHubTest, WithoutAGivenClockThePacerThreadWakesPacedSubscribers) {
+  // The daemon's hub: the real clock and its own pacer thread.
+  EventHubOptions options;
+  options.batch_interval = absl::Milliseconds(10);
+  EventHub hub(options);
+  hub.Publish(RunEvent(1, v1::RUN_RUNNING));
+  absl::Notification woken;
+  auto sub = hub.Subscribe(1, /*from_seq=*/0, [&] {
+    if (!woken.HasBeenNotified()) woken.Notify();
+  }, /*paced=*/true);
+  std::vector<EncodedEventPtr> batch;
+  ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));  // the snapshot
+  hub.Publish(InstanceEvent(1, 0, v1::InstanceEvent::STARTED, 0));
+  hub.Publish(InstanceEvent(1, 1, v1::InstanceEvent::STARTED, 0));
+  batch.clear();
+  if (!hub.PopBatch(sub.get(), 100, 1 << 20, &batch)) {
+    // Held for its tick: the pacer thread must wake it (no Tick here).
+    ASSERT_TRUE(woken.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    ASSERT_TRUE(hub.PopBatch(sub.get(), 100, 1 << 20, &batch));
+  }
+  EXPECT_EQ(batch.size(), 2u);
 }
 
 TEST(EventHubTest, EventsThatLeftTheRingUntakenGiveAGapSnapshot) {

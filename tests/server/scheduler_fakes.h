@@ -22,18 +22,9 @@
 #include "server/runner.h"
 #include "server/state_store.h"
 #include "server/workspace_fs.h"
+#include "tests/server/fake_clock.h"
 
 namespace asflow::testing {
-
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_;
-};
 
 // In-memory files, keyed by absolute path; directories are implied.
 class FakeWorkspaceFs final : public WorkspaceFs {
