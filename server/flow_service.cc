@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/logs_reactor.h"
 #include "server/session_reactor.h"
+#include "server/stored_run_snapshot.h"
 #include "server/watch_reactor.h"
 
 namespace asflow {
@@ -154,18 +155,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowServiceImpl::Watch(grpc::Callbac
     return new FailedWatch(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed WatchRequest"));
   }
   std::unique_ptr<v1::Event> final_snapshot;
-  if (request.run_id() != 0 && !hub_->FindRun(request.run_id())) {
-    // A run the hub does not hold: finished long ago (or unknown). Serve
-    // its stored state as the snapshot, which also ends the stream.
-    auto rec = store_->GetRun(request.run_id());
-    if (!rec.ok()) return new FailedWatch(ToGrpcStatus(rec.status()));
-    // Only a finished run is served from the store. A running one is just
-    // being submitted (its first event is on its way): subscribe as usual.
-    if (rec->run.state() != v1::RUN_RUNNING) {
-      final_snapshot = std::make_unique<v1::Event>();
-      final_snapshot->set_seq(hub_->last_seq());
-      *final_snapshot->mutable_snapshot()->add_runs() = rec->run;
-    }
+  if (request.run_id() != 0) {
+    // A run the hub does not hold and the store has finished (long ago, or
+    // just now with its events still on their way: server/stored_run_snapshot.h)
+    // is served from the store, a snapshot that also ends the stream.
+    auto stored = StoredRunSnapshot(*hub_, *store_, request.run_id());
+    if (!stored.ok()) return new FailedWatch(ToGrpcStatus(stored.status()));
+    final_snapshot = std::move(*stored);
   }
   return new WatchReactor(hub_, request, std::move(final_snapshot));
 }

@@ -573,6 +573,17 @@ absl::Status Store::Flush() {
   return std::exchange(first_error_, absl::OkStatus());
 }
 
+absl::Status Store::AwaitWrites() {
+  if (std::this_thread::get_id() == writer_id_) {
+    return absl::FailedPreconditionError(absl::StrCat("store ", path_, ": AwaitWrites called from a callback"));
+  }
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = enqueued_;
+  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return applied_ >= target; };
+  mu_.Await(absl::Condition(&done));
+  return absl::OkStatus();
+}
+
 size_t Store::pending_writes() const {
   absl::MutexLock lock(&mu_);
   return static_cast<size_t>(enqueued_ - applied_);

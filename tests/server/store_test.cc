@@ -273,6 +273,27 @@ TEST_F(StoreTest, PutNewThatFailsNamesItsFirstRowAndOtherWritesCommit) {
   EXPECT_EQ(store->LoadInstances(id)->size(), 20u);
 }
 
+TEST_F(StoreTest, AwaitWritesRunsTheCallbacksAndLeavesTheErrorToFlush) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  int64_t id = CreateRunOrDie(*store, "f");
+  v1::Run missing = MakeRun("g");
+  missing.set_id(98);  // no run 98: a NotFound write error
+  bool lost = false, put = false;
+  absl::Status from_callback;
+  store->PutRun(missing, [&](const v1::Run&, const absl::Status& s) { lost = !s.ok(); });
+  store->PutInstance(MakeInstance(id, 0, "t"), [&](const InstanceRecord&, const absl::Status& s) {
+    put = s.ok();
+    from_callback = store->AwaitWrites();
+  });
+  ASSERT_TRUE(store->AwaitWrites().ok());
+  EXPECT_TRUE(lost);
+  EXPECT_TRUE(put);
+  EXPECT_EQ(from_callback.code(), absl::StatusCode::kFailedPrecondition) << from_callback;
+  EXPECT_EQ(store->Flush().code(), absl::StatusCode::kNotFound);  // still Flush's to report
+  EXPECT_TRUE(store->Flush().ok());
+}
+
 TEST_F(StoreTest, ListInstancesFiltersAndPages) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
