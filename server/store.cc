@@ -573,12 +573,12 @@ absl::Status Store::Flush() {
   return std::exchange(first_error_, absl::OkStatus());
 }
 
-absl::Status Store::AwaitWrites() {
+absl::Status Store::AwaitCallbacks() {
   if (std::this_thread::get_id() == writer_id_) {
-    return absl::FailedPreconditionError(absl::StrCat("store ", path_, ": AwaitWrites called from a callback"));
+    return absl::FailedPreconditionError(absl::StrCat("store ", path_, ": AwaitCallbacks called from a callback"));
   }
   absl::MutexLock lock(&mu_);
-  const uint64_t target = enqueued_;
+  const uint64_t target = enqueued_ - queue_.size();  // taken by the writer
   auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return applied_ >= target; };
   mu_.Await(absl::Condition(&done));
   return absl::OkStatus();

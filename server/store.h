@@ -116,12 +116,13 @@ class Store final : public StateStore {
   // callback has run). Returns the first write error since the previous
   // Flush, or OK. From a write's callback: FailedPrecondition.
   absl::Status Flush() override;
-  // Blocks until every write queued before the call is committed or lost
-  // and its callback has run, as Flush does, but leaves the error Flush
-  // reports to Flush's caller. A read then sees nothing the writer has
-  // committed but not yet handed to its callback (e.g. published). From a
+  // Blocks until every write the writer has already taken (committed, or
+  // being committed) has had its callback run; writes still queued are not
+  // waited for, so the wait is one group commit at most. A read made before
+  // the call then sees nothing the writer has committed but not yet handed
+  // to its callback (e.g. published). Leaves write errors to Flush. From a
   // write's callback: FailedPrecondition.
-  absl::Status AwaitWrites();
+  absl::Status AwaitCallbacks();
 
   // Writes queued or being applied, not yet committed.
   size_t pending_writes() const;

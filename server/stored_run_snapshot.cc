@@ -8,9 +8,11 @@ absl::StatusOr<std::unique_ptr<v1::Event>> StoredRunSnapshot(EventHub& hub, Stor
   if (!rec.ok()) return rec.status();
   // A running one is just being submitted: its first event is on its way.
   if (rec->run.state() == v1::RUN_RUNNING) return nullptr;
-  // Committed as finished: the callbacks of that commit (which publish it)
-  // have run once the writes queued now are applied.
-  if (absl::Status s = store.AwaitWrites(); !s.ok()) return s;
+  // Committed as finished, so taken by the writer already: the callbacks
+  // of that commit (which publish it) have run once the writes it has
+  // taken are applied. A wait of one group commit at most, on a gRPC
+  // thread: not for the whole queue.
+  if (absl::Status s = store.AwaitCallbacks(); !s.ok()) return s;
   if (hub.FindRun(run_id)) return nullptr;
   auto snapshot = std::make_unique<v1::Event>();
   snapshot->set_seq(hub.last_seq());

@@ -9,9 +9,9 @@
 // failed at submission as failed while the hub has not heard of it: a
 // Watch answered from the store then would miss the instance events
 // (`asflowctl run` printed the failure only in the summary, under load).
-// So a finished stored run waits for the writes queued before it was read
-// to be handed to their callbacks, and is served from the store only if
-// the hub still does not hold it.
+// So a finished stored run waits for the writes the store's writer has
+// taken (its commit among them) to be handed to their callbacks, and is
+// served from the store only if the hub still does not hold it.
 #ifndef ASFLOW_SERVER_STORED_RUN_SNAPSHOT_H_
 #define ASFLOW_SERVER_STORED_RUN_SNAPSHOT_H_
 
@@ -28,7 +28,7 @@ namespace asflow {
 // The snapshot (seq: the hub's last) holding run `run_id` as stored, if the
 // Watch is to be answered from the store; null if it is to subscribe to
 // the hub (which holds the run, or will: it is still running). NotFound
-// for an unknown run. May block for the store's queued writes (one group
+// for an unknown run. May block for the writes the store has taken (one group
 // commit), only when the hub does not hold the run and the store has it
 // finished.
 absl::StatusOr<std::unique_ptr<v1::Event>> StoredRunSnapshot(EventHub& hub, Store& store, int64_t run_id);

@@ -3,16 +3,19 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "tests/test_util.h"
 
 namespace asflow {
@@ -273,25 +276,27 @@ TEST_F(StoreTest, PutNewThatFailsNamesItsFirstRowAndOtherWritesCommit) {
   EXPECT_EQ(store->LoadInstances(id)->size(), 20u);
 }
 
-TEST_F(StoreTest, AwaitWritesRunsTheCallbacksAndLeavesTheErrorToFlush) {
+TEST_F(StoreTest, AwaitCallbacksWaitsForTheWriteTheWriterHolds) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   int64_t id = CreateRunOrDie(*store, "f");
-  v1::Run missing = MakeRun("g");
-  missing.set_id(98);  // no run 98: a NotFound write error
-  bool lost = false, put = false;
+  absl::Notification in_callback, release;
+  std::atomic<bool> done{false};
   absl::Status from_callback;
-  store->PutRun(missing, [&](const v1::Run&, const absl::Status& s) { lost = !s.ok(); });
-  store->PutInstance(MakeInstance(id, 0, "t"), [&](const InstanceRecord&, const absl::Status& s) {
-    put = s.ok();
-    from_callback = store->AwaitWrites();
+  store->PutInstance(MakeInstance(id, 0, "t"), [&](const InstanceRecord&, const absl::Status&) {
+    from_callback = store->AwaitCallbacks();
+    in_callback.Notify();
+    release.WaitForNotification();
+    done = true;
   });
-  ASSERT_TRUE(store->AwaitWrites().ok());
-  EXPECT_TRUE(lost);
-  EXPECT_TRUE(put);
+  in_callback.WaitForNotification();  // committed, its callback running: taken
+  std::thread releaser([&] { release.Notify(); });
+  // Whether the callback is released before or after this call, it was
+  // taken before it: the call returns only after the callback has run.
+  ASSERT_TRUE(store->AwaitCallbacks().ok());
+  EXPECT_TRUE(done);
+  releaser.join();
   EXPECT_EQ(from_callback.code(), absl::StatusCode::kFailedPrecondition) << from_callback;
-  EXPECT_EQ(store->Flush().code(), absl::StatusCode::kNotFound);  // still Flush's to report
-  EXPECT_TRUE(store->Flush().ok());
 }
 
 TEST_F(StoreTest, ListInstancesFiltersAndPages) {
