@@ -230,15 +230,16 @@ def _run_the_rest(raw: RawSession, starts: list[session_pb2.StartCall], ended: s
             starts.append(raw.expect("start").start)
 
 
-def _all_done(daemon, raw: RawSession, run_id: int, workspace: Path) -> None:
+def _all_done(daemon, raw: RawSession, run_id: int, workspace: Path, calls: int = 4) -> None:
+    """Every call DONE (its call_state), its file written, one attempt each."""
     states = {e.call_state.call_id: e.call_state.state for e in raw.seen if e.WhichOneof("event") == "call_state"}
-    while len(states) < 4:
+    while len(states) < calls:
         cs = raw.expect("call_state").call_state
         states[cs.call_id] = cs.state
-    assert states == {i: flow_pb2.DONE for i in (1, 2, 3, 4)}
-    assert [(workspace / f"r/{i}.txt").read_text() for i in range(4)] == [f"{i}\n" for i in range(4)]
+    assert states == {i: flow_pb2.DONE for i in range(1, calls + 1)}
+    assert [(workspace / f"r/{i}.txt").read_text() for i in range(calls)] == [f"{i}\n" for i in range(calls)]
     with Client(server=daemon.server) as c:
-        assert [(instance_state_name(i.state), i.attempts) for i in c.tasks(run_id)] == [("done", 1)] * 4
+        assert [(instance_state_name(i.state), i.attempts) for i in c.tasks(run_id)] == [("done", 1)] * calls
 
 
 def test_a_chained_call_whose_start_arrives_after_its_call_ended_well_keeps_the_slot(daemon, workspace: Path):
@@ -305,12 +306,6 @@ def test_no_call_is_chained_after_a_call_whose_result_is_already_read(daemon, wo
         raw.send(*_ends_well(first - 1))
         ended.add(first)
         _run_the_rest(raw, chained, ended, 6)
-        states = {e.call_state.call_id: e.call_state.state for e in raw.seen if e.WhichOneof("event") == "call_state"}
-        while len(states) < 6:
-            cs = raw.expect("call_state").call_state
-            states[cs.call_id] = cs.state
-        assert set(states.values()) == {flow_pb2.DONE}
-        with Client(server=daemon.server) as c:
-            assert [(instance_state_name(i.state), i.attempts) for i in c.tasks(run_id)] == [("done", 1)] * 6
+        _all_done(daemon, raw, run_id, workspace, 6)
     finally:
         raw.close()

@@ -149,6 +149,12 @@ class FakeRunner final : public Runner {
     running_[job.id] = std::move(job);
   }
   void Cancel(ExecId id) override { cancelled_.push_back(id); }
+  // A revoke is a cancel that a begun chained call ignores (SessionHub):
+  // recorded among the cancels, and on its own.
+  void Revoke(ExecId id) override {
+    revoked_.push_back(id);
+    Cancel(id);
+  }
   bool ChainsStarts(int64_t /*session*/) const override { return chains_; }
   // Takes chained starts (ExecJob::after) from now on, as a code session
   // whose hello said chained_starts.
@@ -200,6 +206,7 @@ class FakeRunner final : public Runner {
   // Ids started so far, in order (an id restarts after a retry or a loss).
   const std::vector<ExecId>& started() const { return started_; }
   const std::vector<ExecId>& cancelled() const { return cancelled_; }
+  const std::vector<ExecId>& revoked() const { return revoked_; }
   // Jobs started and not finished, by id.
   const std::map<ExecId, ExecJob>& running() const { return running_; }
   // The label ("task(k=v)") of each running job, sorted.
@@ -222,6 +229,7 @@ class FakeRunner final : public Runner {
   RunnerEvents events_;
   std::vector<ExecId> started_;
   std::vector<ExecId> cancelled_;
+  std::vector<ExecId> revoked_;
   std::map<ExecId, ExecJob> running_;
   bool chains_ = false;
 };

@@ -1284,7 +1284,7 @@ TEST_F(SchedulerTest, AChainedCallThatNeverBeganIsQueuedAgainNotCountedAsAnAttem
   EXPECT_EQ(code_->running().at(again).after, 0);
 }
 
-TEST_F(SchedulerTest, DrainingOrAnotherRunWaitingRevokesChainedCalls) {
+TEST_F(SchedulerTest, AnotherRunWaitingRevokesChainedCalls) {
   code_->SetChains(true);
   OpenCodeRun("limit: 1");
   for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
@@ -1312,6 +1312,7 @@ TEST_F(SchedulerTest, DrainingOrAnotherRunWaitingRevokesChainedCalls) {
   Op(1, call);
   EXPECT_THAT(code_->cancelled(), ::testing::Contains(c3));
   EXPECT_THAT(code_->cancelled(), ::testing::Not(::testing::Contains(CallJob(*code_, 2))));
+  EXPECT_EQ(code_->revoked(), code_->cancelled());  // taken back only if not begun
 }
 
 TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
@@ -1324,6 +1325,7 @@ TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
   sched_->Drain([] {});
   sched_->Step();
   EXPECT_EQ(code_->cancelled(), std::vector<ExecId>{c3});  // c2 runs to its end
+  EXPECT_EQ(code_->revoked(), std::vector<ExecId>{c3});    // a revoke, not a cancel
   EXPECT_NE(c2, 0);
 }
 
