@@ -504,6 +504,17 @@ bool Store::HasWorkOrStoppingLocked() const {
   return !queue_.empty() || stopping_;
 }
 
+bool Store::GroupDueLocked() const {
+  return queue_.size() >= std::min(options_.max_group, options_.max_pending) || stopping_ || waiters_ > 0;
+}
+
+void Store::AwaitAppliedLocked(uint64_t seq) {
+  auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return applied_ >= seq; };
+  ++waiters_;
+  mu_.Await(absl::Condition(&done));
+  --waiters_;
+}
+
 bool Store::HasRoomLocked() const { return queue_.size() < options_.max_pending; }
 
 uint64_t Store::Enqueue(Write write) {
@@ -527,10 +538,7 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   op.run.clear_id();
   uint64_t seq = Enqueue(Write{std::move(op), {}});
   absl::MutexLock lock(&mu_);
-  auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return applied_ >= seq;
-  };
-  mu_.Await(absl::Condition(&done));
+  AwaitAppliedLocked(seq);
   if (!result.status.ok()) return result.status;
   return result.id;
 }
@@ -565,11 +573,7 @@ absl::Status Store::Flush() {
         absl::StrCat("store ", path_, ": Flush called from a callback"));
   }
   absl::MutexLock lock(&mu_);
-  const uint64_t target = enqueued_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return applied_ >= target;
-  };
-  mu_.Await(absl::Condition(&done));
+  AwaitAppliedLocked(enqueued_);
   return std::exchange(first_error_, absl::OkStatus());
 }
 
@@ -596,11 +600,16 @@ uint64_t Store::transactions_committed() const {
 
 void Store::WriterLoop() {
   std::vector<Write> group;
+  absl::Time last_start = absl::InfinitePast();
   for (;;) {
     group.clear();
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Store::HasWorkOrStoppingLocked));
+      if (options_.linger > absl::ZeroDuration()) {
+        // At once if the last group began `linger` ago or more.
+        mu_.AwaitWithDeadline(absl::Condition(this, &Store::GroupDueLocked), last_start + options_.linger);
+      }
       if (queue_.empty()) return;  // stopping, and everything is committed
       size_t n = std::min(queue_.size(), std::max<size_t>(options_.max_group, 1));
       for (size_t i = 0; i < n; ++i) {
@@ -609,6 +618,7 @@ void Store::WriterLoop() {
       }
     }
     absl::Time start = absl::Now();
+    last_start = start;
     absl::Status tx = ApplyGroup(group);
     commit_latency_.Observe(absl::Now() - start);
     // Every callback runs, with its write's own status: callers count on

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "asflow/v1/flow.pb.h"
 #include "server/state_store.h"
 #include "server/store_records.h"
@@ -35,6 +36,13 @@ struct StoreOptions {
   bool sync_commits = true;
   // Most writes applied in one transaction (one COMMIT, one fsync).
   size_t max_group = 8192;
+  // A group is taken no sooner than this after the previous one began, so
+  // a stream of small writes costs a transaction per `linger` rather than
+  // one per write (on fast storage a commit is quick, and groups stayed one
+  // or two writes long). A write that comes later than that after the last
+  // commit began is committed at once; a full group, Flush, CreateRun and
+  // stopping cut the wait short. Zero: never wait.
+  absl::Duration linger = absl::Milliseconds(1);
   // PutInstance/PutRun block while this many writes are queued, so a burst of
   // state changes cannot grow memory without bound.
   size_t max_pending = 1 << 20;
@@ -255,6 +263,11 @@ class Store final : public StateStore {
       int64_t after_seq, int limit, const std::string& params);
 
   bool HasWorkOrStoppingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lingering writer takes its group now (StoreOptions::linger).
+  bool GroupDueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Blocks until the write numbered `seq` (Enqueue's) has had its callback
+  // run; a lingering writer takes it at once.
+  void AwaitAppliedLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -290,6 +303,7 @@ class Store final : public StateStore {
   uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status first_error_ ABSL_GUARDED_BY(mu_);  // since the last Flush
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int waiters_ ABSL_GUARDED_BY(mu_) = 0;  // in AwaitAppliedLocked
   Histogram commit_latency_;
 };
 

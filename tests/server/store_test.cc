@@ -498,6 +498,68 @@ TEST_F(StoreTest, HundredThousandWritesAreGrouped) {
   EXPECT_EQ(store->LoadInstances(id)->size(), static_cast<size_t>(kWrites));
 }
 
+// StoreOptions::linger, with an hour: nothing but the rules below can end
+// the wait within the test's time.
+TEST_F(StoreTest, WritesSoonAfterACommitWaitForTheLingerAndGoInOneGroup) {
+  StoreOptions options;
+  options.linger = absl::Hours(1);
+  auto store = OpenStore(options);
+  ASSERT_NE(store, nullptr);
+  int64_t id = CreateRunOrDie(*store, "f");  // a waiter: committed at once
+  const uint64_t before = store->transactions_committed();
+  absl::Notification first;
+  std::atomic<int> called{0};
+  store->PutInstance(MakeInstance(id, 0, "t"), [&](const InstanceRecord&, const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    ++called;
+    first.Notify();
+  });
+  // Within the hour after the run's commit began: held back (a commit
+  // takes milliseconds; without the linger it would be long done).
+  EXPECT_FALSE(first.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+  for (int i = 1; i < 5; ++i) {
+    store->PutInstance(MakeInstance(id, i, "t"), [&](const InstanceRecord&, const absl::Status& s) {
+      EXPECT_TRUE(s.ok()) << s;
+      ++called;
+    });
+  }
+  EXPECT_EQ(store->transactions_committed(), before);
+  // Flush asks for them: all in one group.
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(called, 5);
+  EXPECT_EQ(store->transactions_committed(), before + 1);
+}
+
+TEST_F(StoreTest, TheFirstWriteIsNotHeldBackByTheLinger) {
+  StoreOptions options;
+  options.linger = absl::Hours(1);
+  auto store = OpenStore(options);
+  ASSERT_NE(store, nullptr);
+  absl::Notification committed;
+  store->PutRaw([](sqlite3*) { return absl::OkStatus(); }, [&](const absl::Status&) { committed.Notify(); });
+  EXPECT_TRUE(committed.WaitForNotificationWithTimeout(absl::Seconds(60)));
+}
+
+TEST_F(StoreTest, CreateRunAndStoppingCutTheLingerShort) {
+  StoreOptions options;
+  options.linger = absl::Hours(1);
+  int64_t second = 0;
+  {
+    auto store = OpenStore(options);
+    ASSERT_NE(store, nullptr);
+    CreateRunOrDie(*store, "first");
+    second = CreateRunOrDie(*store, "second");  // within the hour: cut short
+    ASSERT_GT(second, 0);
+    store->PutInstance(MakeInstance(second, 7, "t", v1::DONE));
+  }  // stopping: the held write is committed, not lost or waited for
+  auto store = OpenStore(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<InstanceRecord>> rows = store->LoadInstances(second);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].seq, 7);
+}
+
 TEST_F(StoreTest, SmallGroupsAndBoundedQueue) {
   StoreOptions options;
   options.max_group = 2;
