@@ -169,6 +169,27 @@ bool ExistsBeneath(int root_fd, absl::string_view rel) {
   return fstatat(dir.empty() ? root_fd : dirfd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+int FirstExistingBeneath(int root_fd, absl::string_view first, absl::string_view second) {
+  auto [dir, name] = SplitDirName(first);
+  UniqueFd dirfd;
+  int fd = root_fd;
+  if (!dir.empty()) {
+    absl::StatusOr<UniqueFd> opened = Open(root_fd, "", dir, O_PATH | O_DIRECTORY, /*create=*/false);
+    fd = -1;
+    if (opened.ok()) {
+      dirfd = std::move(*opened);
+      fd = dirfd.get();
+    }
+  }
+  struct stat st;
+  if (fd >= 0 && fstatat(fd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return 0;
+  if (second.empty()) return -1;
+  auto [dir2, name2] = SplitDirName(second);
+  if (dir2 != dir) return ExistsBeneath(root_fd, second) ? 1 : -1;
+  if (fd < 0) return -1;  // their directory is not there (or not reachable)
+  return fstatat(fd, std::string(name2).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? 1 : -1;
+}
+
 absl::Status UnlinkBeneath(int root_fd, absl::string_view root_name, absl::string_view rel) {
   auto [dir, name] = SplitDirName(rel);
   absl::StatusOr<UniqueFd> dirfd = Open(root_fd, root_name, dir, O_PATH | O_DIRECTORY, /*create=*/false);

@@ -50,6 +50,10 @@ absl::StatusOr<UniqueFd> OpenFileBeneath(int root_fd, absl::string_view root_nam
 // a symlink (a symlink as the last component exists; one on the way means
 // false).
 bool ExistsBeneath(int root_fd, absl::string_view rel);
+// 0 if `first` exists (as ExistsBeneath), else 1 if `second` does (when not
+// empty), else -1. Two names in one directory open it once (an output and
+// its .err: the scheduler asks both of every instance it may start).
+int FirstExistingBeneath(int root_fd, absl::string_view first, absl::string_view second);
 
 // Removes the entry `rel` (not a directory) below `root_fd`. OK if it is
 // not there; errors name root_name/rel.

@@ -167,14 +167,16 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   if (task.force && prior != v1::DONE) return false;
   // While expanding, from the probe: a file it misses (made after it read
   // the directory) is found when the instance is picked to start.
-  auto exists = [&run](const std::string& rel) {
-    return run.expanding != nullptr ? run.expanding->outputs->Exists(rel) : run.ws->Exists(rel);
-  };
-  const bool present = exists(inst.output);
-  std::string err_rel;
-  if (!present) err_rel = ErrorPathFor(inst.output, task.spec->on());
-  const bool err_present = !present && exists(err_rel);
-  if (!present && !err_present) return false;
+  const std::string err_rel = ErrorPathFor(inst.output, task.spec->on());
+  int found = -1;
+  if (run.expanding != nullptr) {
+    ExistenceProbe& probe = *run.expanding->outputs;
+    found = probe.Exists(inst.output) ? 0 : probe.Exists(err_rel) ? 1 : -1;
+  } else {
+    found = run.ws->FirstExisting(inst.output, err_rel);
+  }
+  if (found < 0) return false;
+  const bool err_present = found == 1;
   // The file is the truth: whoever made it, the instance is cached. A row
   // already final from before a restart keeps its state.
   const bool keep = prior == v1::DONE || prior == v1::CACHED;

@@ -45,6 +45,9 @@ class RealWorkspace final : public Workspace {
       : Workspace(std::move(path)), root_(std::move(root)), file_options_(file_options) {}
 
   bool Exists(absl::string_view rel) override { return ExistsBeneath(root_.get(), rel); }
+  int FirstExisting(absl::string_view first, absl::string_view second) override {
+    return FirstExistingBeneath(root_.get(), first, second);
+  }
 
   std::unique_ptr<ExistenceProbe> NewProbe() override { return std::make_unique<Probe>(path()); }
 

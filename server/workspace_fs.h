@@ -48,6 +48,11 @@ class Workspace {
   const std::string& path() const { return path_; }
   // Whether `rel` exists (reached without a symlink).
   virtual bool Exists(absl::string_view rel) = 0;
+  // 0 if `first` exists, else 1 if `second` (not empty) does, else -1.
+  virtual int FirstExisting(absl::string_view first, absl::string_view second) {
+    if (Exists(first)) return 0;
+    return !second.empty() && Exists(second) ? 1 : -1;
+  }
   // A probe for one expansion's many outputs.
   virtual std::unique_ptr<ExistenceProbe> NewProbe() = 0;
   // Lines of the file `rel`, any compression. NotFound if it is not there.

@@ -117,6 +117,23 @@ TEST_P(BeneathTest, ExistsBeneathDoesNotLookThroughSymlinks) {
   EXPECT_TRUE(ExistsBeneath(root_.get(), "out"));  // the symlink itself
 }
 
+TEST_P(BeneathTest, FirstExistingBeneathAnswersLikeTwoExistsBeneath) {
+  WriteFileOrDie(ws_.Join("d/a.jsonl.zst"), "");
+  WriteFileOrDie(ws_.Join("d/b.err"), "");
+  WriteFileOrDie(ws_.Join("e/c.err"), "");
+  WriteFileOrDie(ws_.Join("top.err"), "");
+  WriteFileOrDie(outside_.Join("y.err"), "");
+  ASSERT_EQ(symlink(outside_.path().c_str(), ws_.Join("out").c_str()), 0);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "d/a.jsonl.zst", "d/a.err"), 0);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "d/b.jsonl.zst", "d/b.err"), 1);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "d/z.jsonl.zst", "d/z.err"), -1);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "d/z.jsonl.zst", ""), -1);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "d/c.jsonl.zst", "e/c.err"), 1);  // two directories
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "nodir/a", "nodir/a.err"), -1);
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "top.txt", "top.err"), 1);  // in the root
+  EXPECT_EQ(FirstExistingBeneath(root_.get(), "out/y.txt", "out/y.err"), -1);  // not through a symlink
+}
+
 TEST_P(BeneathTest, UnlinkBeneathRemovesAndIgnoresMissing) {
   WriteFileOrDie(ws_.Join("d/x.err"), "e");
   EXPECT_TRUE(UnlinkBeneath(root_.get(), ws_.path(), "d/x.err").ok());
