@@ -4,7 +4,7 @@
 # and runs a subset of ctest under it: the unit tests, the core end-to-end
 # suites (hostile input, auth), every fuzz target's seeds and past crashes
 # once, and each fuzz target for ASFLOW_FUZZ_SECONDS (default 10).
-# `ASFLOW_ASAN=1 scripts/test.sh` (not in .ci/run yet) calls it with --build-only
+# `ASFLOW_ASAN=1 scripts/test.sh` (what .ci/run runs) calls it with --build-only
 # and --test-only, with ASFLOW_ASAN_PRESET=asan-ci: the same configuration in
 # build-asan-ci/, over the plain build/'s generated code (proto/CMakeLists.txt).
 #   --full        builds everything and runs the whole suite but deploy (by hand)
