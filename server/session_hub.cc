@@ -40,6 +40,7 @@ class SessionHub::Session {
   bool expired = false;
   bool chains = false;  // its hello said chained_starts
   std::deque<v1::SessionEvent> outbox;
+  int urgent = 0;  // events in outbox that may not wait (Urgent)
   // Started calls, by call id; their outputs belong to the reader thread.
   absl::flat_hash_map<int64_t, std::shared_ptr<RemoteOutput>> open;
   // Started calls the daemon asked to stop (cancel sent).
@@ -80,7 +81,33 @@ size_t SessionHub::session_count() const {
   return sessions_.size();
 }
 
-void SessionHub::Push(Session& session, v1::SessionEvent event) { session.outbox.push_back(std::move(event)); }
+namespace {
+
+// Whether a process waits on the event to go on: everything but a call's
+// final state, a cancel and a start chained after a call it is running.
+bool Urgent(const v1::SessionEvent& event) {
+  switch (event.event_case()) {
+    case v1::SessionEvent::kCallState:
+    case v1::SessionEvent::kCancel:
+      return false;
+    case v1::SessionEvent::kStart:
+      return event.start().after() == 0;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+void SessionHub::Push(Session& session, v1::SessionEvent event) {
+  if (Urgent(event)) ++session.urgent;
+  session.outbox.push_back(std::move(event));
+}
+
+bool SessionHub::Holdable(Session& session) const {
+  absl::MutexLock lock(&mu_);
+  return session.urgent == 0 && session.open.size() > 1 && !session.outbox.empty();
+}
 
 void SessionHub::Send(int64_t id, v1::SessionEvent event) {
   std::shared_ptr<Session> session;
@@ -385,6 +412,7 @@ bool SessionHub::TakeOutgoing(Session& session, v1::SessionResponse* out) {
     size_t size = session.outbox.front().ByteSizeLong();
     if (out->events_size() > 0 && bytes + size > options_.max_message_bytes) break;
     bytes += size;
+    if (Urgent(session.outbox.front())) --session.urgent;
     *out->add_events() = std::move(session.outbox.front());
     session.outbox.pop_front();
   }

@@ -51,6 +51,12 @@ struct SessionHubOptions {
   int commit_threads = 2;
   // Most bytes of events in one message to a client.
   size_t max_message_bytes = 1 << 20;
+  // A session with more than one started call gets at most one message per
+  // `write_spacing` while nothing queued for it is waited for (Holdable):
+  // a busy process then reads a few large messages instead of one per
+  // event (each costs it a thread wake-up; docs/sessions.md, "Batching").
+  // Zero: every event goes out as soon as the stream can take it.
+  absl::Duration write_spacing = absl::Milliseconds(1);
 };
 
 class SessionHub : public Runner {
@@ -85,6 +91,12 @@ class SessionHub : public Runner {
   // Moves the session's queued events (up to max_message_bytes, at least
   // one) into `out`; false if there are none.
   bool TakeOutgoing(Session& session, v1::SessionResponse* out);
+  // Whether the session's queued events may wait for the next write slot
+  // (SessionHubOptions::write_spacing): it has more than one started call
+  // and nothing queued is one its process waits on to go on (a start that
+  // is not chained, a run or task answer, the welcome).
+  bool Holdable(Session& session) const;
+  const SessionHubOptions& options() const { return options_; }
   bool Expired(const Session& session) const;
   // Ends every session's stream (daemon shutdown) and stops the watchdog.
   void Close();

@@ -63,14 +63,38 @@ void SessionReactor::OnReadDone(bool ok) {
 
 void SessionReactor::MaybeWrite() {
   absl::MutexLock lock(&mu_);
-  if (writing_ || finished_ || !joined_) return;
+  if (writing_ || finished_ || !joined_ || alarm_set_) return;
+  const absl::Time now = absl::Now();
+  const absl::Duration spacing = hub_->options().write_spacing;
+  if (!ending_ && now < last_write_ + spacing && hub_->Holdable(*session_)) {
+    // The alarm's callback runs on a gRPC thread, possibly after OnDone:
+    // it reaches the reactor through alive_, as the hub's notify does.
+    alarm_set_ = true;
+    alarm_ = std::make_unique<grpc::Alarm>();
+    alarm_->Set(absl::ToChronoTime(last_write_ + spacing), [weak = std::weak_ptr<Alive>(alive_)](bool) {
+      std::shared_ptr<Alive> alive = weak.lock();
+      if (alive == nullptr) return;
+      absl::MutexLock lock(&alive->mu);
+      if (alive->reactor != nullptr) alive->reactor->OnSpacingAlarm();
+    });
+    return;
+  }
   response_.Clear();
   if (!hub_->TakeOutgoing(*session_, &response_)) {
     FinishIfDoneLocked();
     return;
   }
   writing_ = true;
+  last_write_ = now;
   StartWrite(&response_);
+}
+
+void SessionReactor::OnSpacingAlarm() {
+  {
+    absl::MutexLock lock(&mu_);
+    alarm_set_ = false;
+  }
+  MaybeWrite();
 }
 
 void SessionReactor::OnWriteDone(bool ok) {
