@@ -83,12 +83,14 @@ size_t SessionHub::session_count() const {
 
 namespace {
 
-// Whether a process waits on the event to go on: everything but a call's
-// final state, a cancel and a start chained after a call it is running.
+// Whether the event may not wait for the next write slot: everything but
+// a call's final state and a start chained after a call the process is
+// running. (A cancel or revoke goes at once: a revoke that arrives after
+// the call before has ended well comes too late, its chained call has
+// begun — a pause would not hold.)
 bool Urgent(const v1::SessionEvent& event) {
   switch (event.event_case()) {
     case v1::SessionEvent::kCallState:
-    case v1::SessionEvent::kCancel:
       return false;
     case v1::SessionEvent::kStart:
       return event.start().after() == 0;

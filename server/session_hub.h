@@ -93,8 +93,9 @@ class SessionHub : public Runner {
   bool TakeOutgoing(Session& session, v1::SessionResponse* out);
   // Whether the session's queued events may wait for the next write slot
   // (SessionHubOptions::write_spacing): it has more than one started call
-  // and nothing queued is one its process waits on to go on (a start that
-  // is not chained, a run or task answer, the welcome).
+  // and nothing queued is one its process waits on to go on or must hear
+  // at once (a start that is not chained, a cancel, a run or task answer,
+  // the welcome).
   bool Holdable(Session& session) const;
   const SessionHubOptions& options() const { return options_; }
   bool Expired(const Session& session) const;

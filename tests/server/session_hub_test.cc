@@ -81,7 +81,7 @@ TEST_F(SessionHubHoldTest, TheWelcomeAndStartsThatAreNotChainedAreNeverHeld) {
   EXPECT_EQ(Drain().size(), 2u);
 }
 
-TEST_F(SessionHubHoldTest, CallStatesCancelsAndChainedStartsWaitWhileCallsAreRunning) {
+TEST_F(SessionHubHoldTest, CallStatesAndChainedStartsWaitWhileCallsAreRunning) {
   std::vector<ExecJob> jobs;
   jobs.push_back(Job(1, 101));
   jobs.push_back(Job(2, 102));
@@ -91,18 +91,30 @@ TEST_F(SessionHubHoldTest, CallStatesCancelsAndChainedStartsWaitWhileCallsAreRun
   EXPECT_TRUE(hub_.Holdable(*session_));
   hub_.Start(Job(3, 103, /*after=*/1, /*after_call=*/101));  // chained after a running call
   EXPECT_TRUE(hub_.Holdable(*session_));
-  hub_.Cancel(2);
-  EXPECT_TRUE(hub_.Holdable(*session_));
   // Once something that is waited on is queued, nothing waits.
   v1::SessionEvent closed;
   closed.mutable_run_closed()->set_ref(1);
   hub_.Send(id_, closed);
   EXPECT_FALSE(hub_.Holdable(*session_));
   auto kinds = Drain();
-  EXPECT_EQ(kinds.size(), 4u);
+  EXPECT_EQ(kinds.size(), 3u);
   // Taken: the count of events waited on went with them.
   hub_.Send(id_, CallState(98));
   EXPECT_TRUE(hub_.Holdable(*session_));
+}
+
+TEST_F(SessionHubHoldTest, CancelsAndRevokesGoAtOnce) {
+  std::vector<ExecJob> jobs;
+  jobs.push_back(Job(1, 101));
+  jobs.push_back(Job(2, 102));
+  hub_.StartAll(std::move(jobs));
+  hub_.Start(Job(3, 103, /*after=*/1, /*after_call=*/101));
+  Drain();
+  hub_.Revoke(3);  // a pause: it must reach the process before call 101 ends
+  EXPECT_FALSE(hub_.Holdable(*session_));
+  Drain();
+  hub_.Cancel(2);
+  EXPECT_FALSE(hub_.Holdable(*session_));
 }
 
 TEST_F(SessionHubHoldTest, ASessionWithOneStartedCallIsNeverHeld) {
