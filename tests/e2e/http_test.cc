@@ -398,8 +398,15 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
 
   // A live run: read until its first instance event, hang up, and come
   // back with Last-Event-ID: the stream goes on right after that event
-  // (no snapshot), to the end.
+  // (no snapshot), to the end. The fetches are paused until the first
+  // stream is read, so the run cannot end inside the message that holds
+  // its first instance event, however slowly this side reads (a slow
+  // reader, under TSan, once took the whole run in that message: its id
+  // was then the run's last, which is the case further below).
   std::filesystem::remove_all(ws_ + "/data");
+  auto paused = Client().Post("/api/v1/throttle/dash.fetch:pause", Bearer(), "", "text/plain");
+  ASSERT_TRUE(paused);
+  ASSERT_EQ(paused->status, 200) << paused->body;
   int64_t id = DetachPath(std::string(ASFLOW_TEST_DATA_DIR) + "/web/dash.flow.yaml", {"n=8", "sleep=0.2"});
   body.clear();
   std::string path = absl::StrCat("/api/v1/events?run_id=", id);
@@ -408,6 +415,8 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
     body.append(data, n);
     return !absl::StrContains(body, "\"kind\":");  // the first instance event after the snapshot
   });
+  ASSERT_THAT(body, HasSubstr("\"kind\":"));
+  ASSERT_THAT(body, Not(HasSubstr("event: end"))) << "the run ended with its fetches paused";
   std::string last_id;
   static const std::regex kId("id: ([0-9]+)\n");
   for (std::sregex_iterator it(body.begin(), body.end(), kId), e; it != e; ++it) {
@@ -416,6 +425,9 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
   ASSERT_FALSE(last_id.empty()) << body;
   int64_t seq = 0;
   ASSERT_TRUE(absl::SimpleAtoi(last_id, &seq));
+  auto resumed = Client().Post("/api/v1/throttle/dash.fetch:resume", Bearer(), "", "text/plain");
+  ASSERT_TRUE(resumed);
+  ASSERT_EQ(resumed->status, 200) << resumed->body;
   httplib::Headers resume = Bearer();
   resume.emplace("Last-Event-ID", last_id);
   body.clear();
