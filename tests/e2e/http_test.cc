@@ -72,8 +72,8 @@ class HttpTest : public TcpE2eTest {
 
   httplib::Client Client() {
     httplib::Client cli("127.0.0.1", port_);
-    cli.set_connection_timeout(5);
-    cli.set_read_timeout(10);
+    cli.set_connection_timeout(Scaled(5s));
+    cli.set_read_timeout(Scaled(10s));
     return cli;
   }
   httplib::Headers Bearer(const std::string& token = "s3cret-token") {

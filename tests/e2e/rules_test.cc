@@ -258,7 +258,7 @@ TEST_F(RulesTest, TimeoutKillsProcessGroup) {
   EXPECT_THAT(r.out, HasSubstr("\n  failed     " + instance + "  timeout after 1s\n"));
   EXPECT_THAT(r.out, HasSubstr("\nerror: " + instance + ": timeout after 1s\n"));
   EXPECT_GE(r.seconds, 1.9) << "1 s timeout + 1 s kill grace";
-  EXPECT_LT(r.seconds, 5.0);
+  EXPECT_LT(r.seconds, ScaledSeconds(5.0));
   EXPECT_TRUE(WaitFor([&] { return ProcessesWithEnv(env_entry).empty(); }, 2s))
       << ProcessesWithEnv(env_entry).size() << " processes of the instance remain, e.g. "
       << ProcessCmdline(ProcessesWithEnv(env_entry).front());
@@ -285,7 +285,7 @@ TEST_F(RulesTest, UnknownErrorFailsRunFast) {
   const std::string marker = NewMarker(&env_entry);
   CommandResult r = Ctl({"run", RulesFlow("failfast"), "--plain", "-p", "marker=" + marker});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_LT(r.seconds, 3.0) << r.out;
+  EXPECT_LT(r.seconds, ScaledSeconds(3.0)) << r.out;
   const std::string bad = "item(id=bad)";
   const std::string slow = "item(id=slow)";
   EXPECT_THAT(r.out, HasSubstr("\n  start      " + slow + "\n"));
