@@ -11,6 +11,14 @@
 # the reports of processes the tests start — daemons, workers, asflowctl,
 # the Python tests' daemons — are found as well as the test binaries' own.
 #
+# TSan makes the binaries several times slower: the tsan preset sets
+# ASFLOW_TEST_TIME_SCALE=5, which multiplies ctest's TIMEOUTs
+# (tests/CMakeLists.txt), and this script exports the same number to the
+# tests, which multiply their waits and the upper bounds of the durations
+# they assert by it (tests/e2e/e2e_process.h, the shell tests). An
+# ASFLOW_TEST_TIME_SCALE in the environment overrides it for the tests'
+# own bounds (ctest's TIMEOUTs stay the preset's).
+#
 #   scripts/test-tsan.sh [--build-only|--test-only] [CTEST ARGS...]
 # CTEST ARGS default to `-LE deploy` (everything but the podman deploy
 # tests, which package the plain build); e.g. `-L unit`, `-R WatchTest`.
@@ -19,7 +27,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mode=
 case "${1:-}" in
   --build-only|--test-only) mode=$1; shift ;;
-  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
 esac
 [ $# -gt 0 ] || set -- -LE deploy
 cd "$root"
@@ -27,7 +35,9 @@ if [ ! -e build-tsan/abseil/lib/libabsl_synchronization.so ]; then
   echo "build-tsan/abseil is missing: run scripts/build-tsan-abseil.sh first (~40 minutes, once)" >&2
   exit 1
 fi
-[ -f build-tsan/build.ninja ] || cmake --preset tsan >/dev/null
+# Configured again each time (quick): a tree configured before the preset
+# gained a variable (ASFLOW_TEST_TIME_SCALE) takes it.
+cmake --preset tsan >/dev/null
 if [ "$mode" != --test-only ]; then
   nice -n 10 ninja -C build-tsan -j2
 fi
@@ -43,6 +53,10 @@ for bin in build-tsan/server/asflowd build-tsan/client/asflowctl build-tsan/work
     exit 1
   fi
 done
+
+scale=$(sed -n 's/^ASFLOW_TEST_TIME_SCALE:[A-Z]*=//p' build-tsan/CMakeCache.txt)
+export ASFLOW_TEST_TIME_SCALE=${ASFLOW_TEST_TIME_SCALE:-${scale:-1}}
+echo "ASFLOW_TEST_TIME_SCALE=$ASFLOW_TEST_TIME_SCALE (ctest TIMEOUTs x${scale:-1})"
 
 reports=$root/build-tsan/tsan-reports
 rm -rf "$reports"

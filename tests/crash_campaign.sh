@@ -94,10 +94,13 @@ $pool_line
 EOF
 
 ctl() { (cd "$ws" && "$asflowctl" --socket "$sock" "$@"); }
+# N polls, times ASFLOW_TEST_TIME_SCALE (scripts/test-tsan.sh: the binaries
+# are that many times slower).
+polls() { awk -v n="$1" -v s="${ASFLOW_TEST_TIME_SCALE:-1}" 'BEGIN { printf "%d", n * s }'; }
 start_daemon() {
   "$asflowd" --socket "$sock" --state "$state" --allow-root "$tmp" "${listen[@]}" >> "$tmp/asflowd.log" 2>&1 &
   daemon_pid=$!
-  for _ in $(seq 100); do
+  for _ in $(seq "$(polls 100)"); do
     ctl daemon status >/dev/null 2>&1 && return 0
     sleep 0.1
   done

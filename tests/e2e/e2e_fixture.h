@@ -75,7 +75,12 @@ class E2eTest : public ::testing::Test {
   // asflowctl's auto-started daemon double-forks; as a subreaper this test
   // process becomes its parent, so it can be reaped and never lingers as a
   // zombie that looks alive.
-  static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+  // A bad ASFLOW_TEST_TIME_SCALE aborts here, before a process is started
+  // that the abort would leave behind.
+  static void SetUpTestSuite() {
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    TimeScale();
+  }
 
   void SetUp() override {
     home_ = tmp_.Join("home");

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -27,6 +28,37 @@
 #include <vector>
 
 namespace asflow::testing {
+
+// ASFLOW_TEST_TIME_SCALE (a number >= 1, default 1): how many times slower
+// than a plain build the binaries under test may be; scripts/test-tsan.sh
+// sets it for ThreadSanitizer's slowdown. It multiplies how long a test
+// waits for something that is to happen (WaitFor, WaitChild, RunProcess
+// deadlines: the time before a test gives up, not a time it asserts) and,
+// through ScaledSeconds, the upper bounds of the durations tests assert.
+// Never a lower bound, nor a duration a test hands the daemon (a timeout,
+// a backoff), unless that test says why. Unset, every bound is as written.
+inline double TimeScale() {
+  static const double scale = [] {
+    const char *v = getenv("ASFLOW_TEST_TIME_SCALE");
+    if (v == nullptr || *v == '\0') return 1.0;
+    char *end = nullptr;
+    double d = strtod(v, &end);
+    if (*end != '\0' || !(d >= 1.0 && d <= 100.0)) {
+      fprintf(stderr, "ASFLOW_TEST_TIME_SCALE=%s: expected a number from 1 to 100\n", v);
+      abort();
+    }
+    return d;
+  }();
+  return scale;
+}
+
+// `d` times TimeScale(): a deadline for something expected to happen.
+inline std::chrono::milliseconds Scaled(std::chrono::milliseconds d) {
+  return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * TimeScale()));
+}
+
+// `seconds` times TimeScale(): the upper bound of a duration a test asserts.
+inline double ScaledSeconds(double seconds) { return seconds * TimeScale(); }
 
 // What a finished command did. exit_code is the exit status, 128 + N if it
 // died of signal N, or -1 if it outlived its timeout (it is then killed).
@@ -92,13 +124,14 @@ inline int TryReap(pid_t pid) {
   return -2;
 }
 
-// Waits for our child `pid` to exit for up to `timeout`; returns its exit
-// code, -1 after killing its process group on timeout, or -3 if it was
-// already reaped. Blocks in poll() on a pidfd, which becomes readable when
+// Waits for our child `pid` to exit for up to `timeout` (Scaled); returns
+// its exit code, -1 after killing its process group on timeout, or -3 if it
+// was already reaped. Blocks in poll() on a pidfd, which becomes readable when
 // the child exits.
 inline int WaitChild(pid_t pid, std::chrono::milliseconds timeout) {
   int code = TryReap(pid);
   if (code != -2) return code;
+  timeout = Scaled(timeout);
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd >= 0) {
     pollfd p{pidfd, POLLIN, 0};
@@ -122,7 +155,7 @@ inline int WaitChild(pid_t pid, std::chrono::milliseconds timeout) {
 }
 
 // Runs `launch` to completion (stdout/stderr paths are used as scratch files
-// and must be set) and returns what it did.
+// and must be set) and returns what it did; killed after `timeout` (Scaled).
 inline CommandResult RunProcess(const Launch &launch, std::chrono::milliseconds timeout) {
   CommandResult result;
   auto start = std::chrono::steady_clock::now();
@@ -135,9 +168,10 @@ inline CommandResult RunProcess(const Launch &launch, std::chrono::milliseconds 
   return result;
 }
 
-// Polls `condition` every 20 ms until it holds or `timeout` passes.
+// Polls `condition` every 20 ms until it holds or `timeout` (Scaled)
+// passes.
 inline bool WaitFor(const std::function<bool()> &condition, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto deadline = std::chrono::steady_clock::now() + Scaled(timeout);
   while (true) {
     if (condition()) return true;
     if (std::chrono::steady_clock::now() > deadline) return false;

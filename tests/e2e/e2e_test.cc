@@ -501,7 +501,7 @@ TEST_F(E2eTest, CancelStopsRun) {
   EXPECT_EQ(WaitChild(watch, 10s), 1)
       << ReadAll(watch_launch.stdout_path) << ReadAll(watch_launch.stderr_path);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, 3.0);
+  EXPECT_LT(seconds, ScaledSeconds(3.0));
   EXPECT_THAT(ReadAll(watch_launch.stdout_path),
               HasSubstr(absl::StrCat("run ", run, " cancelled")));
 

@@ -72,8 +72,8 @@ class HttpTest : public TcpE2eTest {
 
   httplib::Client Client() {
     httplib::Client cli("127.0.0.1", port_);
-    cli.set_connection_timeout(5);
-    cli.set_read_timeout(10);
+    cli.set_connection_timeout(Scaled(5s));
+    cli.set_read_timeout(Scaled(10s));
     return cli;
   }
   httplib::Headers Bearer(const std::string& token = "s3cret-token") {
@@ -398,16 +398,38 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
 
   // A live run: read until its first instance event, hang up, and come
   // back with Last-Event-ID: the stream goes on right after that event
-  // (no snapshot), to the end.
+  // (no snapshot), to the end. The run is held so that this holds at any
+  // speed (a slow reader under TSan once took the whole run in the message
+  // with its first instance event, whose id was then the run's last: the
+  // case further below): both tasks are paused; the list is resumed once
+  // the stream's snapshot is in (so an instance event comes after it), the
+  // fetches only after the hang-up (so the run cannot end before).
   std::filesystem::remove_all(ws_ + "/data");
+  auto throttle = [&](const std::string& action) {
+    auto res = Client().Post(absl::StrCat("/api/v1/throttle/", action).c_str(), Bearer(), "", "text/plain");
+    ASSERT_TRUE(res) << action;
+    EXPECT_EQ(res->status, 200) << action << ": " << res->body;
+  };
+  throttle("dash.list:pause");
+  throttle("dash.fetch:pause");
   int64_t id = DetachPath(std::string(ASFLOW_TEST_DATA_DIR) + "/web/dash.flow.yaml", {"n=8", "sleep=0.2"});
   body.clear();
   std::string path = absl::StrCat("/api/v1/events?run_id=", id);
   httplib::Client first = Client();
+  bool list_resumed = false;
+  // The stream sends a keep-alive every 10 s: a give-up time of our own.
+  const auto give_up = std::chrono::steady_clock::now() + Scaled(30s);
   first.Get(path.c_str(), Bearer(), [&](const char* data, size_t n) {
     body.append(data, n);
-    return !absl::StrContains(body, "\"kind\":");  // the first instance event after the snapshot
+    if (!list_resumed && absl::StrContains(body, "\"snapshot\"")) {
+      list_resumed = true;
+      throttle("dash.list:resume");
+    }
+    // Up to the first instance event after the snapshot.
+    return !absl::StrContains(body, "\"kind\":") && std::chrono::steady_clock::now() < give_up;
   });
+  ASSERT_THAT(body, HasSubstr("\"kind\":"));
+  ASSERT_THAT(body, Not(HasSubstr("event: end"))) << "the run ended with its fetches paused";
   std::string last_id;
   static const std::regex kId("id: ([0-9]+)\n");
   for (std::sregex_iterator it(body.begin(), body.end(), kId), e; it != e; ++it) {
@@ -416,6 +438,7 @@ TEST_F(HttpTest, EventStreamEndsWithTheRunAndResumesFromLastEventId) {
   ASSERT_FALSE(last_id.empty()) << body;
   int64_t seq = 0;
   ASSERT_TRUE(absl::SimpleAtoi(last_id, &seq));
+  throttle("dash.fetch:resume");
   httplib::Headers resume = Bearer();
   resume.emplace("Last-Event-ID", last_id);
   body.clear();

@@ -205,9 +205,9 @@ class WatchTest : public E2eTest {
     return pid;
   }
 
-  // Reads `fd` until EOF or `timeout`; false on timeout.
+  // Reads `fd` until EOF or `timeout` (Scaled); false on timeout.
   static bool Drain(int fd, std::string *out, std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto deadline = std::chrono::steady_clock::now() + Scaled(timeout);
     char buf[65536];
     while (true) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -360,7 +360,7 @@ TEST_F(WatchTest, SlowConsumerGetsSnapshotNotBacklog) {
               static_cast<long long>(base_ms), static_cast<long long>(slow_ms), events.size(), gaps,
               static_cast<long long>(rss_kb));
   // Only catches a stalled publisher; bench/watch_bench.sh measures.
-  EXPECT_LE(slow_ms, 3 * base_ms + 5000);
+  EXPECT_LE(slow_ms, 3 * base_ms + static_cast<int64_t>(ScaledSeconds(5.0) * 1000));
   EXPECT_GT(rss_kb, 0);
   EXPECT_LT(rss_kb, 1024 * 1024);
 }
