@@ -10,28 +10,17 @@
 #ifndef ASFLOW_SERVER_TSAN_HAND_OFF_H_
 #define ASFLOW_SERVER_TSAN_HAND_OFF_H_
 
+namespace asflow {
+
 #if defined(__SANITIZE_THREAD__)
 extern "C" void __tsan_acquire(void* addr);
 extern "C" void __tsan_release(void* addr);
-#endif
-
-namespace asflow {
-
-inline void TsanRelease(const void* what) {
-#if defined(__SANITIZE_THREAD__)
-  __tsan_release(const_cast<void*>(what));
+inline void TsanRelease(const void* what) { __tsan_release(const_cast<void*>(what)); }
+inline void TsanAcquire(const void* what) { __tsan_acquire(const_cast<void*>(what)); }
 #else
-  (void)what;
+inline void TsanRelease(const void*) {}
+inline void TsanAcquire(const void*) {}
 #endif
-}
-
-inline void TsanAcquire(const void* what) {
-#if defined(__SANITIZE_THREAD__)
-  __tsan_acquire(const_cast<void*>(what));
-#else
-  (void)what;
-#endif
-}
 
 }  // namespace asflow
 
