@@ -156,18 +156,7 @@ absl::StatusOr<UniqueFd> OpenFileBeneath(int root_fd, absl::string_view root_nam
   return Open(root_fd, root_name, rel, O_RDONLY, /*create=*/false);
 }
 
-bool ExistsBeneath(int root_fd, absl::string_view rel) {
-  auto [dir, name] = SplitDirName(rel);
-  UniqueFd dirfd;
-  if (!dir.empty()) {
-    absl::StatusOr<UniqueFd> opened = Open(root_fd, "", dir, O_PATH | O_DIRECTORY, /*create=*/false);
-    if (!opened.ok()) return false;
-    dirfd = std::move(*opened);
-  }
-  struct stat st;
-  const std::string n(name);
-  return fstatat(dir.empty() ? root_fd : dirfd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
+bool ExistsBeneath(int root_fd, absl::string_view rel) { return FirstExistingBeneath(root_fd, rel, "") == 0; }
 
 int FirstExistingBeneath(int root_fd, absl::string_view first, absl::string_view second) {
   auto [dir, name] = SplitDirName(first);

@@ -167,12 +167,20 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   if (task.force && prior != v1::DONE) return false;
   // While expanding, from the probe: a file it misses (made after it read
   // the directory) is found when the instance is picked to start.
-  const std::string err_rel = ErrorPathFor(inst.output, task.spec->on());
+  // The .err path is made only when it is looked up (an expansion of a
+  // cached run finds most outputs first).
+  std::string err_rel;
   int found = -1;
   if (run.expanding != nullptr) {
     ExistenceProbe& probe = *run.expanding->outputs;
-    found = probe.Exists(inst.output) ? 0 : probe.Exists(err_rel) ? 1 : -1;
+    if (probe.Exists(inst.output)) {
+      found = 0;
+    } else {
+      err_rel = ErrorPathFor(inst.output, task.spec->on());
+      found = probe.Exists(err_rel) ? 1 : -1;
+    }
   } else {
+    err_rel = ErrorPathFor(inst.output, task.spec->on());
     found = run.ws->FirstExisting(inst.output, err_rel);
   }
   if (found < 0) return false;
