@@ -508,11 +508,11 @@ bool Store::GroupDueLocked() const {
   return queue_.size() >= std::min(options_.max_group, options_.max_pending) || stopping_ || waiters_ > 0;
 }
 
-void Store::AwaitAppliedLocked(uint64_t seq) {
+void Store::AwaitAppliedLocked(uint64_t seq, bool cut_linger) {
   auto done = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return applied_ >= seq; };
-  ++waiters_;
+  if (cut_linger) ++waiters_;
   mu_.Await(absl::Condition(&done));
-  --waiters_;
+  if (cut_linger) --waiters_;
 }
 
 bool Store::HasRoomLocked() const { return queue_.size() < options_.max_pending; }
@@ -538,7 +538,7 @@ absl::StatusOr<int64_t> Store::CreateRun(const v1::Run& run,
   op.run.clear_id();
   uint64_t seq = Enqueue(Write{std::move(op), {}});
   absl::MutexLock lock(&mu_);
-  AwaitAppliedLocked(seq);
+  AwaitAppliedLocked(seq, /*cut_linger=*/true);
   if (!result.status.ok()) return result.status;
   return result.id;
 }
@@ -573,7 +573,7 @@ absl::Status Store::Flush() {
         absl::StrCat("store ", path_, ": Flush called from a callback"));
   }
   absl::MutexLock lock(&mu_);
-  AwaitAppliedLocked(enqueued_);
+  AwaitAppliedLocked(enqueued_, /*cut_linger=*/true);
   return std::exchange(first_error_, absl::OkStatus());
 }
 
@@ -582,9 +582,8 @@ absl::Status Store::AwaitCallbacks() {
     return absl::FailedPreconditionError(absl::StrCat("store ", path_, ": AwaitCallbacks called from a callback"));
   }
   absl::MutexLock lock(&mu_);
-  const uint64_t target = enqueued_ - queue_.size();  // taken by the writer
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return applied_ >= target; };
-  mu_.Await(absl::Condition(&done));
+  // Taken by the writer already: no linger to cut.
+  AwaitAppliedLocked(enqueued_ - queue_.size(), /*cut_linger=*/false);
   return absl::OkStatus();
 }
 

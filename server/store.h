@@ -266,8 +266,8 @@ class Store final : public StateStore {
   // A lingering writer takes its group now (StoreOptions::linger).
   bool GroupDueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Blocks until the write numbered `seq` (Enqueue's) has had its callback
-  // run; a lingering writer takes it at once.
-  void AwaitAppliedLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // run; with `cut_linger`, a lingering writer takes its group at once.
+  void AwaitAppliedLocked(uint64_t seq, bool cut_linger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
