@@ -106,6 +106,7 @@ void Scheduler::Stop() {
   if (!thread_.joinable()) return;
   Post([this] {
     stopping_ = true;
+    ExpireRevokeWaits(deps_.clock->Now());  // answers every pause still waiting
     execs_.ForEach([](Exec& exec) {
       if (exec.started && exec.runner != nullptr) exec.runner->Cancel(exec.id);
     });
@@ -124,6 +125,7 @@ void Scheduler::Post(std::function<void()> fn) {
 
 absl::Time Scheduler::NextWakeup() const {
   absl::Time next = std::min({plan_.NextWakeup(), timers_.Next(), throttle_.NextExpiry()});
+  for (const RevokeWait& wait : revoke_waits_) next = std::min(next, wait.deadline);
   for (const auto& [id, run] : runs_) {
     if (run->code != nullptr && run->code->session == 0) next = std::min(next, run->code->detached_until);
   }
@@ -168,6 +170,7 @@ void Scheduler::RunCommands(std::vector<std::function<void()>> batch) {
   if (stopping_) return;
   const absl::Time now = deps_.clock->Now();
   FireTimers(now);
+  ExpireRevokeWaits(now);
   ExpireDetachedRuns(now);
   RefreshThrottleNotes(now);
   if (!draining_) return Pump();

@@ -295,6 +295,14 @@ class Scheduler {
   // Another run queued work for `task_key`: its successors chained for
   // other runs stand down, so the plan's turn-taking between runs holds.
   void RevokeContended(const std::string& task_key, int64_t run_id);
+  // Calls `answer` once every chained execution not begun now has stood
+  // down (ReturnUnbegun) or begun (OnHandoff), or kRevokeSettleLimit has
+  // passed: a Pause answers only when no call it held back can still begin.
+  void AfterRevokesSettle(std::function<void()> answer);
+  // `id` is no longer chained-not-begun: the waits for it may answer.
+  void RevokeSettled(ExecId id);
+  // Answers the waits whose limit has passed (all of them when stopping).
+  void ExpireRevokeWaits(absl::Time now);
   ExecJob BuildJob(ExecId id, const RunRt& run, int64_t seq) const;
   void OnExecDone(ExecResult result);
   // Puts an execution back in the queue (at once, or after `delay`).
@@ -342,6 +350,13 @@ class Scheduler {
   TimerQueue timers_;  // executions waiting for a retry or a pause
   // Executions chained but not begun (Exec::pregranted).
   absl::flat_hash_set<ExecId> pregranted_;
+  // Pauses waiting for the chained executions they revoked (AfterRevokesSettle).
+  struct RevokeWait {
+    absl::flat_hash_set<ExecId> pending;
+    absl::Time deadline;
+    std::function<void()> answer;
+  };
+  std::vector<RevokeWait> revoke_waits_;
   // Tasks (by key) whose last attempt was short (ChainDepth).
   absl::flat_hash_map<std::string, bool> fast_tasks_;
   // Code runs by (session, the client's ref).

@@ -18,6 +18,9 @@ namespace {
 // small beside it, and every chained call is held out of the queue).
 constexpr int kChainDepth = 64;
 constexpr int64_t kFastAttemptMs = 20;
+// How long a Pause waits for its revokes to be answered before it answers
+// anyway: a process answers within a round trip unless it is wedged.
+constexpr absl::Duration kRevokeSettleLimit = absl::Seconds(5);
 
 }  // namespace
 
@@ -94,6 +97,7 @@ Exec* Scheduler::ChainAfter(Exec& tail, absl::Time now, std::vector<ExecJob>* jo
 }
 
 void Scheduler::OnHandoff(ExecId from, ExecId to) {
+  RevokeSettled(to);
   Exec* prev = execs_.Find(from);
   Exec* next = execs_.Find(to);
   if (prev != nullptr) prev->successor = 0;
@@ -119,6 +123,7 @@ void Scheduler::OnHandoff(ExecId from, ExecId to) {
 }
 
 void Scheduler::ReturnUnbegun(Exec& exec) {
+  RevokeSettled(exec.id);
   pregranted_.erase(exec.id);
   if (Exec* prev = execs_.Find(exec.after); prev != nullptr && prev->successor == exec.id) prev->successor = 0;
   exec.pregranted = false;
@@ -153,6 +158,43 @@ void Scheduler::RevokeContended(const std::string& task_key, int64_t run_id) {
     exec->revoked = true;
     exec->runner->Revoke(id);
   }
+}
+
+void Scheduler::AfterRevokesSettle(std::function<void()> answer) {
+  if (pregranted_.empty()) return answer();
+  revoke_waits_.push_back(
+      RevokeWait{.pending = pregranted_, .deadline = deps_.clock->Now() + kRevokeSettleLimit, .answer = std::move(answer)});
+}
+
+void Scheduler::RevokeSettled(ExecId id) {
+  std::vector<std::function<void()>> ready;
+  for (auto it = revoke_waits_.begin(); it != revoke_waits_.end();) {
+    it->pending.erase(id);
+    if (!it->pending.empty()) {
+      ++it;
+      continue;
+    }
+    ready.push_back(std::move(it->answer));
+    it = revoke_waits_.erase(it);
+  }
+  for (auto& answer : ready) answer();
+}
+
+void Scheduler::ExpireRevokeWaits(absl::Time now) {
+  std::vector<std::function<void()>> ready;
+  for (auto it = revoke_waits_.begin(); it != revoke_waits_.end();) {
+    if (!stopping_ && it->deadline > now) {
+      ++it;
+      continue;
+    }
+    if (!stopping_) {
+      spdlog::warn("pause: {} chained call(s) neither stood down nor began within {}; answering without them",
+                   it->pending.size(), absl::FormatDuration(kRevokeSettleLimit));
+    }
+    ready.push_back(std::move(it->answer));
+    it = revoke_waits_.erase(it);
+  }
+  for (auto& answer : ready) answer();
 }
 
 }  // namespace asflow

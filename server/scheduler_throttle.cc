@@ -299,7 +299,8 @@ void Scheduler::Pause(std::string target, absl::Duration duration,
     if (absl::Status s = SavePauses(); !s.ok()) return done(s);
     spdlog::info("{} paused{}", (*gate)->name,
                  duration > absl::ZeroDuration() ? absl::StrCat(" for ", absl::FormatDuration(duration)) : "");
-    done(GateStatus(**gate, now));
+    // Answered once the chained calls it revoked can no longer begin.
+    AfterRevokesSettle([done = std::move(done), status = GateStatus(**gate, now)] { done(status); });
   });
 }
 

@@ -1329,6 +1329,68 @@ TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
   EXPECT_NE(c2, 0);
 }
 
+// A pause answers only once no call it held back can still begin: each
+// chained call it revoked has stood down or begun (the pause test of
+// python/tests/test_e2e_throttle.py released the running call as soon as
+// the pause answered, and the chained call after it began).
+TEST_F(SchedulerTest, APauseAnswersOnceTheChainedCallsItRevokedStoodDownOrBegan) {
+  code_->SetChains(true);
+  OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 4; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  ASSERT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}, {3, 2}, {4, 3}}));
+  const ExecId c2 = CallJob(*code_, 2), c3 = CallJob(*code_, 3), c4 = CallJob(*code_, 4);
+  bool answered = false;
+  absl::StatusOr<v1::ThrottleStatus> paused = absl::UnknownError("not answered");
+  sched_->Pause("m.t", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) {
+    answered = true;
+    paused = s;
+  });
+  sched_->Step();
+  EXPECT_THAT(code_->revoked(), ::testing::UnorderedElementsAre(c3, c4));
+  EXPECT_FALSE(answered);  // c3 and c4 could still begin
+  // c3 had begun when the revoke reached its process: it runs in c2's slot.
+  code_->Handoff(c2, c3);
+  code_->FinishOk(c2, "2");
+  sched_->Step();
+  EXPECT_FALSE(answered);  // c4 could still begin after c3
+  code_->FinishCancelled(c4);  // it had not: it stands down
+  sched_->Step();
+  ASSERT_TRUE(answered);
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state(), "paused");
+  // From the answer on nothing of the task begins.
+  code_->FinishOk(c3, "3");
+  sched_->Step();
+  EXPECT_TRUE(code_->running().empty());
+}
+
+TEST_F(SchedulerTest, APauseWhoseRevokesGoUnansweredAnswersAfterFiveSeconds) {
+  code_->SetChains(true);
+  OpenCodeRun("limit: 1");
+  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
+  code_->FinishOk(CallJob(*code_, 1), "1");
+  sched_->Step();
+  ASSERT_EQ(code_->running().size(), 2u);
+  bool answered = false;
+  sched_->Pause("m.t", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) { answered = s.ok(); });
+  sched_->Step();
+  EXPECT_EQ(code_->revoked().size(), 1u);
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Seconds(5));
+  Advance(absl::Milliseconds(4999));
+  EXPECT_FALSE(answered);
+  Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(answered);
+  // Nothing chained: a pause answers at once.
+  code_->FinishCancelled(CallJob(*code_, 3));
+  sched_->Step();
+  bool again = false;
+  sched_->Pause("m.t", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) { again = s.ok(); });
+  sched_->Step();
+  EXPECT_TRUE(again);
+}
+
 TEST_F(SchedulerTest, ASessionThatDoesNotChainGetsOneStartAtATime) {
   OpenCodeRun("limit: 1");
   for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
