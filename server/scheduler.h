@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -303,6 +304,9 @@ class Scheduler {
   void RevokeSettled(ExecId id);
   // Answers the waits whose limit has passed (all of them when stopping).
   void ExpireRevokeWaits(absl::Time now);
+  struct RevokeWait;
+  // Answers (after taking them out) the waits `settled` says are over.
+  void AnswerRevokeWaits(absl::FunctionRef<bool(RevokeWait&)> settled);
   ExecJob BuildJob(ExecId id, const RunRt& run, int64_t seq) const;
   void OnExecDone(ExecResult result);
   // Puts an execution back in the queue (at once, or after `delay`).

@@ -162,39 +162,38 @@ void Scheduler::RevokeContended(const std::string& task_key, int64_t run_id) {
 
 void Scheduler::AfterRevokesSettle(std::function<void()> answer) {
   if (pregranted_.empty()) return answer();
-  revoke_waits_.push_back(
-      RevokeWait{.pending = pregranted_, .deadline = deps_.clock->Now() + kRevokeSettleLimit, .answer = std::move(answer)});
+  revoke_waits_.push_back(RevokeWait{pregranted_, deps_.clock->Now() + kRevokeSettleLimit, std::move(answer)});
+}
+
+void Scheduler::AnswerRevokeWaits(absl::FunctionRef<bool(RevokeWait&)> settled) {
+  std::vector<std::function<void()>> ready;
+  for (auto it = revoke_waits_.begin(); it != revoke_waits_.end();) {
+    if (!settled(*it)) {
+      ++it;
+      continue;
+    }
+    ready.push_back(std::move(it->answer));
+    it = revoke_waits_.erase(it);
+  }
+  for (auto& answer : ready) answer();
 }
 
 void Scheduler::RevokeSettled(ExecId id) {
-  std::vector<std::function<void()>> ready;
-  for (auto it = revoke_waits_.begin(); it != revoke_waits_.end();) {
-    it->pending.erase(id);
-    if (!it->pending.empty()) {
-      ++it;
-      continue;
-    }
-    ready.push_back(std::move(it->answer));
-    it = revoke_waits_.erase(it);
-  }
-  for (auto& answer : ready) answer();
+  if (revoke_waits_.empty()) return;
+  AnswerRevokeWaits([id](RevokeWait& wait) {
+    wait.pending.erase(id);
+    return wait.pending.empty();
+  });
 }
 
 void Scheduler::ExpireRevokeWaits(absl::Time now) {
-  std::vector<std::function<void()>> ready;
-  for (auto it = revoke_waits_.begin(); it != revoke_waits_.end();) {
-    if (!stopping_ && it->deadline > now) {
-      ++it;
-      continue;
-    }
-    if (!stopping_) {
-      spdlog::warn("pause: {} chained call(s) neither stood down nor began within {}; answering without them",
-                   it->pending.size(), absl::FormatDuration(kRevokeSettleLimit));
-    }
-    ready.push_back(std::move(it->answer));
-    it = revoke_waits_.erase(it);
-  }
-  for (auto& answer : ready) answer();
+  AnswerRevokeWaits([this, now](RevokeWait& wait) {
+    if (stopping_) return true;
+    if (wait.deadline > now) return false;
+    spdlog::warn("pause: {} chained call(s) neither stood down nor began within {}; answering without them",
+                 wait.pending.size(), absl::FormatDuration(kRevokeSettleLimit));
+    return true;
+  });
 }
 
 }  // namespace asflow
