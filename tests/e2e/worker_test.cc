@@ -281,7 +281,9 @@ TEST_F(WorkerTest, StalledWorkerLosesItsLeaseAndItsInstancesMoveOn) {
   StartListeningDaemon({"--worker-lease", "1.5"});
   pid_t w1 = StartWorker("w1", 2);
   ASSERT_TRUE(WaitWorkers(1));
-  int64_t run = SubmitRemote({"n=6", "lines=3", "pause=0.5"});
+  // Each instance takes long enough (scaled: under TSan the test is slower
+  // to see the starts and stop w1) that w1 finishes none before it stalls.
+  int64_t run = SubmitRemote({"n=6", "lines=3", absl::StrCat("pause=", ScaledSeconds(0.5))});
   ASSERT_TRUE(WaitFor([&] { return Lines(ReadAll(ws_ + "/starts.log")).size() >= 2; }, 20s));
   // The network of w1 "stalls": the process stops answering, its TCP
   // connection stays up.
@@ -314,7 +316,9 @@ TEST_F(WorkerTest, StalledWorkerLosesItsLeaseAndItsInstancesMoveOn) {
 // instance and the limit, nothing is written, the daemon cancels the
 // assignment, and the session and the daemon go on serving.
 TEST_F(WorkerTest, OversizedOutputChunkFailsItsInstanceAndTheDaemonKeepsServing) {
-  StartListeningDaemon();
+  // This worker sends no heartbeat: the lease (10 s by default) must outlast
+  // the 15 MB message's transfer, which takes seconds under TSan.
+  StartListeningDaemon({"--worker-lease", absl::StrCat(ScaledSeconds(10))});
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(32 << 20);
   auto channel = grpc::CreateCustomChannel(server_, grpc::InsecureChannelCredentials(), args);
