@@ -297,6 +297,11 @@ void RemoteWorker::SlotLoop() {
     absl::MutexLock lock(&mu_);
     session->open.erase(assignment->spec.id());
     --session->running;
+    // Let go of the session before Serve can see it idle: Serve holds the
+    // last reference and tears the stream down itself, not a slot thread
+    // after Serve has returned (TSan saw that teardown drop the channel's
+    // last reference inside libgrpc++, where it cannot see the hand-off).
+    session.reset();
   }
 }
 
