@@ -27,6 +27,22 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
+// Chained starts (scheduler_chain.cc): the jobs started for session 1,
+// each as (call id, the call it is chained after or 0).
+std::vector<std::pair<int64_t, int64_t>> Chain(const FakeRunner& runner) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& [id, job] : runner.running()) out.emplace_back(job.call_id, job.after == 0 ? 0 : job.after_call);
+  return out;
+}
+
+// The id of the job started for call `call_id`; 0 if none runs.
+ExecId CallJob(const FakeRunner& runner, int64_t call_id) {
+  for (const auto& [id, job] : runner.running()) {
+    if (job.call_id == call_id) return id;
+  }
+  return 0;
+}
+
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -157,6 +173,17 @@ class SchedulerTest : public ::testing::Test {
     (*call.mutable_call()->mutable_params())["id"] = id;
     call.mutable_call()->set_output(absl::StrCat("out/", id, ".txt"));
     Op(1, call);
+  }
+  // A code run (OpenCodeRun(`spec`)) on a session that takes chained
+  // starts, with calls c1..c`calls` queued; c1 ends well (and short), so c2
+  // starts with the rest chained behind it. Returns the run's id.
+  int64_t StartChain(int calls, const std::string& spec = "limit: 1") {
+    code_->SetChains(true);
+    const int64_t run = OpenCodeRun(spec);
+    for (int i = 1; i <= calls; ++i) CallOp(i, absl::StrCat("c", i));
+    code_->FinishOk(CallJob(*code_, 1), "1");
+    sched_->Step();
+    return run;
   }
   // The call states sent so far, by call id.
   std::map<int64_t, v1::InstanceState> CallStates() {
@@ -1210,22 +1237,6 @@ TEST_F(SchedulerTest, ACodeTaskUsesTheDaemonsKeyWithFlowFileRuns) {
 }
 
 }  // namespace
-// Chained starts (scheduler_chain.cc): the jobs started for session 1,
-// each as (call id, the call it is chained after or 0).
-std::vector<std::pair<int64_t, int64_t>> Chain(const FakeRunner& runner) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (const auto& [id, job] : runner.running()) out.emplace_back(job.call_id, job.after == 0 ? 0 : job.after_call);
-  return out;
-}
-
-// The id of the job started for call `call_id`; 0 if none runs.
-ExecId CallJob(const FakeRunner& runner, int64_t call_id) {
-  for (const auto& [id, job] : runner.running()) {
-    if (job.call_id == call_id) return id;
-  }
-  return 0;
-}
-
 TEST_F(SchedulerTest, ChainedCallsStartAheadAndTakeTheSlotOnlyWhenHandedIt) {
   code_->SetChains(true);
   int64_t run = OpenCodeRun("limit: 1");
@@ -1259,11 +1270,7 @@ TEST_F(SchedulerTest, ChainedCallsStartAheadAndTakeTheSlotOnlyWhenHandedIt) {
 }
 
 TEST_F(SchedulerTest, AChainedCallThatNeverBeganIsQueuedAgainNotCountedAsAnAttempt) {
-  code_->SetChains(true);
-  int64_t run = OpenCodeRun("limit: 1 retry { retries: 1 exit_codes: 1 }");
-  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
-  code_->FinishOk(CallJob(*code_, 1), "1");
-  sched_->Step();
+  int64_t run = StartChain(3, "limit: 1 retry { retries: 1 exit_codes: 1 }");
   ASSERT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}, {3, 2}}));
   // c2 fails: its process answers c3 cancelled instead of running it.
   const ExecId c3 = CallJob(*code_, 3);
@@ -1285,11 +1292,7 @@ TEST_F(SchedulerTest, AChainedCallThatNeverBeganIsQueuedAgainNotCountedAsAnAttem
 }
 
 TEST_F(SchedulerTest, AnotherRunWaitingRevokesChainedCalls) {
-  code_->SetChains(true);
-  OpenCodeRun("limit: 1");
-  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
-  code_->FinishOk(CallJob(*code_, 1), "1");
-  sched_->Step();
+  StartChain(3);
   ASSERT_EQ(code_->running().size(), 2u);
   const ExecId c3 = CallJob(*code_, 3);
   // A second run of the same flow queues the task: the chain stands down.
@@ -1316,11 +1319,7 @@ TEST_F(SchedulerTest, AnotherRunWaitingRevokesChainedCalls) {
 }
 
 TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
-  code_->SetChains(true);
-  OpenCodeRun("limit: 1");
-  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
-  code_->FinishOk(CallJob(*code_, 1), "1");
-  sched_->Step();
+  StartChain(3);
   const ExecId c2 = CallJob(*code_, 2), c3 = CallJob(*code_, 3);
   sched_->Drain([] {});
   sched_->Step();
@@ -1334,11 +1333,7 @@ TEST_F(SchedulerTest, DrainingRevokesChainedCalls) {
 // python/tests/test_e2e_throttle.py released the running call as soon as
 // the pause answered, and the chained call after it began).
 TEST_F(SchedulerTest, APauseAnswersOnceTheChainedCallsItRevokedStoodDownOrBegan) {
-  code_->SetChains(true);
-  OpenCodeRun("limit: 1");
-  for (int i = 1; i <= 4; ++i) CallOp(i, absl::StrCat("c", i));
-  code_->FinishOk(CallJob(*code_, 1), "1");
-  sched_->Step();
+  StartChain(4);
   ASSERT_EQ(Chain(*code_), (std::vector<std::pair<int64_t, int64_t>>{{2, 0}, {3, 2}, {4, 3}}));
   const ExecId c2 = CallJob(*code_, 2), c3 = CallJob(*code_, 3), c4 = CallJob(*code_, 4);
   bool answered = false;
@@ -1367,11 +1362,7 @@ TEST_F(SchedulerTest, APauseAnswersOnceTheChainedCallsItRevokedStoodDownOrBegan)
 }
 
 TEST_F(SchedulerTest, APauseWhoseRevokesGoUnansweredAnswersAfterFiveSeconds) {
-  code_->SetChains(true);
-  OpenCodeRun("limit: 1");
-  for (int i = 1; i <= 3; ++i) CallOp(i, absl::StrCat("c", i));
-  code_->FinishOk(CallJob(*code_, 1), "1");
-  sched_->Step();
+  StartChain(3);
   ASSERT_EQ(code_->running().size(), 2u);
   bool answered = false;
   sched_->Pause("m.t", absl::ZeroDuration(), [&](absl::StatusOr<v1::ThrottleStatus> s) { answered = s.ok(); });
