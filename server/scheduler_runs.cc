@@ -166,22 +166,15 @@ bool Scheduler::CacheByFile(RunRt& run, int64_t seq, v1::InstanceState prior) {
   // a restart); the new output replaces the old one when it commits.
   if (task.force && prior != v1::DONE) return false;
   // While expanding, from the probe: a file it misses (made after it read
-  // the directory) is found when the instance is picked to start.
-  // The .err path is made only when it is looked up (an expansion of a
-  // cached run finds most outputs first).
+  // the directory) is found when the instance is picked to start. The
+  // .err path is made only when it is looked up (an expansion of a cached
+  // run finds most outputs first).
+  ExistenceProbe* probe = run.expanding != nullptr ? run.expanding->outputs.get() : nullptr;
   std::string err_rel;
-  int found = -1;
-  if (run.expanding != nullptr) {
-    ExistenceProbe& probe = *run.expanding->outputs;
-    if (probe.Exists(inst.output)) {
-      found = 0;
-    } else {
-      err_rel = ErrorPathFor(inst.output, task.spec->on());
-      found = probe.Exists(err_rel) ? 1 : -1;
-    }
-  } else {
+  int found = 0;
+  if (probe == nullptr || !probe->Exists(inst.output)) {
     err_rel = ErrorPathFor(inst.output, task.spec->on());
-    found = run.ws->FirstExisting(inst.output, err_rel);
+    found = probe != nullptr ? (probe->Exists(err_rel) ? 1 : -1) : run.ws->FirstExisting(inst.output, err_rel);
   }
   if (found < 0) return false;
   const bool err_present = found == 1;
